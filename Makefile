@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+
+.PHONY: install data demo test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+# Fashion-MNIST comes from Debian; install it only when the IDX files are missing.
+data:
+	@if [ -z "$$SEARCHER_DATA" ] && [ ! -f $(FMNIST) ]; then \
+	  (apt-get update -q && apt-get install -y -q dataset-fashion-mnist) >/dev/null; fi
+
+demo: install data
+	$(BIN)/searcher data
+
+lint: install
+	$(BIN)/ruff check searcher tests bench
+	$(BIN)/mypy searcher
+
+test: install data lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs .cache

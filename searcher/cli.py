@@ -1,0 +1,93 @@
+"""The ``searcher`` command: a thin layer that parses arguments and calls the library.
+
+User mistakes raise :class:`~searcher.errors.SearcherError`; they are printed as one ``error: …`` line on stderr
+and the process exits with code 2, without a traceback. ``--json`` prints machine-readable results on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+from .errors import SearcherError
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("searcher")
+COMMANDS: dict[str, Callable[[argparse.Namespace], int | None]] = {}
+
+
+def command(name: str):
+    def deco(fn):
+        COMMANDS[name] = fn
+        return fn
+    return deco
+
+
+def emit(args: argparse.Namespace, result: dict, text: str) -> None:
+    """Print ``result`` as JSON with ``--json``, else the human-readable ``text``."""
+    if getattr(args, "json", False):
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(text)
+
+
+# -------------------------------------------------------------------------------------------------- commands
+@command("data")
+def cmd_data(args: argparse.Namespace) -> None:
+    from .data import load_splits
+
+    splits = load_splits({"kind": "fashion-mnist", "dir": args.data_dir})
+    any_split = next(iter(splits.values()))
+    result = {
+        "dataset": "fashion-mnist",
+        "source": any_split.source,
+        "classes": any_split.classes,
+        "num_classes": any_split.num_classes,
+        "image_shape": list(any_split.images.shape[1:]),
+        "splits": {n: {"images": len(s), "class_counts": s.class_counts()} for n, s in splits.items()},
+    }
+    lines = [f"Fashion-MNIST from {any_split.source}", f"  {any_split.num_classes} classes, images "
+             f"{'x'.join(map(str, any_split.images.shape[1:]))} (28x28 padded to 32x32)"]
+    for n, s in splits.items():
+        counts = s.class_counts()
+        lines.append(f"  {n:<7} {len(s):>6} images   per class {min(counts)}-{max(counts)}")
+    emit(args, result, "\n".join(lines))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="searcher", description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--version", action="version", version=f"searcher {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("data", help="show where the data was found, split sizes and class balance")
+    d.add_argument("--data-dir", help="directory with the Fashion-MNIST IDX files (default: $SEARCHER_DATA, "
+                                      "then /usr/share/datasets/fashion-mnist)")
+    d.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args) or 0
+    except SearcherError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
