@@ -59,6 +59,18 @@ def cmd_data(args: argparse.Namespace) -> None:
     emit(args, result, "\n".join(lines))
 
 
+@command("train")
+def cmd_train(args: argparse.Namespace) -> None:
+    from .train import TrainConfig, train
+
+    overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+    cfg = TrainConfig.from_dict(overrides)
+    meta = train(cfg, command="searcher " + " ".join(sys.argv[1:]))
+    acc = ", ".join(f"{k} {v:.2f}%" for k, v in meta["accuracy"].items())
+    emit(args, meta, f"trained {cfg.model} in {meta['training']['minutes']:.1f} min: {acc}\n"
+                     f"weights: {cfg.out}/{cfg.model}.safetensors (+ .json); copy both into searcher/assets/")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="searcher", description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--version", action="version", version=f"searcher {__version__}")
@@ -69,6 +81,25 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-dir", help="directory with the Fashion-MNIST IDX files (default: $SEARCHER_DATA, "
                                       "then /usr/share/datasets/fashion-mnist)")
     d.add_argument("--json", action="store_true", help="machine-readable output")
+
+    t = sub.add_parser("train", help="train an embedded default model on Fashion-MNIST (resumable)")
+    t.add_argument("--model", default="fashion-vit", help="fashion-vit or fashion-autoformer")
+    t.add_argument("--out", help="run directory for checkpoints and results (default runs/train/MODEL)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", dest="batch_size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--weight-decay", dest="weight_decay", type=float)
+    t.add_argument("--warmup-epochs", dest="warmup_epochs", type=float)
+    t.add_argument("--label-smoothing", dest="label_smoothing", type=float)
+    t.add_argument("--translate", type=int, help="random translation in pixels")
+    t.add_argument("--no-flip", dest="flip", action="store_const", const=False)
+    t.add_argument("--drop-path", dest="drop_path", type=float)
+    t.add_argument("--ema-decay", dest="ema_decay", type=float)
+    t.add_argument("--sandwich", action="store_const", const=True, help="supernet: also train the largest subnet")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    t.add_argument("--data-dir", dest="data_dir")
+    t.add_argument("--json", action="store_true")
     return p
 
 
@@ -79,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    if args.command == "train" and not args.out:
+        args.out = f"runs/train/{args.model}"
     try:
         return COMMANDS[args.command](args) or 0
     except SearcherError as e:

@@ -1,0 +1,244 @@
+"""Training the embedded default models (a timm ViT and an AutoFormer supernet) on Fashion-MNIST.
+
+Recipe: AdamW, linear warm-up then cosine decay, label smoothing, light augmentation (random translation by
+zero-padding and cropping, horizontal flip), an EMA of the weights (the EMA is what is saved). For a supernet
+every step trains one uniformly sampled subnet (AutoFormer's one-shot recipe), optionally plus the largest
+subnet ("sandwich"), with gradients accumulated.
+
+Runs are deterministic on CPU: the data order of epoch ``e`` and the augmentation and subnet of step ``s`` come
+from generators seeded with ``(seed, e)`` and ``(seed, s)``, so a run resumed from a checkpoint continues
+exactly as if it had not stopped. Checkpoints are written atomically every ``checkpoint_every`` seconds and at
+the end of every epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from timm.utils import ModelEmaV3
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import Split, load_splits
+from .errors import ConfigError
+from .evaluate import evaluate
+
+__all__ = ["TrainConfig", "train", "augment"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """One training run; every field is recorded in the output metadata."""
+
+    model: str = "fashion-vit"  # a name from searcher.models.EMBEDDED
+    out: str = "runs/train"  # run directory: checkpoint, final weights and metadata
+    epochs: int = 12
+    batch_size: int = 128
+    lr: float = 1e-3  # peak learning rate (AdamW)
+    min_lr: float = 1e-5  # end of the cosine decay
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    translate: int = 2  # random translation in pixels (zero padding + crop)
+    flip: bool = True  # random horizontal flip
+    drop_path: float = 0.0
+    ema_decay: float = 0.999
+    sandwich: bool = False  # supernet: also train the largest subnet every step
+    seed: int = 0
+    threads: int = 0  # torch threads; 0 = all cores
+    checkpoint_every: float = 120.0  # seconds between checkpoints
+    data_dir: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"unknown training options {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**d)
+
+
+def augment(images_u8: torch.Tensor, translate: int, flip: bool, g: torch.Generator) -> torch.Tensor:
+    """Random translation (zero padding + crop) and horizontal flip of a uint8 batch (B, C, H, W)."""
+    b, c, h, w = images_u8.shape
+    x = images_u8
+    if translate:
+        p = translate
+        padded = F.pad(x, (p, p, p, p))  # (B, C, H+2p, W+2p)
+        oy = torch.randint(0, 2 * p + 1, (b,), generator=g)
+        ox = torch.randint(0, 2 * p + 1, (b,), generator=g)
+        rows = (oy[:, None] + torch.arange(h))[:, None, :, None].expand(b, c, h, w + 2 * p)
+        x = padded.gather(2, rows)  # (B, C, H, W+2p)
+        cols = (ox[:, None] + torch.arange(w))[:, None, None, :].expand(b, c, h, w)
+        x = x.gather(3, cols)  # (B, C, H, W)
+    if flip:
+        mask = torch.rand(b, generator=g) < 0.5
+        x = torch.where(mask[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+def _lr_at(cfg: TrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
+    warm = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
+
+
+def _build(cfg: TrainConfig) -> tuple[nn.Module, Any]:
+    """The model to train (random init, seeded) and, for a supernet, its search space."""
+    from .models import EMBEDDED, create_model
+
+    if cfg.model not in EMBEDDED:
+        raise ConfigError(f"'searcher train' trains the embedded models {list(EMBEDDED)}, not {cfg.model!r}")
+    torch.manual_seed(cfg.seed)
+    kwargs = {"drop_path_rate": cfg.drop_path} if EMBEDDED[cfg.model].family == "timm-vit" and cfg.drop_path else {}
+    if kwargs:
+        from timm.models.vision_transformer import VisionTransformer
+
+        model: nn.Module = VisionTransformer(**EMBEDDED[cfg.model].kwargs, **kwargs)
+    else:
+        model = create_model(cfg.model, weights=False)
+    space = getattr(model, "space", None)
+    return model, space
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, command: str = "") -> dict:
+    """Train ``cfg.model`` on the Fashion-MNIST ``train`` split; returns the metadata written next to the weights.
+
+    Resumes from ``<out>/checkpoint.pt`` when it exists and was written with the same configuration.
+    """
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    splits = load_splits({"kind": "fashion-mnist", "dir": cfg.data_dir})
+    train_split: Split = splits["train"]
+    model, space = _build(cfg)
+    model.train()
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 or n.endswith(("pos_embed", "cls_token")) or "rel_pos" in n else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True)
+    n = len(train_split)
+    steps_per_epoch = n // cfg.batch_size  # the last partial batch is dropped
+    total = steps_per_epoch * cfg.epochs
+    step, elapsed = 0, 0.0
+    ckpt = out / "checkpoint.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=True)
+        if state["config"] != asdict(cfg) | {"threads": state["config"].get("threads")}:
+            raise ConfigError(f"{ckpt} was written with another configuration; use a new --out or delete it")
+        model.load_state_dict(state["model"])
+        ema.module.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        step, elapsed = state["step"], state["elapsed"]
+        log.info("resumed %s at step %d/%d", ckpt, step, total)
+
+    def save() -> None:
+        _atomic_torch_save({"config": asdict(cfg), "model": model.state_dict(), "ema": ema.module.state_dict(),
+                            "opt": opt.state_dict(), "step": step, "elapsed": elapsed}, ckpt)
+
+    interactive = sys.stderr.isatty()
+    bar = tqdm(total=total, initial=step, desc=f"train {cfg.model}", unit="step", disable=not interactive)
+    last_save = t_start = time.perf_counter()
+    elapsed0 = elapsed
+    seen = 0
+    while step < total:
+        epoch, i = divmod(step, steps_per_epoch)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+        idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+        g = torch.Generator().manual_seed(cfg.seed * 1000003 + step)
+        images = train_split.normalize(augment(train_split.images[idx], cfg.translate, cfg.flip, g))
+        labels = train_split.labels[idx]
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(cfg, step, total, steps_per_epoch)
+        opt.zero_grad(set_to_none=True)
+        subnets = [space.sample(g)] if space is not None else [None]
+        if space is not None and cfg.sandwich:
+            subnets.append(space.largest())
+        loss_sum = 0.0
+        for sub in subnets:
+            if sub is not None:
+                model.set_sample_config(sub)  # type: ignore[operator]
+            loss = F.cross_entropy(model(images), labels, label_smoothing=cfg.label_smoothing)
+            loss.backward()
+            loss_sum += loss.item()
+        if not math.isfinite(loss_sum):
+            raise RuntimeError(f"training diverged at step {step} (loss {loss_sum}); lower --lr")
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        ema.update(model, step=step)
+        step += 1
+        seen += len(idx)
+        now = time.perf_counter()
+        elapsed = elapsed0 + (now - t_start)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_sum / len(subnets):.3f}", img_s=f"{seen / max(now - t_start, 1e-9):.0f}")
+        end_of_epoch = step % steps_per_epoch == 0
+        if not interactive and (step % 100 == 0 or end_of_epoch):
+            print(f"step {step}/{total} epoch {step / steps_per_epoch:.2f} loss {loss_sum / len(subnets):.4f} "
+                  f"{seen / max(now - t_start, 1e-9):.0f} img/s elapsed {elapsed / 60:.1f} min", flush=True)
+        if end_of_epoch or now - last_save > cfg.checkpoint_every or step == total:
+            save()
+            last_save = now
+    bar.close()
+    return _finish(cfg, ema.module, space, splits, elapsed, command, out)
+
+
+def _finish(cfg: TrainConfig, model: nn.Module, space: Any, splits: dict[str, Split], elapsed: float,
+            command: str, out: Path) -> dict:
+    """Evaluate the EMA weights on the test split and write ``<name>.safetensors`` + ``<name>.json``."""
+    from . import __version__
+    from .models import EMBEDDED, sha256_file
+
+    model.eval()
+    accuracy: dict[str, Any] = {}
+    if space is None:
+        accuracy["test_top1"] = evaluate(model, splits["test"]).top1
+    else:
+        for which in ("largest", "smallest"):
+            sub = getattr(space, which)()
+            model.set_sample_config(sub)  # type: ignore[operator]
+            accuracy[f"{which}_test_top1"] = evaluate(model, splits["test"]).top1
+    weights = out / f"{cfg.model}.safetensors"
+    tmp = weights.with_name(f".{weights.name}.tmp")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    os.replace(tmp, weights)
+    meta = {
+        "name": cfg.model,
+        "family": EMBEDDED[cfg.model].family,
+        "architecture": EMBEDDED[cfg.model].kwargs,
+        "space": space.to_dict() if space is not None else None,
+        "training": {"command": command, "config": asdict(cfg), "seed": cfg.seed, "minutes": elapsed / 60,
+                     "threads": torch.get_num_threads(), "torch": torch.__version__, "searcher": __version__},
+        "data": {"dataset": "fashion-mnist", "split": "train", "checksums": splits["train"].meta.get("checksums")},
+        "accuracy": accuracy,
+        "sha256": sha256_file(weights),
+    }
+    meta_path = out / f"{cfg.model}.json"
+    tmp = meta_path.with_name(f".{meta_path.name}.tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, meta_path)
+    return meta
