@@ -1,7 +1,10 @@
-"""Budgets and rates as users write them: ``3.3GFLOPs``, ``850MFLOPs``, ``3.3e9FLOPs``, ``60%``, ``1500img/s``.
+"""Budgets and rates as users write them: ``3.3GFLOPs``, ``850MFLOPs``, ``3.3e9FLOPs``, ``60%``,
+``1500img/s``.
 
-FLOPs follow fvcore's convention (one multiply-add is one FLOP) and are per image. A relative budget is a share
-of the unreduced model's FLOPs. Parsing is case-insensitive and accepts an optional space before the unit.
+FLOPs follow fvcore's convention (one multiply-add is one FLOP) and are per image. A relative budget is a
+share of the unreduced model's FLOPs. Parsing is case-insensitive and accepts one optional space before the
+unit; anything else (a bare number, a sign, nan/inf, a share outside (0%, 100%], a unit typo) is a
+:class:`~searcher.errors.ConfigError` whose message shows the accepted forms.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from .errors import ConfigError
 __all__ = ["Budget", "parse_budget", "parse_rate", "format_gflops"]
 
 _NUMBER = r"([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?|[0-9]+\.)"
-_FLOPS_RE = re.compile(rf"^{_NUMBER}\s*([kmgt]?)flops$", re.IGNORECASE)
-_PERCENT_RE = re.compile(rf"^{_NUMBER}\s*%$", re.IGNORECASE)
-_RATE_RE = re.compile(rf"^{_NUMBER}\s*(?:img|images?)/s$", re.IGNORECASE)
+_FLOPS_RE = re.compile(rf"{_NUMBER} ?([kmgt]?)flops", re.IGNORECASE)
+_PERCENT_RE = re.compile(rf"{_NUMBER} ?%", re.IGNORECASE)
+_RATE_RE = re.compile(rf"{_NUMBER} ?(?:img|images?)/s", re.IGNORECASE)
 _PREFIX = {"": 1e-9, "k": 1e-6, "m": 1e-3, "g": 1.0, "t": 1e3}  # → GFLOPs
 
-BUDGET_FORMS = "an absolute FLOPs budget such as '3.3GFLOPs', '850MFLOPs' or '3.3e9FLOPs', or a share of the unreduced model such as '60%'"
+BUDGET_FORMS = ("an absolute FLOPs budget such as '3.3GFLOPs', '850MFLOPs' or '3.3e9FLOPs', "
+                "or a share of the unreduced model such as '60%'")
 RATE_FORMS = "a throughput such as '1500img/s'"
 
 
@@ -30,6 +34,11 @@ class Budget:
 
     gflops: float | None = None  # absolute budget in GFLOPs per image
     fraction: float | None = None  # share of the unreduced model's FLOPs, in (0, 1]
+
+    def __post_init__(self) -> None:
+        if (self.gflops is None) == (self.fraction is None):
+            raise ConfigError(f"a budget is absolute or relative, not both or neither: {self.gflops=}, "
+                              f"{self.fraction=}")
 
     def resolve(self, full_gflops: float) -> float:
         """The budget in GFLOPs for a model whose unreduced cost is ``full_gflops``."""
@@ -55,14 +64,14 @@ def parse_budget(text: str | Budget) -> Budget:
     if isinstance(text, Budget):
         return text
     s = str(text).strip()
-    if m := _FLOPS_RE.match(s):
+    if m := _FLOPS_RE.fullmatch(s):
         value = _finite_positive("budget", s, float(m.group(1)) * _PREFIX[m.group(2).lower()], BUDGET_FORMS)
         if value > 1e6:
             raise ConfigError(f"budget {text!r} is above a PetaFLOP per image; write {BUDGET_FORMS}")
         return Budget(gflops=value)
-    if m := _PERCENT_RE.match(s):
+    if m := _PERCENT_RE.fullmatch(s):
         pct = float(m.group(1))
-        if not (0 < pct <= 100):
+        if not (0 < pct <= 100) or pct / 100 == 0:  # the second: a share that underflows to zero
             raise ConfigError(f"budget {text!r} must be a share in (0%, 100%]; write {BUDGET_FORMS}")
         return Budget(fraction=pct / 100)
     raise ConfigError(f"cannot read budget {text!r}; write {BUDGET_FORMS}")
@@ -73,7 +82,7 @@ def parse_rate(text: str | float) -> float:
     if isinstance(text, int | float) and not isinstance(text, bool):
         return _finite_positive("throughput", str(text), float(text), RATE_FORMS)
     s = str(text).strip()
-    if m := _RATE_RE.match(s):
+    if m := _RATE_RE.fullmatch(s):
         return _finite_positive("throughput", s, float(m.group(1)), RATE_FORMS)
     raise ConfigError(f"cannot read throughput {text!r}; write {RATE_FORMS}")
 
