@@ -1,13 +1,14 @@
 """Evaluation and training data: Fashion-MNIST (IDX files) and ImageFolder (ImageNet layout).
 
 Every split is held as a uint8 tensor (N, C, H, W) after the geometric transform (pad, resize, crop) plus the
-normalisation constants; batches are normalised on the fly. The uint8 tensors are cached on disk (safetensors),
-keyed by the source files' checksums and the transform, so a second run loads in well under a second and trials
-never decode images again.
+normalisation constants; batches are normalised on the fly. The uint8 tensors are cached on disk
+(safetensors), keyed by the source files (checksums, or paths, sizes and mtimes) and the transform, so a
+second run loads in well under a second and trials never decode images again.
 
 Splits: ``train`` (for ``searcher train`` only), ``search`` (held out from training, used by the search) and
 ``test`` (only for confirming the Pareto set). For Fashion-MNIST ``search`` is 200 images per class drawn from
-the training set with a fixed seed, and ``train`` is the other 58,000.
+the training set with a fixed seed, and ``train`` is the other 58,000. For an ImageFolder the user names the
+folders (and optionally a file list or a per-class count) of each split; see :func:`load_splits`.
 """
 
 from __future__ import annotations
@@ -17,23 +18,28 @@ import hashlib
 import json
 import logging
 import os
+import random
 import struct
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 __all__ = [
     "Split",
     "FASHION_CLASSES",
+    "IMAGE_EXTENSIONS",
     "fashion_mnist",
     "find_fashion_mnist",
     "read_idx",
     "image_folder",
+    "data_config_for",
     "load_splits",
     "cache_dir",
     "atomic_write_bytes",
@@ -55,6 +61,13 @@ SYSTEM_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 SEARCH_PER_CLASS = 200
 SEARCH_SEED = 0
 _TRANSFORM_VERSION = "pad2-v1"  # part of the cache key: change it when the preprocessing changes
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff", ".gif")
+_IMAGEFOLDER_VERSION = "imagefolder-v1"  # part of the cache key
+_DATA_CONFIG_KEYS = ("input_size", "img_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+_CROP_MODES = ("center", "squash", "border")
+_INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")
+PARALLEL_MIN_FILES = 64  # fewer images than this are decoded in the calling thread
 
 
 @dataclass
@@ -83,8 +96,11 @@ class Split:
         std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
         return (images_u8.float() / 255.0 - mean) / std
 
-    def batches(self, batch_size: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, batch_size: int, start: int = 0,
+                stop: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Normalised (images, labels) batches over ``[start, stop)`` in order."""
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size=}")
         stop = len(self) if stop is None else min(stop, len(self))
         for i in range(start, stop, batch_size):
             j = min(i + batch_size, stop)
@@ -92,21 +108,21 @@ class Split:
 
     def subset(self, n: int) -> Split:
         """The first ``n`` images (splits are already shuffled or stratified where it matters)."""
-        return Split(self.name, self.images[:n], self.labels[:n], self.mean, self.std, self.classes, self.source,
-                     dict(self.meta))
+        return Split(self.name, self.images[:n], self.labels[:n], self.mean, self.std, self.classes,
+                     self.source, dict(self.meta))
 
     def class_counts(self) -> list[int]:
         return torch.bincount(self.labels, minlength=self.num_classes).tolist()
 
 
-# --------------------------------------------------------------------------------------------------- utilities
+# ------------------------------------------------------------------------------------------------- utilities
 def cache_dir() -> Path:
     """Where preprocessed tensors and timings are cached: ``$SEARCHER_CACHE`` or ``~/.cache/searcher``."""
-    return Path(os.environ.get("SEARCHER_CACHE", Path.home() / ".cache" / "searcher"))
+    return Path(os.environ.get("SEARCHER_CACHE") or Path.home() / ".cache" / "searcher")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename, so a crash never leaves half a file."""
+    """Write ``data`` to ``path`` through a temporary file and a rename: a crash never leaves half a file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -124,26 +140,51 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _cache_load(key: str) -> dict[str, torch.Tensor] | None:
-    path = cache_dir() / f"{key}.safetensors"
+def _cache_key(prefix: str, parts: Any) -> str:
+    return f"{prefix}-" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _cache_path(key: str) -> Path:
+    return cache_dir() / f"{key}.safetensors"
+
+
+def _cache_load(key: str, required: Iterable[str] = ()) -> dict[str, torch.Tensor] | None:
+    """The cached tensors under ``key``, or None when absent, unreadable or missing one of ``required``."""
+    path = _cache_path(key)
     if not path.exists():
         return None
     try:
-        return load_file(str(path))
+        tensors = load_file(str(path))
     except Exception as e:  # a damaged cache file is rebuilt, never trusted
         log.warning("ignoring unreadable cache file %s (%s)", path, e)
         return None
+    missing = [k for k in required if k not in tensors]
+    if missing:
+        log.warning("ignoring cache file %s without %s", path, missing)
+        return None
+    return tensors
 
 
 def _cache_save(key: str, tensors: dict[str, torch.Tensor]) -> None:
     d = cache_dir()
+    tmp = d / f".{key}.{os.getpid()}.tmp"
     try:
         d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".{key}.{os.getpid()}.tmp"
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-        os.replace(tmp, d / f"{key}.safetensors")
-    except OSError as e:  # caching is an optimisation; a read-only home must not stop a run
+        os.replace(tmp, _cache_path(key))
+    except Exception as e:  # caching is an optimisation; a read-only or full disk must not stop a run
         log.warning("could not write cache in %s (%s)", d, e)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 # ------------------------------------------------------------------------------------------------ IDX reading
@@ -157,8 +198,9 @@ def read_idx(path: Path, expect_dims: int) -> torch.Tensor:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise DataError(f"cannot read {path}: {e}; reinstall the data (apt-get install dataset-fashion-mnist)") from e
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+        raise DataError(f"cannot read {path}: {e}; reinstall the data (apt-get install dataset-fashion-mnist)"
+                        ) from e
     if len(raw) < 4:
         raise DataError(f"{path} is not an IDX file: only {len(raw)} bytes; reinstall the data")
     zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
@@ -169,7 +211,8 @@ def read_idx(path: Path, expect_dims: int) -> torch.Tensor:
         )
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise DataError(f"{path} is truncated inside its header; reinstall the data")
+        raise DataError(f"{path} is truncated inside its header ({len(raw)} of {header} bytes); "
+                        "reinstall the data")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     expected = 1
     for d in dims:
@@ -180,21 +223,20 @@ def read_idx(path: Path, expect_dims: int) -> torch.Tensor:
             f"{path} is truncated or padded: header says {'x'.join(map(str, dims))} = {expected} bytes, "
             f"found {found}; reinstall the data"
         )
+    if expected == 0:  # torch.frombuffer rejects an empty buffer
+        return torch.empty(dims, dtype=torch.uint8)
     return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).reshape(dims)
 
 
 def _candidate_dirs(data_dir: str | Path | None) -> list[Path]:
-    roots: list[Path] = []
     if data_dir:
-        roots.append(Path(data_dir))
+        root = Path(data_dir).expanduser()
     elif os.environ.get("SEARCHER_DATA"):
-        roots.append(Path(os.environ["SEARCHER_DATA"]))
+        root = Path(os.environ["SEARCHER_DATA"]).expanduser()
     else:
-        roots.append(SYSTEM_FASHION_DIR)
-    dirs = []
-    for r in roots:  # the directory itself, then torchvision's download layout under it
-        dirs += [r, r / "FashionMNIST" / "raw", r / "fashion-mnist"]
-    return dirs
+        root = SYSTEM_FASHION_DIR
+    # the directory itself, then torchvision's download layout under it
+    return [root, root / "FashionMNIST" / "raw", root / "fashion-mnist"]
 
 
 def _find_file(d: Path, stem: str) -> Path | None:
@@ -205,18 +247,24 @@ def _find_file(d: Path, stem: str) -> Path | None:
 
 
 def find_fashion_mnist(data_dir: str | Path | None = None) -> dict[str, Path]:
-    """Locate the four IDX files: ``--data-dir``, else ``$SEARCHER_DATA``, else the Debian package's directory;
-    in each, also torchvision's ``FashionMNIST/raw`` layout."""
+    """Locate the four IDX files: ``--data-dir``, else ``$SEARCHER_DATA``, else the Debian package's
+    directory; under each, also torchvision's ``FashionMNIST/raw`` layout."""
     tried = _candidate_dirs(data_dir)
     for d in tried:
         found = {k: _find_file(d, stem) for k, stem in FASHION_FILES.items()}
         if all(found.values()):
             return {k: v for k, v in found.items() if v is not None}
+        if any(found.values()):  # a partial set is a clearer error than "not found"
+            missing = [FASHION_FILES[k] + "[.gz]" for k, v in found.items() if v is None]
+            raise DataError(f"{d} has only some of the Fashion-MNIST IDX files: missing "
+                            f"{', '.join(missing)}; copy them there or reinstall the data "
+                            "(apt-get install dataset-fashion-mnist)")
     where = ", ".join(str(d) for d in tried)
+    hint = "" if tried[0].is_dir() else f" ({tried[0]} does not exist)"
     raise DataError(
-        f"Fashion-MNIST IDX files not found (looked in {where}); install them with "
-        "'apt-get install dataset-fashion-mnist', or pass --data-dir / set SEARCHER_DATA to a directory holding "
-        "train-images-idx3-ubyte[.gz] and the other three files"
+        f"Fashion-MNIST IDX files not found (looked in {where}){hint}; install them with "
+        "'apt-get install dataset-fashion-mnist', or pass --data-dir / set SEARCHER_DATA to a directory "
+        "holding train-images-idx3-ubyte[.gz] and the other three files"
     )
 
 
@@ -225,22 +273,37 @@ def _pad_to_32(images: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(images.unsqueeze(1), (2, 2, 2, 2))
 
 
+_FASHION_SPLITS = ("train", "search", "test")
+
+
+def _fashion_tensors_ok(t: dict[str, torch.Tensor]) -> bool:
+    for name in _FASHION_SPLITS:
+        x, y = t[f"{name}_images"], t[f"{name}_labels"]
+        if (x.dtype != torch.uint8 or y.dtype != torch.int64 or x.ndim != 4
+                or tuple(x.shape[1:]) != (1, 32, 32) or y.shape != (x.shape[0],)):
+            return False
+    return True
+
+
 def fashion_mnist(data_dir: str | Path | None = None) -> dict[str, Split]:
     """The three Fashion-MNIST splits (``train`` 58,000, ``search`` 2,000 stratified, ``test`` 10,000)."""
     files = find_fashion_mnist(data_dir)
     sums = {k: _sha256(p) for k, p in sorted(files.items())}
-    key = "fmnist-" + hashlib.sha256(json.dumps([sums, _TRANSFORM_VERSION, SEARCH_PER_CLASS, SEARCH_SEED]).encode()
-                                     ).hexdigest()[:16]
-    tensors = _cache_load(key)
+    key = _cache_key("fmnist", [sums, _TRANSFORM_VERSION, SEARCH_PER_CLASS, SEARCH_SEED])
+    required = [f"{n}_{part}" for n in _FASHION_SPLITS for part in ("images", "labels")]
+    tensors = _cache_load(key, required)
+    if tensors is not None and not _fashion_tensors_ok(tensors):
+        log.warning("ignoring inconsistent cache file %s", _cache_path(key))
+        tensors = None
     if tensors is None:
         tensors = _build_fashion(files)
         _cache_save(key, tensors)
     source = str(files["train_images"].parent)
-    meta = {"checksums": sums, "files": {k: str(p) for k, p in files.items()}}
     return {
         name: Split(name, tensors[f"{name}_images"], tensors[f"{name}_labels"], FASHION_MEAN, FASHION_STD,
-                    FASHION_CLASSES, source, meta)
-        for name in ("train", "search", "test")
+                    FASHION_CLASSES, source,
+                    {"checksums": dict(sums), "files": {k: str(p) for k, p in files.items()}})
+        for name in _FASHION_SPLITS
     }
 
 
@@ -248,19 +311,25 @@ def _build_fashion(files: dict[str, Path]) -> dict[str, torch.Tensor]:
     train_x, train_y = read_idx(files["train_images"], 3), read_idx(files["train_labels"], 1)
     test_x, test_y = read_idx(files["test_images"], 3), read_idx(files["test_labels"], 1)
     for x, y, what in ((train_x, train_y, "train"), (test_x, test_y, "test")):
+        images, labels = files[f"{what}_images"], files[f"{what}_labels"]
         if x.shape[0] != y.shape[0]:
-            raise DataError(f"Fashion-MNIST {what}: {x.shape[0]} images but {y.shape[0]} labels; reinstall the data")
+            raise DataError(f"{images} has {x.shape[0]} images but {labels} has {y.shape[0]} labels; "
+                            "reinstall the data")
+        if x.shape[0] == 0:
+            raise DataError(f"{images} holds no images; reinstall the data")
         if x.shape[1:] != (28, 28):
-            raise DataError(f"Fashion-MNIST {what}: images are {tuple(x.shape[1:])}, expected 28x28")
+            raise DataError(f"{images} holds {'x'.join(map(str, x.shape[1:]))} images, expected 28x28; "
+                            "is it the right file?")
         if int(y.max()) >= len(FASHION_CLASSES):
-            raise DataError(f"Fashion-MNIST {what}: label {int(y.max())} out of range 0-9; reinstall the data")
+            raise DataError(f"{labels} has label {int(y.max())}, out of range 0-9; reinstall the data")
     train_y, test_y = train_y.long(), test_y.long()
     g = torch.Generator().manual_seed(SEARCH_SEED)
     search_idx = []
     for c in range(len(FASHION_CLASSES)):
         idx = (train_y == c).nonzero().flatten()
         if len(idx) < 2 * SEARCH_PER_CLASS:
-            raise DataError(f"Fashion-MNIST train has only {len(idx)} images of class {c}; is the file complete?")
+            raise DataError(f"{files['train_labels']} has only {len(idx)} images of class {c}, "
+                            f"need at least {2 * SEARCH_PER_CLASS}; is the file complete?")
         search_idx.append(idx[torch.randperm(len(idx), generator=g)[:SEARCH_PER_CLASS]])
     search = torch.cat(search_idx)
     search = search[torch.randperm(len(search), generator=g)]  # interleave classes: any prefix is ~balanced
@@ -275,20 +344,444 @@ def _build_fashion(files: dict[str, Path]) -> dict[str, torch.Tensor]:
 
 
 # ------------------------------------------------------------------------------------------------ ImageFolder
-def image_folder(*args, **kwargs) -> Split:  # implemented below the Fashion-MNIST reader; see _image_folder
-    return _image_folder(*args, **kwargs)
+def data_config_for(model: Any) -> dict:
+    """The timm eval data config (input_size, interpolation, mean, std, crop_pct, crop_mode) of ``model``.
+
+    ``model`` is a timm model name (its pretrained config is read; nothing is downloaded), an ``nn.Module``
+    (its ``pretrained_cfg``, timm's ImageNet defaults without one), or a dict of data-config fields
+    (``input_size`` [C, H, W] or ``img_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct``,
+    ``crop_mode``); missing fields take timm's defaults, as ``timm.data.resolve_data_config`` gives them.
+    """
+    from timm.data import resolve_data_config
+
+    args: dict = {}
+    pretrained: dict = {}
+    if isinstance(model, str):
+        pretrained = _timm_pretrained_cfg(model)
+    elif isinstance(model, dict):
+        unknown = sorted(set(model) - set(_DATA_CONFIG_KEYS))
+        if unknown:
+            raise ConfigError(f"unknown data-config field(s) {unknown}; use {list(_DATA_CONFIG_KEYS)}")
+        args = {k: v for k, v in model.items() if v is not None}
+    elif isinstance(model, torch.nn.Module):
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        pretrained = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+        if not pretrained:
+            log.warning("%s has no timm pretrained_cfg; using timm's default ImageNet data config",
+                        type(model).__name__)
+    else:
+        raise ConfigError(f"cannot derive a data config from {type(model).__name__}; give a timm model name "
+                          "or a dict such as {'input_size': [3, 224, 224], 'crop_pct': 0.875}")
+    if args.get("crop_pct") is not None and not _is_number(args["crop_pct"]):
+        raise ConfigError(f"data config crop_pct={args['crop_pct']!r} must be a number in (0, 1]")
+    if args.get("crop_pct") == 0:  # resolve_data_config would silently replace a falsy 0 by its default
+        raise ConfigError("data config crop_pct=0 must be in (0, 1]")
+    try:
+        # resolve_data_config insists on one non-empty source; (3, 224, 224) is its own default
+        cfg = resolve_data_config(args=args, pretrained_cfg=pretrained or {"input_size": (3, 224, 224)})
+        out: dict[str, Any] = {
+            "input_size": [int(v) for v in cfg["input_size"]],
+            "interpolation": str(cfg["interpolation"]),
+            "mean": [float(v) for v in cfg["mean"]],
+            "std": [float(v) for v in cfg["std"]],
+            "crop_pct": float(cfg["crop_pct"]),
+            "crop_mode": str(cfg["crop_mode"]),
+        }
+    except (AssertionError, TypeError, ValueError, KeyError) as e:  # timm checks with bare asserts
+        raise ConfigError(f"invalid data config {str(model)[:200]}: input_size must be [C, H, W], img_size "
+                          "an integer, and mean/std one value or one per channel") from e
+    c, h, w = out["input_size"]
+    if c not in (1, 3) or h < 1 or w < 1:
+        raise ConfigError(f"data config input_size {out['input_size']} must be [1 or 3, H, W] with H, W >= 1")
+    if not 0 < out["crop_pct"] <= 1:
+        raise ConfigError(f"data config crop_pct={out['crop_pct']} must be in (0, 1]")
+    if out["crop_mode"] not in _CROP_MODES:
+        raise ConfigError(f"data config crop_mode={out['crop_mode']!r} must be one of {list(_CROP_MODES)}")
+    if out["interpolation"] not in _INTERPOLATIONS:
+        raise ConfigError(f"data config interpolation={out['interpolation']!r} must be one of "
+                          f"{list(_INTERPOLATIONS)}")
+    if len(out["mean"]) != c or len(out["std"]) != c or min(out["std"]) <= 0:
+        raise ConfigError(f"data config mean {out['mean']} and std {out['std']} need {c} value(s), std > 0")
+    return out
 
 
-def _image_folder(root: str | Path, model=None, per_class: int | None = None, files: list[str] | None = None,
-                  seed: int = 0, name: str = "search", data_config: dict | None = None) -> Split:
-    raise DataError("ImageFolder support is not built yet")
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def load_splits(spec: dict | None = None) -> dict[str, Split]:
-    """Splits for a study's ``data`` section: ``{"kind": "fashion-mnist", "dir": …}`` (default) or an
-    ImageFolder spec (see :func:`image_folder`)."""
+def _timm_pretrained_cfg(name: str) -> dict:
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    if not timm.is_model(name):
+        raise ConfigError(f"{name!r} is not a timm model, so its data config is unknown; give the data "
+                          "config as a dict instead, e.g. {'input_size': [3, 224, 224], 'crop_pct': 0.875}")
+    try:
+        cfg = get_pretrained_cfg(name)
+    except RuntimeError as e:  # a wrong pretrained tag
+        raise ConfigError(f"timm model {name!r}: {e}") from e
+    return cfg.to_dict() if cfg is not None else {}
+
+
+def _geometric_transform(cfg: dict):
+    """timm's eval transform for ``cfg`` without ToTensor/Normalize: PIL image → uint8 (C, H, W) tensor.
+
+    ``use_prefetcher=True`` is how timm itself defers normalisation (to its GPU prefetcher); here
+    :meth:`Split.normalize` does it per batch.
+    """
+    from timm.data import create_transform
+
+    try:
+        return create_transform(input_size=tuple(cfg["input_size"]), is_training=False,
+                                interpolation=cfg["interpolation"], mean=tuple(cfg["mean"]),
+                                std=tuple(cfg["std"]), crop_pct=cfg["crop_pct"], crop_mode=cfg["crop_mode"],
+                                use_prefetcher=True)
+    except (KeyError, ValueError) as e:  # e.g. an unknown interpolation name
+        raise ConfigError(f"invalid data config {cfg}: {e!r}") from e
+
+
+def _class_folders(root: Path) -> list[str]:
+    if not root.exists():
+        raise DataError(f"ImageFolder root {root} does not exist; give a folder with one subfolder per "
+                        "class")
+    if not root.is_dir():
+        raise DataError(f"ImageFolder root {root} is not a folder; give a folder with one subfolder per "
+                        "class")
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not names:
+        loose = sum(1 for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        hint = f" ({loose} images lie directly in it)" if loose else ""
+        raise DataError(f"ImageFolder root {root} has no class folders{hint}; expected the ImageNet layout "
+                        "root/<class>/<image>.jpg")
+    return names
+
+
+def _images_in(root: Path, cls: str) -> list[str]:
+    """Image paths under ``root/cls`` (recursively, hidden entries skipped), relative to root, sorted."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root / cls, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel = Path(dirpath).relative_to(root).as_posix()
+        out += [f"{rel}/{f}" for f in filenames
+                if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
+    return sorted(out)
+
+
+def _read_file_list(files: str | Path | Sequence[str]) -> tuple[list[str], str]:
+    """Entries of a file list (a text file: one relative path a line, ``#`` comments) and its name."""
+    if isinstance(files, str | Path):
+        path = Path(files).expanduser()
+        try:
+            lines = path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"cannot read file list {path}: {e}") from e
+        where = str(path)
+    else:
+        lines, where = [str(f) for f in files], "the file list"
+    entries = [ln.strip() for ln in lines]
+    entries = [e for e in entries if e and not e.startswith("#")]
+    if not entries:
+        raise DataError(f"{where} names no images; write one path relative to the root per line")
+    return list(dict.fromkeys(e.replace("\\", "/").removeprefix("./") for e in entries)), where
+
+
+def _imagenet_subset(model: Any) -> str | None:
+    """The ImageNet subset (``imagenet-1k``, …) a timm model name or module was trained on, if known."""
+    from timm.data import infer_imagenet_subset
+
+    if isinstance(model, str):
+        try:
+            return infer_imagenet_subset(_timm_pretrained_cfg(model))
+        except ConfigError:
+            return None
+    if isinstance(model, torch.nn.Module):
+        return infer_imagenet_subset(model)
+    return None
+
+
+def _resolve_classes(classes: str | Path | Sequence[str] | None, folders: Iterable[str], model: Any,
+                     where: str) -> list[str]:
+    """The ordered class list: label ``i`` is ``classes[i]``.
+
+    ``None`` (auto): the class order of the ImageNet subset the timm model was trained on when every folder is
+    one of its WordNet ids (so a folder holding only some ImageNet classes still gets the model's label
+    indices), else the sorted folder names. A string is a text file (one class a line) or an ImageNet subset
+    name known to timm (``imagenet-1k``); a list is used as given.
+    """
+    folders = sorted(set(folders))
+    if classes is None:
+        subset = _imagenet_subset(model)
+        if subset:
+            from timm.data import ImageNetInfo
+
+            names = list(ImageNetInfo(subset).label_names())
+            if set(folders) <= set(names):
+                log.info("class folders are %s WordNet ids; using that label order", subset)
+                return names
+        return folders
+    if isinstance(classes, str | Path):
+        path = Path(classes).expanduser()
+        if path.is_file():
+            names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+        else:
+            from timm.data import ImageNetInfo
+
+            try:
+                names = list(ImageNetInfo(str(classes)).label_names())
+            except AssertionError as e:
+                raise ConfigError(f"classes {str(classes)!r} is neither a file (one class a line) nor an "
+                                  "ImageNet subset known to timm such as 'imagenet-1k'") from e
+    else:
+        names = [str(c) for c in classes]
+    if len(set(names)) != len(names) or not names:
+        raise ConfigError(f"the class list {str(classes)[:80]!r} is empty or names a class twice")
+    extra = [f for f in folders if f not in set(names)]
+    if extra:
+        raise DataError(f"{where} has class folder(s) {extra[:5]} that are not in the class list "
+                        f"({len(names)} classes: {names[:3]}…); fix the folders or the 'classes' option")
+    return names
+
+
+def _select(root: Path, classes: list[str], folders: list[str], files: str | Path | Sequence[str] | None,
+            per_class: int | None, seed: int) -> list[str]:
+    """Relative paths of the split's images: all images of each class folder, or the file list; then at most
+    ``per_class`` per class (a fixed-seed sample), interleaved in a fixed-seed order."""
+    known = set(classes)
+    by_class: dict[str, list[str]] = {}
+    if files is None:
+        for cls in folders:
+            found = _images_in(root, cls)
+            if not found:
+                raise DataError(f"class folder {root / cls} holds no images (looked for "
+                                f"{', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder")
+            by_class[cls] = found
+    else:
+        entries, where = _read_file_list(files)
+        for rel in entries:
+            parts = rel.split("/")
+            if rel.startswith("/") or ".." in parts or len(parts) < 2:
+                raise DataError(f"{where}: {rel!r} must be a path relative to {root} that starts with its "
+                                "class folder, such as 'n01440764/img_001.JPEG'")
+            if parts[0] not in known:
+                raise DataError(f"{where}: {rel!r} is in folder {parts[0]!r}, which is not a class")
+            if not (root / rel).is_file():
+                raise DataError(f"{where}: {root / rel} does not exist")
+            by_class.setdefault(parts[0], []).append(rel)
+    if per_class is not None:
+        if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+            raise ConfigError(f"per_class must be a positive integer, got {per_class!r}")
+        for cls, paths in by_class.items():
+            if len(paths) < per_class:
+                log.warning("class %s has only %d images in %s (per_class=%d); using all of them",
+                            cls, len(paths), root, per_class)
+            else:  # a seed per class: changing one folder does not reshuffle the others
+                by_class[cls] = sorted(random.Random(f"{seed}/{cls}").sample(paths, per_class))
+    chosen = [p for cls in sorted(by_class) for p in by_class[cls]]
+    random.Random(seed).shuffle(chosen)  # interleave classes: any prefix is ~balanced
+    return chosen
+
+
+def _decode(path: Path, transform, mode: str) -> torch.Tensor:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return transform(im.convert(mode))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise DataError(f"cannot read image {path}: {e}; replace or delete it, or leave it out of the "
+                        "file list") from e
+
+
+def _decode_all(root: Path, rel: list[str], transform, shape: tuple[int, int, int], workers: int | None,
+                desc: str) -> torch.Tensor:
+    """Decode and transform every image into one preallocated uint8 tensor (N, C, H, W).
+
+    Threads, because PIL releases the GIL while decoding and resizing, and they fill ``out`` in place.
+    """
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    mode = "L" if shape[0] == 1 else "RGB"
+    out = torch.empty((len(rel), *shape), dtype=torch.uint8)
+
+    def work(lo: int, hi: int) -> int:
+        for i in range(lo, hi):
+            out[i] = _decode(root / rel[i], transform, mode)
+        return hi - lo
+
+    n, n_jobs = len(rel), workers or _usable_cores()
+    with tqdm(total=n, desc=desc, unit="img", disable=None, leave=False) as bar:
+        if n_jobs <= 1 or n < PARALLEL_MIN_FILES:
+            for i in range(n):
+                bar.update(work(i, i + 1))
+        else:
+            step = max(8, min(256, n // (8 * n_jobs)))
+            jobs = (delayed(work)(lo, min(lo + step, n)) for lo in range(0, n, step))
+            for done in Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator_unordered")(jobs):
+                bar.update(done)
+    return out
+
+
+def image_folder(root: str | Path, model: Any = None, *, data_config: dict | None = None,
+                 per_class: int | None = None, files: str | Path | Sequence[str] | None = None, seed: int = 0,
+                 name: str = "search", classes: str | Path | Sequence[str] | None = None,
+                 workers: int | None = None) -> Split:
+    """One split from an ImageNet-layout folder ``root/<class>/<image>``, preprocessed once and cached.
+
+    The transform is the model's own timm eval transform (``resolve_data_config`` + ``create_transform``),
+    stored as uint8 after its geometric part (resize, center crop); the config's mean/std normalise batches
+    on the fly.
+
+    Args:
+        root: folder with one subfolder per class (images may be nested deeper inside it).
+        model: a timm model name, an ``nn.Module`` or a data-config dict (see :func:`data_config_for`).
+        data_config: a data-config dict, instead of ``model``.
+        per_class: keep at most this many images per class, a fixed-seed sample.
+        files: a text file of paths relative to ``root`` (one a line, ``#`` comments), or a list of them;
+            only these images are used. The first path component is the class folder.
+        seed: seed of the per-class sample and of the (class-interleaving) image order.
+        name: the split's name (``search``, ``test``, ``train``).
+        classes: the class order (see :func:`_resolve_classes`): None for auto, a text file, an ImageNet
+            subset name such as ``imagenet-1k``, or a list.
+        workers: decoding threads (default: all usable cores).
+
+    The cache key covers the resolved root, every selected path with its size and mtime, the labels, the
+    data config and the transform, so editing, adding or touching an image rebuilds the cache.
+    """
+    if model is None and data_config is None:
+        raise ConfigError("an ImageFolder split needs the model (a timm name) or a data config to preprocess "
+                          "its images")
+    cfg = data_config_for(data_config if data_config is not None else model)
+    root = Path(root).expanduser()
+    folders = _class_folders(root)
+    class_list = _resolve_classes(classes, folders, model, str(root))
+    return _image_folder_split(root, cfg, class_list, folders, files, per_class, seed, name, workers)
+
+
+def _image_folder_split(root: Path, cfg: dict, class_list: list[str], folders: list[str],
+                        files: str | Path | Sequence[str] | None, per_class: int | None, seed: int, name: str,
+                        workers: int | None) -> Split:
+    from PIL import __version__ as pil_version
+
+    rel = _select(root, class_list, folders, files, per_class, seed)
+    index = {c: i for i, c in enumerate(class_list)}
+    labels = torch.tensor([index[p.split("/", 1)[0]] for p in rel], dtype=torch.int64)
+    stats = []
+    for p in rel:
+        try:
+            st = (root / p).stat()
+        except OSError as e:
+            raise DataError(f"cannot read image {root / p}: {e}") from e
+        stats.append([p, st.st_size, st.st_mtime_ns])
+    transform = _geometric_transform(cfg)
+    shape = tuple(cfg["input_size"])
+    key = _cache_key("imagefolder", [_IMAGEFOLDER_VERSION, str(root.resolve()), stats, class_list, cfg,
+                                     repr(transform), pil_version])
+    tensors = _cache_load(key, ("images", "labels"))
+    if tensors is not None and (tensors["images"].dtype != torch.uint8
+                                or tuple(tensors["images"].shape) != (len(rel), *shape)
+                                or not torch.equal(tensors["labels"], labels)):
+        log.warning("ignoring inconsistent cache file %s", _cache_path(key))
+        tensors = None
+    if tensors is None:
+        log.info("decoding %d images from %s once; cached as %s", len(rel), root, _cache_path(key))
+        images = _decode_all(root, rel, transform, (shape[0], shape[1], shape[2]), workers, f"decode {name}")
+        tensors = {"images": images, "labels": labels}
+        _cache_save(key, tensors)
+    meta = {"kind": "imagefolder", "root": str(root), "files": rel, "data_config": cfg,
+            "per_class": per_class, "seed": seed,
+            "file_list": str(files) if isinstance(files, str | Path) else None,
+            "cache": str(_cache_path(key))}
+    return Split(name, tensors["images"], tensors["labels"], tuple(cfg["mean"]), tuple(cfg["std"]),
+                 class_list, str(root), meta)
+
+
+# ---------------------------------------------------------------------------------------------------- specs
+_FASHION_KEYS = ("kind", "dir")
+_IMAGEFOLDER_KEYS = ("kind", "model", "data_config", "classes", "seed", "workers", "train", "search", "test")
+_SPLIT_KEYS = ("root", "per_class", "files", "seed")
+
+
+def load_splits(spec: dict | None = None, model: Any = None) -> dict[str, Split]:
+    """The splits of a study's ``data`` section.
+
+    Fashion-MNIST (the default)::
+
+        {"kind": "fashion-mnist", "dir": "/path/to/idx"}   # dir optional: $SEARCHER_DATA, then the system
+
+    gives ``train``, ``search`` and ``test``. ImageFolder (ImageNet layout)::
+
+        {"kind": "imagefolder",
+         "model": "deit_small_patch16_224",   # timm name or data-config dict {"input_size": [3, 224, 224], …}
+         "classes": "imagenet-1k",            # optional class order (see image_folder); default: auto
+         "seed": 0,                           # optional, for per_class and the image order
+         "search": {"root": "/data/imagenet/train", "per_class": 10},
+         "test": {"root": "/data/imagenet/val", "files": "val_subset.txt"},
+         "train": {...}}                      # optional; at least one of train/search/test
+
+    Each split is ``{"root": …, "per_class": N, "files": PATH, "seed": S}`` (only ``root`` required) or just
+    the root as a string. Paths are used as given (relative to the working directory); file-list entries are
+    relative to the split's root. All splits share one class list (auto: the union of their class folders,
+    sorted, or the model's ImageNet order), so labels agree between them. The ``model`` argument (a timm name
+    or ``nn.Module``) is used when the spec has no ``model``. Splits that share images are an error: the
+    search split is never the test split, and no model may train on it.
+    """
     spec = dict(spec or {})
-    kind = spec.pop("kind", "fashion-mnist")
+    kind = str(spec.get("kind", "fashion-mnist")).lower()
     if kind == "fashion-mnist":
+        _check_keys(spec, _FASHION_KEYS, "the fashion-mnist data spec")
         return fashion_mnist(spec.get("dir"))
-    raise DataError(f"unknown data kind {kind!r}; use 'fashion-mnist' or 'imagefolder'")
+    if kind == "imagefolder":
+        _check_keys(spec, _IMAGEFOLDER_KEYS, "the imagefolder data spec")
+        return _imagefolder_splits(spec, model)
+    raise ConfigError(f"unknown data kind {kind!r}; use 'fashion-mnist' or 'imagefolder'")
+
+
+def _check_keys(spec: dict, allowed: Sequence[str], what: str) -> None:
+    unknown = sorted(set(spec) - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown field(s) {unknown} in {what}; allowed: {list(allowed)}")
+
+
+def _imagefolder_splits(spec: dict, model: Any) -> dict[str, Split]:
+    source = spec.get("model", spec.get("data_config", model))
+    if source is None:
+        raise ConfigError("the imagefolder data spec needs 'model': a timm model name or a data-config dict "
+                          "such as {'input_size': [3, 224, 224], 'crop_pct': 0.875}")
+    cfg = data_config_for(source)
+    seed = spec.get("seed", 0)
+    parts: dict[str, dict] = {}
+    for name in ("train", "search", "test"):
+        if spec.get(name) is None:
+            continue
+        part = spec[name]
+        part = {"root": part} if isinstance(part, str | Path) else dict(part)
+        _check_keys(part, _SPLIT_KEYS, f"the imagefolder {name!r} split")
+        if not part.get("root"):
+            raise ConfigError(f"the imagefolder {name!r} split needs 'root': the folder with one subfolder "
+                              "per class")
+        part["root"] = Path(part["root"]).expanduser()
+        parts[name] = part
+    if not parts:
+        raise ConfigError("the imagefolder data spec defines no split; give 'search' and 'test' (and "
+                          "optionally 'train'), each {'root': FOLDER, 'per_class': N, 'files': LIST}")
+    folders = {name: _class_folders(p["root"]) for name, p in parts.items()}
+    union = sorted({f for fs in folders.values() for f in fs})
+    where = " and ".join(str(p["root"]) for p in parts.values())
+    class_list = _resolve_classes(spec.get("classes"), union, source, where)
+    splits = {
+        name: _image_folder_split(p["root"], cfg, class_list, folders[name], p.get("files"),
+                                  p.get("per_class"), p.get("seed", seed), name, spec.get("workers"))
+        for name, p in parts.items()
+    }
+    names = list(splits)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            ra, rb = Path(splits[a].meta["root"]).resolve(), Path(splits[b].meta["root"]).resolve()
+            shared = ({str(ra / p) for p in splits[a].meta["files"]}
+                      & {str(rb / p) for p in splits[b].meta["files"]})
+            if shared:
+                raise DataError(f"the {a!r} and {b!r} splits share {len(shared)} images (e.g. "
+                                f"{min(shared)}); use separate folders or disjoint file lists: the search "
+                                "split must never be the test split, and no model may train on it")
+    return splits
