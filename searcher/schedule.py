@@ -125,7 +125,9 @@ class Layer:
     def make(cls, op: str, r: int = 0, *, layer: int = 0, depth: int = 1, **params: Any) -> Layer:
         """Build and validate a layer (defaults filled in) — the same checks as ``from_dict``."""
         d: dict[str, Any] = {"op": op, **params}
-        if op in OPS and OPS[op].uses_r:
+        if op not in OPS:
+            raise ConfigError(f"layer {layer}: unknown op {op!r}; known ops: {sorted(OPS)}")
+        if OPS[op].uses_r:
             d["r"] = r
         elif r:
             raise ConfigError(f"layer {layer}: op {op!r} takes no 'r' (got {r=}); remove it")

@@ -6,6 +6,7 @@ included), then merge every token ranked beyond ``merge_kept`` into its most sim
 the hidden states, unweighted mean (``scatter_reduce('mean')`` in the official code). Tokens entering the MLP:
 ``min(N, prune_kept, merge_kept)``. Sizes are summed (``sizes="sum"``, default) or, as the official code does,
 with every merged token's size scaled by its similarity (``sizes="similarity"``; can make sizes non-integer).
+Prefix tokens never receive merges: when only they are kept, the rest is pruned.
 A block that keeps everything is the identity (the official code still re-sorts; order does not change
 logits).
 """
@@ -18,7 +19,7 @@ import math
 import torch
 
 from .base import ReduceInput
-from .matching import normalize
+from .matching import full_precision, normalize
 from .merge import Plan
 
 __all__ = ["diffrate"]
@@ -48,10 +49,10 @@ def diffrate(
     prefix = torch.arange(p, device=attn.device).expand(batch, -1)
     ranked = torch.cat([prefix, order], dim=1)  # (B, N)
     keep = ranked[:, :out]
-    if out == mid:  # pure prune
+    if out == mid or out == p:  # pure prune (with only prefix tokens left there is no destination)
         return Plan(keep=keep)
     src = ranked[:, out:mid]  # (B, mid - out)
-    m = normalize(inp.x.detach().float())
+    m = normalize(full_precision(inp.x.detach()))
     m_keep = m.gather(1, keep.unsqueeze(-1).expand(-1, -1, m.shape[-1]))  # (B, out, C)
     m_src = m.gather(1, src.unsqueeze(-1).expand(-1, -1, m.shape[-1]))  # (B, R, C)
     sim = m_src @ m_keep.transpose(-1, -2)  # (B, R, out)

@@ -17,9 +17,14 @@ from torch import Tensor
 
 from .merge import Plan
 
-__all__ = ["normalize", "bipartite_scores", "bipartite_plan", "cls_attention", "split_sizes"]
+__all__ = ["full_precision", "normalize", "bipartite_scores", "bipartite_plan", "cls_attention", "split_sizes"]
 
 logger = logging.getLogger(__name__)
+
+
+def full_precision(t: Tensor) -> Tensor:
+    """``t`` in float32 when it is half precision (fp16/bf16); float32/float64 stay as they are."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
 def normalize(metric: Tensor) -> Tensor:
@@ -37,7 +42,7 @@ def bipartite_scores(metric: Tensor, num_prefix: int) -> Tensor:
 
     Rows of protected A tokens and columns of protected B tokens are ``-inf``.
     """
-    m = normalize(metric.float())  # float32 scores whatever the activation dtype
+    m = normalize(full_precision(metric))  # fp16/bf16 activations → float32 scores
     scores = m[:, ::2] @ m[:, 1::2].transpose(-1, -2)  # (B, Na, Nb)
     _, _, pa, pb = split_sizes(metric.shape[1], num_prefix)
     if pa:
@@ -78,7 +83,7 @@ def cls_attention(q_cls: Tensor, keys: Tensor, scale: float, bias: Tensor | None
     q_cls (B, H, d), keys (B, H, N, d), bias (B, 1, 1, N) additive logits or None → (B, N) float32.
     Never materialises the N×N attention map, so fused attention keeps running for the block itself.
     """
-    logits = torch.einsum("bhd,bhnd->bhn", q_cls.float(), keys.float()) * scale  # (B, H, N)
+    logits = torch.einsum("bhd,bhnd->bhn", full_precision(q_cls), full_precision(keys)) * scale  # (B, H, N)
     if bias is not None:
-        logits = logits + bias[:, 0].float()  # (B, 1, N)
+        logits = logits + bias[:, 0].to(logits.dtype)  # (B, 1, N)
     return logits.softmax(dim=-1).mean(dim=1)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import ReduceInput, capped_r
-from .matching import normalize
+from .matching import full_precision, normalize
 from .merge import Plan
 
 __all__ = ["pitome", "pitome_energy"]
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 def pitome_energy(metric: Tensor, margin: float, alpha: float = 1.0) -> tuple[Tensor, Tensor]:
     """(energy (B, T), cosine graph W (B, T, T)) of patch-token metrics (B, T, d)."""
-    m = normalize(metric.float())
+    m = normalize(full_precision(metric))
     w = m @ m.transpose(-1, -2)  # (B, T, T), self included
     return F.elu(w - margin, alpha=alpha).mean(dim=-1), w
 

@@ -191,13 +191,13 @@ class TokenState:
             self.history.append(self.n_tokens)
             return x
         reducer = get_reducer(layer.op)
+        if layer.op in NEEDS_CLS_ATTENTION and not self.has_cls:
+            raise ConfigError(
+                f"op {layer.op!r} ranks tokens by CLS attention but this model has no class token; "
+                "use tome, tofu, pitome or rapid-prune"
+            )
 
         def row() -> Tensor:
-            if not self.has_cls:
-                raise ConfigError(
-                    f"op {layer.op!r} ranks tokens by CLS attention but this model has no class token; "
-                    "use tome, tofu, pitome or rapid-prune"
-                )
             a = cls_attn() if callable(cls_attn) else cls_attn
             if a is None:
                 raise ValueError(f"op {layer.op!r} needs the CLS attention row; pass cls_attn to reduce()")
