@@ -17,7 +17,14 @@ from torch import Tensor
 
 from .merge import Plan
 
-__all__ = ["full_precision", "normalize", "bipartite_scores", "bipartite_plan", "cls_attention", "split_sizes"]
+__all__ = [
+    "full_precision",
+    "normalize",
+    "bipartite_scores",
+    "bipartite_plan",
+    "cls_attention",
+    "split_sizes",
+]
 
 logger = logging.getLogger(__name__)
 
