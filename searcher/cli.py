@@ -71,6 +71,29 @@ def cmd_train(args: argparse.Namespace) -> None:
                      f"weights: {cfg.out}/{cfg.model}.safetensors (+ .json); copy both into searcher/assets/")
 
 
+@command("optimize")
+def cmd_optimize(args: argparse.Namespace) -> None:
+    from .study import StudySpec, optimize
+
+    spec = StudySpec.from_yaml(args.study).override(
+        budget=args.budget, min_throughput=args.min_throughput, trials=args.trials, timeout=args.timeout,
+        storage=args.storage, workers=args.workers, sampler=args.sampler, seed=args.seed,
+        objectives=args.objectives.split(",") if args.objectives else None)
+    result = optimize(spec, args.out, progress=not args.json and sys.stderr.isatty())
+    from .export import export_run, pareto_table
+
+    files = export_run(result.study, result.out)
+    table = pareto_table(result.pareto)
+    summary = {"study": spec.name, "out": str(result.out), "budget_gflops": result.budget,
+               "full_gflops": result.full_gflops, "pareto": result.pareto, "stats": result.stats,
+               "files": [str(f) for f in files]}
+    st = result.stats
+    text = (f"study {spec.name}: {st['trials']} trials ({st['pruned']} stopped early, {st['failed']} failed), "
+            f"{100 * st['feasible_share']:.0f}% feasible; budget {result.budget:.4g} of {result.full_gflops:.4g} "
+            f"GFLOPs\n\nPareto set (re-evaluated on the test split):\n{table}\n\nwritten to {result.out}/")
+    emit(args, summary, text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="searcher", description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--version", action="version", version=f"searcher {__version__}")
@@ -81,6 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-dir", help="directory with the Fashion-MNIST IDX files (default: $SEARCHER_DATA, "
                                       "then /usr/share/datasets/fashion-mnist)")
     d.add_argument("--json", action="store_true", help="machine-readable output")
+
+    o = sub.add_parser("optimize", help="run (or resume) an Optuna study of token-reduction schedules")
+    o.add_argument("--study", required=True, help="study spec YAML, e.g. studies/fashion-vit.yaml")
+    o.add_argument("--budget", help="FLOPs budget per image: 3.3GFLOPs, 850MFLOPs or 60%% of the unreduced model")
+    o.add_argument("--min-throughput", help="throughput floor, e.g. 1500img/s (a constraint)")
+    o.add_argument("--objectives", help="comma-separated: top1,gflops[,throughput]")
+    o.add_argument("--trials", type=int, help="finished trials the study should hold (resumes up to this)")
+    o.add_argument("--timeout", type=float, help="seconds for this invocation")
+    o.add_argument("--storage", help="sqlite:///PATH, postgresql://…, mysql://… or journal:PATH "
+                                     "(default: sqlite at OUT/study.db)")
+    o.add_argument("--workers", type=int, help="local worker processes on one storage")
+    o.add_argument("--sampler", help="tpe (default), nsga2, gp or random")
+    o.add_argument("--seed", type=int)
+    o.add_argument("--out", help="run directory (default runs/STUDY)")
+    o.add_argument("--json", action="store_true")
 
     t = sub.add_parser("train", help="train an embedded default model on Fashion-MNIST (resumable)")
     t.add_argument("--model", default="fashion-vit", help="fashion-vit or fashion-autoformer")
@@ -99,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     t.add_argument("--data-dir", dest="data_dir")
+    t.add_argument("--limit", type=int, help="train on the first N training images only (smoke tests)")
     t.add_argument("--json", action="store_true")
     return p
 

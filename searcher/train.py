@@ -61,6 +61,7 @@ class TrainConfig:
     threads: int = 0  # torch threads; 0 = all cores
     checkpoint_every: float = 120.0  # seconds between checkpoints
     data_dir: str | None = None
+    limit: int | None = None  # train on the first N training images only (smoke tests)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -112,7 +113,11 @@ def _build(cfg: TrainConfig) -> tuple[nn.Module, Any]:
         model: nn.Module = VisionTransformer(**EMBEDDED[cfg.model].kwargs, **kwargs)
     else:
         model = create_model(cfg.model, weights=False)
-    space = getattr(model, "space", None)
+    space = None
+    if EMBEDDED[cfg.model].family == "autoformer":
+        from .models.autoformer_space import get_space
+
+        space = get_space(EMBEDDED[cfg.model].kwargs["preset"])
     return model, space
 
 
@@ -132,7 +137,7 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     splits = load_splits({"kind": "fashion-mnist", "dir": cfg.data_dir})
-    train_split: Split = splits["train"]
+    train_split: Split = splits["train"] if cfg.limit is None else splits["train"].subset(cfg.limit)
     model, space = _build(cfg)
     model.train()
     decay, no_decay = [], []

@@ -20,7 +20,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError
 
 __all__ = ["EmbeddedSpec", "EMBEDDED", "ASSETS", "create_model", "embedded_metadata", "load_embedded_weights",
-           "sha256_file"]
+           "sha256_file", "ModelSource"]
 
 log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -83,9 +83,9 @@ def _build_embedded(name: str, weights: bool) -> nn.Module:
 
         model: nn.Module = VisionTransformer(**spec.kwargs)
     else:
-        from .autoformer import build_preset_supernet
+        from .autoformer import create_supernet
 
-        model = build_preset_supernet(spec.kwargs["preset"])
+        model = create_supernet(spec.kwargs["preset"])
     if weights:
         load_embedded_weights(name, model)
     return model.eval()
@@ -104,3 +104,157 @@ def create_model(name: str, *, weights: bool = True, checkpoint: str | None = No
         return model.eval()
     known = ", ".join(EMBEDDED) + ", autoformer-t|s|b[-supernet], or any timm ViT name"
     raise ConfigError(f"unknown model {name!r}; use one of {known}")
+
+
+# ----------------------------------------------------------------------------------------- model source
+AUTOFORMER_NAMES = ("autoformer-t", "autoformer-s", "autoformer-b")
+
+
+class ModelSource:
+    """One study's model: builds the base network once, then patched candidates; analytic FLOPs per candidate.
+
+    ``arch`` arguments are AutoFormer subnet dicts (``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio``) for
+    supernets, and None for plain ViTs and fixed subnets (``autoformer-t|s|b``).
+    """
+
+    def __init__(self, name: str, model: nn.Module, family: str, checkpoint: str | None = None,
+                 fixed_arch: dict[str, Any] | None = None) -> None:
+        from ..cost.flops import describe
+
+        self.name, self.model, self.family, self.checkpoint = name, model.eval(), family, checkpoint
+        self.fixed_arch = fixed_arch  # autoformer-t|s|b: the paper's subnet on the supernet
+        self.preset = None  # AutoFormer: the preset search space of the supernet
+        if family == "autoformer":
+            from .autoformer_space import get_space
+
+            self.preset = get_space(EMBEDDED[name].kwargs["preset"] if name in EMBEDDED else name)
+        self._shapes: dict[str, Any] = {}
+        shape = describe(model, self._subnet(self.full_arch(None)) if family == "autoformer" else None)
+        self.n_tokens = shape.num_patches + shape.num_prefix
+        self.num_prefix = shape.num_prefix
+        self.input_shape = shape.input_shape
+
+    # -- construction ---------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, name: str, checkpoint: str | None = None, arch_space: Any = None) -> ModelSource:
+        if name in EMBEDDED:
+            if checkpoint:
+                raise ConfigError(f"{name} ships its own weights; drop --checkpoint")
+            return cls(name, create_model(name), EMBEDDED[name].family)
+        base = name.removesuffix("-supernet")
+        if base in AUTOFORMER_NAMES:
+            from .autoformer import create_supernet, load_checkpoint
+            from .autoformer_space import get_subnet
+
+            if checkpoint:
+                model = load_checkpoint(checkpoint, base)
+            else:
+                log.warning("no --checkpoint for %s: random weights, good for costs only", name)
+                model = create_supernet(base)
+            fixed = None if name.endswith("-supernet") else get_subnet(base).to_dict()
+            if fixed is None and arch_space is None:
+                raise ConfigError(f"{name} is a whole supernet: give the space an 'architecture' section, or use "
+                                  f"{base} for the paper's searched subnet")
+            return cls(name, model, "autoformer", checkpoint, fixed)
+        return cls(name, create_model(name, checkpoint=checkpoint), "timm-vit", checkpoint)
+
+    # -- architecture ---------------------------------------------------------------------------------------
+    def _subnet(self, arch: dict[str, Any] | None):
+        from .autoformer_space import SubnetConfig
+
+        arch = arch if arch is not None else self.fixed_arch
+        return None if arch is None else SubnetConfig.from_dict(dict(arch))
+
+    def full_arch(self, arch_space: Any) -> dict[str, Any] | None:
+        """The unreduced model's architecture: the largest subnet of the space, or the fixed one."""
+        if arch_space is not None:
+            return arch_space.largest()
+        if self.fixed_arch is not None:
+            return self.fixed_arch
+        if self.preset is not None:  # a supernet searched without an architecture section: its largest
+            return self.preset.largest().to_dict()
+        return None
+
+    def depth_of(self, arch: dict[str, Any] | None) -> int:
+        arch = arch if arch is not None else self.full_arch(None)
+        if arch is not None:
+            return int(arch["depth"])
+        return len(self.model.blocks)  # type: ignore[arg-type]
+
+    def depths(self, arch_space: Any) -> list[int]:
+        return list(arch_space.depth) if arch_space is not None else [self.depth_of(None)]
+
+    def _shape(self, arch: dict[str, Any] | None):
+        from ..cost.flops import describe
+
+        key = repr(sorted(arch.items())) if arch else ""
+        if key not in self._shapes:
+            self._shapes[key] = describe(self.model, self._subnet(arch) if self.family == "autoformer" else None)
+        return self._shapes[key]
+
+    # -- costs ----------------------------------------------------------------------------------------------
+    def flops(self, arch: dict[str, Any] | None, schedule: Any) -> float:
+        """Analytic GFLOPs per image (fvcore convention) of ``arch`` reduced by ``schedule``."""
+        from ..cost.flops import count
+
+        return count(self._shape(arch), schedule).total
+
+    def tokens(self, candidate: Any) -> list[int]:
+        """Tokens entering each block, then the final count."""
+        from ..schedule import tokens_per_block
+
+        return list(tokens_per_block(candidate.schedule, self.n_tokens, self.num_prefix))
+
+    def cheapest_gflops(self, space: Any) -> float:
+        """The cheapest candidate of a search space: the smallest subnet with every block at the largest r."""
+        from ..schedule import Schedule
+
+        arch = space.architecture.smallest() if space.architecture is not None else self.full_arch(None)
+        depth = self.depth_of(arch)
+        return min(self.flops(arch, Schedule.recipe(red, depth, [int(space.r.high)] * depth)
+                              if red != "diffrate" else Schedule.constant(depth, int(space.r.high)))
+                   for red in space.reducers)
+
+    def largest_constant_r(self, arch: dict[str, Any] | None, build: Any, budget: float) -> int:
+        """The least constant r whose schedule fits ``budget``, i.e. the most FLOPs under it (how the published
+        recipes are run at a budget)."""
+        depth = self.depth_of(arch)
+        for r in range(0, self.n_tokens):
+            if self.flops(arch, build([r] * depth)) <= budget:
+                return r
+        return self.n_tokens
+
+    # -- models ---------------------------------------------------------------------------------------------
+    def build(self, arch: dict[str, Any] | None, schedule: Any, compact: bool = False) -> nn.Module:
+        """The patched model of a candidate. For a supernet the subnet is sampled in place, or extracted into
+        a standalone compact module with ``compact=True`` (what deployment and throughput use)."""
+        from ..patch import apply, remove
+
+        if self.family != "autoformer":
+            if compact:
+                import copy
+
+                return apply(copy.deepcopy(remove(self.model)), schedule)
+            return apply(self.model, schedule)
+        from .autoformer import extract_subnet
+
+        sub = self._subnet(arch) or self._subnet(self.full_arch(None))
+        remove(self.model)
+        if compact:
+            return apply(extract_subnet(self.model, sub), schedule)
+        self.model.set_sample_config(sub)  # type: ignore[operator]
+        return apply(self.model, schedule)
+
+    def describe(self) -> dict[str, Any]:
+        """The model source for exported configs: name, family, checkpoint and its sha256."""
+        d: dict[str, Any] = {"name": self.name, "family": self.family}
+        if self.name in EMBEDDED:
+            d["weights"] = f"searcher/assets/{self.name}.safetensors"
+            d["sha256"] = embedded_metadata(self.name).get("sha256")
+        elif self.checkpoint:
+            d["checkpoint"] = self.checkpoint
+            if Path(self.checkpoint).exists():
+                d["sha256"] = sha256_file(self.checkpoint)
+        if self.fixed_arch is not None:
+            d["arch"] = self.fixed_arch
+        return d

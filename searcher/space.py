@@ -1,0 +1,407 @@
+"""Search spaces: a declarative YAML file → Optuna suggestions → a :class:`Candidate`.
+
+A space names the reducer types to search, how the tokens removed per block are parametrised, the ranges of the
+reducers' own parameters (RAPID's switch layer, τ, ρ, λ and merge op; ToFu's switch; …) and, for AutoFormer
+supernets, the architecture choices. Example (``spaces/fashion-vit.yaml``)::
+
+    reducers: [tome, tofu, pitome, rapid, topk]
+    schedule:
+      parametrisation: budget      # budget (default) | per-block
+      r: {low: 0, high: 32}        # per-block r range; a cap in budget mode
+      target: {low: 0.6, high: 1.0}  # budget mode: share of the budget a candidate aims at
+    rapid:
+      switch: {low: 1, high: 4}
+      tau: {low: 0.5, high: 0.9}
+      rho: {low: 0.05, high: 0.5}
+      lambda: {low: 1.0, high: 100.0, log: true}
+      merge: [mlerp, wavg]
+
+**Budget-aware parametrisation** (the default). Per-block r drawn independently puts most trials above the budget.
+Instead a trial draws a depth *profile* ``w_l ∈ [0, 1]`` and a target share ``t`` of the budget, and the schedule
+is ``r_l = min(r_max, floor(s · w_l))`` with the largest scale ``s`` whose analytic FLOPs stay under ``t · budget``
+(FLOPs are monotone in ``s``, and cheap to compute), so every candidate reaches its target by construction and the
+targets spread the Pareto front below the budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from .errors import ConfigError
+from .schedule import RECIPES, Schedule
+
+__all__ = ["Range", "ArchSpace", "SearchSpace", "Candidate", "solve_scale"]
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------------------ ranges
+@dataclass(frozen=True)
+class Range:
+    """A numeric range ``[low, high]``; ``integer`` ranges are suggested with ``suggest_int``."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    @classmethod
+    def parse(cls, where: str, value: Any, integer: bool = False) -> Range:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = {"low": value, "high": value}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a range like {{low: 1, high: 4}}, got {value!r}")
+        unknown = set(value) - {"low", "high", "log"}
+        if unknown:
+            raise ConfigError(f"{where} has unknown key(s) {sorted(unknown)}; a range has low, high and log")
+        try:
+            low, high = value["low"], value["high"]
+        except KeyError as e:
+            raise ConfigError(f"{where} needs both 'low' and 'high'") from e
+        for name, v in (("low", low), ("high", high)):
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise ConfigError(f"{where}.{name} must be a number, got {v!r}")
+            if integer and int(v) != v:
+                raise ConfigError(f"{where}.{name} must be an integer, got {v!r}")
+        log_ = value.get("log", False)
+        if not isinstance(log_, bool):
+            raise ConfigError(f"{where}.log must be true or false, got {log_!r}")
+        if low > high:
+            raise ConfigError(f"{where} is empty: low={low} > high={high}")
+        if log_ and low <= 0:
+            raise ConfigError(f"{where} is log-scaled, so low must be > 0, got {low}")
+        return cls(float(low), float(high), log_, integer)
+
+    def suggest(self, trial: optuna.Trial, name: str) -> float | int:
+        if self.integer:
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(name, self.low, self.high, log=self.log)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"low": int(self.low) if self.integer else self.low,
+                             "high": int(self.high) if self.integer else self.high}
+        if self.log:
+            d["log"] = True
+        return d
+
+
+def _choices(where: str, value: Any, kind: type | tuple[type, ...], allowed: Sequence[Any] | None = None) -> tuple:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where} must be a non-empty list of choices, got {value!r}")
+    for v in value:
+        if isinstance(v, bool) and kind is not bool or not isinstance(v, kind):
+            raise ConfigError(f"{where} has a choice {v!r} of the wrong type")
+        if allowed is not None and v not in allowed:
+            raise ConfigError(f"{where} has an unknown choice {v!r}; allowed: {list(allowed)}")
+    return tuple(value)
+
+
+def _check_keys(where: str, d: Any, allowed: Sequence[str]) -> dict:
+    if d is None:
+        return {}
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(d).__name__}")
+    unknown = set(d) - set(allowed)
+    if unknown:
+        raise ConfigError(f"{where} has unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return dict(d)
+
+
+# ------------------------------------------------------------------------------------------- architecture
+@dataclass(frozen=True)
+class ArchSpace:
+    """AutoFormer choices; per-layer heads and MLP ratio are searched for every possible layer."""
+
+    embed_dim: tuple[int, ...]
+    depth: tuple[int, ...]
+    num_heads: tuple[int, ...]
+    mlp_ratio: tuple[float, ...]
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ArchSpace:
+        d = _check_keys("architecture", d, ["embed_dim", "depth", "num_heads", "mlp_ratio"])
+        missing = {"embed_dim", "depth", "num_heads", "mlp_ratio"} - set(d)
+        if missing:
+            raise ConfigError(f"architecture is missing {sorted(missing)}")
+        arch = cls(
+            _choices("architecture.embed_dim", d["embed_dim"], int),
+            _choices("architecture.depth", d["depth"], int),
+            _choices("architecture.num_heads", d["num_heads"], int),
+            tuple(float(v) for v in _choices("architecture.mlp_ratio", d["mlp_ratio"], (int, float))),
+        )
+        for name in ("embed_dim", "depth", "num_heads", "mlp_ratio"):
+            if any(v <= 0 for v in getattr(arch, name)):
+                raise ConfigError(f"architecture.{name} choices must be positive")
+        return arch
+
+    def to_dict(self) -> dict[str, list]:
+        return {"embed_dim": list(self.embed_dim), "depth": list(self.depth), "num_heads": list(self.num_heads),
+                "mlp_ratio": list(self.mlp_ratio)}
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        depth = trial.suggest_categorical("depth", list(self.depth))
+        embed = trial.suggest_categorical("embed_dim", list(self.embed_dim))
+        heads = [trial.suggest_categorical(f"heads{i}", list(self.num_heads)) for i in range(max(self.depth))]
+        mlp = [trial.suggest_categorical(f"mlp{i}", list(self.mlp_ratio)) for i in range(max(self.depth))]
+        return {"embed_dim": embed, "depth": depth, "num_heads": heads[:depth], "mlp_ratio": mlp[:depth]}
+
+    def largest(self) -> dict[str, Any]:
+        d = max(self.depth)
+        return {"embed_dim": max(self.embed_dim), "depth": d, "num_heads": [max(self.num_heads)] * d,
+                "mlp_ratio": [max(self.mlp_ratio)] * d}
+
+    def smallest(self) -> dict[str, Any]:
+        d = min(self.depth)
+        return {"embed_dim": min(self.embed_dim), "depth": d, "num_heads": [min(self.num_heads)] * d,
+                "mlp_ratio": [min(self.mlp_ratio)] * d}
+
+    def params_of(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        """Optuna parameters that reproduce ``arch`` (for enqueued baselines); unused layers get the largest."""
+        n = max(self.depth)
+        heads = list(arch["num_heads"]) + [max(self.num_heads)] * (n - arch["depth"])
+        mlp = list(arch["mlp_ratio"]) + [max(self.mlp_ratio)] * (n - arch["depth"])
+        return {"depth": arch["depth"], "embed_dim": arch["embed_dim"], **{f"heads{i}": h for i, h in enumerate(heads)},
+                **{f"mlp{i}": m for i, m in enumerate(mlp)}}
+
+
+# ----------------------------------------------------------------------------------------------- candidate
+@dataclass(frozen=True)
+class Candidate:
+    """What one trial evaluates: the reducer type, the per-block schedule and (AutoFormer) the subnet."""
+
+    reducer: str  # a recipe name, or "none"
+    schedule: Schedule
+    arch: dict[str, Any] | None = None  # AutoFormer subnet: embed_dim, depth, num_heads[], mlp_ratio[]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reducer": self.reducer, "schedule": self.schedule.to_dict(), "arch": self.arch}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Candidate:
+        d = _check_keys("candidate", d, ["reducer", "schedule", "arch"])
+        if "schedule" not in d:
+            raise ConfigError("candidate has no 'schedule'")
+        return cls(str(d.get("reducer", "custom")), Schedule.from_dict(d["schedule"]), d.get("arch"))
+
+
+# A cost function: (arch or None, schedule) → analytic GFLOPs per image.
+FlopsFn = Callable[[dict[str, Any] | None, Schedule], float]
+
+
+def solve_scale(weights: Sequence[float], r_max: int, build: Callable[[list[int]], Schedule],
+                cost: Callable[[Schedule], float], goal: float, iters: int = 40) -> Schedule:
+    """The least reduction ``r_l = min(r_max, floor(s · w_l))`` whose cost is ≤ ``goal``.
+
+    Cost falls as the scale ``s`` grows, so this is the smallest feasible ``s``, found by bisection: the schedule
+    that uses its budget fully. When even the most aggressive schedule of this profile (every block with
+    ``w_l > 0`` at ``r_max``) costs more than ``goal``, that schedule is returned and the caller finds it over.
+    """
+    def at(s: float) -> Schedule:
+        return build([min(r_max, int(math.floor(s * w + 1e-9))) for w in weights])
+
+    if cost(at(0.0)) <= goal:
+        return at(0.0)
+    positive = [w for w in weights if w > 0]
+    if not positive:
+        return at(0.0)
+    lo, hi = 0.0, r_max / min(positive) + 1.0  # at(hi) has every positive-weight block at r_max
+    if cost(at(hi)) > goal:
+        return at(hi)
+    for _ in range(iters):  # invariant: cost(at(lo)) > goal ≥ cost(at(hi))
+        mid = (lo + hi) / 2
+        if cost(at(mid)) <= goal:
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo < 1e-3:
+            break
+    return at(hi)
+
+
+# ------------------------------------------------------------------------------------------------- space
+_RAPID_DEFAULTS = {"switch": None, "tau": Range(0.5, 0.9), "rho": Range(0.05, 0.5), "lambda": Range(1.0, 100.0, log=True),
+                   "merge": ("mlerp", "wavg")}
+_PARAM_KEYS = {
+    "tome": [],
+    "tofu": ["switch"],
+    "pitome": [],
+    "rapid": ["switch", "tau", "rho", "lambda", "merge"],
+    "topk": ["fuse"],
+    "diffrate": ["prune_share"],
+}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated search space; see the module docstring for the YAML form."""
+
+    reducers: tuple[str, ...] = ("tome", "tofu", "pitome", "rapid", "topk")
+    parametrisation: str = "budget"  # "budget": profile + solved scale; "per-block": independent r per block
+    r: Range = Range(0, 32, integer=True)  # per-block r (a cap in budget mode)
+    target: Range = Range(0.6, 1.0)  # budget mode: share of the budget a candidate aims at
+    params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # reducer → name → Range | choices
+    architecture: ArchSpace | None = None
+    prop_attn: bool = True
+    positions: str = "tracked"
+    name: str = ""
+
+    # -- parsing -------------------------------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SearchSpace:
+        path = Path(path)
+        try:
+            d = yaml.safe_load(path.read_text())
+        except OSError as e:
+            raise ConfigError(f"cannot read search space {path}: {e.strerror}; check the path") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"search space {path} is not valid YAML: {e}") from e
+        try:
+            return replace(cls.from_dict(d), name=path.stem)
+        except ConfigError as e:
+            raise ConfigError(f"search space {path}: {e}") from e
+
+    @classmethod
+    def from_dict(cls, d: Any) -> SearchSpace:
+        d = _check_keys("search space", d, ["reducers", "schedule", "architecture", "prop_attn", "positions",
+                                             *_PARAM_KEYS])
+        reducers = _choices("reducers", d.get("reducers", list(cls.reducers)), str, RECIPES)
+        sched = _check_keys("schedule", d.get("schedule"), ["parametrisation", "r", "target"])
+        par = sched.get("parametrisation", "budget")
+        if par not in ("budget", "per-block"):
+            raise ConfigError(f"schedule.parametrisation must be 'budget' or 'per-block', got {par!r}")
+        r = Range.parse("schedule.r", sched.get("r", {"low": 0, "high": 32}), integer=True)
+        if r.low < 0:
+            raise ConfigError(f"schedule.r must not be negative, got low={int(r.low)}")
+        target = Range.parse("schedule.target", sched.get("target", {"low": 0.6, "high": 1.0}))
+        if not 0 < target.low <= target.high <= 1:
+            raise ConfigError(f"schedule.target is a share of the budget in (0, 1], got {target.to_dict()}")
+        params: dict[str, dict[str, Any]] = {}
+        for red in _PARAM_KEYS:
+            given = _check_keys(red, d.get(red), _PARAM_KEYS[red])
+            if given and red not in reducers:
+                raise ConfigError(f"'{red}' parameters are given but '{red}' is not in reducers {list(reducers)}")
+            params[red] = {k: cls._parse_param(red, k, v) for k, v in given.items()}
+        positions = d.get("positions", "tracked")
+        if positions not in ("tracked", "index"):
+            raise ConfigError(f"positions must be 'tracked' or 'index', got {positions!r}")
+        prop_attn = d.get("prop_attn", True)
+        if not isinstance(prop_attn, bool):
+            raise ConfigError(f"prop_attn must be true or false, got {prop_attn!r}")
+        arch = ArchSpace.from_dict(d["architecture"]) if d.get("architecture") is not None else None
+        return cls(reducers, par, r, target, params, arch, prop_attn, positions)
+
+    @staticmethod
+    def _parse_param(red: str, key: str, value: Any) -> Any:
+        where = f"{red}.{key}"
+        if key == "merge":
+            return _choices(where, value, str, ("mlerp", "wavg"))
+        if key == "fuse":
+            return _choices(where, value, bool)
+        rng = Range.parse(where, value, integer=key == "switch")
+        if key in ("tau", "rho", "prune_share") and not (0 <= rng.low and rng.high <= 1):
+            raise ConfigError(f"{where} must lie in [0, 1], got {rng.to_dict()}")
+        if key in ("switch", "lambda") and rng.low < 0:
+            raise ConfigError(f"{where} must not be negative, got {rng.to_dict()}")
+        return rng
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"reducers": list(self.reducers),
+                             "schedule": {"parametrisation": self.parametrisation, "r": self.r.to_dict(),
+                                          "target": self.target.to_dict()}}
+        for red, ps in self.params.items():
+            if ps:
+                d[red] = {k: v.to_dict() if isinstance(v, Range) else list(v) for k, v in ps.items()}
+        if self.architecture is not None:
+            d["architecture"] = self.architecture.to_dict()
+        d["prop_attn"], d["positions"] = self.prop_attn, self.positions
+        return d
+
+    # -- validation against a model ------------------------------------------------------------------------
+    def check_model(self, depths: Sequence[int], n_tokens: int, num_prefix: int) -> None:
+        """Errors for choices the model cannot take: a switch beyond its depth, r above its token count."""
+        for red in ("rapid", "tofu"):
+            sw = self.params.get(red, {}).get("switch")
+            if red in self.reducers and sw is not None and sw.high > max(depths):
+                raise ConfigError(f"{red}.switch goes up to {int(sw.high)} but the model has only {max(depths)} "
+                                  f"blocks; lower {red}.switch.high")
+        reducible = n_tokens - num_prefix
+        if self.r.low > reducible // 2:
+            raise ConfigError(f"schedule.r starts at {int(self.r.low)}, above the {reducible // 2} tokens a block "
+                              f"can remove (50% of {reducible}); lower schedule.r.low")
+        if self.r.high > reducible:
+            raise ConfigError(f"schedule.r goes up to {int(self.r.high)}, above the model's {reducible} patch "
+                              f"tokens; lower schedule.r.high to at most {reducible // 2}")
+
+    # -- suggestions -----------------------------------------------------------------------------------------
+    def _param(self, red: str, key: str) -> Any:
+        return self.params.get(red, {}).get(key)
+
+    def suggest_reducer_params(self, trial: optuna.Trial, red: str, depth: int, max_depth: int) -> dict[str, Any]:
+        """The reducer's own parameters (RAPID τ/ρ/λ/merge/switch, …), as recipe keyword arguments."""
+        out: dict[str, Any] = {}
+        if red in ("rapid", "tofu"):
+            sw = self._param(red, "switch") or Range(1, max(1, round(max_depth / 3) * 2 if red == "rapid"
+                                                            else max_depth - 1), integer=True)
+            out["switch"] = min(int(sw.suggest(trial, f"{red}_switch")), depth)
+        if red == "rapid":
+            for key in ("tau", "rho", "lambda"):
+                rng = self._param(red, key) or _RAPID_DEFAULTS[key]
+                out[key] = rng.suggest(trial, f"rapid_{key}")
+            out["merge"] = trial.suggest_categorical("rapid_merge", list(self._param(red, "merge") or ("mlerp", "wavg")))
+        if red == "topk":
+            out["fuse"] = trial.suggest_categorical("topk_fuse", list(self._param(red, "fuse") or (True, False)))
+        if red == "diffrate":
+            rng = self._param(red, "prune_share") or Range(0.0, 1.0)
+            out["prune_share"] = rng.suggest(trial, "diffrate_prune_share")
+        return out
+
+    def suggest(self, trial: optuna.Trial, depth_of: Callable[[dict[str, Any] | None], int], flops: FlopsFn,
+                budget: float, build: Callable[..., Schedule]) -> tuple[Candidate, dict[str, Any]]:
+        """Draw a candidate. ``build(reducer, depth, rs, **params)`` makes the schedule; returns the candidate
+        (over the budget when no schedule of the drawn profile meets it) and derived facts to record."""
+        red = trial.suggest_categorical("reducer", list(self.reducers))
+        arch = self.architecture.suggest(trial) if self.architecture is not None else None
+        depth = depth_of(arch)
+        max_depth = max(self.architecture.depth) if self.architecture is not None else depth
+        rparams = self.suggest_reducer_params(trial, red, depth, max_depth)
+        r_max = int(self.r.high)
+
+        def make(rs: list[int]) -> Schedule:
+            return build(red, depth, rs, prop_attn=self.prop_attn, positions=self.positions, **rparams)
+
+        if self.parametrisation == "per-block":
+            rs = [int(self.r.suggest(trial, f"r{i}")) for i in range(max_depth)][:depth]
+            return Candidate(red, make(rs), arch), {}
+        weights = [trial.suggest_float(f"w{i}", 0.0, 1.0) for i in range(max_depth)][:depth]
+        share = self.target.suggest(trial, "target")
+        goal = share * budget
+        sched = solve_scale(weights, r_max, make, lambda s: flops(arch, s), goal)
+        facts = {"goal_gflops": goal}
+        return Candidate(red, sched, arch), facts
+
+    def baseline_params(self, red: str, depth: int, max_depth: int, arch_params: Mapping[str, Any] | None = None
+                        ) -> dict[str, Any]:
+        """Optuna parameters of the published recipe of ``red`` (constant r, paper defaults) at the full budget.
+
+        In budget mode a flat profile with target 1 solves to the largest constant r under the budget."""
+        params: dict[str, Any] = {"reducer": red, **(arch_params or {})}
+        if red == "rapid":  # RAPID's paper: τ 0.7, ρ 20 %, λ 50, MLERP, switch after block L/3
+            params.update(rapid_switch=max(1, round(depth / 3)), rapid_tau=0.7, rapid_rho=0.2, rapid_lambda=50.0,
+                          rapid_merge="mlerp")
+        if red == "tofu":
+            params["tofu_switch"] = depth // 2 + 1
+        if red == "topk":
+            params["topk_fuse"] = True
+        if red == "diffrate":
+            params["diffrate_prune_share"] = 0.5
+        if self.parametrisation == "budget":
+            params.update({f"w{i}": 1.0 for i in range(max_depth)}, target=1.0)
+        return params

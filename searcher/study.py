@@ -1,0 +1,637 @@
+"""``searcher optimize``: a thin facade over Optuna studies of token-reduction schedules and AutoFormer subnets.
+
+One trial: the space suggests a :class:`~searcher.space.Candidate`; its analytic FLOPs are checked against the
+budget before any forward pass (``trial.set_constraint``, the Optuna 5 API); the patched model is evaluated on the
+search split in chunks, and stopped early (``TrialPruned``) once its accuracy's upper confidence bound cannot reach
+the current Pareto front at its FLOPs; throughput is measured only for candidates that could still be
+Pareto-optimal (or for every candidate when it is a constraint or an objective). The candidate, FLOPs, throughput
+and accuracy are stored as trial user attributes, so export and report need nothing but the storage.
+
+Storage: SQLite at ``<out>/study.db`` by default (one worker; a lock file keeps a second ``optimize`` away), a
+journal file (``journal:PATH``) or PostgreSQL/MySQL URLs for many workers. Re-running the same command resumes the
+study until it holds ``trials`` finished (complete or pruned) trials. RDB storages run with heartbeats, so the
+trials of a killed worker are failed and retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.storages import RetryFailedTrialCallback
+from optuna.trial import TrialState
+
+from .data import Split, load_splits
+from .errors import ConfigError, StorageError
+from .evaluate import NumericalError, evaluate, evaluate_chunks
+from .schedule import Schedule
+from .space import Candidate, SearchSpace
+from .units import parse_budget, parse_rate
+
+__all__ = ["StudySpec", "open_storage", "optimize", "load_study", "pareto_trials", "candidate_of"]
+
+log = logging.getLogger(__name__)
+OBJECTIVES = {"top1": "maximize", "gflops": "minimize", "throughput": "maximize"}
+SAMPLERS = ("tpe", "nsga2", "random", "gp")
+
+
+# --------------------------------------------------------------------------------------------------- spec
+@dataclass
+class StudySpec:
+    """A study: model, data, space, budget and constraints, objectives, sampler, storage, trials, seed."""
+
+    name: str
+    model: str  # timm name, fashion-vit / fashion-autoformer, autoformer-t|s|b[-supernet]
+    space: str | dict[str, Any]  # path to a space YAML (relative to the spec file) or the space inline
+    checkpoint: str | None = None  # local path or URL (timm or AutoFormer weights)
+    data: dict[str, Any] = field(default_factory=lambda: {"kind": "fashion-mnist"})
+    budget: str = "50%"  # GFLOPs per image, absolute or relative to the unreduced model
+    min_throughput: str | None = None  # e.g. "1500img/s": a constraint
+    objectives: list[str] = field(default_factory=lambda: ["top1", "gflops"])
+    trials: int = 60  # finished (complete or pruned) trials the study should hold
+    timeout: float | None = None  # seconds for this invocation
+    sampler: str = "tpe"
+    seed: int = 0
+    storage: str | None = None  # default: sqlite at <out>/study.db
+    workers: int = 1
+    batch_size: int = 256  # evaluation batch
+    search_images: int | None = None  # evaluate on the first N images of the search split (None: all)
+    test_images: int | None = None
+    chunk: int = 500  # early stopping: evaluate in chunks of this many images
+    early_stop: bool = True
+    throughput_batch: int = 256
+    throughput_repeats: int = 5
+    baselines: bool = True
+    diffrate_baseline: dict[str, list[int]] | None = None  # published {prune_kept, merge_kept} to enqueue
+    base_dir: str = "."  # where relative paths in the spec resolve (the spec file's directory)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> StudySpec:
+        path = Path(path)
+        try:
+            d = yaml.safe_load(path.read_text())
+        except OSError as e:
+            raise ConfigError(f"cannot read study spec {path}: {e.strerror}; check the path") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"study spec {path} is not valid YAML: {e}") from e
+        if not isinstance(d, dict):
+            raise ConfigError(f"study spec {path} must be a mapping of options, got {type(d).__name__}")
+        d.setdefault("name", path.stem)
+        d.setdefault("base_dir", str(path.parent))
+        try:
+            return cls.from_dict(d)
+        except ConfigError as e:
+            raise ConfigError(f"study spec {path}: {e}") from e
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StudySpec:
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(d) - set(known)
+        if unknown:
+            raise ConfigError(f"unknown key(s) {sorted(unknown)}; known keys: {sorted(known)}")
+        for req in ("name", "model", "space"):
+            if req not in d:
+                raise ConfigError(f"missing '{req}'")
+        spec = cls(**d)
+        spec.validate()
+        return spec
+
+    def override(self, **kw: Any) -> StudySpec:
+        """Apply CLI flags (None means "not given")."""
+        spec = replace(self, **{k: v for k, v in kw.items() if v is not None})
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        def typed(name: str, kinds: type | tuple[type, ...], allow_none: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            if isinstance(v, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)) or \
+                    not isinstance(v, kinds):
+                raise ConfigError(f"'{name}' must be {getattr(kinds, '__name__', kinds)}, got {v!r}")
+
+        for name in ("name", "model"):
+            typed(name, str)
+        typed("space", (str, dict))
+        typed("data", dict)
+        typed("trials", int)
+        typed("workers", int)
+        typed("seed", int)
+        typed("batch_size", int)
+        typed("chunk", int)
+        typed("early_stop", bool)
+        typed("baselines", bool)
+        typed("checkpoint", str, allow_none=True)
+        typed("storage", str, allow_none=True)
+        typed("timeout", (int, float), allow_none=True)
+        typed("search_images", int, allow_none=True)
+        typed("test_images", int, allow_none=True)
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ConfigError(f"study name {self.name!r} must be a plain name (no '/'), e.g. 'fashion-vit'")
+        parse_budget(str(self.budget))
+        if self.min_throughput is not None:
+            parse_rate(self.min_throughput)
+        if self.trials < 1:
+            raise ConfigError(f"trials must be at least 1, got {self.trials}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {self.workers}")
+        if self.batch_size < 1 or self.chunk < 1:
+            raise ConfigError("batch_size and chunk must be positive")
+        if not isinstance(self.objectives, list) or not self.objectives or \
+                any(o not in OBJECTIVES for o in self.objectives) or len(set(self.objectives)) != len(self.objectives):
+            raise ConfigError(f"objectives must be distinct names from {list(OBJECTIVES)}, got {self.objectives!r}")
+        if "top1" not in self.objectives:
+            raise ConfigError("objectives must include 'top1'")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler {self.sampler!r}; use one of {list(SAMPLERS)}")
+
+    def load_space(self) -> SearchSpace:
+        if isinstance(self.space, dict):
+            return SearchSpace.from_dict(self.space)
+        path = Path(self.space)
+        if not path.is_absolute() and not path.exists():
+            path = Path(self.base_dir) / path
+        return SearchSpace.from_yaml(path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------------------ storage
+def default_storage(out: Path, workers: int) -> str:
+    """SQLite for one worker; a journal file for several local workers (SQLite is not safe for that)."""
+    journal = out / "study.journal"
+    if workers > 1 or journal.exists():
+        return f"journal:{journal}"
+    return f"sqlite:///{out / 'study.db'}"
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``: ``sqlite:///…``, ``postgresql://…``, ``mysql://…`` or ``journal:PATH``.
+
+    RDB storages get heartbeats (a killed worker's RUNNING trial is failed after the grace period and retried)."""
+    try:
+        if url.startswith("journal:"):
+            from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+            path = url[len("journal:"):]
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+        if url.split(":", 1)[0].split("+", 1)[0] not in ("sqlite", "postgresql", "mysql"):
+            raise ConfigError(f"unsupported storage URL {url!r}; use sqlite:///PATH, postgresql://…, mysql://… "
+                              "or journal:PATH")
+        engine_kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            engine_kwargs = {"connect_args": {"timeout": 60}}
+        else:
+            engine_kwargs = {"pool_pre_ping": True}
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=10, grace_period=30,
+            heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=2),
+        )
+    except ConfigError:
+        raise
+    except Exception as e:  # sqlalchemy / driver errors: unreachable server, bad credentials, unwritable file
+        raise StorageError(f"cannot open storage {_redact(url)}: {str(e).splitlines()[0]}; check the URL, that the "
+                           "server is reachable and that the path is writable") from e
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a storage URL for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+@contextlib.contextmanager
+def _sqlite_lock(url: str, out: Path) -> Iterator[None]:
+    """Keep a second ``optimize`` away from an SQLite study that is being optimised (SQLite serialises writers
+    badly: the other process would hit "database is locked" in the middle of a trial)."""
+    if not url.startswith("sqlite"):
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    lock_path = out / ".optimize.lock"
+    with open(lock_path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            who = f.read().strip() or "another process"
+            raise StorageError(f"the SQLite study in {out} is already being optimised by {who}; wait for it to "
+                               "finish, or run several workers on one study with --storage journal:PATH or "
+                               "postgresql://…") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def load_study(name: str | None, storage_url: str) -> optuna.Study:
+    """Load an existing study (the only one in the storage when ``name`` is None)."""
+    storage = open_storage(storage_url)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    if name is None:
+        if len(names) != 1:
+            raise StorageError(f"storage {_redact(storage_url)} holds {len(names)} studies {names}; name one "
+                               "with --study")
+        name = names[0]
+    if name not in names:
+        raise StorageError(f"no study {name!r} in {_redact(storage_url)} (it holds {names or 'none'}); check "
+                           "--study and --storage")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _sampler(name: str, seed: int, n_objectives: int) -> optuna.samplers.BaseSampler:
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
+                                      n_startup_trials=10)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def candidate_of(trial: optuna.trial.FrozenTrial) -> Candidate:
+    return Candidate.from_dict(trial.user_attrs["candidate"])
+
+
+def pareto_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Feasible, complete trials not dominated in (top1 ↑, GFLOPs ↓), sorted by GFLOPs."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get("feasible") and "top1" in t.user_attrs]
+    front = []
+    for t in done:
+        a, g = t.user_attrs["top1"], t.user_attrs["gflops"]
+        if not any((o.user_attrs["top1"] >= a and o.user_attrs["gflops"] <= g) and
+                   (o.user_attrs["top1"] > a or o.user_attrs["gflops"] < g) for o in done):
+            front.append(t)
+    return sorted(front, key=lambda t: t.user_attrs["gflops"])
+
+
+def _front_points(study: optuna.Study) -> list[tuple[float, float]]:
+    return [(t.user_attrs["gflops"], t.user_attrs["top1"]) for t in pareto_trials(study)]
+
+
+def _best_at_or_below(front: list[tuple[float, float]], gflops: float) -> float:
+    """Best search top-1 among front points that cost at most ``gflops`` (−inf when none)."""
+    return max((acc for g, acc in front if g <= gflops + 1e-12), default=-math.inf)
+
+
+def _upper_bound(correct: int, n: int, total: int, z: float = 3.0) -> float:
+    """Upper bound (percent) on the final top-1 after ``n`` of ``total`` images: the remaining images at the
+    Wilson upper bound of the accuracy seen so far (z = 3: about one hopeful trial in 700 stopped wrongly)."""
+    if n >= total:
+        return 100.0 * correct / max(total, 1)
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = p + z * z / (2 * n)
+    ucb = min(1.0, (centre + z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / denom)
+    return 100.0 * (correct + ucb * (total - n)) / total
+
+
+# ---------------------------------------------------------------------------------------------- objective
+@dataclass
+class _Context:
+    """Everything a trial needs, built once per worker."""
+
+    spec: StudySpec
+    space: SearchSpace
+    source: Any  # searcher.models.ModelSource
+    search: Split
+    budget: float  # GFLOPs
+    full_gflops: float
+    min_throughput: float | None
+    stats: dict[str, int] = field(default_factory=lambda: {"images": 0, "images_saved": 0})
+
+
+def build_schedule(source: Any, reducer: str, depth: int, rs: list[int], **params: Any) -> Schedule:
+    """A recipe schedule from per-block r. DiffRate's kept-token lists come from the same token counts: of the
+    tokens a block removes, a share ``prune_share`` is pruned (by CLS attention) and the rest merged."""
+    if reducer != "diffrate":
+        return Schedule.recipe(reducer, depth, rs, **params)
+    from .schedule import tokens_per_block
+
+    share = float(params.pop("prune_share", 0.5))
+    counts = tokens_per_block(Schedule.from_list(rs, "tome", depth), source.n_tokens, source.num_prefix)
+    prune_kept = [n_in - round(share * (n_in - n_out)) for n_in, n_out in zip(counts[:-1], counts[1:], strict=True)]
+    return Schedule.recipe("diffrate", depth, prune_kept=prune_kept, merge_kept=list(counts[1:]), **params)
+
+
+def _objective(ctx: _Context):
+    from .cost.throughput import measure
+
+    spec, space, source = ctx.spec, ctx.space, ctx.source
+
+    def objective(trial: optuna.Trial) -> tuple[float, ...]:
+        t0 = time.perf_counter()
+        cand, facts = space.suggest(trial, source.depth_of, source.flops, ctx.budget,
+                                    lambda red, depth, rs, **p: build_schedule(source, red, depth, rs, **p))
+        for k, v in facts.items():
+            trial.set_user_attr(k, v)
+        g = source.flops(cand.arch, cand.schedule)
+        trial.set_user_attr("candidate", cand.to_dict())
+        trial.set_user_attr("gflops", g)
+        trial.set_user_attr("tokens", source.tokens(cand))
+        if g > ctx.budget * (1 + 1e-9):
+            return _infeasible(trial, g, ctx, "over the FLOPs budget")
+        trial.set_constraint("gflops", g - ctx.budget)
+        trial.set_user_attr("search_s", time.perf_counter() - t0)
+        model = source.build(cand.arch, cand.schedule)
+        t1 = time.perf_counter()
+        total = len(ctx.search) if spec.search_images is None else min(spec.search_images, len(ctx.search))
+        front = _front_points(trial.study) if spec.early_stop else []
+        best_here = _best_at_or_below(front, g)
+        acc = None
+        for acc in evaluate_chunks(model, ctx.search, spec.batch_size, chunk=spec.chunk, limit=total):
+            if acc.n < total and _upper_bound(acc.correct1, acc.n, total) < best_here:
+                ctx.stats["images"] += acc.n
+                ctx.stats["images_saved"] += total - acc.n
+                trial.set_user_attr("top1_partial", acc.top1)
+                trial.set_user_attr("images_evaluated", acc.n)
+                trial.set_user_attr("eval_s", time.perf_counter() - t1)
+                raise optuna.TrialPruned(f"top-1 {acc.top1:.2f}% after {acc.n}/{total} images cannot reach the "
+                                         f"front ({best_here:.2f}% at ≤ {g:.4g} GFLOPs)")
+        assert acc is not None
+        ctx.stats["images"] += acc.n
+        trial.set_user_attr("top1", acc.top1)
+        trial.set_user_attr("top5", acc.top5)
+        trial.set_user_attr("images_evaluated", acc.n)
+        trial.set_user_attr("eval_s", time.perf_counter() - t1)
+        trial.set_user_attr("feasible", True)
+        values: dict[str, float] = {"top1": acc.top1, "gflops": g}
+        need_tp = ctx.min_throughput is not None or "throughput" in spec.objectives
+        could_be_pareto = acc.top1 > best_here
+        if need_tp or could_be_pareto:
+            t2 = time.perf_counter()
+            tp = measure(source.build(cand.arch, cand.schedule, compact=True), spec.throughput_batch,
+                         source.input_shape, repeats=spec.throughput_repeats)
+            trial.set_user_attr("throughput", tp.to_dict())
+            trial.set_user_attr("throughput_s", time.perf_counter() - t2)
+            values["throughput"] = tp.img_s
+            if ctx.min_throughput is not None:
+                trial.set_constraint("throughput", ctx.min_throughput - tp.img_s)
+                if tp.img_s < ctx.min_throughput:
+                    trial.set_user_attr("feasible", False)
+        return tuple(values.get(o, 0.0) for o in spec.objectives)
+
+    return objective
+
+
+def _infeasible(trial: optuna.Trial, g: float, ctx: _Context, why: str) -> tuple[float, ...]:
+    """Record an over-budget candidate without evaluating it: a violated constraint, top-1 0."""
+    trial.set_user_attr("gflops", g)
+    trial.set_user_attr("feasible", False)
+    trial.set_user_attr("infeasible", why)
+    trial.set_constraint("gflops", max(g - ctx.budget, 1e-9))
+    values = {"top1": 0.0, "gflops": g, "throughput": 0.0}
+    return tuple(values[o] for o in ctx.spec.objectives)
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+@dataclass
+class OptimizeResult:
+    study: optuna.Study
+    out: Path
+    budget: float
+    full_gflops: float
+    pareto: list[dict[str, Any]]  # one row per Pareto-optimal trial, re-evaluated on the test split
+    stats: dict[str, Any]
+
+
+def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
+    from .models import ModelSource
+
+    space = spec.load_space()
+    source = ModelSource.open(spec.model, spec.checkpoint, arch_space=space.architecture)
+    space.check_model(source.depths(space.architecture), source.n_tokens, source.num_prefix)
+    splits = load_splits(spec.data)
+    full = source.flops(source.full_arch(space.architecture), Schedule.none(source.depth_of(
+        source.full_arch(space.architecture))))
+    budget = parse_budget(str(spec.budget)).resolve(full)
+    cheapest = source.cheapest_gflops(space)
+    if cheapest > budget:
+        raise ConfigError(f"budget {spec.budget} ({budget:.4g} GFLOPs) is below the cheapest candidate of the "
+                          f"space ({cheapest:.4g} GFLOPs: every block at r={int(space.r.high)}); raise the budget "
+                          "or widen schedule.r")
+    min_tp = parse_rate(spec.min_throughput) if spec.min_throughput else None
+    return _Context(spec, space, source, splits["search"], budget, full, min_tp), splits
+
+
+def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
+    """Constant-r schedules of every searched reducer at the largest r under the budget (RAPID with its paper
+    defaults), on the largest subnet for supernets; DiffRate's published schedule when the spec gives one."""
+    if study.user_attrs.get("baselines_enqueued"):
+        return
+    space, source = ctx.space, ctx.source
+    arch = source.full_arch(space.architecture)
+    arch_params = space.architecture.params_of(arch) if space.architecture is not None and arch else None
+    depth = source.depth_of(arch)
+    max_depth = max(space.architecture.depth) if space.architecture is not None else depth
+    for red in space.reducers:
+        params = space.baseline_params(red, depth, max_depth, arch_params)
+        if space.parametrisation == "per-block":
+            r = source.largest_constant_r(arch, lambda rs, red=red, p=params: build_schedule(
+                source, red, depth, rs, **_recipe_params(red, p)), ctx.budget)
+            params.update({f"r{i}": r for i in range(max_depth)})
+        study.enqueue_trial(params, user_attrs={"baseline": f"{red} constant r"}, skip_if_exists=True)
+    study.set_user_attr("baselines_enqueued", True)
+
+
+def _recipe_params(red: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    prefix = f"{red}_"
+    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+
+
+class _Progress:
+    """A tqdm bar: trials done, feasible count, best search top-1 under the budget."""
+
+    def __init__(self, study: optuna.Study, target: int, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+        self.bar = tqdm(total=target, initial=min(done, target), desc=study.study_name, unit="trial",
+                        disable=not enabled, dynamic_ncols=True)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        feasible = [t for t in trials if t.user_attrs.get("feasible")]
+        best = max((t.user_attrs.get("top1", 0.0) for t in feasible), default=float("nan"))
+        self.bar.n = min(len(trials), self.bar.total)
+        self.bar.set_postfix(feasible=len(feasible), best_top1=f"{best:.2f}")
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def _stop_after(target: int):
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if _finished(study) >= target:
+            study.stop()
+    return callback
+
+
+@contextlib.contextmanager
+def _graceful_sigint(study_ref: list[optuna.Study]) -> Iterator[None]:
+    """First Ctrl-C: finish the current trial, then stop. Second: abandon it (the trial is marked failed)."""
+    if not (hasattr(signal, "SIGINT") and sys.platform != "win32"):
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    pressed = {"n": 0}
+
+    def handler(signum, frame):
+        pressed["n"] += 1
+        if pressed["n"] == 1 and study_ref:
+            print("\nstopping after the current trial (Ctrl-C again to abandon it)", file=sys.stderr)
+            study_ref[0].stop()
+            return
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_worker(spec: StudySpec, storage_url: str, progress: bool = False) -> None:
+    """One worker: load the study and optimise until it holds ``spec.trials`` finished trials."""
+    ctx, _ = _context(spec)
+    _optimize_loop(spec, ctx, storage_url, progress)
+
+
+def _create_study(spec: StudySpec, storage_url: str) -> optuna.Study:
+    storage = open_storage(storage_url)
+    study = optuna.create_study(
+        study_name=spec.name, storage=storage, load_if_exists=True,
+        directions=[OBJECTIVES[o] for o in spec.objectives],
+        sampler=_sampler(spec.sampler, spec.seed, len(spec.objectives)),
+    )
+    if list(study.directions) != [optuna.study.StudyDirection.MAXIMIZE if OBJECTIVES[o] == "maximize"
+                                  else optuna.study.StudyDirection.MINIMIZE for o in spec.objectives]:
+        raise StorageError(f"study {spec.name!r} in {_redact(storage_url)} was created with other objectives; "
+                           "use another --out or --storage, or the objectives it was created with")
+    return study
+
+
+def _optimize_loop(spec: StudySpec, ctx: _Context, storage_url: str, progress: bool) -> optuna.Study:
+    study = _create_study(spec, storage_url)
+    bar = _Progress(study, spec.trials, progress)
+    ref = [study]
+    try:
+        with _graceful_sigint(ref):
+            if _finished(study) < spec.trials:
+                study.optimize(_objective(ctx), n_trials=None if spec.timeout else spec.trials * 3,
+                               timeout=spec.timeout, callbacks=[_stop_after(spec.trials), bar],
+                               catch=(NumericalError, MemoryError, RuntimeError), gc_after_trial=False)
+    finally:
+        bar.close()
+    return study
+
+
+def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = True) -> OptimizeResult:
+    """Run (or resume) the study of ``spec`` and re-evaluate its Pareto set on the test split."""
+    out = Path(out or Path("runs") / spec.name)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write to --out {out}: {e.strerror}; choose a writable directory") from e
+    storage_url = spec.storage or default_storage(out, spec.workers)
+    if spec.workers > 1 and storage_url.startswith("sqlite"):
+        raise ConfigError("several workers cannot share an SQLite storage safely; use --storage journal:PATH or "
+                          "postgresql://… (or leave --storage out: several workers default to a journal file)")
+    ctx, splits = _context(spec)
+    with _sqlite_lock(storage_url, out):
+        study = _create_study(spec, storage_url)
+        study.set_metric_names(spec.objectives)
+        study.set_user_attr("spec", {k: v for k, v in spec.to_dict().items() if k != "base_dir"})
+        study.set_user_attr("budget_gflops", ctx.budget)
+        study.set_user_attr("full_gflops", ctx.full_gflops)
+        study.set_user_attr("model_source", ctx.source.describe())
+        if spec.baselines:
+            _enqueue_baselines(study, ctx)
+        t0 = time.perf_counter()
+        if spec.workers > 1:
+            from joblib import Parallel, delayed
+
+            Parallel(n_jobs=spec.workers, backend="loky")(
+                delayed(run_worker)(spec, storage_url, False) for _ in range(spec.workers))
+        else:
+            _optimize_loop(spec, ctx, storage_url, progress)
+        wall = time.perf_counter() - t0
+    pareto = evaluate_pareto(study, ctx, splits["test"], spec)
+    stats = _stats(study, ctx, wall)
+    return OptimizeResult(study, out, ctx.budget, ctx.full_gflops, pareto, stats)
+
+
+def evaluate_pareto(study: optuna.Study, ctx: _Context, test: Split, spec: StudySpec) -> list[dict[str, Any]]:
+    """Re-evaluate every Pareto-optimal trial on the test split (stored as ``test_top1``) and return the rows."""
+    rows = []
+    for t in pareto_trials(study):
+        cand = candidate_of(t)
+        if "test_top1" not in t.user_attrs:
+            acc = evaluate(ctx.source.build(cand.arch, cand.schedule), test, spec.batch_size,
+                           limit=spec.test_images)
+            study._storage.set_trial_user_attr(t._trial_id, "test_top1", acc.top1)
+            study._storage.set_trial_user_attr(t._trial_id, "test_top5", acc.top5)
+            test_top1 = acc.top1
+        else:
+            test_top1 = t.user_attrs["test_top1"]
+        tp = t.user_attrs.get("throughput", {}).get("img_s")
+        rows.append({"trial": t.number, "reducer": cand.reducer, "baseline": t.user_attrs.get("baseline", ""),
+                     "tokens": t.user_attrs.get("tokens"), "search_top1": t.user_attrs["top1"],
+                     "test_top1": test_top1, "gflops": t.user_attrs["gflops"], "img_s": tp,
+                     "arch": cand.arch})
+    return rows
+
+
+def _stats(study: optuna.Study, ctx: _Context, wall: float) -> dict[str, Any]:
+    trials = study.get_trials(deepcopy=False)
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    feasible = [t for t in finished if t.user_attrs.get("gflops", math.inf) <= ctx.budget * (1 + 1e-9)]
+    work = sum(t.user_attrs.get(k, 0.0) for t in finished for k in ("eval_s", "throughput_s"))
+    trial_wall = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in finished
+                     if t.datetime_complete and t.datetime_start)
+    return {
+        "trials": len(finished), "complete": sum(t.state == TrialState.COMPLETE for t in finished),
+        "pruned": sum(t.state == TrialState.PRUNED for t in finished),
+        "failed": sum(t.state == TrialState.FAIL for t in trials),
+        "feasible_share": len(feasible) / max(len(finished), 1),
+        "images_evaluated": ctx.stats["images"], "images_saved_by_early_stop": ctx.stats["images_saved"],
+        "overhead_share": max(0.0, 1 - work / trial_wall) if trial_wall else None,
+        "wall_s": wall,
+    }
