@@ -344,25 +344,28 @@ def _build_fashion(files: dict[str, Path]) -> dict[str, torch.Tensor]:
 
 
 # ------------------------------------------------------------------------------------------------ ImageFolder
-def data_config_for(model: Any) -> dict:
+def data_config_for(model: Any, overrides: dict | None = None) -> dict:
     """The timm eval data config (input_size, interpolation, mean, std, crop_pct, crop_mode) of ``model``.
 
     ``model`` is a timm model name (its pretrained config is read; nothing is downloaded), an ``nn.Module``
-    (its ``pretrained_cfg``, timm's ImageNet defaults without one), or a dict of data-config fields
-    (``input_size`` [C, H, W] or ``img_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct``,
-    ``crop_mode``); missing fields take timm's defaults, as ``timm.data.resolve_data_config`` gives them.
+    (its ``pretrained_cfg``, timm's ImageNet defaults without one), None (timm's defaults), or a dict of
+    data-config fields (``input_size`` [C, H, W] or ``img_size``, ``interpolation``, ``mean``, ``std``,
+    ``crop_pct``, ``crop_mode``). ``overrides`` (the same fields) take precedence; what neither gives comes
+    from timm's defaults, as ``timm.data.resolve_data_config`` resolves them.
     """
     from timm.data import resolve_data_config
 
     args: dict = {}
     pretrained: dict = {}
-    if isinstance(model, str):
-        pretrained = _timm_pretrained_cfg(model)
-    elif isinstance(model, dict):
-        unknown = sorted(set(model) - set(_DATA_CONFIG_KEYS))
+    for fields in (model if isinstance(model, dict) else {}, overrides or {}):
+        unknown = sorted(set(fields) - set(_DATA_CONFIG_KEYS))
         if unknown:
             raise ConfigError(f"unknown data-config field(s) {unknown}; use {list(_DATA_CONFIG_KEYS)}")
-        args = {k: v for k, v in model.items() if v is not None}
+        args.update({k: v for k, v in fields.items() if v is not None})
+    if isinstance(model, str):
+        pretrained = _timm_pretrained_cfg(model)
+    elif model is None or isinstance(model, dict):
+        pass
     elif isinstance(model, torch.nn.Module):
         cfg = getattr(model, "pretrained_cfg", None) or {}
         pretrained = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
@@ -495,7 +498,10 @@ def _imagenet_subset(model: Any) -> str | None:
         except ConfigError:
             return None
     if isinstance(model, torch.nn.Module):
-        return infer_imagenet_subset(model)
+        try:
+            return infer_imagenet_subset(model)
+        except AttributeError:  # a pretrained_cfg of None
+            return None
     return None
 
 
@@ -522,7 +528,10 @@ def _resolve_classes(classes: str | Path | Sequence[str] | None, folders: Iterab
     if isinstance(classes, str | Path):
         path = Path(classes).expanduser()
         if path.is_file():
-            names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+            try:
+                names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+            except (OSError, UnicodeDecodeError) as e:
+                raise DataError(f"cannot read class list {path}: {e}") from e
         else:
             from timm.data import ImageNetInfo
 
@@ -635,7 +644,7 @@ def image_folder(root: str | Path, model: Any = None, *, data_config: dict | Non
     Args:
         root: folder with one subfolder per class (images may be nested deeper inside it).
         model: a timm model name, an ``nn.Module`` or a data-config dict (see :func:`data_config_for`).
-        data_config: a data-config dict, instead of ``model``.
+        data_config: data-config fields that override the model's (or, without a model, timm's defaults).
         per_class: keep at most this many images per class, a fixed-seed sample.
         files: a text file of paths relative to ``root`` (one a line, ``#`` comments), or a list of them;
             only these images are used. The first path component is the class folder.
@@ -651,7 +660,7 @@ def image_folder(root: str | Path, model: Any = None, *, data_config: dict | Non
     if model is None and data_config is None:
         raise ConfigError("an ImageFolder split needs the model (a timm name) or a data config to preprocess "
                           "its images")
-    cfg = data_config_for(data_config if data_config is not None else model)
+    cfg = data_config_for(model, data_config)
     root = Path(root).expanduser()
     folders = _class_folders(root)
     class_list = _resolve_classes(classes, folders, model, str(root))
@@ -713,6 +722,7 @@ def load_splits(spec: dict | None = None, model: Any = None) -> dict[str, Split]
 
         {"kind": "imagefolder",
          "model": "deit_small_patch16_224",   # timm name or data-config dict {"input_size": [3, 224, 224], …}
+         "data_config": {"crop_pct": 1.0},    # optional: fields that override the model's data config
          "classes": "imagenet-1k",            # optional class order (see image_folder); default: auto
          "seed": 0,                           # optional, for per_class and the image order
          "search": {"root": "/data/imagenet/train", "per_class": 10},
@@ -744,11 +754,11 @@ def _check_keys(spec: dict, allowed: Sequence[str], what: str) -> None:
 
 
 def _imagefolder_splits(spec: dict, model: Any) -> dict[str, Split]:
-    source = spec.get("model", spec.get("data_config", model))
-    if source is None:
+    source = spec.get("model", model)  # the model: its data config and (auto) its ImageNet class order
+    if source is None and spec.get("data_config") is None:
         raise ConfigError("the imagefolder data spec needs 'model': a timm model name or a data-config dict "
                           "such as {'input_size': [3, 224, 224], 'crop_pct': 0.875}")
-    cfg = data_config_for(source)
+    cfg = data_config_for(source, spec.get("data_config"))
     seed = spec.get("seed", 0)
     parts: dict[str, dict] = {}
     for name in ("train", "search", "test"):

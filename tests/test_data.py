@@ -217,6 +217,23 @@ def test_split_rule_on_synthetic_data(make_fashion, idx) -> None:
     assert len(set(search.labels[:200].tolist())) == 10  # classes are interleaved, not in blocks
 
 
+def test_full_size_synthetic_split_and_cli(tmp_path: Path, idx, capsys: pytest.CaptureFixture) -> None:
+    """The documented numbers without the real data: 60,000 + 10,000 images give 58,000 / 2,000 / 10,000."""
+    d = tmp_path / "full"
+    d.mkdir()
+    for part, n in (("train", 60_000), ("test", 10_000)):
+        images = np.zeros((n, 28, 28), np.uint8)
+        images[:, 0, 0], images[:, 0, 1] = np.arange(n) // 256, np.arange(n) % 256
+        idx.write(d / idx.stems[f"{part}_images"], images)
+        idx.write(d / idx.stems[f"{part}_labels"], (np.arange(n) * 7 % 10).astype(np.uint8))
+    assert main(["data", "--json", "--data-dir", str(d)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {n: s["images"] for n, s in out["splits"].items()} == {"train": 58_000, "search": 2_000,
+                                                                  "test": 10_000}
+    assert out["splits"]["search"]["class_counts"] == [200] * 10
+    assert out["splits"]["train"]["class_counts"] == [5_800] * 10
+
+
 def test_split_is_deterministic(make_fashion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     d = make_fashion()
     monkeypatch.setenv("SEARCHER_CACHE", str(tmp_path / "a"))
@@ -253,9 +270,9 @@ def test_second_load_comes_from_the_cache(make_fashion, private_cache: Path,
         raise AssertionError("rebuilt although the cache is valid")
 
     monkeypatch.setattr(data, "_build_fashion", no_rebuild)
-    t = time.perf_counter()
+    t = time.process_time()
     second = fashion_mnist(d)
-    assert time.perf_counter() - t < 1.0
+    assert time.process_time() - t < 1.0
     for name in first:
         assert torch.equal(first[name].images, second[name].images)
         assert torch.equal(first[name].labels, second[name].labels)
@@ -335,10 +352,10 @@ def test_real_fashion_mnist_splits(real_splits: dict[str, Split], real_fashion_d
 
 def test_real_fashion_mnist_loads_fast_from_cache(real_splits: dict[str, Split],
                                                   real_fashion_dir: Path) -> None:
-    t = time.perf_counter()
+    t = time.process_time()  # CPU time: wall time on a shared machine measures the neighbours
     again = fashion_mnist(real_fashion_dir)
-    elapsed = time.perf_counter() - t
-    assert elapsed < 2.0, f"cached load took {elapsed:.2f} s"  # ~0.05 s here; slack for a busy machine
+    elapsed = time.process_time() - t
+    assert elapsed < 1.0, f"cached load took {elapsed:.2f} s of CPU"  # ~0.05 s here
     assert torch.equal(again["search"].images, real_splits["search"].images)
 
 
@@ -504,9 +521,9 @@ def test_imagefolder_cache(tiny_imagefolder: Path, tmp_path: Path, private_cache
         raise AssertionError("decoded although the cache is valid")
 
     monkeypatch.setattr(data, "_decode", no_decode)
-    t = time.perf_counter()
+    t = time.process_time()
     second = image_folder(root, SMALL)
-    assert time.perf_counter() - t < 1.0
+    assert time.process_time() - t < 1.0
     assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
     monkeypatch.setattr(data, "_decode", decode)
     # touching an image changes the key; so does another transform
@@ -590,15 +607,22 @@ def test_unreadable_image_is_named(tmp_path: Path, content: bytes | str, workers
     assert str(bad) in str(e.value)
 
 
-def test_data_config_sources() -> None:
+def test_data_config_sources(tiny_imagefolder: Path) -> None:
     from timm.models import VisionTransformer
 
     assert data.data_config_for("deit_tiny_patch16_224")["crop_pct"] == 0.9
     assert data.data_config_for({"img_size": 64})["input_size"] == [3, 64, 64]
     assert data.data_config_for({"input_size": [3, 32, 48], "crop_mode": "squash"})["crop_mode"] == "squash"
+    overridden = data.data_config_for("deit_tiny_patch16_224", {"crop_pct": 1.0, "img_size": 32})
+    assert overridden["crop_pct"] == 1.0 and overridden["input_size"] == [3, 32, 32]
+    assert overridden["interpolation"] == "bicubic"  # the rest is still the model's
+    with pytest.raises(ConfigError, match="unknown data-config field"):
+        data.data_config_for("deit_tiny_patch16_224", {"size": 32})
     vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_classes=3)
     vit.pretrained_cfg = {"input_size": (3, 32, 32), "crop_pct": 1.0, "mean": (0.5,) * 3, "std": (0.5,) * 3}
     assert data.data_config_for(vit)["input_size"] == [3, 32, 32]
+    assert load_splits({"kind": "imagefolder", "test": {"root": str(tiny_imagefolder), "per_class": 1}},
+                       model=vit)["test"].images.shape == (3, 3, 32, 32)
     bad_configs: list = [
         {"input_size": [3, 16, 16], "colour": "blue"}, {"input_size": [3, 16]}, {"input_size": [4, 16, 16]},
         {"crop_pct": 0}, {"crop_mode": "zoom"}, {"interpolation": "sharpest"}, {"mean": [0.5, 0.5]},
@@ -616,8 +640,8 @@ def test_class_order_options(tmp_path: Path) -> None:
     root = _folder(tmp_path, {"n15075141": 1, "n01440764": 1, "n01443537": 1})  # ImageNet ids 999, 0, 1
     assert image_folder(root, SMALL).classes == ["n01440764", "n01443537", "n15075141"]
     for classes in ("imagenet-1k", None):  # auto: the timm model is an ImageNet-1k model
-        model = "deit_tiny_patch16_224" if classes is None else SMALL
-        split = image_folder(root, model, classes=classes)
+        model = "deit_tiny_patch16_224" if classes is None else None
+        split = image_folder(root, model, data_config=SMALL, classes=classes)
         assert split.num_classes == 1000
         by_folder = {folder_of(split, i): int(split.labels[i]) for i in range(len(split))}
         assert by_folder == {"n01440764": 0, "n01443537": 1, "n15075141": 999}
@@ -650,6 +674,10 @@ def test_imagefolder_spec(tiny_imagefolder: Path, tmp_path: Path) -> None:
     assert splits["search"].meta["seed"] == 3
     only = load_splits({"kind": "imagefolder", "model": SMALL, "test": str(tiny_imagefolder)})
     assert list(only) == ["test"] and len(only["test"]) == 24
+    both = load_splits({"kind": "imagefolder", "model": "deit_tiny_patch16_224", "data_config": SMALL,
+                        "test": {"root": str(tiny_imagefolder), "per_class": 1}})
+    assert both["test"].images.shape == (3, 3, 16, 16)
+    assert both["test"].meta["data_config"]["crop_pct"] == 0.9  # deit's own, under the override
 
 
 def test_imagefolder_spec_shares_one_class_list(tmp_path: Path) -> None:
