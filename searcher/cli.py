@@ -25,6 +25,7 @@ def command(name: str):
     def deco(fn):
         COMMANDS[name] = fn
         return fn
+
     return deco
 
 
@@ -51,8 +52,11 @@ def cmd_data(args: argparse.Namespace) -> None:
         "image_shape": list(any_split.images.shape[1:]),
         "splits": {n: {"images": len(s), "class_counts": s.class_counts()} for n, s in splits.items()},
     }
-    lines = [f"Fashion-MNIST from {any_split.source}", f"  {any_split.num_classes} classes, images "
-             f"{'x'.join(map(str, any_split.images.shape[1:]))} (28x28 padded to 32x32)"]
+    lines = [
+        f"Fashion-MNIST from {any_split.source}",
+        f"  {any_split.num_classes} classes, images "
+        f"{'x'.join(map(str, any_split.images.shape[1:]))} (28x28 padded to 32x32)",
+    ]
     for n, s in splits.items():
         counts = s.class_counts()
         lines.append(f"  {n:<7} {len(s):>6} images   per class {min(counts)}-{max(counts)}")
@@ -67,8 +71,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = TrainConfig.from_dict(overrides)
     meta = train(cfg, command="searcher " + " ".join(sys.argv[1:]))
     acc = ", ".join(f"{k} {v:.2f}%" for k, v in meta["accuracy"].items())
-    emit(args, meta, f"trained {cfg.model} in {meta['training']['minutes']:.1f} min: {acc}\n"
-                     f"weights: {cfg.out}/{cfg.model}.safetensors (+ .json); copy both into searcher/assets/")
+    emit(
+        args,
+        meta,
+        f"trained {cfg.model} in {meta['training']['minutes']:.1f} min: {acc}\n"
+        f"weights: {cfg.out}/{cfg.model}.safetensors (+ .json); copy both into searcher/assets/",
+    )
 
 
 @command("optimize")
@@ -76,21 +84,36 @@ def cmd_optimize(args: argparse.Namespace) -> None:
     from .study import StudySpec, optimize
 
     spec = StudySpec.from_yaml(args.study).override(
-        budget=args.budget, min_throughput=args.min_throughput, trials=args.trials, timeout=args.timeout,
-        storage=args.storage, workers=args.workers, sampler=args.sampler, seed=args.seed,
-        objectives=args.objectives.split(",") if args.objectives else None)
+        budget=args.budget,
+        min_throughput=args.min_throughput,
+        trials=args.trials,
+        timeout=args.timeout,
+        storage=args.storage,
+        workers=args.workers,
+        sampler=args.sampler,
+        seed=args.seed,
+        objectives=args.objectives.split(",") if args.objectives else None,
+    )
     result = optimize(spec, args.out, progress=not args.json and sys.stderr.isatty())
     from .export import export_run, pareto_table
 
     files = export_run(result.study, result.out)
     table = pareto_table(result.pareto)
-    summary = {"study": spec.name, "out": str(result.out), "budget_gflops": result.budget,
-               "full_gflops": result.full_gflops, "pareto": result.pareto, "stats": result.stats,
-               "files": [str(f) for f in files]}
+    summary = {
+        "study": spec.name,
+        "out": str(result.out),
+        "budget_gflops": result.budget,
+        "full_gflops": result.full_gflops,
+        "pareto": result.pareto,
+        "stats": result.stats,
+        "files": [str(f) for f in files],
+    }
     st = result.stats
-    text = (f"study {spec.name}: {st['trials']} trials ({st['pruned']} stopped early, {st['failed']} failed), "
-            f"{100 * st['feasible_share']:.0f}% feasible; budget {result.budget:.4g} of {result.full_gflops:.4g} "
-            f"GFLOPs\n\nPareto set (re-evaluated on the test split):\n{table}\n\nwritten to {result.out}/")
+    text = (
+        f"study {spec.name}: {st['trials']} trials ({st['pruned']} stopped early, {st['failed']} failed), "
+        f"{100 * st['feasible_share']:.0f}% feasible; budget {result.budget:.4g} of {result.full_gflops:.4g} "
+        f"GFLOPs\n\nPareto set (re-evaluated on the test split):\n{table}\n\nwritten to {result.out}/"
+    )
     emit(args, summary, text)
 
 
@@ -101,8 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("data", help="show where the data was found, split sizes and class balance")
-    d.add_argument("--data-dir", help="directory with the Fashion-MNIST IDX files (default: $SEARCHER_DATA, "
-                                      "then /usr/share/datasets/fashion-mnist)")
+    d.add_argument(
+        "--data-dir",
+        help="directory with the Fashion-MNIST IDX files (default: $SEARCHER_DATA, "
+        "then /usr/share/datasets/fashion-mnist)",
+    )
     d.add_argument("--json", action="store_true", help="machine-readable output")
 
     o = sub.add_parser("optimize", help="run (or resume) an Optuna study of token-reduction schedules")
@@ -112,8 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--objectives", help="comma-separated: top1,gflops[,throughput]")
     o.add_argument("--trials", type=int, help="finished trials the study should hold (resumes up to this)")
     o.add_argument("--timeout", type=float, help="seconds for this invocation")
-    o.add_argument("--storage", help="sqlite:///PATH, postgresql://…, mysql://… or journal:PATH "
-                                     "(default: sqlite at OUT/study.db)")
+    o.add_argument(
+        "--storage",
+        help="sqlite:///PATH, postgresql://…, mysql://… or journal:PATH (default: sqlite at OUT/study.db)",
+    )
     o.add_argument("--workers", type=int, help="local worker processes on one storage")
     o.add_argument("--sampler", help="tpe (default), nsga2, gp or random")
     o.add_argument("--seed", type=int)
@@ -134,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--drop-path", dest="drop_path", type=float)
     t.add_argument("--ema-decay", dest="ema_decay", type=float)
     t.add_argument("--sandwich", action="store_const", const=True, help="supernet: also train the largest subnet")
+    t.add_argument("--extremes", type=float, help="supernet: share of steps on the largest/smallest subnet")
     t.add_argument("--seed", type=int)
     t.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     t.add_argument("--data-dir", dest="data_dir")
@@ -145,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not args.command:
         parser.print_help()
         return 2

@@ -24,8 +24,15 @@ from optuna.trial import TrialState
 
 from .errors import ConfigError, StorageError
 
-__all__ = ["CONFIG_VERSION", "config_of", "config_name", "export_run", "trials_frame", "pareto_table",
-           "atomic_write_text"]
+__all__ = [
+    "CONFIG_VERSION",
+    "config_of",
+    "config_name",
+    "export_run",
+    "trials_frame",
+    "pareto_table",
+    "atomic_write_text",
+]
 
 log = logging.getLogger(__name__)
 CONFIG_VERSION = 1
@@ -47,8 +54,12 @@ def _versions() -> dict[str, str]:
 
     from . import __version__
 
-    return {"searcher": __version__, "torch": torch.__version__, "timm": timm.__version__,
-            "optuna": optuna.__version__}
+    return {
+        "searcher": __version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "optuna": optuna.__version__,
+    }
 
 
 def config_of(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -71,8 +82,11 @@ def config_of(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str,
             "data": spec.get("data"),
         },
         "provenance": {
-            "study": study.study_name, "trial": trial.number, "baseline": trial.user_attrs.get("baseline"),
-            "budget_gflops": study.user_attrs.get("budget_gflops"), **_versions(),
+            "study": study.study_name,
+            "trial": trial.number,
+            "baseline": trial.user_attrs.get("baseline"),
+            "budget_gflops": study.user_attrs.get("budget_gflops"),
+            **_versions(),
             "command": study.user_attrs.get("command", " ".join(["searcher", *sys.argv[1:]])),
             "exported": datetime.now(UTC).isoformat(timespec="seconds"),
         },
@@ -93,15 +107,24 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         ua = t.user_attrs
         tp = ua.get("throughput") or {}
         cand = ua.get("candidate") or {}
-        rows.append({
-            "trial": t.number, "state": t.state.name, "reducer": cand.get("reducer", t.params.get("reducer")),
-            "baseline": ua.get("baseline", ""), "feasible": bool(ua.get("feasible")),
-            "search_top1": ua.get("top1"), "test_top1": ua.get("test_top1"), "gflops": ua.get("gflops"),
-            "img_s": tp.get("img_s"), "tokens": json.dumps(ua.get("tokens")) if ua.get("tokens") else None,
-            "images_evaluated": ua.get("images_evaluated"), "infeasible": ua.get("infeasible"),
-            "duration_s": t.duration.total_seconds() if t.duration else None,
-            **{f"param_{k}": v for k, v in t.params.items()},
-        })
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name,
+                "reducer": cand.get("reducer", t.params.get("reducer")),
+                "baseline": ua.get("baseline", ""),
+                "feasible": bool(ua.get("feasible")),
+                "search_top1": ua.get("top1"),
+                "test_top1": ua.get("test_top1"),
+                "gflops": ua.get("gflops"),
+                "img_s": tp.get("img_s"),
+                "tokens": json.dumps(ua.get("tokens")) if ua.get("tokens") else None,
+                "images_evaluated": ua.get("images_evaluated"),
+                "infeasible": ua.get("infeasible"),
+                "duration_s": t.duration.total_seconds() if t.duration else None,
+                **{f"param_{k}": v for k, v in t.params.items()},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -111,8 +134,9 @@ def pareto_table(rows: Sequence[dict[str, Any]]) -> str:
         return "(no feasible trial)"
     df = pd.DataFrame(rows)
     df["tokens"] = df["tokens"].map(lambda v: "-".join(map(str, v)) if isinstance(v, list) else v)
-    cols = [c for c in ("trial", "reducer", "baseline", "tokens", "search_top1", "test_top1", "gflops", "img_s")
-            if c in df]
+    cols = [
+        c for c in ("trial", "reducer", "baseline", "tokens", "search_top1", "test_top1", "gflops", "img_s") if c in df
+    ]
     return df[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
@@ -126,8 +150,7 @@ def export_run(study: optuna.Study, out: str | Path) -> list[Path]:
         raise StorageError(f"study {study.study_name!r} has no completed trial yet; run 'searcher optimize' first")
     running = sum(t.state == TrialState.RUNNING for t in trials)
     if running:
-        log.warning("study %s still has %d running trial(s); exporting the finished ones", study.study_name,
-                    running)
+        log.warning("study %s still has %d running trial(s); exporting the finished ones", study.study_name, running)
     try:
         (out / "configs").mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -145,7 +168,10 @@ def export_run(study: optuna.Study, out: str | Path) -> list[Path]:
         atomic_write_text(path, json.dumps(cfg, indent=2) + "\n")
         written.append(path)
     frame = trials_frame(study)
-    for name, df in (("trials.csv", frame), ("pareto.csv", frame[frame["trial"].isin([t.number for t in pareto])])):
+    for name, df in (
+        ("trials.csv", frame),
+        ("pareto.csv", frame[frame["trial"].isin([t.number for t in pareto])]),
+    ):
         atomic_write_text(out / name, df.to_csv(index=False))
         written.append(out / name)
     return written

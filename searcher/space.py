@@ -86,8 +86,10 @@ class Range:
         return trial.suggest_float(name, self.low, self.high, log=self.log)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"low": int(self.low) if self.integer else self.low,
-                             "high": int(self.high) if self.integer else self.high}
+        d: dict[str, Any] = {
+            "low": int(self.low) if self.integer else self.low,
+            "high": int(self.high) if self.integer else self.high,
+        }
         if self.log:
             d["log"] = True
         return d
@@ -143,8 +145,12 @@ class ArchSpace:
         return arch
 
     def to_dict(self) -> dict[str, list]:
-        return {"embed_dim": list(self.embed_dim), "depth": list(self.depth), "num_heads": list(self.num_heads),
-                "mlp_ratio": list(self.mlp_ratio)}
+        return {
+            "embed_dim": list(self.embed_dim),
+            "depth": list(self.depth),
+            "num_heads": list(self.num_heads),
+            "mlp_ratio": list(self.mlp_ratio),
+        }
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         depth = trial.suggest_categorical("depth", list(self.depth))
@@ -155,21 +161,33 @@ class ArchSpace:
 
     def largest(self) -> dict[str, Any]:
         d = max(self.depth)
-        return {"embed_dim": max(self.embed_dim), "depth": d, "num_heads": [max(self.num_heads)] * d,
-                "mlp_ratio": [max(self.mlp_ratio)] * d}
+        return {
+            "embed_dim": max(self.embed_dim),
+            "depth": d,
+            "num_heads": [max(self.num_heads)] * d,
+            "mlp_ratio": [max(self.mlp_ratio)] * d,
+        }
 
     def smallest(self) -> dict[str, Any]:
         d = min(self.depth)
-        return {"embed_dim": min(self.embed_dim), "depth": d, "num_heads": [min(self.num_heads)] * d,
-                "mlp_ratio": [min(self.mlp_ratio)] * d}
+        return {
+            "embed_dim": min(self.embed_dim),
+            "depth": d,
+            "num_heads": [min(self.num_heads)] * d,
+            "mlp_ratio": [min(self.mlp_ratio)] * d,
+        }
 
     def params_of(self, arch: Mapping[str, Any]) -> dict[str, Any]:
         """Optuna parameters that reproduce ``arch`` (for enqueued baselines); unused layers get the largest."""
         n = max(self.depth)
         heads = list(arch["num_heads"]) + [max(self.num_heads)] * (n - arch["depth"])
         mlp = list(arch["mlp_ratio"]) + [max(self.mlp_ratio)] * (n - arch["depth"])
-        return {"depth": arch["depth"], "embed_dim": arch["embed_dim"], **{f"heads{i}": h for i, h in enumerate(heads)},
-                **{f"mlp{i}": m for i, m in enumerate(mlp)}}
+        return {
+            "depth": arch["depth"],
+            "embed_dim": arch["embed_dim"],
+            **{f"heads{i}": h for i, h in enumerate(heads)},
+            **{f"mlp{i}": m for i, m in enumerate(mlp)},
+        }
 
 
 # ----------------------------------------------------------------------------------------------- candidate
@@ -196,14 +214,26 @@ class Candidate:
 FlopsFn = Callable[[dict[str, Any] | None, Schedule], float]
 
 
-def solve_scale(weights: Sequence[float], r_max: int, build: Callable[[list[int]], Schedule],
-                cost: Callable[[Schedule], float], goal: float, iters: int = 40) -> Schedule:
+_TINY = 1e-6
+
+
+def solve_scale(
+    weights: Sequence[float],
+    r_max: int,
+    build: Callable[[list[int]], Schedule],
+    cost: Callable[[Schedule], float],
+    goal: float,
+    iters: int = 40,
+) -> Schedule:
     """The least reduction ``r_l = min(r_max, floor(s · w_l))`` whose cost is ≤ ``goal``.
 
     Cost falls as the scale ``s`` grows, so this is the smallest feasible ``s``, found by bisection: the schedule
     that uses its budget fully. When even the most aggressive schedule of this profile (every block with
     ``w_l > 0`` at ``r_max``) costs more than ``goal``, that schedule is returned and the caller finds it over.
     """
+
+    weights = [w if w > _TINY else 0.0 for w in weights]  # a tiny weight never reaches r = 1 anyway
+
     def at(s: float) -> Schedule:
         return build([min(r_max, int(math.floor(s * w + 1e-9))) for w in weights])
 
@@ -227,8 +257,13 @@ def solve_scale(weights: Sequence[float], r_max: int, build: Callable[[list[int]
 
 
 # ------------------------------------------------------------------------------------------------- space
-_RAPID_DEFAULTS = {"switch": None, "tau": Range(0.5, 0.9), "rho": Range(0.05, 0.5), "lambda": Range(1.0, 100.0, log=True),
-                   "merge": ("mlerp", "wavg")}
+_RAPID_DEFAULTS = {
+    "switch": None,
+    "tau": Range(0.5, 0.9),
+    "rho": Range(0.05, 0.5),
+    "lambda": Range(1.0, 100.0, log=True),
+    "merge": ("mlerp", "wavg"),
+}
 _PARAM_KEYS = {
     "tome": [],
     "tofu": ["switch"],
@@ -270,8 +305,11 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, d: Any) -> SearchSpace:
-        d = _check_keys("search space", d, ["reducers", "schedule", "architecture", "prop_attn", "positions",
-                                             *_PARAM_KEYS])
+        d = _check_keys(
+            "search space",
+            d,
+            ["reducers", "schedule", "architecture", "prop_attn", "positions", *_PARAM_KEYS],
+        )
         reducers = _choices("reducers", d.get("reducers", list(cls.reducers)), str, RECIPES)
         sched = _check_keys("schedule", d.get("schedule"), ["parametrisation", "r", "target"])
         par = sched.get("parametrisation", "budget")
@@ -313,9 +351,14 @@ class SearchSpace:
         return rng
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"reducers": list(self.reducers),
-                             "schedule": {"parametrisation": self.parametrisation, "r": self.r.to_dict(),
-                                          "target": self.target.to_dict()}}
+        d: dict[str, Any] = {
+            "reducers": list(self.reducers),
+            "schedule": {
+                "parametrisation": self.parametrisation,
+                "r": self.r.to_dict(),
+                "target": self.target.to_dict(),
+            },
+        }
         for red, ps in self.params.items():
             if ps:
                 d[red] = {k: v.to_dict() if isinstance(v, Range) else list(v) for k, v in ps.items()}
@@ -330,15 +373,21 @@ class SearchSpace:
         for red in ("rapid", "tofu"):
             sw = self.params.get(red, {}).get("switch")
             if red in self.reducers and sw is not None and sw.high > max(depths):
-                raise ConfigError(f"{red}.switch goes up to {int(sw.high)} but the model has only {max(depths)} "
-                                  f"blocks; lower {red}.switch.high")
+                raise ConfigError(
+                    f"{red}.switch goes up to {int(sw.high)} but the model has only {max(depths)} "
+                    f"blocks; lower {red}.switch.high"
+                )
         reducible = n_tokens - num_prefix
         if self.r.low > reducible // 2:
-            raise ConfigError(f"schedule.r starts at {int(self.r.low)}, above the {reducible // 2} tokens a block "
-                              f"can remove (50% of {reducible}); lower schedule.r.low")
+            raise ConfigError(
+                f"schedule.r starts at {int(self.r.low)}, above the {reducible // 2} tokens a block "
+                f"can remove (50% of {reducible}); lower schedule.r.low"
+            )
         if self.r.high > reducible:
-            raise ConfigError(f"schedule.r goes up to {int(self.r.high)}, above the model's {reducible} patch "
-                              f"tokens; lower schedule.r.high to at most {reducible // 2}")
+            raise ConfigError(
+                f"schedule.r goes up to {int(self.r.high)}, above the model's {reducible} patch "
+                f"tokens; lower schedule.r.high to at most {reducible // 2}"
+            )
 
     # -- suggestions -----------------------------------------------------------------------------------------
     def _param(self, red: str, key: str) -> Any:
@@ -348,14 +397,17 @@ class SearchSpace:
         """The reducer's own parameters (RAPID τ/ρ/λ/merge/switch, …), as recipe keyword arguments."""
         out: dict[str, Any] = {}
         if red in ("rapid", "tofu"):
-            sw = self._param(red, "switch") or Range(1, max(1, round(max_depth / 3) * 2 if red == "rapid"
-                                                            else max_depth - 1), integer=True)
+            sw = self._param(red, "switch") or Range(
+                1, max(1, round(max_depth / 3) * 2 if red == "rapid" else max_depth - 1), integer=True
+            )
             out["switch"] = min(int(sw.suggest(trial, f"{red}_switch")), depth)
         if red == "rapid":
             for key in ("tau", "rho", "lambda"):
                 rng = self._param(red, key) or _RAPID_DEFAULTS[key]
                 out[key] = rng.suggest(trial, f"rapid_{key}")
-            out["merge"] = trial.suggest_categorical("rapid_merge", list(self._param(red, "merge") or ("mlerp", "wavg")))
+            out["merge"] = trial.suggest_categorical(
+                "rapid_merge", list(self._param(red, "merge") or ("mlerp", "wavg"))
+            )
         if red == "topk":
             out["fuse"] = trial.suggest_categorical("topk_fuse", list(self._param(red, "fuse") or (True, False)))
         if red == "diffrate":
@@ -363,8 +415,14 @@ class SearchSpace:
             out["prune_share"] = rng.suggest(trial, "diffrate_prune_share")
         return out
 
-    def suggest(self, trial: optuna.Trial, depth_of: Callable[[dict[str, Any] | None], int], flops: FlopsFn,
-                budget: float, build: Callable[..., Schedule]) -> tuple[Candidate, dict[str, Any]]:
+    def suggest(
+        self,
+        trial: optuna.Trial,
+        depth_of: Callable[[dict[str, Any] | None], int],
+        flops: FlopsFn,
+        budget: float,
+        build: Callable[..., Schedule],
+    ) -> tuple[Candidate, dict[str, Any]]:
         """Draw a candidate. ``build(reducer, depth, rs, **params)`` makes the schedule; returns the candidate
         (over the budget when no schedule of the drawn profile meets it) and derived facts to record."""
         red = trial.suggest_categorical("reducer", list(self.reducers))
@@ -387,15 +445,21 @@ class SearchSpace:
         facts = {"goal_gflops": goal}
         return Candidate(red, sched, arch), facts
 
-    def baseline_params(self, red: str, depth: int, max_depth: int, arch_params: Mapping[str, Any] | None = None
-                        ) -> dict[str, Any]:
+    def baseline_params(
+        self, red: str, depth: int, max_depth: int, arch_params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Optuna parameters of the published recipe of ``red`` (constant r, paper defaults) at the full budget.
 
         In budget mode a flat profile with target 1 solves to the largest constant r under the budget."""
         params: dict[str, Any] = {"reducer": red, **(arch_params or {})}
         if red == "rapid":  # RAPID's paper: τ 0.7, ρ 20 %, λ 50, MLERP, switch after block L/3
-            params.update(rapid_switch=max(1, round(depth / 3)), rapid_tau=0.7, rapid_rho=0.2, rapid_lambda=50.0,
-                          rapid_merge="mlerp")
+            params.update(
+                rapid_switch=max(1, round(depth / 3)),
+                rapid_tau=0.7,
+                rapid_rho=0.2,
+                rapid_lambda=50.0,
+                rapid_merge="mlerp",
+            )
         if red == "tofu":
             params["tofu_switch"] = depth // 2 + 1
         if red == "topk":

@@ -119,8 +119,11 @@ class StudySpec:
             v = getattr(self, name)
             if v is None and allow_none:
                 return
-            if isinstance(v, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)) or \
-                    not isinstance(v, kinds):
+            if (
+                isinstance(v, bool)
+                and bool not in (kinds if isinstance(kinds, tuple) else (kinds,))
+                or not isinstance(v, kinds)
+            ):
                 raise ConfigError(f"'{name}' must be {getattr(kinds, '__name__', kinds)}, got {v!r}")
 
         for name in ("name", "model"):
@@ -150,8 +153,12 @@ class StudySpec:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
         if self.batch_size < 1 or self.chunk < 1:
             raise ConfigError("batch_size and chunk must be positive")
-        if not isinstance(self.objectives, list) or not self.objectives or \
-                any(o not in OBJECTIVES for o in self.objectives) or len(set(self.objectives)) != len(self.objectives):
+        if (
+            not isinstance(self.objectives, list)
+            or not self.objectives
+            or any(o not in OBJECTIVES for o in self.objectives)
+            or len(set(self.objectives)) != len(self.objectives)
+        ):
             raise ConfigError(f"objectives must be distinct names from {list(OBJECTIVES)}, got {self.objectives!r}")
         if "top1" not in self.objectives:
             raise ConfigError("objectives must include 'top1'")
@@ -187,26 +194,32 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
-            path = url[len("journal:"):]
+            path = url[len("journal:") :]
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
         if url.split(":", 1)[0].split("+", 1)[0] not in ("sqlite", "postgresql", "mysql"):
-            raise ConfigError(f"unsupported storage URL {url!r}; use sqlite:///PATH, postgresql://…, mysql://… "
-                              "or journal:PATH")
+            raise ConfigError(
+                f"unsupported storage URL {url!r}; use sqlite:///PATH, postgresql://…, mysql://… or journal:PATH"
+            )
         engine_kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             engine_kwargs = {"connect_args": {"timeout": 60}}
         else:
             engine_kwargs = {"pool_pre_ping": True}
         return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=10, grace_period=30,
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=10,
+            grace_period=30,
             heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=2),
         )
     except ConfigError:
         raise
     except Exception as e:  # sqlalchemy / driver errors: unreachable server, bad credentials, unwritable file
-        raise StorageError(f"cannot open storage {_redact(url)}: {str(e).splitlines()[0]}; check the URL, that the "
-                           "server is reachable and that the path is writable") from e
+        raise StorageError(
+            f"cannot open storage {_redact(url)}: {str(e).splitlines()[0]}; check the URL, that the "
+            "server is reachable and that the path is writable"
+        ) from e
 
 
 def _redact(url: str) -> str:
@@ -233,9 +246,11 @@ def _sqlite_lock(url: str, out: Path) -> Iterator[None]:
         except OSError:
             f.seek(0)
             who = f.read().strip() or "another process"
-            raise StorageError(f"the SQLite study in {out} is already being optimised by {who}; wait for it to "
-                               "finish, or run several workers on one study with --storage journal:PATH or "
-                               "postgresql://…") from None
+            raise StorageError(
+                f"the SQLite study in {out} is already being optimised by {who}; wait for it to "
+                "finish, or run several workers on one study with --storage journal:PATH or "
+                "postgresql://…"
+            ) from None
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()}")
@@ -252,12 +267,14 @@ def load_study(name: str | None, storage_url: str) -> optuna.Study:
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     if name is None:
         if len(names) != 1:
-            raise StorageError(f"storage {_redact(storage_url)} holds {len(names)} studies {names}; name one "
-                               "with --study")
+            raise StorageError(
+                f"storage {_redact(storage_url)} holds {len(names)} studies {names}; name one with --study"
+            )
         name = names[0]
     if name not in names:
-        raise StorageError(f"no study {name!r} in {_redact(storage_url)} (it holds {names or 'none'}); check "
-                           "--study and --storage")
+        raise StorageError(
+            f"no study {name!r} in {_redact(storage_url)} (it holds {names or 'none'}); check --study and --storage"
+        )
     return optuna.load_study(study_name=name, storage=storage)
 
 
@@ -268,8 +285,7 @@ def _sampler(name: str, seed: int, n_objectives: int) -> optuna.samplers.BaseSam
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
-                                      n_startup_trials=10)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=10)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -279,13 +295,19 @@ def candidate_of(trial: optuna.trial.FrozenTrial) -> Candidate:
 
 def pareto_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Feasible, complete trials not dominated in (top1 ↑, GFLOPs ↓), sorted by GFLOPs."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get("feasible") and "top1" in t.user_attrs]
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.user_attrs.get("feasible") and "top1" in t.user_attrs
+    ]
     front = []
     for t in done:
         a, g = t.user_attrs["top1"], t.user_attrs["gflops"]
-        if not any((o.user_attrs["top1"] >= a and o.user_attrs["gflops"] <= g) and
-                   (o.user_attrs["top1"] > a or o.user_attrs["gflops"] < g) for o in done):
+        if not any(
+            (o.user_attrs["top1"] >= a and o.user_attrs["gflops"] <= g)
+            and (o.user_attrs["top1"] > a or o.user_attrs["gflops"] < g)
+            for o in done
+        ):
             front.append(t)
     return sorted(front, key=lambda t: t.user_attrs["gflops"])
 
@@ -346,8 +368,13 @@ def _objective(ctx: _Context):
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
         t0 = time.perf_counter()
-        cand, facts = space.suggest(trial, source.depth_of, source.flops, ctx.budget,
-                                    lambda red, depth, rs, **p: build_schedule(source, red, depth, rs, **p))
+        cand, facts = space.suggest(
+            trial,
+            source.depth_of,
+            source.flops,
+            ctx.budget,
+            lambda red, depth, rs, **p: build_schedule(source, red, depth, rs, **p),
+        )
         for k, v in facts.items():
             trial.set_user_attr(k, v)
         g = source.flops(cand.arch, cand.schedule)
@@ -371,8 +398,10 @@ def _objective(ctx: _Context):
                 trial.set_user_attr("top1_partial", acc.top1)
                 trial.set_user_attr("images_evaluated", acc.n)
                 trial.set_user_attr("eval_s", time.perf_counter() - t1)
-                raise optuna.TrialPruned(f"top-1 {acc.top1:.2f}% after {acc.n}/{total} images cannot reach the "
-                                         f"front ({best_here:.2f}% at ≤ {g:.4g} GFLOPs)")
+                raise optuna.TrialPruned(
+                    f"top-1 {acc.top1:.2f}% after {acc.n}/{total} images cannot reach the "
+                    f"front ({best_here:.2f}% at ≤ {g:.4g} GFLOPs)"
+                )
         assert acc is not None
         ctx.stats["images"] += acc.n
         trial.set_user_attr("top1", acc.top1)
@@ -385,8 +414,12 @@ def _objective(ctx: _Context):
         could_be_pareto = acc.top1 > best_here
         if need_tp or could_be_pareto:
             t2 = time.perf_counter()
-            tp = measure(source.build(cand.arch, cand.schedule, compact=True), spec.throughput_batch,
-                         source.input_shape, repeats=spec.throughput_repeats)
+            tp = measure(
+                source.build(cand.arch, cand.schedule, compact=True),
+                spec.throughput_batch,
+                source.input_shape,
+                repeats=spec.throughput_repeats,
+            )
             trial.set_user_attr("throughput", tp.to_dict())
             trial.set_user_attr("throughput_s", time.perf_counter() - t2)
             values["throughput"] = tp.img_s
@@ -427,14 +460,18 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
     source = ModelSource.open(spec.model, spec.checkpoint, arch_space=space.architecture)
     space.check_model(source.depths(space.architecture), source.n_tokens, source.num_prefix)
     splits = load_splits(spec.data)
-    full = source.flops(source.full_arch(space.architecture), Schedule.none(source.depth_of(
-        source.full_arch(space.architecture))))
+    full = source.flops(
+        source.full_arch(space.architecture),
+        Schedule.none(source.depth_of(source.full_arch(space.architecture))),
+    )
     budget = parse_budget(str(spec.budget)).resolve(full)
     cheapest = source.cheapest_gflops(space)
     if cheapest > budget:
-        raise ConfigError(f"budget {spec.budget} ({budget:.4g} GFLOPs) is below the cheapest candidate of the "
-                          f"space ({cheapest:.4g} GFLOPs: every block at r={int(space.r.high)}); raise the budget "
-                          "or widen schedule.r")
+        raise ConfigError(
+            f"budget {spec.budget} ({budget:.4g} GFLOPs) is below the cheapest candidate of the "
+            f"space ({cheapest:.4g} GFLOPs: every block at r={int(space.r.high)}); raise the budget "
+            "or widen schedule.r"
+        )
     min_tp = parse_rate(spec.min_throughput) if spec.min_throughput else None
     return _Context(spec, space, source, splits["search"], budget, full, min_tp), splits
 
@@ -452,8 +489,11 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
     for red in space.reducers:
         params = space.baseline_params(red, depth, max_depth, arch_params)
         if space.parametrisation == "per-block":
-            r = source.largest_constant_r(arch, lambda rs, red=red, p=params: build_schedule(
-                source, red, depth, rs, **_recipe_params(red, p)), ctx.budget)
+            r = source.largest_constant_r(
+                arch,
+                lambda rs, red=red, p=params: build_schedule(source, red, depth, rs, **_recipe_params(red, p)),
+                ctx.budget,
+            )
             params.update({f"r{i}": r for i in range(max_depth)})
         study.enqueue_trial(params, user_attrs={"baseline": f"{red} constant r"}, skip_if_exists=True)
     study.set_user_attr("baselines_enqueued", True)
@@ -461,7 +501,7 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
 
 def _recipe_params(red: str, params: Mapping[str, Any]) -> dict[str, Any]:
     prefix = f"{red}_"
-    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
 
 
 class _Progress:
@@ -471,8 +511,14 @@ class _Progress:
         from tqdm.auto import tqdm
 
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-        self.bar = tqdm(total=target, initial=min(done, target), desc=study.study_name, unit="trial",
-                        disable=not enabled, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=target,
+            initial=min(done, target),
+            desc=study.study_name,
+            unit="trial",
+            disable=not enabled,
+            dynamic_ncols=True,
+        )
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
@@ -494,6 +540,7 @@ def _stop_after(target: int):
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if _finished(study) >= target:
             study.stop()
+
     return callback
 
 
@@ -534,14 +581,20 @@ def run_worker(spec: StudySpec, storage_url: str, progress: bool = False) -> Non
 def _create_study(spec: StudySpec, storage_url: str) -> optuna.Study:
     storage = open_storage(storage_url)
     study = optuna.create_study(
-        study_name=spec.name, storage=storage, load_if_exists=True,
+        study_name=spec.name,
+        storage=storage,
+        load_if_exists=True,
         directions=[OBJECTIVES[o] for o in spec.objectives],
         sampler=_sampler(spec.sampler, spec.seed, len(spec.objectives)),
     )
-    if list(study.directions) != [optuna.study.StudyDirection.MAXIMIZE if OBJECTIVES[o] == "maximize"
-                                  else optuna.study.StudyDirection.MINIMIZE for o in spec.objectives]:
-        raise StorageError(f"study {spec.name!r} in {_redact(storage_url)} was created with other objectives; "
-                           "use another --out or --storage, or the objectives it was created with")
+    if list(study.directions) != [
+        optuna.study.StudyDirection.MAXIMIZE if OBJECTIVES[o] == "maximize" else optuna.study.StudyDirection.MINIMIZE
+        for o in spec.objectives
+    ]:
+        raise StorageError(
+            f"study {spec.name!r} in {_redact(storage_url)} was created with other objectives; "
+            "use another --out or --storage, or the objectives it was created with"
+        )
     return study
 
 
@@ -552,9 +605,14 @@ def _optimize_loop(spec: StudySpec, ctx: _Context, storage_url: str, progress: b
     try:
         with _graceful_sigint(ref):
             if _finished(study) < spec.trials:
-                study.optimize(_objective(ctx), n_trials=None if spec.timeout else spec.trials * 3,
-                               timeout=spec.timeout, callbacks=[_stop_after(spec.trials), bar],
-                               catch=(NumericalError, MemoryError, RuntimeError), gc_after_trial=False)
+                study.optimize(
+                    _objective(ctx),
+                    n_trials=None if spec.timeout else spec.trials * 3,
+                    timeout=spec.timeout,
+                    callbacks=[_stop_after(spec.trials), bar],
+                    catch=(NumericalError, MemoryError, RuntimeError),
+                    gc_after_trial=False,
+                )
     finally:
         bar.close()
     return study
@@ -572,8 +630,10 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
         raise ConfigError(f"cannot write to --out {out}: {e.strerror}; choose a writable directory") from e
     storage_url = spec.storage or default_storage(out, spec.workers)
     if spec.workers > 1 and storage_url.startswith("sqlite"):
-        raise ConfigError("several workers cannot share an SQLite storage safely; use --storage journal:PATH or "
-                          "postgresql://… (or leave --storage out: several workers default to a journal file)")
+        raise ConfigError(
+            "several workers cannot share an SQLite storage safely; use --storage journal:PATH or "
+            "postgresql://… (or leave --storage out: several workers default to a journal file)"
+        )
     ctx, splits = _context(spec)
     with _sqlite_lock(storage_url, out):
         study = _create_study(spec, storage_url)
@@ -589,7 +649,8 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
             from joblib import Parallel, delayed
 
             Parallel(n_jobs=spec.workers, backend="loky")(
-                delayed(run_worker)(spec, storage_url, False) for _ in range(spec.workers))
+                delayed(run_worker)(spec, storage_url, False) for _ in range(spec.workers)
+            )
         else:
             _optimize_loop(spec, ctx, storage_url, progress)
         wall = time.perf_counter() - t0
@@ -604,18 +665,26 @@ def evaluate_pareto(study: optuna.Study, ctx: _Context, test: Split, spec: Study
     for t in pareto_trials(study):
         cand = candidate_of(t)
         if "test_top1" not in t.user_attrs:
-            acc = evaluate(ctx.source.build(cand.arch, cand.schedule), test, spec.batch_size,
-                           limit=spec.test_images)
+            acc = evaluate(ctx.source.build(cand.arch, cand.schedule), test, spec.batch_size, limit=spec.test_images)
             study._storage.set_trial_user_attr(t._trial_id, "test_top1", acc.top1)
             study._storage.set_trial_user_attr(t._trial_id, "test_top5", acc.top5)
             test_top1 = acc.top1
         else:
             test_top1 = t.user_attrs["test_top1"]
         tp = t.user_attrs.get("throughput", {}).get("img_s")
-        rows.append({"trial": t.number, "reducer": cand.reducer, "baseline": t.user_attrs.get("baseline", ""),
-                     "tokens": t.user_attrs.get("tokens"), "search_top1": t.user_attrs["top1"],
-                     "test_top1": test_top1, "gflops": t.user_attrs["gflops"], "img_s": tp,
-                     "arch": cand.arch})
+        rows.append(
+            {
+                "trial": t.number,
+                "reducer": cand.reducer,
+                "baseline": t.user_attrs.get("baseline", ""),
+                "tokens": t.user_attrs.get("tokens"),
+                "search_top1": t.user_attrs["top1"],
+                "test_top1": test_top1,
+                "gflops": t.user_attrs["gflops"],
+                "img_s": tp,
+                "arch": cand.arch,
+            }
+        )
     return rows
 
 
@@ -624,14 +693,19 @@ def _stats(study: optuna.Study, ctx: _Context, wall: float) -> dict[str, Any]:
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     feasible = [t for t in finished if t.user_attrs.get("gflops", math.inf) <= ctx.budget * (1 + 1e-9)]
     work = sum(t.user_attrs.get(k, 0.0) for t in finished for k in ("eval_s", "throughput_s"))
-    trial_wall = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in finished
-                     if t.datetime_complete and t.datetime_start)
+    trial_wall = sum(
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in finished
+        if t.datetime_complete and t.datetime_start
+    )
     return {
-        "trials": len(finished), "complete": sum(t.state == TrialState.COMPLETE for t in finished),
+        "trials": len(finished),
+        "complete": sum(t.state == TrialState.COMPLETE for t in finished),
         "pruned": sum(t.state == TrialState.PRUNED for t in finished),
         "failed": sum(t.state == TrialState.FAIL for t in trials),
         "feasible_share": len(feasible) / max(len(finished), 1),
-        "images_evaluated": ctx.stats["images"], "images_saved_by_early_stop": ctx.stats["images_saved"],
+        "images_evaluated": ctx.stats["images"],
+        "images_saved_by_early_stop": ctx.stats["images_saved"],
         "overhead_share": max(0.0, 1 - work / trial_wall) if trial_wall else None,
         "wall_s": wall,
     }

@@ -3,7 +3,8 @@
 Recipe: AdamW, linear warm-up then cosine decay, label smoothing, light augmentation (random translation by
 zero-padding and cropping, horizontal flip), an EMA of the weights (the EMA is what is saved). For a supernet
 every step trains one uniformly sampled subnet (AutoFormer's one-shot recipe), optionally plus the largest
-subnet ("sandwich"), with gradients accumulated.
+subnet ("sandwich", gradients accumulated), or, at no extra cost, a share of steps on the largest or smallest
+subnet instead of a uniform draw (``extremes``).
 
 Runs are deterministic on CPU: the data order of epoch ``e`` and the augmentation and subnet of step ``s`` come
 from generators seeded with ``(seed, e)`` and ``(seed, s)``, so a run resumed from a checkpoint continues
@@ -56,7 +57,8 @@ class TrainConfig:
     flip: bool = True  # random horizontal flip
     drop_path: float = 0.0
     ema_decay: float = 0.999
-    sandwich: bool = False  # supernet: also train the largest subnet every step
+    sandwich: bool = False  # supernet: also train the largest subnet every step (doubles the cost)
+    extremes: float = 0.0  # supernet: share of steps that train the largest or the smallest subnet (half each)
     seed: int = 0
     threads: int = 0  # torch threads; 0 = all cores
     checkpoint_every: float = 120.0  # seconds between checkpoints
@@ -70,6 +72,9 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown training options {sorted(unknown)}; known: {sorted(names)}")
         return cls(**d)
+
+
+_RESUMABLE = {"threads", "checkpoint_every", "out"}  # options that may change when a run is resumed
 
 
 def augment(images_u8: torch.Tensor, translate: int, flip: bool, g: torch.Generator) -> torch.Tensor:
@@ -89,6 +94,16 @@ def augment(images_u8: torch.Tensor, translate: int, flip: bool, g: torch.Genera
         mask = torch.rand(b, generator=g) < 0.5
         x = torch.where(mask[:, None, None, None], x.flip(-1), x)
     return x
+
+
+def _draw_subnet(space: Any, extremes: float, g: torch.Generator) -> Any:
+    """A uniformly drawn subnet; with probability ``extremes`` the largest or the smallest one instead."""
+    u = float(torch.rand((), generator=g))
+    if u < extremes / 2:
+        return space.largest()
+    if u < extremes:
+        return space.smallest()
+    return space.sample(g)
 
 
 def _lr_at(cfg: TrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
@@ -143,8 +158,10 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     decay, no_decay = [], []
     for n, p in model.named_parameters():
         (no_decay if p.ndim <= 1 or n.endswith(("pos_embed", "cls_token")) or "rel_pos" in n else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+    )
     ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True)
     n = len(train_split)
     steps_per_epoch = n // cfg.batch_size  # the last partial batch is dropped
@@ -153,8 +170,13 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     ckpt = out / "checkpoint.pt"
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=True)
-        if state["config"] != asdict(cfg) | {"threads": state["config"].get("threads")}:
-            raise ConfigError(f"{ckpt} was written with another configuration; use a new --out or delete it")
+        saved = asdict(TrainConfig()) | state["config"]  # options added since the checkpoint take their default
+        differ = sorted(k for k, v in asdict(cfg).items() if k not in _RESUMABLE and saved.get(k) != v)
+        if differ:
+            raise ConfigError(
+                f"{ckpt} was written with other training options ({', '.join(differ)}); resume "
+                "with the same options, or use a new --out"
+            )
         model.load_state_dict(state["model"])
         ema.module.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
@@ -162,8 +184,17 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
         log.info("resumed %s at step %d/%d", ckpt, step, total)
 
     def save() -> None:
-        _atomic_torch_save({"config": asdict(cfg), "model": model.state_dict(), "ema": ema.module.state_dict(),
-                            "opt": opt.state_dict(), "step": step, "elapsed": elapsed}, ckpt)
+        _atomic_torch_save(
+            {
+                "config": asdict(cfg),
+                "model": model.state_dict(),
+                "ema": ema.module.state_dict(),
+                "opt": opt.state_dict(),
+                "step": step,
+                "elapsed": elapsed,
+            },
+            ckpt,
+        )
 
     interactive = sys.stderr.isatty()
     bar = tqdm(total=total, initial=step, desc=f"train {cfg.model}", unit="step", disable=not interactive)
@@ -173,14 +204,14 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     while step < total:
         epoch, i = divmod(step, steps_per_epoch)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
-        idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+        idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
         g = torch.Generator().manual_seed(cfg.seed * 1000003 + step)
         images = train_split.normalize(augment(train_split.images[idx], cfg.translate, cfg.flip, g))
         labels = train_split.labels[idx]
         for group in opt.param_groups:
             group["lr"] = _lr_at(cfg, step, total, steps_per_epoch)
         opt.zero_grad(set_to_none=True)
-        subnets = [space.sample(g)] if space is not None else [None]
+        subnets = [_draw_subnet(space, cfg.extremes, g)] if space is not None else [None]
         if space is not None and cfg.sandwich:
             subnets.append(space.largest())
         loss_sum = 0.0
@@ -203,8 +234,11 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
         bar.set_postfix(loss=f"{loss_sum / len(subnets):.3f}", img_s=f"{seen / max(now - t_start, 1e-9):.0f}")
         end_of_epoch = step % steps_per_epoch == 0
         if not interactive and (step % 100 == 0 or end_of_epoch):
-            print(f"step {step}/{total} epoch {step / steps_per_epoch:.2f} loss {loss_sum / len(subnets):.4f} "
-                  f"{seen / max(now - t_start, 1e-9):.0f} img/s elapsed {elapsed / 60:.1f} min", flush=True)
+            print(
+                f"step {step}/{total} epoch {step / steps_per_epoch:.2f} loss {loss_sum / len(subnets):.4f} "
+                f"{seen / max(now - t_start, 1e-9):.0f} img/s elapsed {elapsed / 60:.1f} min",
+                flush=True,
+            )
         if end_of_epoch or now - last_save > cfg.checkpoint_every or step == total:
             save()
             last_save = now
@@ -212,8 +246,15 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     return _finish(cfg, ema.module, space, splits, elapsed, command, out)
 
 
-def _finish(cfg: TrainConfig, model: nn.Module, space: Any, splits: dict[str, Split], elapsed: float,
-            command: str, out: Path) -> dict:
+def _finish(
+    cfg: TrainConfig,
+    model: nn.Module,
+    space: Any,
+    splits: dict[str, Split],
+    elapsed: float,
+    command: str,
+    out: Path,
+) -> dict:
     """Evaluate the EMA weights on the test split and write ``<name>.safetensors`` + ``<name>.json``."""
     from . import __version__
     from .models import EMBEDDED, sha256_file
@@ -236,9 +277,20 @@ def _finish(cfg: TrainConfig, model: nn.Module, space: Any, splits: dict[str, Sp
         "family": EMBEDDED[cfg.model].family,
         "architecture": EMBEDDED[cfg.model].kwargs,
         "space": space.to_dict() if space is not None else None,
-        "training": {"command": command, "config": asdict(cfg), "seed": cfg.seed, "minutes": elapsed / 60,
-                     "threads": torch.get_num_threads(), "torch": torch.__version__, "searcher": __version__},
-        "data": {"dataset": "fashion-mnist", "split": "train", "checksums": splits["train"].meta.get("checksums")},
+        "training": {
+            "command": command,
+            "config": asdict(cfg),
+            "seed": cfg.seed,
+            "minutes": elapsed / 60,
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "searcher": __version__,
+        },
+        "data": {
+            "dataset": "fashion-mnist",
+            "split": "train",
+            "checksums": splits["train"].meta.get("checksums"),
+        },
         "accuracy": accuracy,
         "sha256": sha256_file(weights),
     }

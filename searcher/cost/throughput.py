@@ -87,15 +87,22 @@ def _input(model: nn.Module, batch_size: int, input_shape: tuple[int, ...] | Non
     return torch.randn(batch_size, *input_shape, device=device)
 
 
-def measure(model: nn.Module, batch_size: int = 64, input_shape: tuple[int, ...] | None = None,
-            device: torch.device | str | None = None, repeats: int = 5, warmup: int = 2,
-            min_time: float = 0.0) -> Throughput:
+def measure(
+    model: nn.Module,
+    batch_size: int = 64,
+    input_shape: tuple[int, ...] | None = None,
+    device: torch.device | str | None = None,
+    repeats: int = 5,
+    warmup: int = 2,
+    min_time: float = 0.0,
+) -> Throughput:
     """Median throughput of ``model`` over ``repeats`` timed forward passes after ``warmup`` untimed ones.
 
     ``min_time`` > 0 repeats each timed run until it lasts at least that many seconds (for tiny models).
     """
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available()
-                                                                              else "cpu")
+    device = (
+        torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
     model = model.eval().to(device)
     x = _input(model, batch_size, input_shape, device)
     run = _runner(model, x, device)
@@ -111,17 +118,34 @@ def measure(model: nn.Module, batch_size: int = 64, input_shape: tuple[int, ...]
             n += 1
         rates.append(n * batch_size / t)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    return Throughput(statistics.median(rates), min(rates), max(rates), repeats, batch_size, device_name(device),
-                      "float16" if device.type == "cuda" else "float32", torch.__version__, torch.get_num_threads(),
-                      peak)
+    return Throughput(
+        statistics.median(rates),
+        min(rates),
+        max(rates),
+        repeats,
+        batch_size,
+        device_name(device),
+        "float16" if device.type == "cuda" else "float32",
+        torch.__version__,
+        torch.get_num_threads(),
+        peak,
+    )
 
 
-def compare(a: nn.Module, b: nn.Module, batch_size: int = 64, input_shape: tuple[int, ...] | None = None,
-            device: torch.device | str | None = None, repeats: int = 7, warmup: int = 2) -> dict:
+def compare(
+    a: nn.Module,
+    b: nn.Module,
+    batch_size: int = 64,
+    input_shape: tuple[int, ...] | None = None,
+    device: torch.device | str | None = None,
+    repeats: int = 7,
+    warmup: int = 2,
+) -> dict:
     """Throughput of ``a`` and ``b`` measured in interleaved runs (a, b, a, b, …) and the median of the
     per-pair ratios b/a — robust to a noisy machine whose speed drifts during the measurement."""
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available()
-                                                                              else "cpu")
+    device = (
+        torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
     xa = _input(a.eval().to(device), batch_size, input_shape, device)
     run_a, run_b = _runner(a, xa, device), _runner(b.eval().to(device), xa, device)
     for _ in range(warmup):
@@ -131,7 +155,14 @@ def compare(a: nn.Module, b: nn.Module, batch_size: int = 64, input_shape: tuple
         ta.append(run_a())
         tb.append(run_b())
     ratios = [x / y for x, y in zip(ta, tb, strict=True)]
-    return {"a_img_s": batch_size / statistics.median(ta), "b_img_s": batch_size / statistics.median(tb),
-            "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-            "batch_size": batch_size, "device": device_name(device), "torch": torch.__version__,
-            "threads": torch.get_num_threads()}
+    return {
+        "a_img_s": batch_size / statistics.median(ta),
+        "b_img_s": batch_size / statistics.median(tb),
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "batch_size": batch_size,
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }

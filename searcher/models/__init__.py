@@ -14,13 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
 
-__all__ = ["EmbeddedSpec", "EMBEDDED", "ASSETS", "create_model", "embedded_metadata", "load_embedded_weights",
-           "sha256_file", "ModelSource"]
+__all__ = [
+    "EmbeddedSpec",
+    "EMBEDDED",
+    "ASSETS",
+    "create_model",
+    "embedded_metadata",
+    "load_embedded_weights",
+    "sha256_file",
+    "ModelSource",
+]
 
 log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -36,8 +43,19 @@ class EmbeddedSpec:
 
 # 32×32 Fashion-MNIST (28×28 padded), patch 4 → 64 patches + CLS, one channel, 10 classes.
 EMBEDDED: dict[str, EmbeddedSpec] = {
-    "fashion-vit": EmbeddedSpec("timm-vit", dict(img_size=32, patch_size=4, in_chans=1, num_classes=10,
-                                                 embed_dim=128, depth=6, num_heads=4, mlp_ratio=4.0)),
+    "fashion-vit": EmbeddedSpec(
+        "timm-vit",
+        dict(
+            img_size=32,
+            patch_size=4,
+            in_chans=1,
+            num_classes=10,
+            embed_dim=128,
+            depth=6,
+            num_heads=4,
+            mlp_ratio=4.0,
+        ),
+    ),
     "fashion-autoformer": EmbeddedSpec("autoformer", dict(preset="fashion-autoformer")),
 }
 
@@ -53,8 +71,10 @@ def sha256_file(path: str | Path) -> str:
 def embedded_metadata(name: str) -> dict:
     path = ASSETS / f"{name}.json"
     if not path.exists():
-        raise CheckpointError(f"embedded model {name!r} has no weights in {ASSETS}; train it with "
-                              f"'searcher train --model {name}' and copy the result there")
+        raise CheckpointError(
+            f"embedded model {name!r} has no weights in {ASSETS}; train it with "
+            f"'searcher train --model {name}' and copy the result there"
+        )
     return json.loads(path.read_text())
 
 
@@ -68,8 +88,10 @@ def load_embedded_weights(name: str, model: nn.Module) -> nn.Module:
         raise CheckpointError(f"{path} is missing; reinstall searcher or retrain with 'searcher train --model {name}'")
     digest = sha256_file(path)
     if digest != meta.get("sha256"):
-        raise CheckpointError(f"{path} has sha256 {digest[:12]}…, but {name}.json expects "
-                              f"{str(meta.get('sha256'))[:12]}…; the weights were changed or damaged — reinstall them")
+        raise CheckpointError(
+            f"{path} has sha256 {digest[:12]}…, but {name}.json expects "
+            f"{str(meta.get('sha256'))[:12]}…; the weights were changed or damaged — reinstall them"
+        )
     missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{path} does not fit {name}: missing {missing[:3]}, unexpected {unexpected[:3]}")
@@ -117,8 +139,14 @@ class ModelSource:
     supernets, and None for plain ViTs and fixed subnets (``autoformer-t|s|b``).
     """
 
-    def __init__(self, name: str, model: nn.Module, family: str, checkpoint: str | None = None,
-                 fixed_arch: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        family: str,
+        checkpoint: str | None = None,
+        fixed_arch: dict[str, Any] | None = None,
+    ) -> None:
         from ..cost.flops import describe
 
         self.name, self.model, self.family, self.checkpoint = name, model.eval(), family, checkpoint
@@ -153,8 +181,10 @@ class ModelSource:
                 model = create_supernet(base)
             fixed = None if name.endswith("-supernet") else get_subnet(base).to_dict()
             if fixed is None and arch_space is None:
-                raise ConfigError(f"{name} is a whole supernet: give the space an 'architecture' section, or use "
-                                  f"{base} for the paper's searched subnet")
+                raise ConfigError(
+                    f"{name} is a whole supernet: give the space an 'architecture' section, or use "
+                    f"{base} for the paper's searched subnet"
+                )
             return cls(name, model, "autoformer", checkpoint, fixed)
         return cls(name, create_model(name, checkpoint=checkpoint), "timm-vit", checkpoint)
 
@@ -211,9 +241,15 @@ class ModelSource:
 
         arch = space.architecture.smallest() if space.architecture is not None else self.full_arch(None)
         depth = self.depth_of(arch)
-        return min(self.flops(arch, Schedule.recipe(red, depth, [int(space.r.high)] * depth)
-                              if red != "diffrate" else Schedule.constant(depth, int(space.r.high)))
-                   for red in space.reducers)
+        return min(
+            self.flops(
+                arch,
+                Schedule.recipe(red, depth, [int(space.r.high)] * depth)
+                if red != "diffrate"
+                else Schedule.constant(depth, int(space.r.high)),
+            )
+            for red in space.reducers
+        )
 
     def largest_constant_r(self, arch: dict[str, Any] | None, build: Any, budget: float) -> int:
         """The least constant r whose schedule fits ``budget``, i.e. the most FLOPs under it (how the published

@@ -1,0 +1,148 @@
+"""Search spaces: YAML validation, budget-aware schedules solved under the FLOPs budget, candidates as JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from searcher.errors import ConfigError
+from searcher.schedule import Schedule, tokens_per_block
+from searcher.space import ArchSpace, Candidate, Range, SearchSpace, solve_scale
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def toy_cost(n_tokens: int = 65):
+    """FLOPs-like cost: sum over blocks of tokens entering each block (monotone in r, like the real one)."""
+
+    def cost(s: Schedule) -> float:
+        return float(sum(tokens_per_block(s, n_tokens, 1)[:-1]))
+
+    return cost
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "spaces").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_spaces_load_and_round_trip(path: Path) -> None:
+    space = SearchSpace.from_yaml(path)
+    assert space.name == path.stem
+    assert SearchSpace.from_dict(space.to_dict()).to_dict() == space.to_dict()
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ({"reducers": []}, "non-empty"),
+        ({"reducers": ["tome", "magic"]}, "unknown choice 'magic'"),
+        ({"bogus": 1}, "unknown key"),
+        ({"schedule": {"r": {"low": 5, "high": 2}}}, "empty"),
+        ({"schedule": {"r": {"low": -1, "high": 2}}}, "negative"),
+        ({"schedule": {"r": {"low": 0.5, "high": 2}}}, "integer"),
+        ({"schedule": {"parametrisation": "grid"}}, "parametrisation"),
+        ({"schedule": {"target": {"low": 0.0, "high": 1.0}}}, "share of the budget"),
+        ({"schedule": {"r": "lots"}}, "range"),
+        ({"rapid": {"tau": {"low": 0.5, "high": 1.5}}}, "[0, 1]"),
+        ({"rapid": {"lambda": {"low": 0, "high": 10, "log": True}}}, "log-scaled"),
+        ({"rapid": {"merge": ["mlerp", "max"]}}, "unknown choice 'max'"),
+        ({"rapid": {"speed": {"low": 1, "high": 2}}}, "unknown key"),
+        ({"reducers": ["tome"], "rapid": {"tau": {"low": 0.5, "high": 0.9}}}, "not in reducers"),
+        ({"architecture": {"embed_dim": [96], "depth": [], "num_heads": [2], "mlp_ratio": [2.0]}}, "non-empty"),
+        ({"architecture": {"embed_dim": [96], "depth": [5], "num_heads": [2]}}, "missing"),
+        ({"positions": "absolute"}, "tracked"),
+        ({"prop_attn": "yes"}, "true or false"),
+    ],
+)
+def test_bad_spaces_name_the_problem(bad: dict, words: str) -> None:
+    with pytest.raises(ConfigError, match=None) as e:
+        SearchSpace.from_dict(bad)
+    assert words in str(e.value)
+
+
+def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "s.yaml"
+    p.write_text("reducers: [tome\n")
+    with pytest.raises(ConfigError, match="s.yaml"):
+        SearchSpace.from_yaml(p)
+    with pytest.raises(ConfigError, match="cannot read"):
+        SearchSpace.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_check_model_rejects_switch_beyond_depth_and_r_above_tokens() -> None:
+    space = SearchSpace.from_dict({"rapid": {"switch": {"low": 1, "high": 9}}})
+    with pytest.raises(ConfigError, match="only 6 blocks"):
+        space.check_model([6], 65, 1)
+    space = SearchSpace.from_dict({"schedule": {"r": {"low": 0, "high": 100}}})
+    with pytest.raises(ConfigError, match="64 patch tokens"):
+        space.check_model([6], 65, 1)
+    SearchSpace.from_dict({}).check_model([6], 65, 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    weights=st.lists(st.floats(0, 1), min_size=6, max_size=6),
+    share=st.floats(0.2, 1.0),
+)
+def test_solve_scale_meets_the_goal_with_the_least_reduction(weights: list[float], share: float) -> None:
+    cost = toy_cost()
+    full = cost(Schedule.none(6))
+
+    def build(rs: list[int]) -> Schedule:
+        return Schedule.from_list(rs)
+
+    goal = share * full
+    sched = solve_scale(weights, 32, build, cost, goal)
+    if cost(sched) > goal:  # only when even r_max everywhere with w > 0 is not enough
+        most = build([32 if w > 1e-6 else 0 for w in weights])  # tiny weights count as 0
+        assert cost(most) > goal
+        return
+    # least reduction: scaling the profile a little less would exceed the goal (unless nothing is reduced)
+    rs = sched.rs
+    if any(rs):
+        s = max(r / w for r, w in zip(rs, weights, strict=True) if w > 1e-6 and r > 0)
+        smaller = build([min(32, int(0.97 * s * w)) for w in weights])
+        assert cost(smaller) >= cost(sched)
+
+
+def test_suggest_budget_mode_reaches_its_target() -> None:
+    space = SearchSpace.from_dict({"reducers": ["tome", "rapid"]})
+    cost = toy_cost()
+    full = cost(Schedule.none(6))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial = study.ask()
+        cand, facts = space.suggest(
+            trial,
+            lambda arch: 6,
+            lambda arch, s: cost(s),
+            0.5 * full,
+            lambda red, depth, rs, **p: Schedule.recipe(red, depth, rs, **p),
+        )
+        # within the target, or (a profile too flat to reach it) every weighted block at r_max
+        assert cost(cand.schedule) <= facts["goal_gflops"] + 1e-9 or all(
+            r == 32 or trial.params[f"w{i}"] <= 1e-6 for i, r in enumerate(cand.schedule.rs)
+        )
+        assert cand.schedule.depth == 6
+        assert Candidate.from_dict(cand.to_dict()) == cand
+        study.tell(trial, 0.0)
+
+
+def test_arch_space_suggests_valid_subnets_and_baseline_params_reproduce_them() -> None:
+    arch = ArchSpace.from_dict({"embed_dim": [96, 128], "depth": [5, 7], "num_heads": [2, 4], "mlp_ratio": [2, 4]})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    trial = study.ask()
+    a = arch.suggest(trial)
+    assert len(a["num_heads"]) == len(a["mlp_ratio"]) == a["depth"]
+    fixed = optuna.create_study()
+    fixed.enqueue_trial(arch.params_of(arch.largest()))
+    assert arch.suggest(fixed.ask()) == arch.largest()
+
+
+def test_range_parses_scalars_and_rejects_junk() -> None:
+    assert Range.parse("x", 3, integer=True) == Range(3, 3, integer=True)
+    with pytest.raises(ConfigError, match="low"):
+        Range.parse("x", {"high": 3})
+    with pytest.raises(ConfigError, match="number"):
+        Range.parse("x", {"low": "a", "high": 3})
