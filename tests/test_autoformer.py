@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+import timm
 import torch
 
-from searcher.errors import ConfigError
+from searcher.errors import CheckpointError, ConfigError
 from searcher.models.autoformer import (
     PRESETS,
     SUBNETS,
@@ -18,6 +19,7 @@ from searcher.models.autoformer import (
     SubnetConfig,
     create_supernet,
     extract_subnet,
+    load_checkpoint,
     num_params,
 )
 
@@ -142,3 +144,68 @@ def test_extract_subnet_matches_supernet_and_trains() -> None:
     assert model.blocks[cfg.depth - 1].fc1.weight.grad is not None
     if cfg.depth < len(model.blocks):
         assert model.blocks[cfg.depth].fc1.weight.grad is None
+
+
+# -- checkpoints ---------------------------------------------------------------------------------------------
+class _NotAllowed:  # a class the safe unpickler must refuse
+    pass
+
+
+@pytest.fixture(scope="module")
+def official_state() -> dict[str, torch.Tensor]:
+    import argparse
+
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        return torch.load(CKPT, weights_only=True)["model"]
+
+
+@needs_fixtures
+def test_load_checkpoint_official_file_and_url(reference: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               official_state: dict) -> None:
+    import argparse
+
+    model = load_checkpoint(CKPT)
+    assert model.config.embed_dim == 192 and model.config.depth == 3 and model.config.img_size == 32
+    case = reference["subnets"][0]
+    model.set_sample_config(case["subnet"])
+    with torch.no_grad():
+        torch.testing.assert_close(model(reference["input"]), case["logits"], atol=1e-4, rtol=0)
+    # the official files also pickle the training args (argparse.Namespace), under a DDP prefix at times
+    with_args = tmp_path / "with_args.pth"
+    torch.save({"model": {f"module.{k}": v for k, v in official_state.items()}, "epoch": 3,
+                "args": argparse.Namespace(gp=True, relative_position=True)}, with_args)
+    assert load_checkpoint(with_args).config == model.config
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    from_url = load_checkpoint(with_args.as_uri())  # file:// goes through torch.hub like http(s)
+    torch.testing.assert_close(from_url.state_dict(), model.state_dict())
+
+
+@needs_fixtures
+def test_load_checkpoint_errors(tmp_path: Path, official_state: dict) -> None:
+    raw = CKPT.read_bytes()
+    cases: dict[str, tuple[object, str]] = {
+        "truncated": (raw[: len(raw) // 2], "truncated or corrupt"),
+        "garbage": (b"not a checkpoint at all" * 10, "corrupt"),
+        "evil": ({"model": official_state, "args": _NotAllowed()}, "pickles .*_NotAllowed"),
+        "nan": ({"model": {**official_state, "norm.weight": torch.full((192,), float("nan"))}}, "NaN"),
+        "vit": ({"model": timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=4,
+                                            num_classes=10).state_dict()}, "timm/DeiT"),
+        "partial": ({"model": {k: v for k, v in official_state.items() if not k.startswith("head.")}},
+                    "lacks 'head.weight'"),
+        "empty": ({"epoch": 1}, "no model state dict"),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / f"{name}.pth"
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            torch.save(content, path)
+        with pytest.raises(CheckpointError, match=message) as info:
+            load_checkpoint(path)
+        assert str(path) in str(info.value), name
+    with pytest.raises(CheckpointError, match="wrong shapes.*autoformer-t|autoformer-t.*wrong shapes"):
+        load_checkpoint(CKPT, "autoformer-t")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pth")
+    with pytest.raises(CheckpointError, match="could not download"):
+        load_checkpoint("http://127.0.0.1:9/supernet-tiny.pth")

@@ -18,7 +18,9 @@ reordered or merged; the official index-derived positions are the special case o
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -27,6 +29,12 @@ from timm.layers import DropPath, trunc_normal_
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from .autoformer_checkpoint import (
+    check_state_dict,
+    identify_preset,
+    infer_supernet_config,
+    read_checkpoint,
+)
 from .autoformer_space import (
     PRESETS,
     SUBNETS,
@@ -41,8 +49,11 @@ __all__ = [
     "AutoFormerSupernet", "AutoFormerSubnet", "AutoFormerBlock", "RelativeAttention", "RelativePosition2D",
     "TokenPositions", "SubnetConfig", "SupernetConfig", "SearchSpace", "PRESETS", "SUBNETS", "get_space",
     "get_subnet", "create_supernet", "build_preset_supernet", "extract_subnet", "num_params",
-    "grid_positions", "relative_index", "relative_attention", "POSITION_MODES",
+    "grid_positions", "relative_index", "relative_attention", "POSITION_MODES", "load_checkpoint",
+    "create_autoformer", "read_checkpoint", "infer_supernet_config", "identify_preset",
 ]
+
+log = logging.getLogger(__name__)
 
 POSITION_MODES = ("tracked", "index")
 
@@ -452,7 +463,7 @@ class AutoFormerSupernet(_AutoFormerBase):
         self.patch_embed_super = PatchEmbedSuper(img_size, patch_size, in_chans, embed_dim)
         num_patches = self.patch_embed_super.num_patches
         qkv_dim, hidden = num_heads * head_dim, int(embed_dim * mlp_ratio)
-        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depth)]
+        dpr = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()  # stochastic depth decay rule
         self.blocks = nn.ModuleList()
         for i in range(depth):
             rel = ([RelativePosition2D(head_dim, max_relative_position) for _ in range(2)] if rel_pos
@@ -612,11 +623,58 @@ def create_supernet(name: str, **kwargs: Any) -> AutoFormerSupernet:
 build_preset_supernet = create_supernet
 
 
+def load_checkpoint(path_or_url: str | Path, space: str | SearchSpace | SupernetConfig | None = None
+                    ) -> AutoFormerSupernet:
+    """An :class:`AutoFormerSupernet` with the weights of an official checkpoint (local path or http(s) URL,
+    downloaded through ``torch.hub``), in eval mode with its largest subnet sampled.
+
+    ``space`` (a preset name such as ``"autoformer-s"``, a :class:`SearchSpace` or a :class:`SupernetConfig`)
+    says which supernet the file must be; without it the dims are read off the file. Corrupt or truncated
+    files, other models' checkpoints, wrong shapes and NaN weights raise :class:`CheckpointError`.
+    """
+    name = str(path_or_url)
+    state, args = read_checkpoint(path_or_url)
+    inferred = infer_supernet_config(state, args, name)
+    if space is None:
+        config, what = inferred, f"the supernet its shapes describe ({inferred})"
+    else:
+        config = (get_space(space).supernet if isinstance(space, str) else
+                  space.supernet if isinstance(space, SearchSpace) else space)
+        what = f"the {space if isinstance(space, str) else 'requested'} supernet"
+        found = identify_preset(inferred)
+        if found is not None and config != inferred:
+            what += f" (the file is the {found} supernet)"
+    with torch.device("meta"):  # no random init of weights that are about to be replaced
+        model = AutoFormerSupernet.from_config(config)
+    check_state_dict(state, model.state_dict(), name, what)
+    model.load_state_dict(state, assign=True)
+    log.info("loaded %s as %s", name, identify_preset(config) or config)
+    return model.eval()
+
+
+def create_autoformer(name: str, checkpoint: str | Path | None = None) -> nn.Module:
+    """The model names of DESIGN.md: ``autoformer-t|s|b`` (the searched subnet, extracted from the supernet)
+    and ``autoformer-t|s|b-supernet`` (the whole supernet, largest subnet sampled). Random weights, with a
+    warning, when no ``checkpoint`` is given (enough for costs only)."""
+    space = get_space(name)
+    if checkpoint is None:
+        log.warning("%s: no checkpoint given, using random weights (fine for FLOPs and throughput only)",
+                    name)
+        supernet = create_supernet(space.name)
+    else:
+        supernet = load_checkpoint(checkpoint, space)
+    if name.endswith("-supernet") or name not in SUBNETS:
+        return supernet.eval()
+    return extract_subnet(supernet, get_subnet(name))
+
+
 @torch.no_grad()
-def extract_subnet(supernet: AutoFormerSupernet, config: SubnetConfig | dict[str, Any] | None = None
+def extract_subnet(supernet: nn.Module, config: SubnetConfig | dict[str, Any] | None = None
                    ) -> AutoFormerSubnet:
     """Copy the weights of subnet ``config`` (default: the sampled one) out of ``supernet`` into a standalone
     :class:`AutoFormerSubnet` (in eval mode); its logits equal the supernet's with ``config`` sampled."""
+    if not isinstance(supernet, AutoFormerSupernet):
+        raise ConfigError(f"extract_subnet needs an AutoFormerSupernet, got a {type(supernet).__name__}")
     previous = supernet.sample_config
     cfg = config if isinstance(config, SubnetConfig) or config is None else SubnetConfig.from_dict(config)
     cfg = cfg or previous
