@@ -132,13 +132,9 @@ class TimmViTAdapter(Adapter):
     def state(self, model: nn.Module) -> TokenState | None:
         return getattr(model, "_searcher_state", None)
 
-    def apply(
-        self, model: nn.Module, schedule: Schedule, *, trace_source: bool = False, **options: Any
-    ) -> nn.Module:
+    def apply(self, model: nn.Module, schedule: Schedule, *, trace_source: bool = False, **options: Any) -> nn.Module:
         if options:
-            raise ConfigError(
-                f"unknown option(s) {sorted(options)} for the timm ViT adapter; known: trace_source"
-            )
+            raise ConfigError(f"unknown option(s) {sorted(options)} for the timm ViT adapter; known: trace_source")
         assert isinstance(model, VisionTransformer)
         blocks = list(model.blocks)
         for i, blk in enumerate(blocks):
@@ -162,6 +158,7 @@ class TimmViTAdapter(Adapter):
             model.num_prefix_tokens,
             has_cls=has_cls,
             trace_source=trace_source,
+            track_positions=False,  # absolute position embeddings only: nothing reads positions
             grid=grid,  # type: ignore[arg-type]
         )
         if self.state(model) is None:

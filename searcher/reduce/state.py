@@ -29,9 +29,10 @@ share it between the model and its blocks. In every forward pass:
 
 Positions: ``state.token_positions()`` (B, N, 2) float (row, col) per token, for models with relative
 positions. With the schedule's ``positions="tracked"`` these are carried through every reduction (gathered on
-prune, size-weighted centroid on merge; requires ``track_positions=True``); with ``"index"`` they are derived
-from the current index as the original AutoFormer code does (``w = int(sqrt(N - prefix))``, ``row = i // w``,
-``col = i % w``). Rows of prefix tokens are (0, 0) and meaningless.
+prune, size-weighted centroid on merge; on by default, ``track_positions=False`` turns it off); with
+``"index"`` they are derived from the current index as the original AutoFormer code does
+(``w = int(sqrt(N - prefix))``, ``row = i // w``, ``col = i % w``). Rows of prefix tokens are (0, 0) and
+meaningless.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class TokenState:
         *,
         has_cls: bool = True,
         trace_source: bool = False,
-        track_positions: bool = False,
+        track_positions: bool | None = None,
         grid: tuple[int, int] | None = None,
     ) -> None:
         if num_prefix < 0:
@@ -96,13 +97,16 @@ class TokenState:
         self.num_prefix = num_prefix  # protected tokens at the front (CLS, distillation, registers)
         self.has_cls = has_cls and num_prefix > 0  # token 0 is a class token (CLS-attention ops need it)
         self.trace_source = trace_source  # keep the (B, N, N0) source map
-        self.track_positions = track_positions  # carry (row, col) through reductions
+        # carry (row, col) through reductions; by default when the schedule asks for tracked positions
+        self.track_positions = schedule.positions == "tracked" if track_positions is None else track_positions
         self.grid = grid  # (H, W) patch grid; square when None
         self.sizes: Tensor | None = None  # (B, N, 1) float32, None while all ones
         self.positions: Tensor | None = None  # (B, N, 2) float32 (row, col), when track_positions
         self.source: Tensor | None = None  # (B, N, N0) float32 0/1, when trace_source
         self.block = 0  # index of the next block to call reduce()
         self.n_tokens = 0  # current sequence length
+        self.batch = 0  # batch size of the current forward
+        self.device: torch.device | None = None  # device of the current forward
         self.history: list[int] = []  # tokens after each block of the last forward
 
     # -- per-forward reset ----------------------------------------------------------------------------------
@@ -113,7 +117,7 @@ class TokenState:
             raise ValueError(f"the sequence has {n} tokens but {self.num_prefix=} are protected")
         self.sizes = None
         self.block = 0
-        self.n_tokens = n
+        self.n_tokens, self.batch, self.device = n, batch, x.device
         self.history = []
         self.positions = None
         if self.track_positions:
@@ -162,16 +166,9 @@ class TokenState:
         docstring)."""
         if self.schedule.positions == "tracked":
             if self.positions is None:
-                raise RuntimeError(
-                    "positions are not tracked; create the TokenState with track_positions=True"
-                )
+                raise RuntimeError("positions are not tracked; create the TokenState with track_positions=True")
             return self.positions
-        batch = (
-            self.sizes.shape[0]
-            if self.sizes is not None
-            else (self.positions.shape[0] if self.positions is not None else 1)
-        )
-        return index_positions(batch, self.n_tokens, self.num_prefix)
+        return index_positions(self.batch, self.n_tokens, self.num_prefix, self.device)
 
     # -- the entry point ------------------------------------------------------------------------------------
     def reduce(self, x: Tensor, keys: Tensor, cls_attn: ClsAttn = None) -> Tensor:
@@ -216,9 +213,7 @@ class TokenState:
             )
             plan = reducer(inp, layer.r, **layer.kw)
         if plan is not None:
-            x, self.sizes, self.positions, self.source = apply_plan(
-                plan, x, self.sizes, self.positions, self.source
-            )
+            x, self.sizes, self.positions, self.source = apply_plan(plan, x, self.sizes, self.positions, self.source)
             self.n_tokens = x.shape[1]
         self.history.append(self.n_tokens)
         return x
