@@ -149,7 +149,9 @@ class Config:
     times: list[float] | None = None
 
 
-def run_once(model: VisionTransformer, cfg: Config, x: Tensor, device: torch.device) -> float:
+def run_once(
+    model: VisionTransformer, cfg: Config, x: Tensor, device: torch.device, clock: Callable[[], float]
+) -> float:
     target = cfg.official if cfg.official is not None else model
     if cfg.official is None:
         if cfg.schedule is None:
@@ -160,11 +162,11 @@ def run_once(model: VisionTransformer, cfg: Config, x: Tensor, device: torch.dev
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
         if device.type == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = clock()
         target(x)
         if device.type == "cuda":
             torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> list[tuple]:
@@ -193,18 +195,19 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     for cfg in configs:  # warm-up
         cfg.times = []
         for _ in range(args.warmup):
-            run_once(model, cfg, x, device)
+            run_once(model, cfg, x, device, args.clock)
     for i in range(args.rounds):
         for cfg in configs:
             assert cfg.times is not None
-            cfg.times.append(run_once(model, cfg, x, device))
+            cfg.times.append(run_once(model, cfg, x, device, args.clock))
         logger.info("%s: round %d/%d done", name, i + 1, args.rounds)
-    base_t = statistics.median(configs[0].times or [])
+    stat = statistics.median if args.stat == "median" else min
+    base_t = stat(configs[0].times or [])
     base_g = gflops(model, None)
     rows = []
     n0 = model.patch_embed.num_patches + model.num_prefix_tokens
     for cfg in configs:
-        t = statistics.median(cfg.times or [])
+        t = stat(cfg.times or [])
         sched = cfg.schedule
         final = tokens_per_stage(sched, n0)[-1][1] if sched is not None else n0
         g = gflops(model, sched)
@@ -222,6 +225,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-official", dest="official", action="store_false", help="skip official-ToMe")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "process"],
+        default="wall",
+        help="'process': CPU time of this process (with --threads 1, robust to other jobs on a shared CPU)",
+    )
+    parser.add_argument("--stat", choices=["median", "min"], default="median", help="statistic over rounds")
     parser.add_argument("--quick", action="store_true", help="DeiT-S only, batch 8, r in {0, 13}, 3 rounds")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -232,10 +242,15 @@ def main() -> None:
     args.batch = args.batch or (128 if device.type == "cuda" else 32)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.clock == "process" and (device.type == "cuda" or torch.get_num_threads() != 1):
+        parser.error("--clock process measures a single CPU thread: add --threads 1 (CPU only)")
+    clock_name = args.clock
+    args.clock = time.process_time if args.clock == "process" else time.perf_counter
     dev = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or platform.machine()
     print(
         f"# device {device.type} ({dev}), threads {torch.get_num_threads()}, batch {args.batch}, "
-        f"torch {torch.__version__}, timm {timm.__version__}, median of {args.rounds} interleaved rounds"
+        f"torch {torch.__version__}, timm {timm.__version__}, "
+        f"{args.stat} of {args.rounds} interleaved rounds, {clock_name} clock"
     )
     header = (
         f"{'model':<24} {'reducer':<14} {'r':>3} {'tokens':>6} {'GFLOPs':>7} {'×FLOPs':>7} {'img/s':>8} {'×speed':>7}"
@@ -245,7 +260,7 @@ def main() -> None:
     for name in args.models:
         for row in bench_model(name, args, device):
             m, red, r, tok, g, gr, ips, sr = row
-            print(f"{m:<24} {red:<14} {r:>3} {tok:>6} {g:>7.2f} {gr:>7.2f} {ips:>8.1f} {sr:>7.2f}")
+            print(f"{m:<24} {red:<14} {r:>3} {tok:>6} {g:>7.2f} {gr:>7.2f} {ips:>8.3g} {sr:>7.2f}")
 
 
 if __name__ == "__main__":

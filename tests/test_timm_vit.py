@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -245,10 +246,11 @@ def test_distilled_tokens_are_protected() -> None:
     assert torch.equal(source[:, :2].sum(-1), torch.ones(3, 2))
 
 
-def test_deepcopy_of_a_patched_model() -> None:
-    model = build("vit")
+@pytest.mark.parametrize("clone", ["deepcopy", "pickle"])
+def test_copy_of_a_patched_model(clone: str) -> None:
+    model = build("deit-distilled")
     apply(model, recipe("tome", model))
-    twin = copy.deepcopy(model)
+    twin = copy.deepcopy(model) if clone == "deepcopy" else pickle.loads(pickle.dumps(model))
     assert token_state(twin) is not token_state(model)
     assert twin.blocks[1]._searcher_state is token_state(twin)
     x = images(model)

@@ -116,7 +116,10 @@ def _reducing_model_class(cls: type) -> type:
         avg = (tokens * s).sum(dim=1) / s.sum(dim=1)  # size-weighted mean
         return avg if pool_type == "avg" else 0.5 * (tokens.amax(dim=1) + avg)
 
-    new_cls = type(f"Reducing{cls.__name__}", (cls,), {"pool": pool, "__module__": __name__})
+    name = f"Reducing{cls.__name__}"
+    new_cls = type(name, (cls,), {"pool": pool, "__module__": __name__, "__qualname__": name})
+    if name not in globals():  # importable by name, so a patched model can be pickled (torch.save)
+        globals()[name] = new_cls
     _MODEL_CLASSES[cls] = new_cls
     return new_cls
 
