@@ -379,7 +379,7 @@ class Schedule:
         depth: int,
         r: int | Sequence[int] = 0,
         *,
-        prop_attn: bool = True,
+        prop_attn: bool | None = None,
         positions: str = "tracked",
         n_tokens: int | None = None,
         num_prefix: int = 1,
@@ -397,8 +397,12 @@ class Schedule:
         - ``topk``: EViT-style ``topk-prune`` (``fuse`` the dropped tokens into one); ``blocks`` restricts it
           to some blocks (EViT: 3, 6, 9); ``keep`` (κ) with ``n_tokens`` sets ``r`` from the keep rate.
         - ``diffrate``: ``prune_kept`` and ``merge_kept`` lists (prefix tokens included), no ``r``.
+
+        ``prop_attn`` defaults to on, except for ``pitome`` (off, as in the official timm patch).
         """
         depth = _check_depth(depth)
+        if prop_attn is None:
+            prop_attn = kind != "pitome"
         opts: dict[str, Any] = {"prop_attn": prop_attn, "positions": positions}
         if kind not in RECIPES:
             raise ConfigError(f"unknown reducer recipe {kind!r}; known recipes: {list(RECIPES)}")

@@ -186,6 +186,7 @@ def test_other_recipes() -> None:
     ] * 2
     assert Schedule.recipe("tome", depth=3, r=[4, 2]).rs == [4, 2, 0]
     pit = Schedule.recipe("pitome", depth=4, r=4)
+    assert pit.prop_attn is False and Schedule.recipe("pitome", depth=1, r=1, prop_attn=True).prop_attn
     assert [x.get("margin") for x in pit.layers] == [0.75, 0.5625, 0.375, 0.1875]
     assert Schedule.recipe("pitome", depth=2, r=1, margin=0.1).layers[1].get("margin") == 0.1
     keep = Schedule.recipe("pitome", depth=2, keep=0.9, n_tokens=197)
