@@ -15,6 +15,7 @@ from searcher.models.autoformer import (
     SUBNETS,
     AutoFormerSubnet,
     AutoFormerSupernet,
+    ReducedTokens,
     SearchSpace,
     SubnetConfig,
     create_supernet,
@@ -22,6 +23,8 @@ from searcher.models.autoformer import (
     load_checkpoint,
     num_params,
 )
+from searcher.patch import apply, is_patched, remove, token_state
+from searcher.schedule import Schedule, tokens_per_block
 
 SHARED = Path(os.environ.get("SEARCHER_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 FIXTURES = SHARED / "fixtures"
@@ -209,3 +212,135 @@ def test_load_checkpoint_errors(tmp_path: Path, official_state: dict) -> None:
         load_checkpoint(tmp_path / "missing.pth")
     with pytest.raises(CheckpointError, match="could not download"):
         load_checkpoint("http://127.0.0.1:9/supernet-tiny.pth")
+
+
+# -- token reduction -----------------------------------------------------------------------------------------
+RECIPES: dict[str, dict] = {
+    "tome": {"r": 8}, "tofu": {"r": 8, "switch": 1}, "pitome": {"r": 8}, "rapid": {"r": 8, "switch": 1},
+    "topk": {"r": 8}, "topk-nofuse": {"r": 8, "fuse": False},
+    "diffrate": {"prune_kept": [60, 52, 44], "merge_kept": [56, 48, 40]},
+}
+SMALL = SubnetConfig(96, 3, (2.0, 3.0, 2.0), (2, 3, 2))  # a fast subnet of fashion-autoformer
+
+
+def small_supernet(seed: int = 0) -> AutoFormerSupernet:
+    torch.manual_seed(seed)
+    model = create_supernet("fashion-autoformer").eval()
+    model.set_sample_config(SMALL)
+    return model
+
+
+def fashion_images(batch: int = 3, seed: int = 1) -> torch.Tensor:
+    return torch.randn(batch, 1, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def recipe(kind: str, positions: str = "tracked") -> Schedule:
+    return Schedule.recipe(kind.removesuffix("-nofuse"), depth=SMALL.depth, positions=positions,
+                           **RECIPES[kind])
+
+
+def test_r0_patched_is_bit_identical_and_remove_restores() -> None:
+    model = small_supernet()
+    sub = extract_subnet(model)
+    x = fashion_images()
+    keys = list(model.state_dict())
+    with torch.no_grad():
+        before = model(x)
+        for m in (model, sub):
+            for kind in ("tome", "tofu", "pitome", "rapid", "topk"):
+                for positions in ("tracked", "index"):
+                    apply(m, Schedule.recipe(kind, depth=SMALL.depth, r=0, positions=positions))
+                    assert is_patched(m)
+                    assert torch.equal(m(x), before), (type(m).__name__, kind, positions)
+            apply(m, recipe("tome"))
+            assert not torch.equal(m(x), before)
+            remove(m)
+            assert not is_patched(m) and torch.equal(m(x), before)
+            remove(m)  # a no-op when not patched
+    assert list(model.state_dict()) == keys
+
+
+@pytest.mark.parametrize("kind", sorted(RECIPES))
+def test_every_reducer_on_supernet_and_extracted_subnet(kind: str) -> None:
+    model = small_supernet()
+    sub = extract_subnet(model)
+    x = fashion_images()
+    for positions in ("tracked", "index"):
+        schedule = recipe(kind, positions)
+        with torch.no_grad():
+            logits = apply(model, schedule)(x)
+            history = token_state(model).history
+            torch.testing.assert_close(apply(sub, schedule)(x), logits, atol=1e-5, rtol=0)
+            one = model(x[:1])
+        assert logits.shape == (3, 10) and torch.isfinite(logits).all()
+        torch.testing.assert_close(one[0], logits[0], atol=1e-5, rtol=1e-4)  # batch independence
+        assert history == tokens_per_block(schedule, 65)[1:] and history[-1] < 65
+
+
+class _Shuffling(ReducedTokens):
+    """Permutes the patch tokens, with their sizes and positions, after block ``at``'s reduction."""
+
+    at = 0
+
+    def reduce(self, x: torch.Tensor, keys: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        x = super().reduce(x, keys, attn)
+        if self.state.block - 1 != self.at:
+            return x
+        B, N, _ = x.shape
+        g = torch.Generator().manual_seed(7)
+        perm = torch.cat([torch.zeros(B, 1, dtype=torch.long),
+                          1 + torch.stack([torch.randperm(N - 1, generator=g) for _ in range(B)])], dim=1)
+
+        def take(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.gather(1, perm[..., None].expand(-1, -1, t.shape[-1]))
+
+        st = self.state
+        x, st.sizes, st.positions = take(x), take(st.sizes), take(st.positions)
+        self.update(N - 1, None if st.positions is None else st.positions[:, 1:])
+        return x
+
+
+@pytest.mark.parametrize("r", [0, 8])
+def test_tracked_positions_make_blocks_order_invariant(r: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shuffling the patch tokens together with their sizes and positions inside a block changes nothing with
+    tracked positions and size-weighted gp (here after ToMe merged 8 tokens in block 0); with index-derived
+    positions it does."""
+    model = small_supernet()
+    with torch.no_grad():  # tables as large as trained ones, so that positions matter
+        for name, p in model.named_parameters():
+            if "embeddings_table" in name:
+                p.normal_(0.0, 1.0)
+    x = fashion_images()
+    for positions in ("tracked", "index"):
+        apply(model, Schedule.from_list([r, 0, 0], "tome", depth=3, positions=positions))
+        with torch.no_grad():
+            plain = model(x)
+            monkeypatch.setattr(model, "_begin",
+                                lambda t: _Shuffling(model._searcher_state, t, model.max_relative_position))
+            shuffled = model(x)
+            monkeypatch.undo()
+        if positions == "tracked":
+            torch.testing.assert_close(shuffled, plain, atol=1e-5, rtol=0)
+        else:
+            assert (shuffled - plain).abs().max() > 2e-3  # logits are ~0.05 with random weights
+
+
+def test_gp_pooling_is_size_weighted() -> None:
+    model = small_supernet()
+    x = torch.randn(2, 5, 96)
+    size = torch.tensor([1.0, 3.0, 1.0, 2.0, 1.0])[None, :, None].expand(2, -1, -1)
+    expected = (x[:, 1:] * size[:, 1:]).sum(1) / size[:, 1:].sum(1)
+    torch.testing.assert_close(model.forward_head(x, pre_logits=True, size=size), expected)
+    torch.testing.assert_close(model.forward_head(x, pre_logits=True), x[:, 1:].mean(1))
+
+
+def test_reduction_errors() -> None:
+    model = small_supernet()
+    with pytest.raises(ConfigError, match="3 blocks|depth"):
+        apply(model, Schedule.constant(7, 4))
+    apply(model, Schedule.constant(3, 4))
+    model.set_sample_config(PRESETS["fashion-autoformer"].largest())  # deeper subnet, stale schedule
+    with pytest.raises(ConfigError, match="schedule has 3 layers"):
+        model(fashion_images())
+    with pytest.raises(ConfigError, match="unknown option"):
+        apply(model, Schedule.constant(7, 4), positions="tracked")

@@ -29,6 +29,9 @@ from timm.layers import DropPath, trunc_normal_
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..patch import Adapter, register_adapter
+from ..reduce.state import TokenState
+from ..schedule import Schedule
 from .autoformer_checkpoint import (
     check_state_dict,
     identify_preset,
@@ -50,7 +53,8 @@ __all__ = [
     "TokenPositions", "SubnetConfig", "SupernetConfig", "SearchSpace", "PRESETS", "SUBNETS", "get_space",
     "get_subnet", "create_supernet", "build_preset_supernet", "extract_subnet", "num_params",
     "grid_positions", "relative_index", "relative_attention", "POSITION_MODES", "load_checkpoint",
-    "create_autoformer", "read_checkpoint", "infer_supernet_config", "identify_preset",
+    "create_autoformer", "read_checkpoint", "infer_supernet_config", "identify_preset", "ReducedTokens",
+    "AutoFormerAdapter",
 ]
 
 log = logging.getLogger(__name__)
@@ -93,7 +97,8 @@ def _grid_index(num_patches: int, max_relative_position: int, device: torch.devi
 
 
 class TokenPositions:
-    """Per-forward (row, col) of every patch token, and the relative-table index they imply.
+    """Per-forward token bookkeeping of an AutoFormer: (row, col) of every patch token and the relative-table
+    index they imply; :class:`ReducedTokens` adds a token reducer. Created afresh by each forward.
 
     ``mode="tracked"`` (default): positions follow the tokens through pruning, sorting and merging
     (size-weighted centroids), and relative distances are computed from them. ``mode="index"``: the official
@@ -120,11 +125,9 @@ class TokenPositions:
             return grid_positions(self.num_patches, self.device)[None]
         return self._positions
 
-    def set(self, positions: Tensor) -> None:
-        """Replace the patch-token positions (B, M', 2) after a reduction."""
-        self._positions = positions
-        self.num_patches = positions.shape[1]
-        self._index = None
+    def update(self, num_patches: int, positions: Tensor | None = None) -> None:
+        """After a reduction: the new patch count and, when tracked, their positions (B, M', 2)."""
+        self.num_patches, self._positions, self._index = num_patches, positions, None
 
     def index(self) -> Tensor:
         """(2, B or 1, N, N) rows of ``[T_v; T_h]`` for the current sequence (see :func:`relative_index`)."""
@@ -133,6 +136,45 @@ class TokenPositions:
         if self._index is None:
             self._index = relative_index(self._positions, self.max_relative_position)
         return self._index
+
+    @property
+    def sizes(self) -> Tensor | None:
+        """(B, N, 1) token sizes; None while all are 1 (always, without a reducer)."""
+        return None
+
+    def attn_mask(self) -> Tensor | None:
+        """Additive attention logits per key (B, 1, 1, N) (proportional attention), or None."""
+        return None
+
+    def reduce(self, x: Tensor, keys: Tensor, attn: Tensor) -> Tensor:
+        """Token reduction between attention and MLP of a block; identity without a reducer."""
+        return x
+
+
+class ReducedTokens(TokenPositions):
+    """:class:`TokenPositions` driven by a :class:`~searcher.reduce.state.TokenState` (the model-agnostic
+    reducer entry point): its log-size mask enters the attention logits, its reductions shorten the sequence,
+    and its tracked positions (or, in ``"index"`` mode, the new length alone) re-index the relative tables."""
+
+    def __init__(self, state: TokenState, x: Tensor, max_relative_position: int) -> None:
+        super().__init__(x.shape[1] - 1, max_relative_position, x.device, state.schedule.positions)
+        self.state = state
+        state.begin(x)  # the one per-forward reset of sizes, positions and the block counter
+
+    @property
+    def sizes(self) -> Tensor | None:
+        return self.state.sizes
+
+    def attn_mask(self) -> Tensor | None:
+        return self.state.attn_mask()
+
+    def reduce(self, x: Tensor, keys: Tensor, attn: Tensor) -> Tensor:
+        # The CLS row of the attention map the block materialised anyway (relative terms and log sizes in).
+        y = self.state.reduce(x, keys, cls_attn=lambda: attn[:, :, 0].float().mean(dim=1))
+        if y is not x:  # reduced, reordered or both
+            tracked = self.state.positions if self.mode == "tracked" else None
+            self.update(y.shape[1] - 1, None if tracked is None else tracked[:, 1:])
+        return y
 
 
 def relative_attention(q: Tensor, k: Tensor, v: Tensor, scale: float, table_k: Tensor | None,
@@ -332,8 +374,8 @@ class AutoFormerBlock(nn.Module):
     """Pre-norm encoder layer (``TransformerEncoderLayer``): ``x + attn(LN(x))``, then
     ``x + fc2(gelu(fc1(LN(x))))``.
 
-    Token reduction, when patched in, runs between the two residual branches: :meth:`reduce` is the hook
-    (identity here), overridden by the reduction adapter.
+    Token reduction, when patched in, runs between the two residual branches through the forward's
+    :class:`TokenPositions` (identity when the model is not patched).
     """
 
     attn_layer_norm: nn.LayerNorm
@@ -351,13 +393,13 @@ class AutoFormerBlock(nn.Module):
         self.drop = 0.0  # official ``sample_dropout``: dropout after the MLP activation and output
         self.attn_out_drop = 0.0  # official ``sample_attn_dropout``: dropout on the attention branch
 
-    def forward(self, x: Tensor, tokens: TokenPositions, attn_bias: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, tokens: TokenPositions) -> Tensor:
         """x: (B, N, E) -> (B, N', E); N' < N only when a reducer is patched in."""
-        y, k, attn = self.attn(self.attn_layer_norm(x), tokens.index(), attn_bias)
+        y, k, attn = self.attn(self.attn_layer_norm(x), tokens.index(), tokens.attn_mask())
         if self.attn_out_drop > 0.0 and self.training:
             y = F.dropout(y, self.attn_out_drop, training=True)
         x = x + self.drop_path(y)
-        x = self.reduce(x, k, attn, tokens)
+        x = tokens.reduce(x, k, attn)  # between attention and MLP (REDUCERS.md)
         y = F.gelu(self.fc1(self.ffn_layer_norm(x)))
         if self.drop > 0.0 and self.training:
             y = F.dropout(y, self.drop, training=True)
@@ -365,10 +407,6 @@ class AutoFormerBlock(nn.Module):
         if self.drop > 0.0 and self.training:
             y = F.dropout(y, self.drop, training=True)
         return x + self.drop_path(y)
-
-    def reduce(self, x: Tensor, k: Tensor, attn: Tensor, tokens: TokenPositions) -> Tensor:
-        """Token reduction between attention and MLP; identity unless a reducer is patched in."""
-        return x
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -384,7 +422,8 @@ class _AutoFormerBase(nn.Module):
     head: nn.Module
     gp: bool
     max_relative_position: int
-    positions_mode: str = "tracked"  # how a patched reducer keeps relative positions; see TokenPositions
+    grid_size: int  # patches per image side
+    _searcher_state: TokenState | None = None  # set by searcher.apply (AutoFormerAdapter)
 
     def _embed(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -405,10 +444,22 @@ class _AutoFormerBase(nn.Module):
         p = self._embed_dropout()
         if p > 0.0 and self.training:
             x = F.dropout(x, p, training=True)
-        tokens = TokenPositions(M, self.max_relative_position, x.device, self.positions_mode)
+        tokens = self._begin(x)
         for blk in self._active_blocks():
             x = blk(x, tokens)
         return self.norm(x), tokens
+
+    def _begin(self, x: Tensor) -> TokenPositions:
+        """The token state of one forward whose first block receives ``x`` (B, N, E): plain relative positions,
+        or driven by the reducer :func:`searcher.apply` patched in."""
+        state = self._searcher_state
+        if state is None:
+            return TokenPositions(x.shape[1] - 1, self.max_relative_position, x.device)
+        depth = len(self._active_blocks())
+        if state.schedule.depth != depth:
+            raise ConfigError(f"the token schedule has {state.schedule.depth} layers but this AutoFormer runs "
+                              f"{depth} blocks; apply a schedule built for depth {depth}")
+        return ReducedTokens(state, x, self.max_relative_position)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Images (B, C, H, W) -> tokens after the final norm (B, N, E)."""
@@ -422,15 +473,15 @@ class _AutoFormerBase(nn.Module):
             if size is None:
                 x = patches.mean(dim=1)
             else:
-                s = size[:, self.num_prefix_tokens:]
+                s = size[:, self.num_prefix_tokens:].to(patches.dtype)  # (B, M, 1)
                 x = (patches * s).sum(dim=1) / s.sum(dim=1)
         else:
             x = x[:, 0]
         return x if pre_logits else self.head(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        x, _ = self._features(x)
-        return self.forward_head(x)
+        x, tokens = self._features(x)
+        return self.forward_head(x, size=tokens.sizes)
 
 
 class AutoFormerSupernet(_AutoFormerBase):
@@ -461,6 +512,7 @@ class AutoFormerSupernet(_AutoFormerBase):
         self.gp, self.max_relative_position, self.head_dim = gp, max_relative_position, head_dim
         self.drop_rate, self.attn_drop_rate = drop_rate, attn_drop_rate
         self.patch_embed_super = PatchEmbedSuper(img_size, patch_size, in_chans, embed_dim)
+        self.grid_size = self.patch_embed_super.grid
         num_patches = self.patch_embed_super.num_patches
         qkv_dim, hidden = num_heads * head_dim, int(embed_dim * mlp_ratio)
         dpr = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()  # stochastic depth decay rule
@@ -565,6 +617,7 @@ class AutoFormerSubnet(_AutoFormerBase):
         self.num_classes, self.embed_dim = s.num_classes, E
         self.gp, self.max_relative_position, self.head_dim = s.gp, s.max_relative_position, s.head_dim
         self.patch_embed = PatchEmbed(s.img_size, s.patch_size, s.in_chans, E)
+        self.grid_size = self.patch_embed.grid
         self.blocks = nn.ModuleList()
         for heads, hidden in zip(config.num_heads, config.hidden_dims(), strict=True):
             d = heads * s.head_dim
@@ -694,3 +747,42 @@ def extract_subnet(supernet: nn.Module, config: SubnetConfig | dict[str, Any] | 
     finally:
         supernet.set_sample_config(previous)
     return sub.eval()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Token reduction adapter (searcher.apply / searcher.remove)
+# ----------------------------------------------------------------------------------------------------------
+class AutoFormerAdapter(Adapter):
+    """Token reduction in an :class:`AutoFormerSupernet` (its sampled subnet) or an extracted
+    :class:`AutoFormerSubnet`. Patching attaches one :class:`~searcher.reduce.state.TokenState` to the model;
+    each forward wraps it in a :class:`ReducedTokens` that the blocks call between attention and MLP. The
+    schedule's ``positions`` picks tracked (default) or index-derived relative positions; ``gp`` pooling is
+    size-weighted. With every ``r = 0`` the patched model computes bit-identical logits."""
+
+    name = "autoformer"
+
+    def matches(self, model: nn.Module) -> bool:
+        return isinstance(model, _AutoFormerBase)
+
+    def state(self, model: nn.Module) -> TokenState | None:
+        return model._searcher_state if isinstance(model, _AutoFormerBase) else None
+
+    def apply(self, model: nn.Module, schedule: Schedule, *, trace_source: bool = False,
+              **options: Any) -> nn.Module:
+        if options:
+            raise ConfigError(f"unknown option(s) {sorted(options)} for the AutoFormer adapter; known: "
+                              "trace_source")
+        assert isinstance(model, _AutoFormerBase)
+        schedule.check_depth(len(model._active_blocks()))
+        grid = model.grid_size
+        model._searcher_state = TokenState(schedule, 1, has_cls=True, trace_source=trace_source,
+                                           track_positions=schedule.positions == "tracked", grid=(grid, grid))
+        return model
+
+    def remove(self, model: nn.Module) -> nn.Module:
+        if isinstance(model, _AutoFormerBase) and "_searcher_state" in vars(model):
+            del model._searcher_state
+        return model
+
+
+ADAPTER = register_adapter(AutoFormerAdapter())
