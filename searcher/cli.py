@@ -177,6 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*experimental.*")  # Optuna features we use on purpose
     if not args.command:
         parser.print_help()
         return 2

@@ -64,8 +64,11 @@ def _versions() -> dict[str, str]:
 
 def config_of(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """The exported config of one trial (DESIGN.md "Exported config")."""
+    from .study import test_result
+
     cand = trial.user_attrs["candidate"]
     spec = study.user_attrs.get("spec", {})
+    test = test_result(study, trial) or {}
     return {
         "version": CONFIG_VERSION,
         "model": study.user_attrs.get("model_source", {"name": spec.get("model")}),
@@ -74,8 +77,8 @@ def config_of(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str,
         "schedule": cand["schedule"],
         "metrics": {
             "search_top1": trial.user_attrs.get("top1"),
-            "test_top1": trial.user_attrs.get("test_top1"),
-            "test_top5": trial.user_attrs.get("test_top5"),
+            "test_top1": test.get("top1"),
+            "test_top5": test.get("top5"),
             "gflops": trial.user_attrs.get("gflops"),
             "tokens": trial.user_attrs.get("tokens"),
             "throughput": trial.user_attrs.get("throughput"),
@@ -102,6 +105,8 @@ def config_name(config: dict[str, Any]) -> str:
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """Every trial, feasible or not, with its parameters and metrics."""
+    from .study import test_result
+
     rows = []
     for t in study.get_trials(deepcopy=False):
         ua = t.user_attrs
@@ -115,7 +120,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "baseline": ua.get("baseline", ""),
                 "feasible": bool(ua.get("feasible")),
                 "search_top1": ua.get("top1"),
-                "test_top1": ua.get("test_top1"),
+                "test_top1": (test_result(study, t) or {}).get("top1"),
                 "gflops": ua.get("gflops"),
                 "img_s": tp.get("img_s"),
                 "tokens": json.dumps(ua.get("tokens")) if ua.get("tokens") else None,

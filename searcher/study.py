@@ -30,7 +30,7 @@ from typing import Any
 
 import optuna
 import yaml
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from .data import Split, load_splits
@@ -40,7 +40,7 @@ from .schedule import Schedule
 from .space import Candidate, SearchSpace
 from .units import parse_budget, parse_rate
 
-__all__ = ["StudySpec", "open_storage", "optimize", "load_study", "pareto_trials", "candidate_of"]
+__all__ = ["StudySpec", "open_storage", "optimize", "load_study", "pareto_trials", "candidate_of", "test_result"]
 
 log = logging.getLogger(__name__)
 OBJECTIVES = {"top1": "maximize", "gflops": "minimize", "throughput": "maximize"}
@@ -56,6 +56,7 @@ class StudySpec:
     model: str  # timm name, fashion-vit / fashion-autoformer, autoformer-t|s|b[-supernet]
     space: str | dict[str, Any]  # path to a space YAML (relative to the spec file) or the space inline
     checkpoint: str | None = None  # local path or URL (timm or AutoFormer weights)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # timm create_model arguments (img_size, …)
     data: dict[str, Any] = field(default_factory=lambda: {"kind": "fashion-mnist"})
     budget: str = "50%"  # GFLOPs per image, absolute or relative to the unreduced model
     min_throughput: str | None = None  # e.g. "1500img/s": a constraint
@@ -130,6 +131,7 @@ class StudySpec:
             typed(name, str)
         typed("space", (str, dict))
         typed("data", dict)
+        typed("model_kwargs", dict)
         typed("trials", int)
         typed("workers", int)
         typed("seed", int)
@@ -211,7 +213,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             engine_kwargs=engine_kwargs,
             heartbeat_interval=10,
             grace_period=30,
-            heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=2),
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
         )
     except ConfigError:
         raise
@@ -457,7 +459,10 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
     from .models import ModelSource
 
     space = spec.load_space()
-    source = ModelSource.open(spec.model, spec.checkpoint, arch_space=space.architecture)
+    checkpoint = spec.checkpoint
+    if checkpoint and "://" not in checkpoint and not Path(checkpoint).is_absolute():
+        checkpoint = str(Path(spec.base_dir) / checkpoint) if not Path(checkpoint).exists() else checkpoint
+    source = ModelSource.open(spec.model, checkpoint, arch_space=space.architecture, model_kwargs=spec.model_kwargs)
     space.check_model(source.depths(space.architecture), source.n_tokens, source.num_prefix)
     splits = load_splits(spec.data)
     full = source.flops(
@@ -659,18 +664,25 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
     return OptimizeResult(study, out, ctx.budget, ctx.full_gflops, pareto, stats)
 
 
-def evaluate_pareto(study: optuna.Study, ctx: _Context, test: Split, spec: StudySpec) -> list[dict[str, Any]]:
-    """Re-evaluate every Pareto-optimal trial on the test split (stored as ``test_top1``) and return the rows."""
+def test_result(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
+    """The test-split accuracy of a trial (``{"top1", "top5", "images"}``), once the Pareto set was re-evaluated."""
+    return study.user_attrs.get(f"test:{trial.number}")
+
+
+def evaluate_pareto(study: optuna.Study, ctx: _Context, test_split: Split, spec: StudySpec) -> list[dict[str, Any]]:
+    """Re-evaluate every Pareto-optimal trial on the test split (stored in the study's ``test:<trial>``
+    attribute) and return one row per trial."""
     rows = []
     for t in pareto_trials(study):
         cand = candidate_of(t)
-        if "test_top1" not in t.user_attrs:
-            acc = evaluate(ctx.source.build(cand.arch, cand.schedule), test, spec.batch_size, limit=spec.test_images)
-            study._storage.set_trial_user_attr(t._trial_id, "test_top1", acc.top1)
-            study._storage.set_trial_user_attr(t._trial_id, "test_top5", acc.top5)
-            test_top1 = acc.top1
-        else:
-            test_top1 = t.user_attrs["test_top1"]
+        test = test_result(study, t)
+        if test is None:  # a finished trial cannot be updated: test results live in the study's attributes
+            acc = evaluate(
+                ctx.source.build(cand.arch, cand.schedule), test_split, spec.batch_size, limit=spec.test_images
+            )
+            test = {"top1": acc.top1, "top5": acc.top5, "images": acc.n}
+            study.set_user_attr(f"test:{t.number}", test)
+        test_top1 = test["top1"]
         tp = t.user_attrs.get("throughput", {}).get("img_s")
         rows.append(
             {

@@ -98,6 +98,54 @@ def load_embedded_weights(name: str, model: nn.Module) -> nn.Module:
     return model
 
 
+def read_state_dict(path_or_url: str) -> dict[str, Any]:
+    """Tensors of a checkpoint without executing code: safetensors, or ``torch.load(weights_only=True)``; a URL
+    goes through torch.hub's cache. Unwraps ``{'model'|'state_dict'|'state_dict_ema': …}`` and ``module.``."""
+    import torch
+
+    try:
+        if path_or_url.startswith(("http://", "https://")):
+            sd: Any = torch.hub.load_state_dict_from_url(path_or_url, map_location="cpu", weights_only=True)
+        elif path_or_url.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            sd = load_file(path_or_url)
+        else:
+            sd = torch.load(path_or_url, map_location="cpu", weights_only=True)
+    except FileNotFoundError as e:
+        raise CheckpointError(f"checkpoint {path_or_url} does not exist; check --checkpoint") from e
+    except Exception as e:  # truncated zip, pickle with forbidden globals, bad safetensors header, …
+        raise CheckpointError(
+            f"cannot load checkpoint {path_or_url}: {str(e).splitlines()[0][:200]}; is it a "
+            "complete PyTorch or safetensors weights file?"
+        ) from e
+    for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+            break
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError(f"{path_or_url} holds no state dict of tensors; is it a weights file?")
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def load_timm_checkpoint(model: nn.Module, path_or_url: str) -> nn.Module:
+    """Load weights into a timm model; a checkpoint of another model, or with NaN weights, is an error."""
+    import torch
+
+    sd = read_state_dict(path_or_url)
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path_or_url} has NaN or inf weights in {bad[:3]}; it is damaged")
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise CheckpointError(
+            f"{path_or_url} does not fit this model ({first[:200]}); is it a checkpoint of another model or size?"
+        ) from e
+    return model
+
+
 def _build_embedded(name: str, weights: bool) -> nn.Module:
     spec = EMBEDDED[name]
     if spec.family == "timm-vit":
@@ -120,15 +168,31 @@ def create_model(name: str, *, weights: bool = True, checkpoint: str | None = No
     import timm
 
     if timm.is_model(name):
-        model = timm.create_model(name, pretrained=weights and checkpoint is None, **kwargs)
+        try:
+            model = timm.create_model(name, pretrained=weights and checkpoint is None, **kwargs)
+        except TypeError as e:
+            raise ConfigError(f"bad model arguments for {name}: {e}") from e
+        except (OSError, RuntimeError) as e:  # no network, or the hub does not have the weights
+            raise CheckpointError(
+                f"cannot fetch pretrained weights for {name} ({str(e).splitlines()[0]}); pass a "
+                "local file with --checkpoint"
+            ) from e
         if checkpoint:
-            timm.models.load_checkpoint(model, checkpoint)
+            load_timm_checkpoint(model, checkpoint)
         return model.eval()
     known = ", ".join(EMBEDDED) + ", autoformer-t|s|b[-supernet], or any timm ViT name"
     raise ConfigError(f"unknown model {name!r}; use one of {known}")
 
 
 # ----------------------------------------------------------------------------------------- model source
+def _input_shape(model: nn.Module, in_chans: int) -> tuple[int, int, int]:
+    """(C, H, W) of the model's input resolution (timm's ``patch_embed.img_size``; AutoFormer's config)."""
+    config = getattr(model, "config", None)
+    size: Any = getattr(config, "img_size", None) or getattr(getattr(model, "patch_embed", None), "img_size", 224)
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    return (in_chans, int(h), int(w))
+
+
 AUTOFORMER_NAMES = ("autoformer-t", "autoformer-s", "autoformer-b")
 
 
@@ -146,11 +210,13 @@ class ModelSource:
         family: str,
         checkpoint: str | None = None,
         fixed_arch: dict[str, Any] | None = None,
+        model_kwargs: dict[str, Any] | None = None,
     ) -> None:
         from ..cost.flops import describe
 
         self.name, self.model, self.family, self.checkpoint = name, model.eval(), family, checkpoint
         self.fixed_arch = fixed_arch  # autoformer-t|s|b: the paper's subnet on the supernet
+        self.model_kwargs = dict(model_kwargs or {})  # timm create_model arguments (img_size, num_classes, …)
         self.preset = None  # AutoFormer: the preset search space of the supernet
         if family == "autoformer":
             from .autoformer_space import get_space
@@ -160,11 +226,17 @@ class ModelSource:
         shape = describe(model, self._subnet(self.full_arch(None)) if family == "autoformer" else None)
         self.n_tokens = shape.num_patches + shape.num_prefix
         self.num_prefix = shape.num_prefix
-        self.input_shape = shape.input_shape
+        self.input_shape = _input_shape(model, shape.in_chans)
 
     # -- construction ---------------------------------------------------------------------------------------
     @classmethod
-    def open(cls, name: str, checkpoint: str | None = None, arch_space: Any = None) -> ModelSource:
+    def open(
+        cls,
+        name: str,
+        checkpoint: str | None = None,
+        arch_space: Any = None,
+        model_kwargs: dict[str, Any] | None = None,
+    ) -> ModelSource:
         if name in EMBEDDED:
             if checkpoint:
                 raise ConfigError(f"{name} ships its own weights; drop --checkpoint")
@@ -186,7 +258,8 @@ class ModelSource:
                     f"{base} for the paper's searched subnet"
                 )
             return cls(name, model, "autoformer", checkpoint, fixed)
-        return cls(name, create_model(name, checkpoint=checkpoint), "timm-vit", checkpoint)
+        model = create_model(name, checkpoint=checkpoint, **(model_kwargs or {}))
+        return cls(name, model, "timm-vit", checkpoint, model_kwargs=model_kwargs)
 
     # -- architecture ---------------------------------------------------------------------------------------
     def _subnet(self, arch: dict[str, Any] | None):
@@ -293,4 +366,6 @@ class ModelSource:
                 d["sha256"] = sha256_file(self.checkpoint)
         if self.fixed_arch is not None:
             d["arch"] = self.fixed_arch
+        if self.model_kwargs:
+            d["kwargs"] = self.model_kwargs
         return d

@@ -1,0 +1,126 @@
+"""``searcher optimize`` end to end on a tiny timm ViT and a synthetic Fashion-MNIST: constraints, baselines,
+resume, export, and the errors a user can cause."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+from searcher.cli import main
+from searcher.errors import ConfigError, StorageError
+from searcher.export import export_run
+from searcher.study import StudySpec, load_study, optimize, pareto_trials
+
+TINY = dict(img_size=32, patch_size=4, in_chans=1, num_classes=10, embed_dim=32, depth=4, num_heads=2)
+
+
+@pytest.fixture
+def tiny_spec(tmp_path: Path, make_fashion) -> StudySpec:
+    data_dir = make_fashion(n_train=4000, n_test=300)
+    torch.manual_seed(0)
+    ckpt = tmp_path / "tiny.pth"
+    torch.save(VisionTransformer(**TINY).state_dict(), ckpt)
+    return StudySpec.from_dict(
+        {
+            "name": "tiny",
+            "model": "vit_tiny_patch16_224",
+            "model_kwargs": TINY,
+            "checkpoint": str(ckpt),
+            "data": {"kind": "fashion-mnist", "dir": str(data_dir)},
+            "space": {"reducers": ["tome", "rapid"], "schedule": {"r": {"low": 0, "high": 32}}},
+            "budget": "60%",
+            "trials": 8,
+            "search_images": 400,
+            "batch_size": 250,
+            "chunk": 250,
+            "throughput_batch": 16,
+            "throughput_repeats": 2,
+            "seed": 0,
+        }
+    )
+
+
+def test_optimize_runs_resumes_and_exports(tiny_spec: StudySpec, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = optimize(tiny_spec, out, progress=False)
+    study = res.study
+    finished = [
+        t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ]
+    assert len(finished) >= 8
+    # baselines were enqueued first: the constant-r recipe of each searched reducer at the budget
+    baselines = [t for t in study.trials if t.user_attrs.get("baseline")]
+    assert {t.params["reducer"] for t in baselines} == {"tome", "rapid"}
+    assert all(t.user_attrs["gflops"] <= res.budget * (1 + 1e-9) for t in baselines)
+    # every feasible trial is under the budget, and carries its candidate and FLOPs
+    for t in study.trials:
+        if t.user_attrs.get("feasible"):
+            assert t.user_attrs["gflops"] <= res.budget * (1 + 1e-9)
+            assert t.constraints["gflops"] <= 0
+            assert "candidate" in t.user_attrs
+    # the Pareto set was re-evaluated on the test split
+    assert res.pareto and all(row["test_top1"] is not None for row in res.pareto)
+    assert {row["trial"] for row in res.pareto} == {t.number for t in pareto_trials(study)}
+
+    # resume: asking for more trials continues the same study in the same storage
+    more = optimize(tiny_spec.override(trials=11), out, progress=False)
+    finished2 = [t for t in more.study.trials if t.state.is_finished() and t.state.name != "FAIL"]
+    assert len(finished2) >= 11
+    assert {t.number for t in finished} <= {t.number for t in finished2}
+
+    files = export_run(more.study, out)
+    configs = sorted((out / "configs").glob("*.json"))
+    assert configs and all(p in files for p in configs)
+    cfg = json.loads(configs[0].read_text())
+    assert cfg["version"] == 1 and cfg["model"]["name"] == "vit_tiny_patch16_224"
+    assert cfg["provenance"]["study"] == "tiny" and "gflops" in cfg["metrics"]
+    assert (out / "trials.csv").read_text().count("\n") == len(more.study.trials) + 1
+    assert load_study(None, f"sqlite:///{out / 'study.db'}").study_name == "tiny"
+
+
+def test_budget_below_the_cheapest_candidate_is_a_clear_error(tiny_spec: StudySpec, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="below the cheapest candidate"):
+        optimize(tiny_spec.override(budget="1%"), tmp_path / "run", progress=False)
+
+
+def test_second_optimize_on_a_busy_sqlite_study_is_refused(tiny_spec: StudySpec, tmp_path: Path) -> None:
+    import fcntl
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".optimize.lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(StorageError, match="already being optimised"):
+            optimize(tiny_spec, out, progress=False)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"trials": 0}, "trials must be at least 1"),
+        ({"budget": "150%"}, "(0%, 100%]"),
+        ({"objectives": ["gflops"]}, "include 'top1'"),
+        ({"sampler": "magic"}, "unknown sampler"),
+        ({"bogus": 1}, "unknown key"),
+        ({"min_throughput": "fast"}, "img/s"),
+    ],
+)
+def test_bad_specs_name_the_problem(tiny_spec: StudySpec, change: dict, words: str) -> None:
+    d = {**tiny_spec.to_dict(), **change}
+    with pytest.raises(ConfigError) as e:
+        StudySpec.from_dict(d)
+    assert words in str(e.value)
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nmodel: fashion-vit\nspace: {}\nbudget: 3.3\n")
+    assert main(["optimize", "--study", str(spec), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "3.3" in err[0]
+    assert not (tmp_path / "o").exists()
