@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__
-from .errors import SearcherError
+from .errors import ConfigError, SearcherError
 
 __all__ = ["main", "build_parser"]
 
@@ -42,41 +42,86 @@ def emit(args: argparse.Namespace, result: dict, text: str) -> None:
 def cmd_data(args: argparse.Namespace) -> None:
     from .data import load_splits
 
-    splits = load_splits({"kind": "fashion-mnist", "dir": args.data_dir})
-    any_split = next(iter(splits.values()))
+    if args.study:
+        from .study import StudySpec
+
+        spec = dict(StudySpec.from_yaml(args.study).data)
+    else:
+        spec = {"kind": "fashion-mnist", "dir": args.data_dir}
+    splits = load_splits(spec)
+    first = next(iter(splits.values()))
     result = {
-        "dataset": "fashion-mnist",
-        "source": any_split.source,
-        "classes": any_split.classes,
-        "num_classes": any_split.num_classes,
-        "image_shape": list(any_split.images.shape[1:]),
-        "splits": {n: {"images": len(s), "class_counts": s.class_counts()} for n, s in splits.items()},
+        "dataset": spec.get("kind", "fashion-mnist"),
+        "source": first.source,
+        "classes": first.classes,
+        "num_classes": first.num_classes,
+        "image_shape": list(first.images.shape[1:]),
+        "splits": {
+            n: {"images": len(s), "class_counts": s.class_counts(), "source": s.source} for n, s in splits.items()
+        },
     }
+    shape = "x".join(map(str, first.images.shape[1:]))
     lines = [
-        f"Fashion-MNIST from {any_split.source}",
-        f"  {any_split.num_classes} classes, images "
-        f"{'x'.join(map(str, any_split.images.shape[1:]))} (28x28 padded to 32x32)",
+        f"{result['dataset']} from {first.source}",
+        f"  {first.num_classes} classes, images {shape} (uint8, cached)",
     ]
     for n, s in splits.items():
         counts = s.class_counts()
-        lines.append(f"  {n:<7} {len(s):>6} images   per class {min(counts)}-{max(counts)}")
+        lines.append(f"  {n:<7} {len(s):>7} images   per class {min(counts)}-{max(counts)}")
     emit(args, result, "\n".join(lines))
 
 
-@command("train")
-def cmd_train(args: argparse.Namespace) -> None:
-    from .train import TrainConfig, train
+@command("flops")
+def cmd_flops(args: argparse.Namespace) -> None:
+    from .cost.flops import flops_report
 
-    overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
-    cfg = TrainConfig.from_dict(overrides)
-    meta = train(cfg, command="searcher " + " ".join(sys.argv[1:]))
-    acc = ", ".join(f"{k} {v:.2f}%" for k, v in meta["accuracy"].items())
+    r = flops_report(args.model, args.schedule, args.checkpoint)
+    parts = "\n".join(f"  {k:<12} {v:10.4f}" for k, v in r["breakdown"].items())
     emit(
         args,
-        meta,
-        f"trained {cfg.model} in {meta['training']['minutes']:.1f} min: {acc}\n"
-        f"weights: {cfg.out}/{cfg.model}.safetensors (+ .json); copy both into searcher/assets/",
+        r,
+        f"{args.model}: {r['gflops']:.4f} GFLOPs analytic, {r['fvcore_gflops']:.4f} fvcore, "
+        f"{r['params'] / 1e6:.3f} M params\n{parts}",
     )
+
+
+@command("evaluate")
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .data import load_splits
+    from .evaluate import evaluate
+
+    if args.config:
+        from .deploy import load_config, read_config
+
+        config = read_config(args.config)
+        model = load_config(args.config, weights=args.checkpoint)
+        data = (config.get("metrics") or {}).get("data") or {"kind": "fashion-mnist"}
+    else:
+        if not args.model:
+            raise ConfigError("give a CONFIG file or --model NAME")
+        from .models import create_model
+        from .patch import apply
+
+        model = create_model(args.model, checkpoint=args.checkpoint)
+        if args.schedule:
+            model = apply(model, _read_schedule(args.schedule))
+        data = {"kind": "fashion-mnist", "dir": args.data_dir}
+    split = load_splits(data)[args.split]
+    acc = evaluate(model, split, args.batch_size, limit=args.limit, progress=sys.stderr.isatty() and not args.json)
+    result = {**acc.to_dict(), "split": args.split, "images": acc.n}
+    emit(args, result, f"top-1 {acc.top1:.2f}%  top-5 {acc.top5:.2f}%  on {acc.n} images of {args.split}")
+
+
+def _read_schedule(path: str):
+    from .schedule import Schedule
+
+    try:
+        d = json.loads(open(path).read())
+    except OSError as e:
+        raise ConfigError(f"cannot read schedule {path}: {e.strerror}") from e
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"schedule {path} is not valid JSON: {e}") from e
+    return Schedule.from_dict(d.get("schedule", d) if isinstance(d, dict) else d)
 
 
 @command("optimize")
@@ -130,6 +175,23 @@ def build_parser() -> argparse.ArgumentParser:
         "then /usr/share/datasets/fashion-mnist)",
     )
     d.add_argument("--json", action="store_true", help="machine-readable output")
+
+    f = sub.add_parser("flops", help="analytic and fvcore GFLOPs per image, with a breakdown by part")
+    f.add_argument("--model", required=True, help="timm name, fashion-vit, fashion-autoformer, autoformer-t|s|b")
+    f.add_argument("--schedule", help="schedule JSON (or an exported config)")
+    f.add_argument("--checkpoint", help="weights (FLOPs do not depend on them)")
+    f.add_argument("--json", action="store_true")
+
+    e = sub.add_parser("evaluate", help="top-1/top-5 of a config, or of a model with a schedule, on a split")
+    e.add_argument("config", nargs="?", help="an exported config JSON")
+    e.add_argument("--model", help="model name (instead of a config)")
+    e.add_argument("--schedule", help="schedule JSON to apply to --model")
+    e.add_argument("--checkpoint", help="local weights file or URL")
+    e.add_argument("--split", default="test", choices=["search", "test", "train"])
+    e.add_argument("--data-dir", help="Fashion-MNIST directory (for --model)")
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--limit", type=int, help="evaluate the first N images only")
+    e.add_argument("--json", action="store_true")
 
     o = sub.add_parser("optimize", help="run (or resume) an Optuna study of token-reduction schedules")
     o.add_argument("--study", required=True, help="study spec YAML, e.g. studies/fashion-vit.yaml")
