@@ -124,6 +124,22 @@ def _read_schedule(path: str):
     return Schedule.from_dict(d.get("schedule", d) if isinstance(d, dict) else d)
 
 
+@command("train")
+def cmd_train(args: argparse.Namespace) -> None:
+    from .train import TrainConfig, train
+
+    overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+    cfg = TrainConfig.from_dict(overrides)
+    meta = train(cfg, command="searcher " + " ".join(sys.argv[1:]))
+    acc = ", ".join(f"{k} {v:.2f}%" for k, v in meta["accuracy"].items())
+    emit(
+        args,
+        meta,
+        f"trained {cfg.model} in {meta['training']['minutes']:.1f} min: {acc}\n"
+        f"weights: {cfg.out}/{cfg.model}.safetensors (+ .json); copy both into searcher/assets/",
+    )
+
+
 @command("optimize")
 def cmd_optimize(args: argparse.Namespace) -> None:
     from .study import StudySpec, optimize
