@@ -131,6 +131,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
     cfg = TrainConfig.from_dict(overrides)
     meta = train(cfg, command="searcher " + " ".join(sys.argv[1:]))
+    assert meta is not None
     acc = ", ".join(f"{k} {v:.2f}%" for k, v in meta["accuracy"].items())
     emit(
         args,
@@ -258,6 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
     warnings.filterwarnings("ignore", message=".*experimental.*")  # Optuna features we use on purpose
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
     if not args.command:
         parser.print_help()
         return 2

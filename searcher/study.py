@@ -390,11 +390,13 @@ def _objective(ctx: _Context):
         model = source.build(cand.arch, cand.schedule)
         t1 = time.perf_counter()
         total = len(ctx.search) if spec.search_images is None else min(spec.search_images, len(ctx.search))
-        front = _front_points(trial.study) if spec.early_stop else []
+        # baselines (the published recipes) are always evaluated in full: they are what the search is compared with
+        early_stop = spec.early_stop and "baseline" not in trial.user_attrs
+        front = _front_points(trial.study)
         best_here = _best_at_or_below(front, g)
         acc = None
         for acc in evaluate_chunks(model, ctx.search, spec.batch_size, chunk=spec.chunk, limit=total):
-            if acc.n < total and _upper_bound(acc.correct1, acc.n, total) < best_here:
+            if early_stop and acc.n < total and _upper_bound(acc.correct1, acc.n, total) < best_here:
                 ctx.stats["images"] += acc.n
                 ctx.stats["images_saved"] += total - acc.n
                 trial.set_user_attr("top1_partial", acc.top1)

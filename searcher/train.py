@@ -64,6 +64,7 @@ class TrainConfig:
     checkpoint_every: float = 120.0  # seconds between checkpoints
     data_dir: str | None = None
     limit: int | None = None  # train on the first N training images only (smoke tests)
+    eval_images: int | None = None  # final test evaluation on the first N test images (None: all 10,000)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -142,10 +143,11 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def train(cfg: TrainConfig, command: str = "") -> dict:
+def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> dict | None:
     """Train ``cfg.model`` on the Fashion-MNIST ``train`` split; returns the metadata written next to the weights.
 
     Resumes from ``<out>/checkpoint.pt`` when it exists and was written with the same configuration.
+    ``stop_at`` checkpoints and returns None after that many steps (how tests interrupt a run).
     """
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -239,9 +241,12 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
                 f"{seen / max(now - t_start, 1e-9):.0f} img/s elapsed {elapsed / 60:.1f} min",
                 flush=True,
             )
-        if end_of_epoch or now - last_save > cfg.checkpoint_every or step == total:
+        if end_of_epoch or now - last_save > cfg.checkpoint_every or step == total or step == stop_at:
             save()
             last_save = now
+        if step == stop_at:
+            bar.close()
+            return None
     bar.close()
     return _finish(cfg, ema.module, space, splits, elapsed, command, out)
 
@@ -262,12 +267,12 @@ def _finish(
     model.eval()
     accuracy: dict[str, Any] = {}
     if space is None:
-        accuracy["test_top1"] = evaluate(model, splits["test"]).top1
+        accuracy["test_top1"] = evaluate(model, splits["test"], limit=cfg.eval_images).top1
     else:
         for which in ("largest", "smallest"):
             sub = getattr(space, which)()
             model.set_sample_config(sub)  # type: ignore[operator]
-            accuracy[f"{which}_test_top1"] = evaluate(model, splits["test"]).top1
+            accuracy[f"{which}_test_top1"] = evaluate(model, splits["test"], limit=cfg.eval_images).top1
     weights = out / f"{cfg.model}.safetensors"
     tmp = weights.with_name(f".{weights.name}.tmp")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
