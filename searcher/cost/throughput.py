@@ -4,21 +4,29 @@ Convention (DESIGN.md): the study's batch size on its device (CUDA when availabl
 fp16 autocast on CUDA, warm-up, the median of several timed runs, each synchronised; every figure carries the
 device name, batch size, dtype, torch version and thread count it was measured with. On CPU, peak memory is
 reported as None rather than guessed.
+
+:func:`cached_measure` memoises :func:`measure` on disk (joblib) under a key made of the candidate, the device
+(name and thread count), the measuring settings and the torch/timm/searcher versions, so a study that resumes,
+or meets the same candidate twice, does not time it again. :func:`compare` times two models in interleaved
+runs and reports their ratio, for benchmarks on a noisy machine.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["Throughput", "measure", "compare", "device_name"]
+__all__ = ["Throughput", "measure", "compare", "device_name", "cached_measure", "throughput_key", "input_shape_of"]
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +84,31 @@ def _runner(model: nn.Module, x: torch.Tensor, device: torch.device) -> Callable
     return run
 
 
+def input_shape_of(model: nn.Module) -> tuple[int, ...]:
+    """(C, H, W) of one input image: AutoFormer's config, else timm's patch embedding (image size and the
+    input channels of its convolution), else ``pretrained_cfg['input_size']``."""
+    config = getattr(model, "supernet_config", None) or getattr(model, "config", None)
+    if config is not None and hasattr(config, "img_size") and hasattr(config, "in_chans"):  # AutoFormer
+        return (int(config.in_chans), int(config.img_size), int(config.img_size))
+    pe = getattr(model, "patch_embed", None)
+    conv = getattr(pe, "proj", None)
+    if pe is not None and isinstance(conv, nn.Conv2d) and getattr(pe, "img_size", None) is not None:
+        return (conv.in_channels, *(int(v) for v in pe.img_size))
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if cfg.get("input_size"):
+        return tuple(int(v) for v in cfg["input_size"])
+    raise ValueError(f"cannot tell the input size of a {type(model).__name__}; pass input_shape=(C, H, W)")
+
+
 def _input(model: nn.Module, batch_size: int, input_shape: tuple[int, ...] | None, device: torch.device):
-    if input_shape is None:
-        cfg = getattr(model, "pretrained_cfg", None) or {}
-        input_shape = tuple(cfg.get("input_size", ()))
-        if not input_shape:
-            img = getattr(getattr(model, "patch_embed", None), "img_size", (224, 224))
-            chans = getattr(model, "in_chans", 3)
-            input_shape = (chans, *tuple(img))
-    return torch.randn(batch_size, *input_shape, device=device)
+    shape = input_shape_of(model) if input_shape is None else tuple(input_shape)
+    return torch.randn(batch_size, *shape, device=device)
+
+
+def _device(device: torch.device | str | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def measure(
@@ -100,9 +124,7 @@ def measure(
 
     ``min_time`` > 0 repeats each timed run until it lasts at least that many seconds (for tiny models).
     """
-    device = (
-        torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    )
+    device = _device(device)
     model = model.eval().to(device)
     x = _input(model, batch_size, input_shape, device)
     run = _runner(model, x, device)
@@ -143,9 +165,7 @@ def compare(
 ) -> dict:
     """Throughput of ``a`` and ``b`` measured in interleaved runs (a, b, a, b, …) and the median of the
     per-pair ratios b/a — robust to a noisy machine whose speed drifts during the measurement."""
-    device = (
-        torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    )
+    device = _device(device)
     xa = _input(a.eval().to(device), batch_size, input_shape, device)
     run_a, run_b = _runner(a, xa, device), _runner(b.eval().to(device), xa, device)
     for _ in range(warmup):
@@ -163,6 +183,57 @@ def compare(
         "ratio_max": max(ratios),
         "batch_size": batch_size,
         "device": device_name(device),
+        "dtype": "float16" if device.type == "cuda" else "float32",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
+
+
+# ------------------------------------------------------------------------------------------------- cache
+def _versions() -> dict[str, str]:
+    import timm
+
+    from .. import __version__
+
+    return {"torch": torch.__version__, "timm": timm.__version__, "searcher": __version__}
+
+
+def throughput_key(candidate: Any, device: torch.device | str | None = None, batch_size: int = 64,
+                   input_shape: tuple[int, ...] | None = None, repeats: int = 5, warmup: int = 2,
+                   min_time: float = 0.0) -> str:
+    """The cache key of one measurement: the candidate (anything JSON-able that says what the model is: its
+    source, arch and schedule), the device by name (CPU: with its thread count), the settings, the dtype and
+    the torch/timm/searcher versions — canonical JSON."""
+    dev = _device(device)
+    return json.dumps({"candidate": candidate, "device": device_name(dev), "batch_size": batch_size,
+                       "input_shape": None if input_shape is None else list(input_shape), "repeats": repeats,
+                       "warmup": warmup, "min_time": min_time,
+                       "dtype": "float16" if dev.type == "cuda" else "float32", **_versions()},
+                      sort_keys=True, default=str)
+
+
+def _measure_for_key(key: str, model: nn.Module, settings: dict[str, Any]) -> dict[str, Any]:
+    """What joblib memoises: ``key`` and ``settings`` are hashed, ``model`` is ignored."""
+    log.debug("timing %s", key)
+    return measure(model, **settings).to_dict()
+
+
+def cached_measure(model: nn.Module, candidate: Any, batch_size: int = 64,
+                   input_shape: tuple[int, ...] | None = None, device: torch.device | str | None = None,
+                   repeats: int = 5, warmup: int = 2, min_time: float = 0.0,
+                   cache_dir: str | Path | None = None) -> Throughput:
+    """:func:`measure`, memoised on disk with joblib under :func:`throughput_key` (the model itself is not
+    hashed: ``candidate`` must say what it is). Cached in ``cache_dir``, default
+    ``$SEARCHER_CACHE/throughput`` (``~/.cache/searcher/throughput``)."""
+    import joblib
+
+    if cache_dir is None:
+        from ..data import cache_dir as default_cache
+
+        cache_dir = default_cache() / "throughput"
+    dev = _device(device)
+    key = throughput_key(candidate, dev, batch_size, input_shape, repeats, warmup, min_time)
+    settings = {"batch_size": batch_size, "input_shape": input_shape, "device": str(dev), "repeats": repeats,
+                "warmup": warmup, "min_time": min_time}
+    cached = joblib.Memory(str(cache_dir), verbose=0).cache(_measure_for_key, ignore=["model"])
+    return Throughput(**cached(key, model, settings))

@@ -1,0 +1,111 @@
+"""Measured throughput (searcher.cost.throughput): what every figure records, input shapes, interleaved
+comparison and the on-disk cache. Timings on a shared CPU are noisy, so only their form is checked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+from searcher.cost import throughput as T
+from searcher.models.autoformer import AutoFormerSupernet, SubnetConfig, extract_subnet
+
+
+def tiny_vit(**kwargs: Any) -> nn.Module:
+    args = dict(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2, num_classes=3) | kwargs
+    return VisionTransformer(**args).eval()
+
+
+class Counting(nn.Module):
+    """Wraps a model and counts its forward passes."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.calls = model, 0
+        self.patch_embed = model.patch_embed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.model(x)
+
+
+def test_measure_records_its_conditions() -> None:
+    tp = T.measure(tiny_vit(), batch_size=4, device="cpu", repeats=3, warmup=1)
+    assert tp.img_s_min <= tp.img_s <= tp.img_s_max and tp.img_s > 0
+    assert (tp.repeats, tp.batch_size, tp.dtype, tp.torch) == (3, 4, "float32", torch.__version__)
+    assert tp.device.startswith("cpu: ") and f"({torch.get_num_threads()} threads)" in tp.device
+    assert tp.threads == torch.get_num_threads()
+    assert tp.peak_mem_mb is None  # on CPU: none rather than a guess
+    assert tp.spread_pct >= 0
+    assert json.loads(json.dumps(tp.to_dict()))["batch_size"] == 4
+
+
+def test_measure_min_time_repeats_short_runs() -> None:
+    model = Counting(tiny_vit())
+    T.measure(model, batch_size=2, device="cpu", repeats=2, warmup=1, min_time=0.02)
+    assert model.calls >= 3  # warm-up, then at least one pass per repetition
+
+
+def test_input_shapes() -> None:
+    """timm: patch-embed size and input channels; AutoFormer supernets and extracted subnets: their config."""
+    assert T.input_shape_of(tiny_vit(img_size=(8, 12), in_chans=1)) == (1, 8, 12)
+    sn = AutoFormerSupernet(img_size=8, patch_size=4, in_chans=1, num_classes=3, embed_dim=16, depth=1,
+                            num_heads=2, mlp_ratio=2.0, head_dim=8, max_relative_position=2)
+    assert T.input_shape_of(sn) == (1, 8, 8)
+    assert T.input_shape_of(extract_subnet(sn, SubnetConfig(8, 1, (2.0,), (1,)))) == (1, 8, 8)
+    with pytest.raises(ValueError, match="input_shape"):
+        T.input_shape_of(nn.Linear(2, 2))
+    tp = T.measure(sn, batch_size=2, device="cpu", repeats=1, warmup=0)
+    assert tp.img_s > 0
+
+
+def test_compare_interleaves_and_reports_the_ratio() -> None:
+    a, b = Counting(tiny_vit(depth=2)), Counting(tiny_vit(depth=1))
+    r = T.compare(a, b, batch_size=2, device="cpu", repeats=3, warmup=1)
+    assert a.calls == b.calls == 4
+    assert r["ratio_min"] <= r["ratio"] <= r["ratio_max"] and r["ratio"] > 0
+    assert {"a_img_s", "b_img_s", "device", "dtype", "torch", "threads", "batch_size"} <= set(r)
+
+
+def test_cached_measure_times_each_key_once(tmp_path: Path) -> None:
+    model = Counting(tiny_vit())
+    cand = {"model": "tiny", "schedule": {"version": 1, "layers": [{"op": "none"}]}}
+    kw: dict[str, Any] = dict(batch_size=2, device="cpu", repeats=2, warmup=1, cache_dir=tmp_path)
+    first = T.cached_measure(model, cand, **kw)
+    calls = model.calls
+    assert calls == 3
+    again = T.cached_measure(model, cand, **kw)
+    assert again == first and model.calls == calls  # from disk, not re-timed
+    T.cached_measure(model, {**cand, "arch": "other"}, **kw)  # another candidate
+    assert model.calls == 2 * calls
+    T.cached_measure(model, cand, **(kw | {"batch_size": 3}))  # other settings
+    assert model.calls == 3 * calls
+
+
+def test_throughput_key_names_device_settings_and_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = json.loads(T.throughput_key({"schedule": "s"}, "cpu", 8))
+    assert key["candidate"] == {"schedule": "s"} and key["batch_size"] == 8 and key["dtype"] == "float32"
+    assert key["device"] == T.device_name(torch.device("cpu"))
+    assert {"torch", "timm", "searcher"} <= set(key)
+    before = T.throughput_key({"schedule": "s"}, "cpu", 8)
+    monkeypatch.setattr(torch, "__version__", "0.0.0-other")
+    assert T.throughput_key({"schedule": "s"}, "cpu", 8) != before
+    monkeypatch.undo()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        assert T.throughput_key({"schedule": "s"}, "cpu", 8) != before  # the thread count is part of the device
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_measure_on_cuda_uses_fp16_and_reports_peak_memory() -> None:
+    tp = T.measure(tiny_vit(), batch_size=8, device="cuda", repeats=3, warmup=1)
+    assert tp.dtype == "float16" and tp.device.startswith("cuda: ")
+    assert tp.peak_mem_mb is not None and tp.peak_mem_mb > 0
