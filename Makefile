@@ -20,7 +20,7 @@ data:
 	  (apt-get update -q && apt-get install -y -q dataset-fashion-mnist) >/dev/null; fi
 
 demo: install data
-	$(BIN)/searcher data
+	$(BIN)/searcher optimize --study studies/fashion-vit.yaml --budget 50%
 
 lint: install
 	$(BIN)/ruff check searcher tests bench
