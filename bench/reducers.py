@@ -1,8 +1,9 @@
 """Benchmark: GFLOPs and throughput of every reducer at constant r on timm DeiT-S / ViT-B shapes.
 
 Random weights (token counts, and so speed, do not depend on them). Every configuration is timed once per
-round, all configurations interleaved in the same round, and the median over rounds is reported, so the ratios
-to the unreduced timm model are measured under the same machine load. On CUDA: AMP fp16, synchronised.
+round, all configurations interleaved in the same round (in a shuffled order), and the median over rounds is
+reported, so the ratios to the unreduced timm model are measured under the same machine load. On CUDA: AMP
+fp16, synchronised.
 
 GFLOPs here are an analytic fvcore-convention count (one multiply-add = one FLOP; qkv, q·kᵀ, attn·v, proj,
 MLP, patch embedding, head, and the reducers' own similarity matmuls and CLS-attention rows);
@@ -23,6 +24,7 @@ import copy
 import logging
 import math
 import platform
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -196,8 +198,9 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
         cfg.times = []
         for _ in range(args.warmup):
             run_once(model, cfg, x, device, args.clock)
+    rng = random.Random(0)
     for i in range(args.rounds):
-        for cfg in configs:
+        for cfg in rng.sample(configs, len(configs)):  # interleaved, in a fresh order every round
             assert cfg.times is not None
             cfg.times.append(run_once(model, cfg, x, device, args.clock))
         logger.info("%s: round %d/%d done", name, i + 1, args.rounds)
