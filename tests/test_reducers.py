@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
 
 from searcher.errors import ConfigError
+from searcher.patch import ADAPTERS, Adapter, apply, register_adapter, remove, token_state
 from searcher.reduce import (
     REDUCERS,
     Plan,
@@ -50,9 +52,7 @@ def make_input(
     s = torch.randint(1, 4, (batch, n, 1), generator=g).float() if sizes else None
     if s is not None:
         s[:, :prefix] = 1
-    return ReduceInput(
-        x=x, metric=metric, num_prefix=prefix, sizes=s, cls_attn=lambda: attn, layer=1, depth=4
-    )
+    return ReduceInput(x=x, metric=metric, num_prefix=prefix, sizes=s, cls_attn=lambda: attn, layer=1, depth=4)
 
 
 def run(op: str, inp: ReduceInput, r: int, **state: torch.Tensor | None):
@@ -208,9 +208,7 @@ def test_mlerp_by_hand() -> None:
     torch.testing.assert_close(out[0, 1], expected)
     torch.testing.assert_close(out[0, 0], x[0, 2])  # untouched token keeps its value exactly
     assert s.flatten().tolist() == [1.0, 4.0]
-    torch.testing.assert_close(
-        mlerp(torch.tensor([3.0, 4.0]), torch.tensor([10.0])), torch.tensor([6.0, 8.0])
-    )
+    torch.testing.assert_close(mlerp(torch.tensor([3.0, 4.0]), torch.tensor([10.0])), torch.tensor([6.0, 8.0]))
 
 
 def test_size_weighted_merge_by_hand() -> None:
@@ -276,9 +274,7 @@ def test_pitome_energy_by_hand() -> None:
     metric = torch.tensor([[[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]]])  # W = [[1,1,0],[1,1,0],[0,0,1]]
     energy, w = pitome_energy(metric, margin=0.5)
     neg = math.exp(-0.5) - 1.0
-    torch.testing.assert_close(
-        energy[0], torch.tensor([(1.0 + neg) / 3, (1.0 + neg) / 3, (2 * neg + 0.5) / 3])
-    )
+    torch.testing.assert_close(energy[0], torch.tensor([(1.0 + neg) / 3, (1.0 + neg) / 3, (2 * neg + 0.5) / 3]))
     torch.testing.assert_close(w[0], torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
 
 
@@ -293,9 +289,7 @@ def test_cls_attention_matches_full_softmax() -> None:
 def test_bipartite_scores_protect_prefix() -> None:
     metric = torch.randn(1, 7, 4)
     s = bipartite_scores(metric, num_prefix=3)  # A = 0,2,4,6; B = 1,3,5 → rows 0,1 and column 0 protected
-    assert (
-        torch.isinf(s[0, :2]).all() and torch.isinf(s[0, :, 0]).all() and torch.isfinite(s[0, 2:, 1:]).all()
-    )
+    assert torch.isinf(s[0, :2]).all() and torch.isinf(s[0, :, 0]).all() and torch.isfinite(s[0, 2:, 1:]).all()
 
 
 def test_diffrate_prunes_by_attention_then_merges() -> None:
@@ -316,3 +310,75 @@ def test_diffrate_prunes_by_attention_then_merges() -> None:
         REDUCERS["diffrate"](
             ReduceInput(x=x, metric=x, num_prefix=2, cls_attn=lambda: attn), prune_kept=1, merge_kept=1
         )
+
+
+# -- the model-agnostic entry point, through a registered adapter -------------------------------------------
+class _ToyBlock(torch.nn.Module):
+    """A minimal pre-norm-free block that follows the TokenState contract (what AutoFormer's blocks do)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.qkv, self.mlp, self.heads = torch.nn.Linear(dim, 3 * dim), torch.nn.Linear(dim, dim), heads
+
+    def forward(self, x: torch.Tensor, state: TokenState | None) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        mask = state.attn_mask(q.dtype) if state is not None else None
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        x = x + out.transpose(1, 2).reshape(b, n, c)
+        if state is not None:
+            scale = (c // self.heads) ** -0.5
+            x = state.reduce(x, k, cls_attn=lambda: cls_attention(q[:, :, 0], k, scale, mask))
+        return x + self.mlp(x)
+
+
+class _Toy(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList([_ToyBlock(8, 2) for _ in range(3)])
+        self.state: TokenState | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.state is not None:
+            self.state.begin(x)
+        for blk in self.blocks:
+            x = blk(x, self.state)
+        return x
+
+
+class _ToyAdapter(Adapter):
+    name = "toy"
+
+    def matches(self, model: torch.nn.Module) -> bool:
+        return isinstance(model, _Toy)
+
+    def apply(self, model: torch.nn.Module, schedule: Schedule, **options: Any) -> torch.nn.Module:
+        schedule.check_depth(len(model.blocks))  # type: ignore[arg-type]
+        model.state = TokenState(schedule, num_prefix=1, **options)
+        return model
+
+    def remove(self, model: torch.nn.Module) -> torch.nn.Module:
+        model.state = None
+        return model
+
+    def state(self, model: torch.nn.Module) -> TokenState | None:
+        return model.state  # type: ignore[return-value]
+
+
+def test_registered_adapter_drives_the_entry_point() -> None:
+    register_adapter(_ToyAdapter())
+    try:
+        torch.manual_seed(0)
+        model, x = _Toy(), torch.randn(2, 17, 8)
+        with torch.no_grad():
+            before = model(x)
+            schedule = Schedule.recipe("rapid", depth=3, r=4, switch=1)
+            y = apply(model, schedule, trace_source=True)(x)
+            assert y.shape == (2, tokens_per_block(schedule, 17)[-1], 8)
+            state = token_state(model)
+            assert state.history == [13, 9, 5] and state.positions is not None and state.source is not None
+            assert torch.equal(remove(model)(x), before)
+        with pytest.raises(ConfigError, match="toy"):
+            apply(torch.nn.Linear(1, 1), schedule)  # the error lists the registered adapters
+    finally:
+        ADAPTERS.pop("toy")
