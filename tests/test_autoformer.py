@@ -22,6 +22,8 @@ from searcher.models.autoformer import (
     extract_subnet,
     load_checkpoint,
     num_params,
+    relative_attention,
+    relative_index,
 )
 from searcher.patch import apply, is_patched, remove, token_state
 from searcher.schedule import Schedule, tokens_per_block
@@ -344,3 +346,26 @@ def test_reduction_errors() -> None:
         model(fashion_images())
     with pytest.raises(ConfigError, match="unknown option"):
         apply(model, Schedule.constant(7, 4), positions="tracked")
+
+
+def test_relative_attention_matches_dense_official_form() -> None:
+    """The gather/scatter relative attention equals the official dense form (materialised (N, N, d) tables),
+    values and gradients, with per-image fractional positions and an additive bias."""
+    g = torch.Generator().manual_seed(0)
+    B, H, N, d, rows = 2, 3, 17, 8, 30
+    positions = torch.rand(B, N - 1, 2, generator=g) * 6
+    index = relative_index(positions, 14)
+    bias = torch.randn(B, 1, 1, N, generator=g, dtype=torch.double)
+    inputs = [torch.randn(B, H, N, d, generator=g, dtype=torch.double, requires_grad=True) for _ in range(3)]
+    inputs += [torch.randn(rows * 2, d, generator=g, dtype=torch.double, requires_grad=True) for _ in range(2)]
+
+    def dense(q, k, v, tk, tv):  # official AttentionSuper.forward, per image
+        rk, rv = tk[index[0]] + tk[index[1]], tv[index[0]] + tv[index[1]]  # (B, N, N, d)
+        a = ((q @ k.transpose(-2, -1) + torch.einsum("bhid,bijd->bhij", q, rk)) * 0.3 + bias).softmax(-1)
+        return a @ v + torch.einsum("bhij,bijd->bhid", a, rv)
+
+    ours = relative_attention(*inputs[:3], 0.3, inputs[3], inputs[4], index, bias)[0]
+    ref = dense(*inputs)
+    torch.testing.assert_close(ours, ref)
+    for a, b in zip(torch.autograd.grad(ours.sum(), inputs), torch.autograd.grad(ref.sum(), inputs), strict=True):
+        torch.testing.assert_close(a, b)

@@ -196,7 +196,7 @@ def relative_attention(q: Tensor, k: Tensor, v: Tensor, scale: float, table_k: T
     """
     B, H, N, _ = q.shape
     q = q * scale
-    attn = q @ k.transpose(-2, -1)  # (B, H, N, N)
+    attn = q @ k.transpose(-2, -1)  # (B, H, N, N); in-place adds below: matmul backward keeps only q, k
     iv = ih = None
     if index is not None:
         iv = index[0][:, None].expand(B, H, N, N)
@@ -204,18 +204,18 @@ def relative_attention(q: Tensor, k: Tensor, v: Tensor, scale: float, table_k: T
     if table_k is not None:
         assert iv is not None and ih is not None
         qt = q @ table_k.t()  # (B, H, N, 2R)
-        attn = attn + qt.gather(-1, iv) + qt.gather(-1, ih)
+        attn.add_(qt.gather(-1, iv)).add_(qt.gather(-1, ih))
     if attn_bias is not None:
-        attn = attn + attn_bias
+        attn.add_(attn_bias)
     attn = attn.softmax(dim=-1)
     if attn_drop > 0.0 and training:
         attn = F.dropout(attn, attn_drop, training=True)
     out = attn @ v  # (B, H, N, d)
     if table_v is not None:
         assert iv is not None and ih is not None
-        bins = attn.new_zeros(B, H, N, table_v.shape[0])  # (B, H, N, 2R)
-        bins = bins.scatter_add(-1, iv, attn).scatter_add(-1, ih, attn)
-        out = out + bins @ table_v
+        bins = attn.new_zeros(B, H, N, table_v.shape[0])  # (B, H, N, 2R): attention mass per table row
+        bins.scatter_add_(-1, iv, attn).scatter_add_(-1, ih, attn)
+        out.add_(bins @ table_v)
     return out, attn
 
 

@@ -1,0 +1,109 @@
+"""Benchmark: throughput and GFLOPs of the extracted AutoFormer-T and AutoFormer-S under ToMe at constant r.
+
+The searched subnets of the paper are extracted from randomly initialised supernets (token counts, and so speed
+and FLOPs, do not depend on the weights) and patched with ``tome`` at r ∈ {0, 3, …, 18} in every block
+(proportional attention, tracked positions). Every r is timed once per round, all r interleaved in the same
+round, and the median over rounds is reported, so the speed-ups over r = 0 are measured under the same machine
+load. Inference mode; AMP fp16 on CUDA.
+
+GFLOPs per image, fvcore convention, from :func:`searcher.cost.flops.flops` (analytic, no forward pass):
+``gflops`` counts the relative-position tables as searcher runs them (gathers from 2R table rows);
+``gflops_no_rel`` leaves the relative-position terms out, the convention of AutoFormer's own ``get_complexity``
+and of the survey's Table III (AutoFormer-S 4.92 → 1.87 G from r = 0 to r = 18).
+
+    python bench/autoformer.py --quick      # AutoFormer-T and -S, batch 8, r ∈ {0, 9, 18}, 3 rounds
+    python bench/autoformer.py              # batch 32, r ∈ {0, 3, …, 18}, 5 rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+
+import torch
+
+from searcher.cost.flops import flops
+from searcher.cost.throughput import device_name
+from searcher.models.autoformer import AutoFormerSubnet, create_autoformer
+from searcher.patch import apply, token_state
+from searcher.schedule import Schedule
+
+MODELS = ("autoformer-t", "autoformer-s")
+RS = (0, 3, 6, 9, 12, 15, 18)
+
+
+def time_once(model: AutoFormerSubnet, x: torch.Tensor) -> float:
+    """Wall seconds of one synchronised forward pass."""
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+    t = time.perf_counter()
+    with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.float16, enabled=x.is_cuda):
+        model(x)
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+    return time.perf_counter() - t
+
+
+def bench_model(name: str, rs: tuple[int, ...], batch: int, rounds: int, device: torch.device) -> list[dict]:
+    """One row per r: tokens left, GFLOPs and measured throughput of the extracted subnet ``name``."""
+    model = create_autoformer(name).to(device)
+    depth = len(model.blocks)
+    schedules = {r: Schedule.constant(depth, r) for r in rs}
+    x = torch.randn(batch, model.supernet_config.in_chans, model.supernet_config.img_size,
+                    model.supernet_config.img_size, device=device)
+    times: dict[int, list[float]] = {r: [] for r in rs}
+    tokens: dict[int, int] = {}
+    for r in rs:  # warm-up, and the token count each schedule ends with
+        apply(model, schedules[r])
+        time_once(model, x)
+        tokens[r] = token_state(model).history[-1]
+    for _ in range(rounds):
+        for r in rs:
+            apply(model, schedules[r])
+            times[r].append(time_once(model, x))
+    rows = []
+    for r in rs:
+        speedup = statistics.median(t0 / t for t0, t in zip(times[rs[0]], times[r], strict=True))
+        rows.append({"model": name, "r": r, "tokens_out": tokens[r],
+                     "gflops": flops(model, schedules[r]), "gflops_no_rel": flops(model, schedules[r], rel_pos="none"),
+                     "img_s": batch / statistics.median(times[r]), "speedup": speedup})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="batch 8, r ∈ {0, 9, 18}, 3 rounds")
+    ap.add_argument("--batch", type=int, default=None, help="batch size (default 32, quick 8)")
+    ap.add_argument("--rounds", type=int, default=None, help="timed rounds (default 5, quick 3)")
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--json", action="store_true", help="print the rows as JSON")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)  # silence the random-weights warning
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rs = (0, 9, 18) if args.quick else RS
+    batch = args.batch or (8 if args.quick else 32)
+    rounds = args.rounds or (3 if args.quick else 5)
+    device = torch.device(args.device)
+    rows = [row for name in args.models for row in bench_model(name, rs, batch, rounds, device)]
+    meta = {"device": device_name(device), "batch": batch, "rounds": rounds, "torch": torch.__version__,
+            "dtype": "float16 (autocast)" if device.type == "cuda" else "float32"}
+    if args.json:
+        print(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        return
+    print(f"# extracted AutoFormer subnets, ToMe at constant r — {meta['device']}, batch {batch}, "
+          f"{meta['dtype']}, median of {rounds} interleaved rounds, torch {meta['torch']}")
+    print("| model | r | tokens out | GFLOPs | GFLOPs w/o rel-pos | img/s | speed-up |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row['model']} | {row['r']} | {row['tokens_out']} | {row['gflops']:.2f} | "
+              f"{row['gflops_no_rel']:.2f} | {row['img_s']:.1f} | {row['speedup']:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
