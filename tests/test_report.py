@@ -1,0 +1,272 @@
+"""``searcher report``: the plain data behind the figures, the self-contained page, and the page in a real browser.
+
+The study here is synthetic (no model runs): its trials carry the user attributes ``searcher optimize`` stores
+(candidate, GFLOPs, tokens, top-1, throughput, baseline, infeasible reason), built with the real schedule
+recipes. ``tests/test_export.py`` draws the report of a real tiny study too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from searcher.errors import ConfigError, StorageError
+from searcher.report import hypervolume, report_command, report_data, schedule_text, write_report
+from searcher.schedule import Schedule, tokens_per_block
+from searcher.study import pareto_trials
+
+DEPTH, N_TOKENS, FULL, BUDGET = 4, 65, 4.0, 3.1
+DISTS = {
+    "reducer": CategoricalDistribution(("tome", "rapid", "pitome")),
+    "w0": FloatDistribution(0.0, 1.0),
+    "w1": FloatDistribution(0.0, 1.0),
+    "target": FloatDistribution(0.6, 1.0),
+}
+
+
+def _trial(
+    reducer: str,
+    rs: list[int],
+    top1: float | None,
+    *,
+    state: TrialState = TrialState.COMPLETE,
+    baseline: str = "",
+    img_s: float | None = None,
+    partial: float | None = None,
+    seed: float = 0.5,
+) -> optuna.trial.FrozenTrial:
+    """A trial as ``searcher optimize`` records it; GFLOPs grow with the tokens kept."""
+    schedule = Schedule.recipe(reducer, DEPTH, rs)
+    tokens = tokens_per_block(schedule, N_TOKENS, 1)
+    gflops = FULL * sum(tokens[:-1]) / (DEPTH * N_TOKENS)
+    ua: dict = {
+        "candidate": {"reducer": reducer, "schedule": schedule.to_dict(), "arch": None},
+        "gflops": gflops,
+        "tokens": tokens,
+    }
+    if baseline:
+        ua["baseline"] = baseline
+    if gflops > BUDGET:
+        ua.update(feasible=False, infeasible="over the FLOPs budget")
+        values = [0.0, gflops]
+    elif state == TrialState.PRUNED:
+        ua.update(top1_partial=partial, images_evaluated=250)
+        values = None
+    elif top1 is not None:
+        ua.update(top1=top1, top5=top1 + 10, feasible=True, images_evaluated=500)
+        if img_s:
+            ua["throughput"] = {"img_s": img_s, "device": "cpu: test", "batch_size": 16, "dtype": "float32"}
+        values = [top1, gflops]
+    else:
+        values = None
+    params = {"reducer": reducer, "w0": seed, "w1": 1 - seed, "target": 0.6 + 0.4 * seed}
+    return create_trial(
+        state=state,
+        params=params,
+        distributions=DISTS,
+        values=values if state == TrialState.COMPLETE else None,
+        user_attrs=ua,
+    )
+
+
+def make_study(storage: str, name: str = "synthetic") -> optuna.Study:
+    """Baselines, searched trials (some on the front), two stopped early, two over the budget."""
+    study = optuna.create_study(study_name=name, storage=storage, directions=["maximize", "minimize"])
+    study.set_metric_names(["top1", "gflops"])
+    study.set_user_attr("spec", {"name": name, "model": "fashion-vit", "objectives": ["top1", "gflops"]})
+    study.set_user_attr("model_source", {"name": "fashion-vit", "family": "timm-vit"})
+    study.set_user_attr("budget_gflops", BUDGET)
+    study.set_user_attr("full_gflops", FULL)
+    trials = [
+        _trial("tome", [14] * 4, 80.0, baseline="tome constant r", img_s=900.0),
+        _trial("rapid", [14] * 4, 80.6, baseline="rapid constant r", img_s=880.0),
+        _trial("pitome", [14] * 4, 79.5, baseline="pitome constant r", img_s=850.0),
+    ]
+    for i, (red, rs, acc) in enumerate(
+        [
+            ("tome", [20, 16, 10, 4], 81.2),
+            ("rapid", [24, 12, 8, 8], 81.0),
+            ("rapid", [28, 14, 6, 2], 80.1),
+            ("pitome", [18, 18, 8, 8], 79.9),
+            ("tome", [30, 10, 6, 6], 78.8),
+            ("rapid", [16, 16, 16, 16], 82.0),
+            ("tome", [10, 10, 10, 10], 83.0),
+            ("pitome", [26, 20, 8, 0], 78.0),
+        ]
+    ):
+        trials.append(_trial(red, rs, acc, img_s=1000.0 + 10 * i if acc > 80.5 else None, seed=0.1 * i + 0.05))
+    trials.append(_trial("tome", [20, 20, 10, 4], None, state=TrialState.PRUNED, partial=60.0, seed=0.9))
+    trials.append(_trial("rapid", [22, 20, 10, 4], None, state=TrialState.PRUNED, partial=61.5, seed=0.8))
+    trials.append(_trial("tome", [2, 2, 2, 2], None, seed=0.7))  # over budget
+    trials.append(_trial("pitome", [0, 0, 0, 4], None, seed=0.6))  # over budget
+    study.add_trials(trials)
+    for t in pareto_trials(study):  # what optimize stores after re-evaluating the Pareto set on the test split
+        study.set_user_attr(f"test:{t.number}", {"top1": t.user_attrs["top1"] - 0.4, "top5": 95.0, "images": 300})
+    return study
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> optuna.Study:
+    return make_study(f"sqlite:///{tmp_path / 'study.db'}")
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def test_hypervolume_matches_hand_computed_areas() -> None:
+    assert hypervolume([], 10.0) == 0.0
+    assert hypervolume([(4.0, 50.0)], 10.0) == pytest.approx(6 * 50)
+    # a dominated point adds nothing; two front points make a staircase
+    assert hypervolume([(4.0, 50.0), (6.0, 40.0)], 10.0) == pytest.approx(6 * 50)
+    assert hypervolume([(4.0, 50.0), (6.0, 70.0)], 10.0) == pytest.approx(2 * 50 + 4 * 70)
+    assert hypervolume([(12.0, 90.0)], 10.0) == 0.0  # beyond the reference point
+
+
+def test_schedule_text_has_one_line_per_block() -> None:
+    text = schedule_text(Schedule.recipe("rapid", 4, [8, 8, 4, 0], switch=1).to_dict())
+    lines = text.splitlines()
+    assert len(lines) == 4
+    assert lines[0] == "1: rapid-prune r=8 tau=0.7"
+    assert lines[1].startswith("2: rapid-merge r=8") and "rho=0.2" in lines[1] and "merge=mlerp" in lines[1]
+
+
+def test_report_data_has_one_point_per_finished_trial(study: optuna.Study) -> None:
+    data = report_data(study)
+    assert len(data.points) == len(study.trials) == 15
+    kinds = {k: sum(p.kind == k for p in data.points) for k in ("searched", "baseline", "stopped early", "over budget")}
+    assert kinds == {"searched": 8, "baseline": 3, "stopped early": 2, "over budget": 2}
+    assert data.front == [t.number for t in pareto_trials(study)]
+    assert all(data.point(n).pareto for n in data.front)
+    # over-budget candidates are drawn at the floor of the measured top-1, and say why
+    floor = min(p.top1 for p in data.points if p.measured)
+    for p in data.points:
+        if p.kind == "over budget":
+            assert not p.measured and p.top1 == floor and "over the FLOPs budget" in p.hover
+    # the hover shows the schedule, one line per block
+    p = data.point(data.front[0])
+    assert p.hover.count("<br>") >= DEPTH and f"{DEPTH}: " in p.hover
+    # history: the best so far never decreases; the hypervolume is a share of the box and never decreases
+    best = [h["best"] for h in data.history if h["best"] is not None]
+    assert best == sorted(best) and best[-1] == 83.0
+    hv = [v for _, v in data.hypervolume]
+    assert hv == sorted(hv) and 0 < hv[-1] <= 1
+    front_pts = [(data.point(n).gflops, data.point(n).top1) for n in data.front]
+    assert hv[-1] == pytest.approx(hypervolume(front_pts, FULL) / (100 * FULL))
+    assert set(data.importances) == {"top1", "gflops"} and "reducer" in data.importances["top1"]
+    assert data.throughput_setup == "cpu: test, batch 16, float32"
+    json.dumps(data.to_dict())  # plain data
+
+
+def test_running_and_failed_trials_are_counted_not_plotted(study: optuna.Study) -> None:
+    study.add_trial(_trial("tome", [20, 20, 10, 4], None, state=TrialState.FAIL))
+    running = study.ask()  # a trial in flight: its candidate and GFLOPs are already recorded
+    running.set_user_attr("gflops", 2.0)
+    data = report_data(study)
+    assert len(data.points) == len(study.trials) - 2
+    assert data.states == {"COMPLETE": 13, "PRUNED": 2, "RUNNING": 1, "FAIL": 1}
+    assert any("1 running" in n and "1 fail" in n for n in data.notes)
+
+
+def test_empty_study_is_a_clear_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.create_study(study_name="empty", storage=url, directions=["maximize", "minimize"])
+    with pytest.raises(StorageError, match="has no trial"):
+        report_command("empty", None, url, tmp_path / "report.html")
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_unwritable_report_path_is_a_clear_error(study: optuna.Study, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="cannot write the report"):
+        write_report(study, blocker / "report.html")
+
+
+# ---------------------------------------------------------------------------------------------------- page
+def test_report_page_is_self_contained(study: optuna.Study, tmp_path: Path) -> None:
+    result = report_command("synthetic", None, f"sqlite:///{tmp_path / 'study.db'}", tmp_path / "r" / "report.html")
+    page = Path(result["report"]).read_text()
+    assert result["points"] == len(study.trials) and result["pareto"] == [t.number for t in pareto_trials(study)]
+    # plotly.js is inline and nothing is loaded from elsewhere
+    assert len(page) > 1_000_000 and "Plotly" in page
+    assert not re.search(r"<script[^>]+src=", page) and not re.search(r"<link[^>]+href=", page)
+    for div in ("pareto", "tokens", "throughput", "history", "importance"):
+        assert f'id="{div}"' in page
+    data = json.loads(re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)[1])
+    assert len(data["points"]) == len(study.trials)
+    assert not list(tmp_path.glob("r/.*"))  # no temporary file left
+
+
+# -------------------------------------------------------------------------------------------------- browser
+ERROR_CATCHER = """<script>
+window.__errors = [];
+window.addEventListener('error', e => window.__errors.push(
+  (e.message || ('failed to load ' + (e.target && (e.target.src || e.target.href)))) + ' @' + (e.filename || '') + ':'
+  + (e.lineno || '')), true);
+window.addEventListener('unhandledrejection', e => window.__errors.push('unhandled rejection: ' + e.reason));
+const __consoleError = console.error;
+console.error = (...args) => { window.__errors.push('console.error: ' + args.join(' ')); __consoleError(...args); };
+</script>"""
+PROBE = """<script>
+window.addEventListener('load', () => setTimeout(() => {
+  const d = document.body.dataset;
+  d.jsErrors = JSON.stringify(window.__errors);
+  d.plots = document.querySelectorAll('.js-plotly-plot').length;
+  d.paretoPoints = document.querySelectorAll('#pareto path.point').length;
+  const traces = document.getElementById('pareto').data;
+  d.paretoData = traces.reduce((n, t) => n + (t.mode === 'markers' ? t.x.length : 0), 0);
+  d.done = 'yes';
+}, 1000));
+</script>"""
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium); CI installs it")
+
+
+def test_report_opens_in_headless_chromium_without_errors(study: optuna.Study, tmp_path: Path) -> None:
+    browser = _chromium()
+    report, _ = write_report(study, tmp_path / "report.html")
+    page = report.read_text()
+    probed = tmp_path / "probed.html"  # the report, with an error catcher first and a probe last
+    probed.write_text(page.replace("<head>", "<head>" + ERROR_CATCHER, 1).replace("</body>", PROBE + "</body>"))
+    shot = tmp_path / "report.png"
+    cmd = [
+        browser,
+        "--headless",
+        "--no-sandbox",  # root in containers
+        "--disable-gpu",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--host-resolver-rules=MAP * ~NOTFOUND",  # offline: any network request would fail
+        "--virtual-time-budget=10000",
+        "--window-size=1280,2400",
+        f"--screenshot={shot}",
+        "--dump-dom",
+        probed.as_uri(),
+    ]
+    env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": "disabled:"}
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    body = re.search(r"<body([^>]*)>", run.stdout)
+    assert body, run.stdout[:500]
+    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body[1]))
+    assert attrs.get("done") == "yes", f"the page never finished loading: {attrs}"
+    errors = json.loads(attrs["js-errors"].replace("&quot;", '"').replace("&amp;", "&"))
+    assert errors == [], errors
+    uncaught = [line for line in run.stderr.splitlines() if "Uncaught" in line]
+    assert not uncaught, uncaught
+    assert int(attrs["plots"]) == 5
+    assert int(attrs["pareto-data"]) == len(study.trials)
+    assert int(attrs["pareto-points"]) == len(study.trials)  # drawn, not just in the data
+    assert shot.is_file() and shot.stat().st_size > 20_000
