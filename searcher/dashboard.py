@@ -1,0 +1,145 @@
+"""``searcher dashboard``: optuna-dashboard on a study's storage, in a server this module controls.
+
+optuna-dashboard's own ``run_server`` blocks until the process dies; here its WSGI app
+(``optuna_dashboard.wsgi``) runs in a ``wsgiref`` server that :class:`Dashboard` starts (in the foreground or in
+a thread) and stops (``stop()``), so the command ends cleanly on Ctrl-C and a test can stop it. The study's
+objective names (``top1``, ``gflops``) are set when the study lacks them, so the dashboard's plots are labelled.
+
+The dashboard can modify studies (notes, trial states), so it listens on the loopback interface unless another
+``--host`` is given.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import optuna
+
+from .errors import ConfigError
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "Dashboard", "dashboard_command", "ensure_metric_names"]
+
+log = logging.getLogger(__name__)
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Request lines go to the debug log, not to stderr (the dashboard polls every few seconds)."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+def ensure_metric_names(study: optuna.Study) -> list[str]:
+    """The study's objective names, set from its spec (``top1``, ``gflops``, …) when it has none yet."""
+    if study.metric_names:
+        return list(study.metric_names)
+    spec = study.user_attrs.get("spec") or {}
+    names = list(spec.get("objectives") or ["top1", "gflops", "throughput"][: len(study.directions)])
+    if len(names) != len(study.directions):
+        names = [f"objective {i}" for i in range(len(study.directions))]
+    study.set_metric_names(names)
+    return names
+
+
+class Dashboard:
+    """optuna-dashboard serving ``storage`` on ``host:port`` (port 0: any free port).
+
+    ``start()`` serves in a background thread, ``serve_forever()`` in the calling thread (Ctrl-C ends it);
+    ``stop()`` ends either and frees the port. Also a context manager (``with Dashboard(...).start() as d:``).
+    """
+
+    def __init__(self, storage: optuna.storages.BaseStorage, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
+        from optuna_dashboard import wsgi
+
+        self.host = host
+        try:
+            self.server: WSGIServer = make_server(host, port, wsgi(storage), handler_class=_QuietHandler)
+        except socket.gaierror as e:
+            raise ConfigError(f"cannot listen on host {host!r}: {e.strerror}; use an address such as 127.0.0.1") from e
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ConfigError(f"port {port} on {host} is already in use; choose another --port") from e
+            raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --host/--port") from e
+        self.port = int(self.server.server_address[1])
+        self._thread: threading.Thread | None = None
+
+    def url(self, study_id: int | None = None) -> str:
+        """The dashboard's address, or a study's page in it."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        base = f"http://{host}:{self.port}/dashboard"
+        return base if study_id is None else f"{base}/studies/{study_id}"
+
+    def start(self) -> Dashboard:
+        """Serve in a daemon thread; returns self."""
+        self._thread = threading.Thread(target=self.server.serve_forever, name="optuna-dashboard", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until :meth:`stop` or Ctrl-C (which it lets through)."""
+        self.server.serve_forever()
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket."""
+        if self._thread is not None:
+            self.server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self.server.server_close()
+
+    def __enter__(self) -> Dashboard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _announce(info: dict[str, Any]) -> None:
+    print(f"optuna-dashboard for study {info['study']}: {info['url']}  (Ctrl-C to stop)", flush=True)
+
+
+def dashboard_command(
+    study_name: str | None,
+    out: str | Path | None,
+    storage: str | None,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    announce: Callable[[dict[str, Any]], None] = _announce,
+) -> dict[str, Any]:
+    """``searcher dashboard``: find the study (``--out DIR``, or ``--study NAME --storage URL``), serve
+    optuna-dashboard on its storage at ``host:port`` until Ctrl-C, then stop cleanly.
+
+    ``announce`` receives ``{"study", "url", "dashboard", "storage", "objectives"}`` once the server listens
+    (the default prints the URL; ``--json`` can print the dict). Returns the same dict after stopping."""
+    from .export import find_storage, open_study
+
+    url = find_storage(out, storage)
+    study = open_study(study_name, storage=url)
+    names = ensure_metric_names(study)
+    backend = study._storage  # the storage load_study opened (Optuna has no public accessor)
+    dash = Dashboard(backend, host, port)
+    info = {
+        "study": study.study_name,
+        "url": dash.url(backend.get_study_id_from_name(study.study_name)),
+        "dashboard": dash.url(),
+        "storage": url,
+        "objectives": names,
+    }
+    try:
+        announce(info)
+        dash.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped optuna-dashboard", flush=True)
+    finally:
+        dash.stop()
+    return info
