@@ -25,12 +25,15 @@ plus the patch embedding ``P·E·C·k²`` and the classifier(s) on the pooled fe
 relative positions and the reducer run at the block's input length, the MLP at the reduced length.
 
 :func:`fvcore_flops` runs fvcore's ``FlopCountAnalysis`` on the real, patched model with only the matmul and
-convolution handles (fvcore's defaults also count norms, which the convention leaves out) plus
-:func:`sdpa_flop_jit`; the tests require both paths to agree exactly, part by part.
+convolution handles, plus :func:`sdpa_flop_jit` and an exact :func:`einsum_flop_jit` (fvcore's own rounds to 4
+significant digits); the tests require both paths to agree exactly, part by part.
 
-The published figures this reproduces are in REFERENCE.md: DeiT-S 4.6 G, ViT-B/16 17.6 G, DeiT-Ti 1.3 G;
-AutoFormer-S 5.17 G with the relative positions counted as the official code runs them (``rel_pos="dense"``),
-the survey's ToMe figures on AutoFormer-S without them (``rel_pos="none"``).
+Published figures (REFERENCE.md) were taken with fvcore's *default* handles, which also count LayerNorms (5
+FLOPs per element), and on the official AutoFormer code, which materialises its relative positions:
+``count(shape, norms=True, rel_pos="dense")`` reproduces them — DeiT-S 4.61, ViT-B/16 17.58, DeiT-Ti 1.26,
+AutoFormer-S 5.17 G. Under this project's convention (no norms, relative positions as run) they read 4.599,
+17.564, 1.254 and 4.892 G. The survey's ToMe figures on AutoFormer-S leave relative positions out
+(``rel_pos="none"``).
 """
 
 from __future__ import annotations
