@@ -13,6 +13,14 @@ and of the survey's Table III (AutoFormer-S 4.92 → 1.87 G from r = 0 to r = 18
 
     python bench/autoformer.py --quick      # AutoFormer-T and -S, batch 8, r ∈ {0, 9, 18}, 3 rounds
     python bench/autoformer.py              # batch 32, r ∈ {0, 3, …, 18}, 5 rounds
+    python bench/autoformer.py --threads 1 --clock cpu   # on a machine shared with other jobs
+
+``--positions`` instead measures what tracked positions buy (issue 4's accuracy target): the embedded
+``fashion-autoformer`` (shipped weights), its largest (or ``--arch smallest``) subnet extracted, ToMe at the
+constant r whose GFLOPs are closest to 67 % of the unreduced subnet, top-1 on a Fashion-MNIST split with
+index-derived and with tracked relative positions.
+
+    python bench/autoformer.py --positions [--split test] [--arch largest]
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import statistics
 import time
 
@@ -35,19 +44,22 @@ MODELS = ("autoformer-t", "autoformer-s")
 RS = (0, 3, 6, 9, 12, 15, 18)
 
 
-def time_once(model: AutoFormerSubnet, x: torch.Tensor) -> float:
-    """Wall seconds of one synchronised forward pass."""
+def time_once(model: AutoFormerSubnet, x: torch.Tensor, clock: str = "wall") -> float:
+    """Seconds of one synchronised forward pass: wall time, or this process's CPU time (``clock="cpu"``,
+    meaningful with one thread: it ignores the time other jobs hold the cores)."""
+    now = time.process_time if clock == "cpu" else time.perf_counter
     if x.is_cuda:
         torch.cuda.synchronize(x.device)
-    t = time.perf_counter()
+    t = now()
     with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.float16, enabled=x.is_cuda):
         model(x)
     if x.is_cuda:
         torch.cuda.synchronize(x.device)
-    return time.perf_counter() - t
+    return now() - t
 
 
-def bench_model(name: str, rs: tuple[int, ...], batch: int, rounds: int, device: torch.device) -> list[dict]:
+def bench_model(name: str, rs: tuple[int, ...], batch: int, rounds: int, device: torch.device,
+                clock: str = "wall", seed: int = 0) -> list[dict]:
     """One row per r: tokens left, GFLOPs and measured throughput of the extracted subnet ``name``."""
     model = create_autoformer(name).to(device)
     depth = len(model.blocks)
@@ -60,17 +72,47 @@ def bench_model(name: str, rs: tuple[int, ...], batch: int, rounds: int, device:
         apply(model, schedules[r])
         time_once(model, x)
         tokens[r] = token_state(model).history[-1]
+    order, rng = list(rs), random.Random(seed)
     for _ in range(rounds):
-        for r in rs:
+        rng.shuffle(order)  # no r always runs first or last in a round
+        for r in order:
             apply(model, schedules[r])
-            times[r].append(time_once(model, x))
+            times[r].append(time_once(model, x, clock))
     rows = []
     for r in rs:
         speedup = statistics.median(t0 / t for t0, t in zip(times[rs[0]], times[r], strict=True))
         rows.append({"model": name, "r": r, "tokens_out": tokens[r],
-                     "gflops": flops(model, schedules[r]), "gflops_no_rel": flops(model, schedules[r], rel_pos="none"),
+                     "gflops": flops(model, schedules[r]),
+                     "gflops_no_rel": flops(model, schedules[r], rel_pos="none"),
                      "img_s": batch / statistics.median(times[r]), "speedup": speedup})
     return rows
+
+
+def positions_study(split_name: str, arch: str, target: float = 0.67) -> dict:
+    """Top-1 of the embedded supernet's subnet unreduced and under ToMe (the r nearest ``target`` of its
+    GFLOPs) with index-derived and tracked relative positions."""
+    from searcher.data import fashion_mnist
+    from searcher.evaluate import evaluate
+    from searcher.models import create_model
+    from searcher.models.autoformer import extract_subnet, get_space
+    from searcher.patch import remove
+
+    supernet = create_model("fashion-autoformer")
+    space = get_space("fashion-autoformer")
+    cfg = space.largest() if arch == "largest" else space.smallest()
+    model = extract_subnet(supernet, cfg)
+    split = fashion_mnist()[split_name]
+    full = flops(model)
+    r = min(range(1, 33), key=lambda v: abs(flops(model, Schedule.constant(cfg.depth, v)) - target * full))
+    out = {"arch": cfg.to_dict(), "split": split_name, "r": r, "gflops_full": full,
+           "gflops_reduced": flops(model, Schedule.constant(cfg.depth, r))}
+    out["top1_unreduced"] = evaluate(remove(model), split).top1
+    for positions in ("index", "tracked"):
+        apply(model, Schedule.constant(cfg.depth, r, positions=positions))
+        out[f"top1_{positions}"] = evaluate(model, split).top1
+    out["loss_index"] = out["top1_unreduced"] - out["top1_index"]
+    out["loss_tracked"] = out["top1_unreduced"] - out["top1_tracked"]
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,23 +123,45 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="time by wall clock (default) or by this process's CPU time (use with --threads 1 "
+                         "on a machine shared with other jobs)")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
+    ap.add_argument("--positions", action="store_true",
+                    help="accuracy of fashion-autoformer under ToMe with index vs tracked positions")
+    ap.add_argument("--split", default="test", choices=("search", "test"), help="split for --positions")
+    ap.add_argument("--arch", default="largest", choices=("largest", "smallest"), help="subnet for --positions")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # silence the random-weights warning
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.positions:
+        res = positions_study(args.split, args.arch)
+        if args.json:
+            print(json.dumps(res, indent=1))
+            return
+        print(f"# fashion-autoformer {args.arch} subnet, ToMe r={res['r']} "
+              f"({res['gflops_reduced']:.3f} of {res['gflops_full']:.3f} GFLOPs, "
+              f"{100 * res['gflops_reduced'] / res['gflops_full']:.0f} %), top-1 on {args.split}")
+        print("| positions | top-1 | loss |\n|---|---:|---:|")
+        print(f"| unreduced | {res['top1_unreduced']:.2f} | — |")
+        for p in ("index", "tracked"):
+            print(f"| {p} | {res[f'top1_{p}']:.2f} | {res[f'loss_{p}']:.2f} |")
+        return
     rs = (0, 9, 18) if args.quick else RS
     batch = args.batch or (8 if args.quick else 32)
     rounds = args.rounds or (3 if args.quick else 5)
     device = torch.device(args.device)
-    rows = [row for name in args.models for row in bench_model(name, rs, batch, rounds, device)]
+    if args.clock == "cpu" and (device.type != "cpu" or torch.get_num_threads() != 1):
+        ap.error("--clock cpu measures one CPU thread: use it with --device cpu --threads 1")
+    rows = [row for name in args.models for row in bench_model(name, rs, batch, rounds, device, args.clock)]
     meta = {"device": device_name(device), "batch": batch, "rounds": rounds, "torch": torch.__version__,
-            "dtype": "float16 (autocast)" if device.type == "cuda" else "float32"}
+            "dtype": "float16 (autocast)" if device.type == "cuda" else "float32", "clock": args.clock}
     if args.json:
         print(json.dumps({"meta": meta, "rows": rows}, indent=1))
         return
     print(f"# extracted AutoFormer subnets, ToMe at constant r — {meta['device']}, batch {batch}, "
-          f"{meta['dtype']}, median of {rounds} interleaved rounds, torch {meta['torch']}")
+          f"{meta['dtype']}, median of {rounds} interleaved rounds ({args.clock} clock), torch {meta['torch']}")
     print("| model | r | tokens out | GFLOPs | GFLOPs w/o rel-pos | img/s | speed-up |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:

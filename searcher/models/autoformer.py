@@ -118,13 +118,6 @@ class TokenPositions:
         self._positions: Tensor | None = None  # (B, M, 2) float once tokens changed; None: the grid
         self._index: Tensor | None = None
 
-    @property
-    def positions(self) -> Tensor:
-        """(B or 1, M, 2) float positions of the current patch tokens."""
-        if self._positions is None:
-            return grid_positions(self.num_patches, self.device)[None]
-        return self._positions
-
     def update(self, num_patches: int, positions: Tensor | None = None) -> None:
         """After a reduction: the new patch count and, when tracked, their positions (B, M', 2)."""
         self.num_patches, self._positions, self._index = num_patches, positions, None
@@ -701,6 +694,7 @@ def load_checkpoint(path_or_url: str | Path, space: str | SearchSpace | Supernet
         model = AutoFormerSupernet.from_config(config)
     check_state_dict(state, model.state_dict(), name, what)
     model.load_state_dict(state, assign=True)
+    model.float()  # a half-precision file still runs in float32 on CPU
     log.info("loaded %s as %s", name, identify_preset(config) or config)
     return model.eval()
 
