@@ -257,7 +257,7 @@ def solve_scale(
 
 
 # ------------------------------------------------------------------------------------------------- space
-_RAPID_DEFAULTS = {
+_RAPID_DEFAULTS: dict[str, Any] = {
     "switch": None,
     "tau": Range(0.5, 0.9),
     "rho": Range(0.05, 0.5),
@@ -403,7 +403,7 @@ class SearchSpace:
             out["switch"] = min(int(sw.suggest(trial, f"{red}_switch")), depth)
         if red == "rapid":
             for key in ("tau", "rho", "lambda"):
-                rng = self._param(red, key) or _RAPID_DEFAULTS[key]
+                rng: Range = self._param(red, key) or _RAPID_DEFAULTS[key]
                 out[key] = rng.suggest(trial, f"rapid_{key}")
             out["merge"] = trial.suggest_categorical(
                 "rapid_merge", list(self._param(red, "merge") or ("mlerp", "wavg"))

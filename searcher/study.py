@@ -591,7 +591,7 @@ def _create_study(spec: StudySpec, storage_url: str) -> optuna.Study:
         study_name=spec.name,
         storage=storage,
         load_if_exists=True,
-        directions=[OBJECTIVES[o] for o in spec.objectives],
+        directions=[OBJECTIVES[o] for o in spec.objectives],  # type: ignore[misc]
         sampler=_sampler(spec.sampler, spec.seed, len(spec.objectives)),
     )
     if list(study.directions) != [

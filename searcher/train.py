@@ -122,7 +122,9 @@ def _build(cfg: TrainConfig) -> tuple[nn.Module, Any]:
     if cfg.model not in EMBEDDED:
         raise ConfigError(f"'searcher train' trains the embedded models {list(EMBEDDED)}, not {cfg.model!r}")
     torch.manual_seed(cfg.seed)
-    kwargs = {"drop_path_rate": cfg.drop_path} if EMBEDDED[cfg.model].family == "timm-vit" and cfg.drop_path else {}
+    kwargs: dict[str, Any] = (
+        {"drop_path_rate": cfg.drop_path} if EMBEDDED[cfg.model].family == "timm-vit" and cfg.drop_path else {}
+    )
     if kwargs:
         from timm.models.vision_transformer import VisionTransformer
 
@@ -157,9 +159,11 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
     train_split: Split = splits["train"] if cfg.limit is None else splits["train"].subset(cfg.limit)
     model, space = _build(cfg)
     model.train()
-    decay, no_decay = [], []
-    for n, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 or n.endswith(("pos_embed", "cls_token")) or "rel_pos" in n else decay).append(p)
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for pname, p in model.named_parameters():
+        no_wd = p.ndim <= 1 or pname.endswith(("pos_embed", "cls_token")) or "rel_pos" in pname
+        (no_decay if no_wd else decay).append(p)
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,

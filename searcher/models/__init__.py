@@ -246,6 +246,7 @@ class ModelSource:
             from .autoformer import create_supernet, load_checkpoint
             from .autoformer_space import get_subnet
 
+            model: nn.Module
             if checkpoint:
                 model = load_checkpoint(checkpoint, base)
             else:
