@@ -607,7 +607,8 @@ def fvcore_flops(model: nn.Module, schedule: Schedule | Mapping[str, Any] | None
     parts = {g: sum(own(n) for n in names) for g, names in groups.items()}
     parts["attention_reducer"] = own("blocks") - parts["qkv"] - parts["proj"] - parts["mlp"]
     parts["norm"] = by_module[""].get("layer_norm", 0) * scale
-    parts["other"] = own("") - sum(v for k, v in parts.items() if k != "norm")
+    other = own("") - sum(v for k, v in parts.items() if k != "norm")
+    parts["other"] = other if abs(other) > 1e-9 * own("") else 0.0  # float noise of the subtraction
     by_op = {k: v * scale for k, v in by_module[""].items()}
     return FvcoreCount(parts, by_op, dict(unsupported))
 
