@@ -1,44 +1,64 @@
 """What users take away from a study: versioned JSON configs of the Pareto set, and tables.
 
 A config holds the model source (timm name, embedded model, or AutoFormer checkpoint with its sha256), the
-subnet, the schedule, the metrics with the device they were measured on, and provenance (study, trial, searcher,
-torch and timm versions, command). ``searcher.load_config`` (deploy) turns it back into a model. Every file is
-written atomically: a crash never leaves half a file, and never replaces a good one.
+subnet, the schedule, the metrics with the device they were measured on, provenance (study, trial, searcher,
+torch and timm versions, command), and a *check*: the logits of the rebuilt model on a seeded random input, so
+whoever loads the config (``searcher.load_config``) can verify they run the same network. Alongside the configs,
+``trials.csv`` lists every trial, feasible or not, and ``pareto.csv`` the Pareto set.
+
+Writes are atomic as a whole: everything is computed first, written to temporary files next to the targets,
+then renamed into place. ``configs/`` is replaced, so it always holds exactly the current Pareto set; a failure
+leaves the previous export untouched and no temporary file behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from .errors import ConfigError, StorageError
+from .errors import ConfigError, SearcherError, StorageError
 
 __all__ = [
     "CONFIG_VERSION",
-    "config_of",
-    "config_name",
-    "export_run",
-    "trials_frame",
-    "pareto_table",
+    "CHECK_INPUT",
+    "ExportResult",
     "atomic_write_text",
+    "check_input",
+    "config_name",
+    "config_of",
+    "export_command",
+    "export_run",
+    "export_study",
+    "export_text",
+    "find_storage",
+    "open_study",
+    "pareto_table",
+    "study_target",
+    "trials_frame",
 ]
 
 log = logging.getLogger(__name__)
 CONFIG_VERSION = 1
+# The input a config's check logits are recorded on: N(0, 1) from a seeded CPU generator, two images.
+CHECK_INPUT: dict[str, Any] = {"kind": "randn", "seed": 0, "batch": 2}
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers see the old or the new file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -48,6 +68,81 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+# ---------------------------------------------------------------------------------------------- finding a study
+def _file_of(url: str) -> Path | None:
+    """The file behind a file-backed storage URL (SQLite, journal), or None for servers and in-memory SQLite."""
+    if url.startswith("journal:"):
+        return Path(url[len("journal:") :])
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :].split("?", 1)[0]
+        return None if path in ("", ":memory:") else Path(path)
+    return None
+
+
+def find_storage(out: str | Path | None = None, storage: str | None = None) -> str:
+    """The storage URL of a study: ``storage`` when given, else the run directory's ``study.journal`` or
+    ``study.db`` (what ``searcher optimize --out DIR`` writes). A file-backed storage must exist: opening a
+    missing SQLite file would create an empty one."""
+    if storage:
+        path = _file_of(storage)
+        if path is not None and not path.is_file():
+            raise StorageError(
+                f"storage {storage} does not exist ({path} is not a file); check --storage, or run "
+                "'searcher optimize' first"
+            )
+        return storage
+    if out is None:
+        raise ConfigError("no study given: pass --out DIR (a run directory) or --study NAME --storage URL")
+    out = Path(out)
+    for name, url in (
+        ("study.journal", f"journal:{out / 'study.journal'}"),
+        ("study.db", f"sqlite:///{out / 'study.db'}"),
+    ):
+        if (out / name).is_file():
+            return url
+    where = "does not exist" if not out.exists() else "holds neither study.db nor study.journal"
+    raise StorageError(
+        f"no study in {out}: the directory {where}; run 'searcher optimize --out {out}' first, or pass --storage URL"
+    )
+
+
+def study_target(
+    study: str | None, out: str | Path | None = None, storage: str | None = None
+) -> tuple[str | None, Path | None, str | None]:
+    """``(name, out, storage)`` from the command line. ``--study`` is a study name, or, as for ``optimize``, a
+    study spec YAML: then the name is the spec's, and the storage the spec's or ``runs/<name>``'s."""
+    if study and study.endswith((".yaml", ".yml")):
+        from .study import StudySpec
+
+        spec = StudySpec.from_yaml(study)
+        out = out if out is not None else Path("runs") / spec.name
+        return spec.name, Path(out), storage or spec.storage
+    return study, Path(out) if out is not None else None, storage
+
+
+def open_study(study_name: str | None, out: str | Path | None = None, storage: str | None = None) -> optuna.Study:
+    """Load an existing study from ``--study NAME --storage URL`` or ``--out DIR`` (see :func:`study_target` and
+    :func:`find_storage`); ``study_name`` may be None when the storage holds one study."""
+    from .study import load_study
+
+    study_name, out, storage = study_target(study_name, out, storage)
+    url = find_storage(out, storage)
+    with _quiet_optuna():
+        return load_study(study_name, url)
+
+
+@contextlib.contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Optuna logs "Using an existing study…" at INFO; export and report only read."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
+# ------------------------------------------------------------------------------------------------ one config
 def _versions() -> dict[str, str]:
     import timm
     import torch
@@ -62,8 +157,14 @@ def _versions() -> dict[str, str]:
     }
 
 
-def config_of(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """The exported config of one trial (DESIGN.md "Exported config")."""
+def _command() -> str:
+    return " ".join(["searcher", *sys.argv[1:]])
+
+
+def config_of(
+    study: optuna.Study, trial: FrozenTrial, check: dict[str, Any] | None = None, command: str | None = None
+) -> dict[str, Any]:
+    """The exported config of one trial (DESIGN.md "Exported config"); ``check`` from :func:`_check_of`."""
     from .study import test_result
 
     cand = trial.user_attrs["candidate"]
@@ -77,32 +178,129 @@ def config_of(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str,
         "schedule": cand["schedule"],
         "metrics": {
             "search_top1": trial.user_attrs.get("top1"),
+            "search_top5": trial.user_attrs.get("top5"),
+            "search_images": trial.user_attrs.get("images_evaluated"),
             "test_top1": test.get("top1"),
             "test_top5": test.get("top5"),
+            "test_images": test.get("images"),
             "gflops": trial.user_attrs.get("gflops"),
+            "full_gflops": study.user_attrs.get("full_gflops"),
             "tokens": trial.user_attrs.get("tokens"),
-            "throughput": trial.user_attrs.get("throughput"),
+            "throughput": trial.user_attrs.get("throughput"),  # img_s with device, batch_size, dtype, torch
             "data": spec.get("data"),
         },
+        "check": check,
         "provenance": {
             "study": study.study_name,
             "trial": trial.number,
             "baseline": trial.user_attrs.get("baseline"),
             "budget_gflops": study.user_attrs.get("budget_gflops"),
             **_versions(),
-            "command": study.user_attrs.get("command", " ".join(["searcher", *sys.argv[1:]])),
+            "command": study.user_attrs.get("command", command or _command()),
+            "exported_by": command or _command(),
             "exported": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     }
 
 
-def config_name(config: dict[str, Any]) -> str:
-    """A stable name that says what the config is: ``<model>.<reducer>.<GFLOPs>g.json``."""
+def _g(gflops: float, digits: int = 3) -> str:
+    return f"{gflops:.{digits}g}"
+
+
+def config_name(config: Mapping[str, Any], digits: int = 3) -> str:
+    """A stable name that says what the config is: ``<model>.<reducer>.<GFLOPs>g.json``, e.g.
+    ``deit_small_patch16_224.rapid.2.9g.json``."""
     model = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(config["model"].get("name", "model")))
-    g = config["metrics"]["gflops"]
-    return f"{model}.{config['reducer']}.{g:.3g}g.json"
+    reducer = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(config["reducer"]))
+    return f"{model}.{reducer}.{_g(config['metrics']['gflops'], digits)}g.json"
 
 
+def _unique_names(configs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """:func:`config_name` for each config; configs whose names collide all get their trial number
+    (``….t12.json``), so a name never depends on the order of the Pareto set."""
+    names = [config_name(c) for c in configs]
+    clashes = {n for n in names if names.count(n) > 1}
+    return [
+        n.removesuffix(".json") + f".t{c['provenance']['trial']}.json" if n in clashes else n
+        for n, c in zip(names, configs, strict=True)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- logits check
+def check_input(spec: Mapping[str, Any]) -> Any:
+    """The input tensor a config's ``check.logits`` were recorded on (``config["check"]["input"]``):
+    ``torch.randn(shape)`` from a CPU generator seeded with ``seed``."""
+    import torch
+
+    if spec.get("kind") != "randn" or "shape" not in spec:
+        raise ConfigError(f"unknown check input {dict(spec)!r}; expected {{'kind': 'randn', 'seed', 'shape'}}")
+    generator = torch.Generator().manual_seed(int(spec.get("seed", 0)))
+    return torch.randn(tuple(int(s) for s in spec["shape"]), generator=generator)
+
+
+class _Checker:
+    """Rebuilds the Pareto configs' models (as ``deploy`` will) and records their logits on the check input.
+
+    The model is opened once, on first use. When it cannot be rebuilt (weights moved, or changed since the
+    study ran: their sha256 differs), configs carry ``"check": null`` and the reason is reported once."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self.source: Any = None
+        self.problem: str | None = None
+
+    def _open(self) -> Any:
+        from .models import EMBEDDED, ModelSource, embedded_metadata, sha256_file
+
+        src = self.study.user_attrs.get("model_source") or {}
+        spec = self.study.user_attrs.get("spec") or {}
+        name = src.get("name") or spec.get("model")
+        if not name:
+            raise ConfigError("the study records no model")
+        ckpt = src.get("checkpoint")
+        recorded = src.get("sha256")
+        if recorded:
+            current = None
+            if name in EMBEDDED:
+                current = embedded_metadata(name).get("sha256")
+            elif ckpt and Path(ckpt).is_file():
+                current = sha256_file(ckpt)
+            if current is not None and current != recorded:
+                raise ConfigError(f"the weights of {name} changed since the study ran (sha256 {current[:12]}…)")
+        # A whole supernet: each config names its subnet, so no search space is needed to open it.
+        arch_space = True if name.endswith("-supernet") else None
+        with _quiet_optuna():
+            return ModelSource.open(name, ckpt, arch_space=arch_space, model_kwargs=src.get("kwargs"))
+
+    def __call__(self, trial: FrozenTrial) -> dict[str, Any] | None:
+        import torch
+
+        from .schedule import Schedule
+
+        if self.problem is not None:
+            return None
+        try:
+            if self.source is None:
+                self.source = self._open()
+            cand = trial.user_attrs["candidate"]
+            model = self.source.build(cand.get("arch"), Schedule.from_dict(cand["schedule"]), compact=True).eval()
+            spec = {**CHECK_INPUT, "shape": [CHECK_INPUT["batch"], *self.source.input_shape]}
+            spec.pop("batch")
+            with torch.inference_mode():
+                logits = model(check_input(spec)).float()
+        except (SearcherError, OSError) as e:
+            self.problem = str(e)
+            return None
+        return {
+            "input": spec,
+            "logits": [[float(v) for v in row] for row in logits.tolist()],  # (B, num_classes)
+            "device": "cpu",
+            "dtype": "float32",
+            "atol": 1e-4,
+        }
+
+
+# ------------------------------------------------------------------------------------------------------ tables
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """Every trial, feasible or not, with its parameters and metrics."""
     from .study import test_result
@@ -112,6 +310,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         ua = t.user_attrs
         tp = ua.get("throughput") or {}
         cand = ua.get("candidate") or {}
+        test = test_result(study, t) or {}
         rows.append(
             {
                 "trial": t.number,
@@ -120,10 +319,16 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "baseline": ua.get("baseline", ""),
                 "feasible": bool(ua.get("feasible")),
                 "search_top1": ua.get("top1"),
-                "test_top1": (test_result(study, t) or {}).get("top1"),
+                "search_top5": ua.get("top5"),
+                "test_top1": test.get("top1"),
+                "test_top5": test.get("top5"),
                 "gflops": ua.get("gflops"),
                 "img_s": tp.get("img_s"),
+                "device": tp.get("device"),
+                "batch_size": tp.get("batch_size"),
+                "dtype": tp.get("dtype"),
                 "tokens": json.dumps(ua.get("tokens")) if ua.get("tokens") else None,
+                "arch": json.dumps(cand.get("arch")) if cand.get("arch") else None,
                 "images_evaluated": ua.get("images_evaluated"),
                 "infeasible": ua.get("infeasible"),
                 "duration_s": t.duration.total_seconds() if t.duration else None,
@@ -133,7 +338,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def pareto_table(rows: Sequence[dict[str, Any]]) -> str:
+def pareto_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The Pareto set as a plain-text table (pandas)."""
     if not rows:
         return "(no feasible trial)"
@@ -145,38 +350,194 @@ def pareto_table(rows: Sequence[dict[str, Any]]) -> str:
     return df[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
-def export_run(study: optuna.Study, out: str | Path) -> list[Path]:
-    """Write ``configs/*.json`` for the Pareto set, ``trials.csv`` and ``pareto.csv`` under ``out``."""
-    from .study import pareto_trials
+# ------------------------------------------------------------------------------------------------------ export
+@dataclass
+class ExportResult:
+    """What an export wrote and what a user should know about the study it came from."""
+
+    study: str
+    out: Path
+    files: list[Path]  # configs first (by GFLOPs), then trials.csv and pareto.csv
+    pareto: list[dict[str, Any]]  # one row per Pareto-optimal trial, with its config file name
+    states: dict[str, int]  # trials per state (COMPLETE, PRUNED, RUNNING, FAIL, WAITING)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def running(self) -> int:
+        return self.states.get("RUNNING", 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "study": self.study,
+            "out": str(self.out),
+            "trials": sum(self.states.values()),
+            "states": self.states,
+            "running": self.running,
+            "pareto": self.pareto,
+            "files": [str(f) for f in self.files],
+            "warnings": self.warnings,
+        }
+
+
+def _writable_dir(out: Path) -> list[Path]:
+    """Create ``out`` (returning the directories created, to remove on failure) and check it can be written."""
+    created = []
+    for d in reversed([out, *out.parents]):
+        if not d.exists():
+            created.append(d)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        _remove_empty(created)
+        raise ConfigError(f"cannot write to {out}: {e.strerror or e}; choose a writable --out") from e
+    return created
+
+
+def _remove_empty(dirs: Sequence[Path]) -> None:
+    for d in reversed(dirs):
+        with contextlib.suppress(OSError):
+            d.rmdir()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _swap_in(out: Path, new: Mapping[str, Path], tag: str) -> None:
+    """Rename each ``new[name]`` to ``out/name``, moving the previous one aside first; if any rename fails, put
+    everything back as it was (then raise)."""
+    moved_in: list[str] = []
+    backups: dict[str, Path] = {}
+    try:
+        for name, path in new.items():
+            dest = out / name
+            if dest.exists() or dest.is_symlink():
+                backups[name] = out / f".{name}.old.{tag}"
+                os.replace(dest, backups[name])
+            os.replace(path, dest)
+            moved_in.append(name)
+    except OSError:
+        for name in moved_in:
+            _remove(out / name)
+        for name, backup in backups.items():
+            os.replace(backup, out / name)
+        raise
+    for backup in backups.values():
+        _remove(backup)
+
+
+def export_study(
+    study: optuna.Study, out: str | Path, *, command: str | None = None, check: bool = True
+) -> ExportResult:
+    """Write ``configs/*.json`` for the Pareto set, ``trials.csv`` and ``pareto.csv`` under ``out``.
+
+    Raises :class:`~searcher.errors.StorageError` for a study without a completed trial, and
+    :class:`~searcher.errors.ConfigError` when ``out`` cannot be written; nothing is written then. ``check``:
+    record each config's logits on the check input (rebuilds each model once)."""
+    from .study import pareto_trials, test_result
 
     out = Path(out)
     trials = study.get_trials(deepcopy=False)
-    if not any(t.state == TrialState.COMPLETE for t in trials):
-        raise StorageError(f"study {study.study_name!r} has no completed trial yet; run 'searcher optimize' first")
-    running = sum(t.state == TrialState.RUNNING for t in trials)
-    if running:
-        log.warning("study %s still has %d running trial(s); exporting the finished ones", study.study_name, running)
+    states = {s.name: n for s in TrialState if (n := sum(t.state == s for t in trials))}
+    if not states.get("COMPLETE"):
+        what = "no trial" if not trials else f"no completed trial ({', '.join(f'{n} {s}' for s, n in states.items())})"
+        raise StorageError(f"study {study.study_name!r} has {what}; run 'searcher optimize' first")
+    created = _writable_dir(out)  # fail fast, before the models are rebuilt
     try:
-        (out / "configs").mkdir(parents=True, exist_ok=True)
+        # 1. compute everything
+        warnings: list[str] = []
+        if states.get("RUNNING"):
+            warnings.append(
+                f"{states['RUNNING']} trial(s) of study {study.study_name!r} are still running; exported the "
+                f"{states.get('COMPLETE', 0)} completed ones — export again when they finish"
+            )
+        pareto = pareto_trials(study)
+        checker = _Checker(study)
+        configs = [config_of(study, t, checker(t) if check else None, command) for t in pareto]
+        names = _unique_names(configs)
+        if checker.problem:
+            warnings.append(f"configs carry no logits check: cannot rebuild the model ({checker.problem})")
+        missing = [t.number for t in pareto if test_result(study, t) is None]
+        if missing:
+            warnings.append(
+                f"trial(s) {missing} have no test-split result yet; rerun 'searcher optimize' with the same "
+                "arguments (it re-evaluates the Pareto set at the end) and export again"
+            )
+        if not pareto:
+            warnings.append(f"study {study.study_name!r} has no feasible completed trial; no config written")
+        frame = trials_frame(study)
+        order = {t.number: i for i, t in enumerate(pareto)}
+        pareto_frame = frame[frame["trial"].isin(order)].sort_values("trial", key=lambda s: s.map(order))
+        texts = {"trials.csv": frame.to_csv(index=False), "pareto.csv": pareto_frame.to_csv(index=False)}
+    except BaseException:
+        _remove_empty(created)
+        raise
+
+    # 2. write to temporary files, 3. rename into place
+    tag = f"{os.getpid()}.tmp"
+    new = {"configs": out / f".configs.{tag}", **{name: out / f".{name}.{tag}" for name in texts}}
+    try:
+        new["configs"].mkdir()
+        for name, cfg in zip(names, configs, strict=True):
+            (new["configs"] / name).write_text(json.dumps(cfg, indent=2) + "\n")
+        for name, text in texts.items():
+            new[name].write_text(text)
+        _swap_in(out, new, tag)
     except OSError as e:
-        raise ConfigError(f"cannot write to {out}: {e.strerror}; choose a writable --out") from e
-    written: list[Path] = []
-    names: set[str] = set()
-    pareto = pareto_trials(study)
-    for t in pareto:
-        cfg = config_of(study, t)
-        name = config_name(cfg)
-        if name in names:
-            name = name.replace(".json", f".t{t.number}.json")
-        names.add(name)
-        path = out / "configs" / name
-        atomic_write_text(path, json.dumps(cfg, indent=2) + "\n")
-        written.append(path)
-    frame = trials_frame(study)
-    for name, df in (
-        ("trials.csv", frame),
-        ("pareto.csv", frame[frame["trial"].isin([t.number for t in pareto])]),
-    ):
-        atomic_write_text(out / name, df.to_csv(index=False))
-        written.append(out / name)
-    return written
+        for path in new.values():
+            _remove(path)
+        _remove_empty(created)
+        raise ConfigError(f"cannot write the export to {out}: {e.strerror or e}; nothing was changed") from e
+
+    for w in warnings:
+        log.warning("%s", w)
+    rows = [
+        {
+            "trial": t.number,
+            "reducer": cfg["reducer"],
+            "baseline": cfg["provenance"]["baseline"] or "",
+            "tokens": cfg["metrics"]["tokens"],
+            "search_top1": cfg["metrics"]["search_top1"],
+            "test_top1": cfg["metrics"]["test_top1"],
+            "gflops": cfg["metrics"]["gflops"],
+            "img_s": (cfg["metrics"]["throughput"] or {}).get("img_s"),
+            "config": f"configs/{name}",
+        }
+        for t, cfg, name in zip(pareto, configs, names, strict=True)
+    ]
+    files = [out / "configs" / n for n in names] + [out / n for n in texts]
+    return ExportResult(study.study_name, out, files, rows, states, warnings)
+
+
+def export_run(study: optuna.Study, out: str | Path) -> list[Path]:
+    """:func:`export_study`, returning the files written (what ``searcher optimize`` calls at the end)."""
+    return export_study(study, out).files
+
+
+def export_command(
+    study_name: str | None, out: str | Path | None, storage: str | None, *, command: str | None = None
+) -> dict[str, Any]:
+    """``searcher export``: find the study (``--out DIR``, or ``--study NAME --storage URL``), export it to
+    ``out`` (default ``runs/<study>``) and return a summary (``--json``; :func:`export_text` prints it)."""
+    study_name, out, storage = study_target(study_name, out, storage)
+    study = open_study(study_name, out, storage)
+    target = out if out is not None else Path("runs") / study.study_name
+    result = export_study(study, target, command=command)
+    return result.to_dict()
+
+
+def export_text(result: Mapping[str, Any]) -> str:
+    """The human-readable form of :func:`export_command`'s summary."""
+    states = ", ".join(f"{n} {s.lower()}" for s, n in result["states"].items())
+    lines = [f"study {result['study']}: {result['trials']} trials ({states})"]
+    if result["running"]:
+        lines.append(f"note: {result['running']} trial(s) still running; export again when they finish")
+    lines += ["", "Pareto set:", pareto_table(result["pareto"]), "", f"written to {result['out']}/:"]
+    lines += [f"  {Path(f).relative_to(result['out'])}" for f in result["files"]]
+    return "\n".join(lines)
