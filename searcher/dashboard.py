@@ -121,8 +121,9 @@ def dashboard_command(
 
     ``announce`` receives ``{"study", "url", "dashboard", "storage", "objectives"}`` once the server listens
     (the default prints the URL; ``--json`` can print the dict). Returns the same dict after stopping."""
-    from .export import find_storage, open_study
+    from .export import find_storage, open_study, study_target
 
+    study_name, out, storage = study_target(study_name, out, storage)
     url = find_storage(out, storage)
     study = open_study(study_name, storage=url)
     names = ensure_metric_names(study)

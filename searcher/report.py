@@ -161,6 +161,8 @@ def hypervolume(points: Sequence[tuple[float, float]], gflops_ref: float, top1_r
 
 
 def _kind(t: FrozenTrial) -> str | None:
+    """How a trial is drawn on the Pareto plot (a key of KINDS), or None when it is not drawn (running, failed,
+    waiting, or without GFLOPs)."""
     ua = t.user_attrs
     if "gflops" not in ua:
         return None
@@ -310,13 +312,13 @@ def report_data(study: optuna.Study) -> ReportData:
         hv.append((t.number, hypervolume(seen, gflops_ref) / (100.0 * gflops_ref)))
 
     notes = []
-    unplotted = sum(n for s, n in states.items() if s not in ("COMPLETE", "PRUNED"))
+    plotted = {p.trial for p in points}
+    unplotted: dict[str, int] = {}
+    for t in trials:
+        if t.number not in plotted:
+            unplotted[t.state.name.lower()] = unplotted.get(t.state.name.lower(), 0) + 1
     if unplotted:
-        notes.append(
-            "not plotted: "
-            + ", ".join(f"{n} {s.lower()}" for s, n in states.items() if s not in ("COMPLETE", "PRUNED"))
-            + " trial(s)"
-        )
+        notes.append("not plotted: " + ", ".join(f"{n} {s}" for s, n in unplotted.items()) + " trial(s)")
     missing = len([p for p in points if p.pareto and p.test_top1 is None])
     if missing:
         notes.append(f"{missing} Pareto config(s) have no test-split result yet (rerun 'searcher optimize')")
@@ -633,8 +635,9 @@ def report_command(
     """``searcher report``: find the study (``--out DIR``, or ``--study NAME --storage URL``) and write its report
     to ``path`` (default ``<out>/report.html``, or ``runs/<study>/report.html``). Returns a summary for ``--json``:
     ``{"study", "report", "trials", "points", "pareto"}``."""
-    from .export import open_study
+    from .export import open_study, study_target
 
+    study_name, out, storage = study_target(study_name, out, storage)
     study = open_study(study_name, out, storage)
     if path is None:
         path = (Path(out) if out is not None else Path("runs") / study.study_name) / "report.html"
