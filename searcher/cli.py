@@ -56,9 +56,7 @@ def cmd_data(args: argparse.Namespace) -> None:
         "classes": first.classes,
         "num_classes": first.num_classes,
         "image_shape": list(first.images.shape[1:]),
-        "splits": {
-            n: {"images": len(s), "class_counts": s.class_counts(), "source": s.source} for n, s in splits.items()
-        },
+        "splits": {n: {"images": len(s), "class_counts": s.class_counts()} for n, s in splits.items()},
     }
     shape = "x".join(map(str, first.images.shape[1:]))
     lines = [
@@ -191,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory with the Fashion-MNIST IDX files (default: $SEARCHER_DATA, "
         "then /usr/share/datasets/fashion-mnist)",
     )
+    d.add_argument("--study", help="show the data of this study spec instead (e.g. an ImageFolder)")
     d.add_argument("--json", action="store_true", help="machine-readable output")
 
     f = sub.add_parser("flops", help="analytic and fvcore GFLOPs per image, with a breakdown by part")
