@@ -110,13 +110,15 @@ def study_target(
     study: str | None, out: str | Path | None = None, storage: str | None = None
 ) -> tuple[str | None, Path | None, str | None]:
     """``(name, out, storage)`` from the command line. ``--study`` is a study name, or, as for ``optimize``, a
-    study spec YAML: then the name is the spec's, and the storage the spec's or ``runs/<name>``'s."""
+    study spec YAML (then the name is the spec's, and the storage the spec's). Without ``--out`` and
+    ``--storage``, the run directory is ``optimize``'s default, ``runs/<name>``."""
     if study and study.endswith((".yaml", ".yml")):
         from .study import StudySpec
 
         spec = StudySpec.from_yaml(study)
-        out = out if out is not None else Path("runs") / spec.name
-        return spec.name, Path(out), storage or spec.storage
+        study, storage = spec.name, storage or spec.storage
+    if out is None and storage is None and study:
+        out = Path("runs") / study
     return study, Path(out) if out is not None else None, storage
 
 

@@ -262,6 +262,7 @@ def test_study_may_be_named_by_its_spec_file(tmp_path: Path) -> None:
     spec.write_text("name: x\nmodel: fashion-vit\nspace: {}\nstorage: journal:/data/x.journal\n")
     assert study_target(str(spec), tmp_path) == ("x", tmp_path, "journal:/data/x.journal")
     assert study_target("x", None, "sqlite:///x.db") == ("x", None, "sqlite:///x.db")
+    assert study_target("x") == ("x", Path("runs/x"), None)  # optimize's default run directory
     with pytest.raises(ConfigError, match="cannot read study spec"):
         study_target(str(tmp_path / "missing.yaml"))
 
