@@ -122,6 +122,30 @@ def _read_schedule(path: str):
     return Schedule.from_dict(d.get("schedule", d) if isinstance(d, dict) else d)
 
 
+@command("export")
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export import export_command, export_text
+
+    r = export_command(args.study, args.out, args.storage, command="searcher " + " ".join(sys.argv[1:]))
+    emit(args, r, export_text(r))
+
+
+@command("report")
+def cmd_report(args: argparse.Namespace) -> None:
+    from .report import report_command
+
+    r = report_command(args.study, args.out, args.storage, args.html)
+    emit(args, r, f"wrote {r['report']} ({r['trials']} trials)")
+
+
+@command("dashboard")
+def cmd_dashboard(args: argparse.Namespace) -> None:
+    from .dashboard import dashboard_command
+
+    kwargs = {"announce": lambda info: print(json.dumps(info), flush=True)} if args.json else {}
+    dashboard_command(args.study, args.out, args.storage, args.host, args.port, **kwargs)
+
+
 @command("train")
 def cmd_train(args: argparse.Namespace) -> None:
     from .train import TrainConfig, train
@@ -225,6 +249,22 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--seed", type=int)
     o.add_argument("--out", help="run directory (default runs/STUDY)")
     o.add_argument("--json", action="store_true")
+
+    for name, text in (
+        ("export", "write the Pareto configs, trials.csv and pareto.csv of a study"),
+        ("report", "write a self-contained HTML report of a study"),
+        ("dashboard", "open a study in optuna-dashboard"),
+    ):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("--out", help="the run directory (holds study.db or study.journal)")
+        c.add_argument("--study", help="study name (runs/NAME) or spec YAML")
+        c.add_argument("--storage", help="storage URL, when the study is not under --out")
+        if name == "report":
+            c.add_argument("--html", help="output file (default OUT/report.html)")
+        if name == "dashboard":
+            c.add_argument("--host", default="127.0.0.1")
+            c.add_argument("--port", type=int, default=8080)
+        c.add_argument("--json", action="store_true")
 
     t = sub.add_parser("train", help="train an embedded default model on Fashion-MNIST (resumable)")
     t.add_argument("--model", default="fashion-vit", help="fashion-vit or fashion-autoformer")
