@@ -280,3 +280,21 @@ def test_errors() -> None:
     apply(model, Schedule.constant(3, 8))
     with pytest.raises(ValueError, match="attn_mask"):
         model.blocks[0](torch.randn(1, 65, 32), attn_mask=torch.zeros(1, 1, 65, 65))
+
+
+def test_r0_runs_exactly_the_unpatched_ops() -> None:
+    """Profile: a patched model at r = 0 dispatches the same aten ops, fused attention included."""
+    from torch.profiler import profile
+
+    model = build("vit")
+    x = images(model, batch=2)
+
+    def op_counts() -> dict[str, int]:
+        with torch.inference_mode(), profile() as prof:
+            model(x)
+        return {e.key: e.count for e in prof.key_averages()}
+
+    plain = op_counts()
+    apply(model, Schedule.none(len(model.blocks)))
+    assert op_counts() == plain
+    assert plain["aten::scaled_dot_product_attention"] == len(model.blocks)

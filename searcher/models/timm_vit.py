@@ -12,6 +12,7 @@ Protected prefix tokens come from ``num_prefix_tokens`` (CLS, DeiT's distillatio
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import torch.nn.functional as F
@@ -71,6 +72,11 @@ class ReducingAttention(Attention):
         return self.proj_drop(self.proj(out)), q, k
 
 
+def _cls_row(q: Tensor, k: Tensor, scale: float, mask: Tensor | None) -> Tensor:
+    """CLS attention row (B, N) from q, k (B, H, N, d): computed only when the block's op asks for it."""
+    return cls_attention(q[:, :, 0], k, scale, mask)
+
+
 class ReducingBlock(Block):
     """timm ``Block`` with a token reduction between attention and MLP (REDUCERS.md, "Notation")."""
 
@@ -87,7 +93,8 @@ class ReducingBlock(Block):
         mask = state.attn_mask()  # (B, 1, 1, N) log sizes, or None
         y, q, k = attn.attend(self.norm1(x), attn_mask=mask)
         x = x + self.drop_path1(self.ls1(y))
-        x = state.reduce(x, k, cls_attn=lambda: cls_attention(q[:, :, 0], k, attn.scale, mask))
+        x = state.reduce(x, k, cls_attn=partial(_cls_row, q, k, attn.scale, mask))
+        del y, q, k  # free the qkv buffer before the MLP, as timm's own Attention does
         x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
         return x
 
