@@ -30,6 +30,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from .data import atomic_write_bytes
 from .errors import ConfigError, SearcherError, StorageError
 
 __all__ = [
@@ -59,13 +60,7 @@ CHECK_INPUT: dict[str, Any] = {"kind": "randn", "seed": 0, "batch": 2}
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename: readers see the old or the new file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(Path(path), text.encode())
 
 
 # ---------------------------------------------------------------------------------------------- finding a study

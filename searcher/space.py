@@ -95,6 +95,16 @@ class Range:
         return d
 
 
+def load_yaml(path: Path, what: str) -> Any:
+    """A YAML file through the safe loader; unreadable or malformed files are a :class:`ConfigError`."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror}; check the path") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} {path} is not valid YAML: {e}") from e
+
+
 def _choices(where: str, value: Any, kind: type | tuple[type, ...], allowed: Sequence[Any] | None = None) -> tuple:
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{where} must be a non-empty list of choices, got {value!r}")
@@ -292,12 +302,7 @@ class SearchSpace:
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
         path = Path(path)
-        try:
-            d = yaml.safe_load(path.read_text())
-        except OSError as e:
-            raise ConfigError(f"cannot read search space {path}: {e.strerror}; check the path") from e
-        except yaml.YAMLError as e:
-            raise ConfigError(f"search space {path} is not valid YAML: {e}") from e
+        d = load_yaml(path, "search space")
         try:
             return replace(cls.from_dict(d), name=path.stem)
         except ConfigError as e:

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -37,7 +36,7 @@ from .data import Split, load_splits
 from .errors import ConfigError, StorageError
 from .evaluate import NumericalError, evaluate, evaluate_chunks
 from .schedule import Schedule
-from .space import Candidate, SearchSpace
+from .space import Candidate, SearchSpace, load_yaml
 from .units import parse_budget, parse_rate
 
 __all__ = ["StudySpec", "open_storage", "optimize", "load_study", "pareto_trials", "candidate_of", "test_result"]
@@ -81,12 +80,7 @@ class StudySpec:
     @classmethod
     def from_yaml(cls, path: str | Path) -> StudySpec:
         path = Path(path)
-        try:
-            d = yaml.safe_load(path.read_text())
-        except OSError as e:
-            raise ConfigError(f"cannot read study spec {path}: {e.strerror}; check the path") from e
-        except yaml.YAMLError as e:
-            raise ConfigError(f"study spec {path} is not valid YAML: {e}") from e
+        d = load_yaml(path, "study spec")
         if not isinstance(d, dict):
             raise ConfigError(f"study spec {path} must be a mapping of options, got {type(d).__name__}")
         d.setdefault("name", path.stem)
