@@ -88,16 +88,23 @@ def bench_model(name: str, rs: tuple[int, ...], batch: int, rounds: int, device:
     return rows
 
 
-def positions_study(split_name: str, arch: str, target: float = 0.67) -> dict:
+def positions_study(split_name: str, arch: str, weights: str | None = None, target: float = 0.67) -> dict:
     """Top-1 of the embedded supernet's subnet unreduced and under ToMe (the r nearest ``target`` of its
-    GFLOPs) with index-derived and tracked relative positions."""
+    GFLOPs) with index-derived and tracked relative positions. ``weights``: a safetensors file to use instead
+    of the shipped one (e.g. a fresh ``searcher train`` result)."""
     from searcher.data import fashion_mnist
     from searcher.evaluate import evaluate
     from searcher.models import create_model
-    from searcher.models.autoformer import extract_subnet, get_space
+    from searcher.models.autoformer import create_supernet, extract_subnet, get_space
     from searcher.patch import remove
 
-    supernet = create_model("fashion-autoformer")
+    if weights is None:
+        supernet = create_model("fashion-autoformer")
+    else:
+        from safetensors.torch import load_file
+
+        supernet = create_supernet("fashion-autoformer")
+        supernet.load_state_dict(load_file(weights))
     space = get_space("fashion-autoformer")
     cfg = space.largest() if arch == "largest" else space.smallest()
     model = extract_subnet(supernet, cfg)
@@ -131,12 +138,13 @@ def main(argv: list[str] | None = None) -> None:
                     help="accuracy of fashion-autoformer under ToMe with index vs tracked positions")
     ap.add_argument("--split", default="test", choices=("search", "test"), help="split for --positions")
     ap.add_argument("--arch", default="largest", choices=("largest", "smallest"), help="subnet for --positions")
+    ap.add_argument("--weights", default=None, help="safetensors for --positions instead of the shipped ones")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # silence the random-weights warning
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.positions:
-        res = positions_study(args.split, args.arch)
+        res = positions_study(args.split, args.arch, args.weights)
         if args.json:
             print(json.dumps(res, indent=1))
             return
