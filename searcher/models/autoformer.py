@@ -259,8 +259,8 @@ class LayerNormSuper(nn.LayerNorm):
         return F.layer_norm(x, (d,), self.weight[:d], self.bias[:d], self.eps)
 
 
-class PatchEmbedSuper(nn.Module):
-    """``PatchembedSuper``: a strided conv whose first ``sample_dim`` filters are used."""
+class PatchEmbed(nn.Module):
+    """Patch embedding: a strided conv, (B, C, H, W) -> (B, M, E)."""
 
     def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int) -> None:
         super().__init__()
@@ -268,42 +268,38 @@ class PatchEmbedSuper(nn.Module):
         self.grid = img_size // patch_size
         self.num_patches = self.grid * self.grid
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def _check(self, x: Tensor) -> None:
+        if x.shape[-2:] != (self.img_size, self.img_size):
+            raise ConfigError(f"AutoFormer expects {self.img_size}x{self.img_size} images, got "
+                              f"{tuple(x.shape[-2:])}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check(x)
+        return self.proj(x).flatten(2).transpose(1, 2)  # (B, M, E)
+
+
+class PatchEmbedSuper(PatchEmbed):
+    """``PatchembedSuper``: the conv's first ``sample_dim`` filters."""
+
+    def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__(img_size, patch_size, in_chans, embed_dim)
         self.sample_dim = embed_dim
 
     def set_sample_config(self, sample_dim: int) -> None:
         self.sample_dim = sample_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_image(x, self.img_size)
+        self._check(x)
         d = self.sample_dim
         bias = self.proj.bias[:d] if self.proj.bias is not None else None
         x = F.conv2d(x, self.proj.weight[:d], bias, stride=self.patch_size)
         return x.flatten(2).transpose(1, 2)  # (B, M, E)
 
 
-class PatchEmbed(nn.Module):
-    """Plain patch embedding of an extracted subnet."""
-
-    def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int) -> None:
-        super().__init__()
-        self.img_size, self.patch_size = img_size, patch_size
-        self.grid = img_size // patch_size
-        self.num_patches = self.grid * self.grid
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x: Tensor) -> Tensor:
-        _check_image(x, self.img_size)
-        return self.proj(x).flatten(2).transpose(1, 2)  # (B, M, E)
-
-
-def _check_image(x: Tensor, img_size: int) -> None:
-    if x.shape[-2:] != (img_size, img_size):
-        raise ConfigError(f"AutoFormer expects {img_size}x{img_size} images, got {tuple(x.shape[-2:])}")
-
-
 class RelativePosition2D(nn.Module):
     """``RelativePosition2D_super``'s two tables: vertical and horizontal (2 max + 2, head_dim) embeddings,
-    row 0 for the CLS token. A supernet samples the first ``sample_head_dim`` columns."""
+    row 0 for the CLS token. With ``change_qkv`` the head dim is fixed, so a supernet uses them whole."""
 
     def __init__(self, head_dim: int, max_relative_position: int) -> None:
         super().__init__()
@@ -313,15 +309,10 @@ class RelativePosition2D(nn.Module):
         self.embeddings_table_h = nn.Parameter(torch.zeros(rows, head_dim))
         trunc_normal_(self.embeddings_table_v, std=0.02)
         trunc_normal_(self.embeddings_table_h, std=0.02)
-        self.sample_head_dim = head_dim
-
-    def set_sample_config(self, sample_head_dim: int) -> None:
-        self.sample_head_dim = sample_head_dim
 
     def table(self) -> Tensor:
         """``[T_v; T_h]`` (2R, d) as indexed by :func:`relative_index`."""
-        d = self.sample_head_dim
-        return torch.cat([self.embeddings_table_v[:, :d], self.embeddings_table_h[:, :d]], dim=0)
+        return torch.cat([self.embeddings_table_v, self.embeddings_table_h], dim=0)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -388,7 +379,8 @@ class AutoFormerBlock(nn.Module):
 
     def forward(self, x: Tensor, tokens: TokenPositions) -> Tensor:
         """x: (B, N, E) -> (B, N', E); N' < N only when a reducer is patched in."""
-        y, k, attn = self.attn(self.attn_layer_norm(x), tokens.index(), tokens.attn_mask())
+        index = tokens.index() if self.attn.rel_pos_embed_k is not None else None
+        y, k, attn = self.attn(self.attn_layer_norm(x), index, tokens.attn_mask())
         if self.attn_out_drop > 0.0 and self.training:
             y = F.dropout(y, self.attn_out_drop, training=True)
         x = x + self.drop_path(y)
@@ -568,9 +560,6 @@ class AutoFormerSupernet(_AutoFormerBase):
             blk.attn.num_heads = heads
             cast(QKVSuper, blk.attn.qkv).set_sample_config(E, 3 * qkv_dim)
             cast(LinearSuper, blk.attn.proj).set_sample_config(qkv_dim, E)
-            for rel in (blk.attn.rel_pos_embed_k, blk.attn.rel_pos_embed_v):
-                if rel is not None:
-                    rel.set_sample_config(self.head_dim)
             cast(LinearSuper, blk.fc1).set_sample_config(E, hidden)
             cast(LinearSuper, blk.fc2).set_sample_config(hidden, E)
             blk.drop = self.drop_rate * E / c.embed_dim  # official calc_dropout
