@@ -82,11 +82,15 @@ def relative_index(positions: Tensor, max_relative_position: int) -> Tensor:
     ``RelativePosition2D_super.forward``.
     Returns (2, B, M+1, M+1) long: [0] indexes ``T_v``, [1] indexes ``T_h`` (already offset by R).
     """
-    m = max_relative_position
-    d = positions[:, None, :, :] - positions[:, :, None, :]  # (B, Mq, Mk, 2): key - query
-    d = d.round_().clamp_(-m, m).long() + (m + 1)
-    idx = F.pad(d.permute(3, 0, 1, 2), (1, 0, 1, 0))  # (2, B, N, N), CLS row/column -> 0
-    idx[1] += 2 * m + 2
+    m, (B, M, _) = max_relative_position, positions.shape
+    rows = 2 * m + 2
+    idx = positions.new_empty(2, B, M + 1, M + 1, dtype=torch.long)
+    idx[0].fill_(0)  # CLS row and column: entry 0 of T_v ...
+    idx[1].fill_(rows)  # ... and of T_h
+    for axis in range(2):
+        p = positions[..., axis]  # (B, M)
+        d = (p[:, None, :] - p[:, :, None]).round_().clamp_(-m, m)  # (B, Mq, Mk): key - query
+        idx[axis, :, 1:, 1:] = d.add_(m + 1 + axis * rows)
     return idx
 
 
