@@ -622,13 +622,9 @@ def _optimize_loop(spec: StudySpec, ctx: _Context, storage_url: str, progress: b
 def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = True) -> OptimizeResult:
     """Run (or resume) the study of ``spec`` and re-evaluate its Pareto set on the test split."""
     out = Path(out or Path("runs") / spec.name)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"cannot write to --out {out}: {e.strerror}; choose a writable directory") from e
+    from .export import _writable_dir
+
+    _writable_dir(out)
     storage_url = spec.storage or default_storage(out, spec.workers)
     if spec.workers > 1 and storage_url.startswith("sqlite"):
         raise ConfigError(
