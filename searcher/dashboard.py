@@ -1,8 +1,8 @@
 """``searcher dashboard``: optuna-dashboard on a study's storage, in a server this module controls.
 
 optuna-dashboard's own ``run_server`` blocks until the process dies; here its WSGI app
-(``optuna_dashboard.wsgi``) runs in a ``wsgiref`` server that :class:`Dashboard` starts (in the foreground or in
-a thread) and stops (``stop()``), so the command ends cleanly on Ctrl-C and a test can stop it. The study's
+(``optuna_dashboard.wsgi``) runs in a ``wsgiref`` server that :class:`Dashboard` serves from a thread and stops
+(``stop()``), so the command ends cleanly on Ctrl-C and a test can stop it. The study's
 objective names (``top1``, ``gflops``) are set when the study lacks them, so the dashboard's plots are labelled.
 
 The dashboard can modify studies (notes, trial states), so it listens on the loopback interface unless another
@@ -11,11 +11,13 @@ The dashboard can modify studies (notes, trial states), so it listens on the loo
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -53,7 +55,7 @@ def ensure_metric_names(study: optuna.Study) -> list[str]:
 class Dashboard:
     """optuna-dashboard serving ``storage`` on ``host:port`` (port 0: any free port).
 
-    ``start()`` serves in a background thread, ``serve_forever()`` in the calling thread (Ctrl-C ends it);
+    ``start()`` serves in a background thread and returns, ``serve_forever()`` serves until Ctrl-C or ``stop()``;
     ``stop()`` ends either and frees the port. Also a context manager (``with Dashboard(...).start() as d:``).
     """
 
@@ -85,8 +87,14 @@ class Dashboard:
         return self
 
     def serve_forever(self) -> None:
-        """Serve in the calling thread until :meth:`stop` or Ctrl-C (which it lets through)."""
-        self.server.serve_forever()
+        """Serve until :meth:`stop` or Ctrl-C (the KeyboardInterrupt is let through; call :meth:`stop` then).
+
+        The server runs in its thread and the calling thread only waits, so Ctrl-C never lands inside a request:
+        wsgiref's handler catches everything a request raises, KeyboardInterrupt included, and would serve on."""
+        if self._thread is None:
+            self.start()
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(0.5)
 
     def stop(self) -> None:
         """Stop serving and close the listening socket."""
@@ -101,6 +109,22 @@ class Dashboard:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops() -> Iterator[None]:
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt while serving, even when the process inherited SIGINT as
+    ignored: a shell without job control (a script, CI) starts background commands that way, and Python then
+    keeps the signal ignored, so the dashboard could not be stopped with the signal it announces."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread: the caller stops the server with Dashboard.stop()
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _announce(info: dict[str, Any]) -> None:
@@ -137,8 +161,9 @@ def dashboard_command(
         "objectives": names,
     }
     try:
-        announce(info)
-        dash.serve_forever()
+        with _ctrl_c_stops():
+            announce(info)
+            dash.serve_forever()
     except KeyboardInterrupt:
         print("stopped optuna-dashboard", flush=True)
     finally:

@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -90,9 +92,24 @@ dashboard_command(None, None, sys.argv[1], "127.0.0.1", 0, announce=lambda info:
 """
 
 
-def test_dashboard_command_prints_the_url_and_stops_on_ctrl_c(storage_url: str) -> None:
+def _poll(url: str, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            get(url)
+        except OSError:  # the server went away
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize("inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["sigint-default", "sigint-ignored"])
+def test_dashboard_command_prints_the_url_and_stops_on_ctrl_c(storage_url: str, inherited: signal.Handlers) -> None:
+    # "sigint-ignored": how a shell without job control (a script, CI) starts a background command; Python then
+    # keeps SIGINT ignored unless the program installs a handler, and the dashboard would never stop.
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVE, storage_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", SERVE, storage_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, inherited),
     )
     try:
         assert proc.stdout is not None
@@ -103,8 +120,15 @@ def test_dashboard_command_prints_the_url_and_stops_on_ctrl_c(storage_url: str) 
         assert info["url"].startswith("http://127.0.0.1:") and "/dashboard/studies/" in info["url"]
         base = info["dashboard"].removesuffix("/dashboard")
         assert [s["study_name"] for s in get(f"{base}/api/studies")["study_summaries"]] == ["dash"]
+        # Ctrl-C while requests are being served (a browser polls): the signal may land in the middle of one
+        stop = threading.Event()
+        poller = threading.Thread(target=_poll, args=(f"{base}/api/studies", stop), daemon=True)
+        poller.start()
+        time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
+        stop.set()
+        poller.join(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
