@@ -31,6 +31,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from .data import atomic_write_bytes
+from .deploy import CHECK_INPUT, CONFIG_VERSION, check_input
 from .errors import ConfigError, SearcherError, StorageError
 
 __all__ = [
@@ -53,9 +54,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-CONFIG_VERSION = 1
-# The input a config's check logits are recorded on: N(0, 1) from a seeded CPU generator, two images.
-CHECK_INPUT: dict[str, Any] = {"kind": "randn", "seed": 0, "batch": 2}
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -224,19 +222,10 @@ def _unique_names(configs: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- logits check
-def check_input(spec: Mapping[str, Any]) -> Any:
-    """The input tensor a config's ``check.logits`` were recorded on (``config["check"]["input"]``):
-    ``torch.randn(shape)`` from a CPU generator seeded with ``seed``."""
-    import torch
-
-    if spec.get("kind") != "randn" or "shape" not in spec:
-        raise ConfigError(f"unknown check input {dict(spec)!r}; expected {{'kind': 'randn', 'seed', 'shape'}}")
-    generator = torch.Generator().manual_seed(int(spec.get("seed", 0)))
-    return torch.randn(tuple(int(s) for s in spec["shape"]), generator=generator)
-
-
 class _Checker:
-    """Rebuilds the Pareto configs' models (as ``deploy`` will) and records their logits on the check input.
+    """Rebuilds the Pareto configs' models as ``deploy`` does (:func:`searcher.deploy.open_source` and
+    :func:`~searcher.deploy.build_model`) and records their logits on the check input
+    (:func:`~searcher.deploy.record_check`).
 
     The model is opened once, on first use. When it cannot be rebuilt (weights moved, or changed since the
     study ran: their sha256 differs), configs carry ``"check": null`` and the reason is reported once."""
@@ -247,32 +236,18 @@ class _Checker:
         self.problem: str | None = None
 
     def _open(self) -> Any:
-        from .models import EMBEDDED, ModelSource, embedded_metadata, sha256_file
+        from .deploy import open_source
 
-        src = self.study.user_attrs.get("model_source") or {}
+        src = dict(self.study.user_attrs.get("model_source") or {})
         spec = self.study.user_attrs.get("spec") or {}
-        name = src.get("name") or spec.get("model")
-        if not name:
+        src["name"] = src.get("name") or spec.get("model")
+        if not src["name"]:
             raise ConfigError("the study records no model")
-        ckpt = src.get("checkpoint")
-        recorded = src.get("sha256")
-        if recorded:
-            current = None
-            if name in EMBEDDED:
-                current = embedded_metadata(name).get("sha256")
-            elif ckpt and Path(ckpt).is_file():
-                current = sha256_file(ckpt)
-            if current is not None and current != recorded:
-                raise ConfigError(f"the weights of {name} changed since the study ran (sha256 {current[:12]}…)")
-        # A whole supernet: each config names its subnet, so no search space is needed to open it.
-        arch_space = True if name.endswith("-supernet") else None
         with _quiet_optuna():
-            return ModelSource.open(name, ckpt, arch_space=arch_space, model_kwargs=src.get("kwargs"))
+            return open_source(src)
 
     def __call__(self, trial: FrozenTrial) -> dict[str, Any] | None:
-        import torch
-
-        from .schedule import Schedule
+        from .deploy import build_model, record_check
 
         if self.problem is not None:
             return None
@@ -280,21 +255,11 @@ class _Checker:
             if self.source is None:
                 self.source = self._open()
             cand = trial.user_attrs["candidate"]
-            model = self.source.build(cand.get("arch"), Schedule.from_dict(cand["schedule"]), compact=True).eval()
-            spec = {**CHECK_INPUT, "shape": [CHECK_INPUT["batch"], *self.source.input_shape]}
-            spec.pop("batch")
-            with torch.inference_mode():
-                logits = model(check_input(spec)).float()
+            model = build_model(self.source, cand.get("arch"), cand["schedule"])
+            return record_check(model, self.source.input_shape)
         except (SearcherError, OSError) as e:
             self.problem = str(e)
             return None
-        return {
-            "input": spec,
-            "logits": [[float(v) for v in row] for row in logits.tolist()],  # (B, num_classes)
-            "device": "cpu",
-            "dtype": "float32",
-            "atol": 1e-4,
-        }
 
 
 # ------------------------------------------------------------------------------------------------------ tables

@@ -5,7 +5,9 @@ input tokens fold into which kept token, and how. :func:`apply_plan` then applie
 residual stream ``x``, the token sizes, the (row, col) positions and the optional source map alike, with
 gathers and ``scatter_add`` followed by a division by the summed sizes (no ``scatter_reduce('mean')``), so
 that a reduction exports to ONNX with static token counts. Only MLERP's group-max norm uses
-``scatter_reduce('amax')`` (ONNX ``ScatterElements`` with ``reduction='max'``, opset 18).
+``scatter_reduce('amax')``; during ONNX export (``searcher onnx``) it is computed densely instead (a
+(B, M, R) comparison of the destination slots, then ``ReduceMax``), which every opset from 17 on can express —
+``ScatterElements`` with ``reduction='max'`` needs opset 18.
 
 Fold modes (REDUCERS.md "Shared pieces"):
 
@@ -69,6 +71,20 @@ def gather_tokens(t: Tensor, idx: Tensor) -> Tensor:
 def _scatter_add(out: Tensor, dst: Tensor, values: Tensor) -> Tensor:
     """``out[b, dst[b, i]] += values[b, i]`` over tokens; out (B, M, C), dst (B, R), values (B, R, C)."""
     return out.scatter_add(1, dst.unsqueeze(-1).expand(-1, -1, out.shape[-1]), values)
+
+
+def _group_max(out: Tensor, dst: Tensor, values: Tensor) -> Tensor:
+    """``max(out[b, m], max_{i: dst[b, i] = m} values[b, i])``; out (B, M, 1), dst (B, R), values (B, R, 1).
+
+    ``scatter_reduce('amax')`` in eager mode; while exporting to ONNX a dense (B, M, R) masked ``amax``, which
+    gives the same values with opset 17 operators (``Equal``, ``Where``, ``ReduceMax``).
+    """
+    if not torch.onnx.is_in_onnx_export():
+        return out.scatter_reduce(1, dst.unsqueeze(-1), values, "amax")
+    slots = torch.arange(out.shape[1], device=dst.device).view(1, -1, 1)  # (1, M, 1)
+    hit = dst.unsqueeze(1) == slots  # (B, M, R): does src i fold into slot m?
+    grouped = torch.where(hit, values.transpose(1, 2), torch.finfo(values.dtype).min)
+    return torch.maximum(out, grouped.amax(dim=-1, keepdim=True))
 
 
 def _pad_new(t: Tensor, n_new: int) -> Tensor:
@@ -144,7 +160,7 @@ def apply_plan(
         if plan.mode == "mlerp":
             norms = x.norm(dim=-1, keepdim=True)  # (B, N, 1)
             idx = dst.unsqueeze(-1)
-            max_norm = gather_tokens(norms, keep).scatter_reduce(1, idx, gather_tokens(norms, src), "amax")
+            max_norm = _group_max(gather_tokens(norms, keep), dst, gather_tokens(norms, src))
             touched = torch.zeros_like(max_norm).scatter_add(
                 1, idx, torch.ones_like(idx, dtype=max_norm.dtype)
             )

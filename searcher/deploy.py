@@ -1,0 +1,624 @@
+"""Deploy: an exported config → the accelerated model (:func:`load_config`), and → an ONNX file (:func:`to_onnx`).
+
+A config (written by :mod:`searcher.export`, or by :func:`config_for`) names the model source, the AutoFormer
+subnet, the schedule, and a *check*: logits on a seeded random input. :func:`load_config` validates the file
+(:func:`read_config`), opens the weights after checking their sha256 against the config, rebuilds the patched
+model exactly as export did (:func:`open_source` and :func:`build_model`, which export uses too), and verifies
+the check logits, so a config loaded onto other weights or another model is an error, never a silently wrong
+network.
+
+ONNX: the schedule is baked in by tracing (the TorchScript exporter), so every block's token count is a
+constant of the graph and only *which* tokens are kept or merged depends on the data. Merges are
+``ScatterElements`` with ``add`` followed by a division by the summed sizes; MLERP's group max is a dense
+masked ``ReduceMax`` (:mod:`searcher.reduce.merge`); attention is explicit ``MatMul``/``Softmax`` with the
+log-size bias added (timm's fused ``scaled_dot_product_attention`` is switched off while exporting only, so
+PyTorch keeps its fused kernels). The file is checked with ``onnx.checker`` and run in onnxruntime (CPU) on
+real images of the data split against PyTorch before it is written (atomically).
+
+Why TorchScript and not the dynamo exporter: ``torch.onnx.export(dynamo=True)`` needs onnxscript (not a
+dependency here) and would have to trace the reducers' data-dependent index tensors symbolically; the
+TorchScript tracer records exactly the ops run for one input, with the schedule's static token counts, and
+keeps the batch dimension dynamic through ``dynamic_axes``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+import re
+import statistics
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError, ConfigError
+
+__all__ = [
+    "CONFIG_VERSION",
+    "CHECK_INPUT",
+    "MIN_OPSET",
+    "MAX_OPSET",
+    "build_model",
+    "check_input",
+    "config_for",
+    "export_mode",
+    "load_config",
+    "onnx_bytes",
+    "onnx_command",
+    "onnx_text",
+    "open_source",
+    "ort_session",
+    "ort_throughput",
+    "compare_onnx",
+    "parse_batch",
+    "read_config",
+    "record_check",
+    "to_onnx",
+    "validate_config",
+    "verify_check",
+]
+
+log = logging.getLogger(__name__)
+
+CONFIG_VERSION = 1
+# The input a config's check logits are recorded on: N(0, 1) from a seeded CPU generator, two images.
+CHECK_INPUT: dict[str, Any] = {"kind": "randn", "seed": 0, "batch": 2}
+CHECK_ATOL = 1e-4
+
+_FIELDS = ("version", "model", "reducer", "arch", "schedule", "metrics", "check", "provenance")
+_MODEL_FIELDS = ("name", "family", "weights", "checkpoint", "sha256", "arch", "kwargs")
+_CHECK_FIELDS = ("input", "logits", "device", "dtype", "atol")
+
+MIN_OPSET = 17  # LayerNormalization is one op from 17 on
+MAX_OPSET = 20  # the TorchScript exporter's newest
+INPUT_NAME, OUTPUT_NAME = "images", "logits"
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The config at ``path``, validated (:func:`validate_config`); every problem is a :class:`ConfigError`."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config {path} does not exist; pass a configs/*.json file written by 'searcher export'"
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config {path}: {getattr(e, 'strerror', None) or e}") from e
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"config {path} is not valid JSON ({e}); is it a file written by 'searcher export'?") from e
+    return validate_config(config, str(path))
+
+
+def _fields(where: str, d: Any, allowed: tuple[str, ...], what: str) -> dict[str, Any]:
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{where}: {what} must be a JSON object, got {type(d).__name__}")
+    unknown = sorted(set(d) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown} in {what}; allowed: {list(allowed)}")
+    return dict(d)
+
+
+def _expected_depth(config: Mapping[str, Any]) -> int | None:
+    """The number of blocks of the config's model, when the config alone says it (subnet, embedded ViT, the
+    ``depth`` of timm keyword arguments); None otherwise (the model tells, at load time)."""
+    from .models import EMBEDDED
+
+    model = config["model"]
+    arch = config.get("arch") or model.get("arch")
+    if arch:
+        return int(arch.get("depth", arch.get("layer_num", 0))) or None
+    spec = EMBEDDED.get(model["name"])
+    if spec is not None and spec.family == "timm-vit":
+        return int(spec.kwargs["depth"])
+    depth = (model.get("kwargs") or {}).get("depth")
+    return int(depth) if isinstance(depth, int) else None
+
+
+def validate_config(config: Any, where: str = "config") -> dict[str, Any]:
+    """Check a config's version, fields, model source, subnet, schedule (ops, parameters, depth) and check
+    block; returns it. The version is checked first: another version may have other fields."""
+    from .models.autoformer_space import SubnetConfig
+    from .schedule import Schedule
+
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{where}: a config must be a JSON object, got {type(config).__name__}")
+    if "version" not in config:
+        raise ConfigError(f"{where} has no 'version'; is it a config written by 'searcher export'?")
+    version = config["version"]
+    if version != CONFIG_VERSION or isinstance(version, bool):
+        raise ConfigError(
+            f"{where} is config version {version!r}, but this searcher reads version {CONFIG_VERSION}; export "
+            "the study again with this searcher, or use the searcher version that wrote it (provenance.searcher)"
+        )
+    config = _fields(where, config, _FIELDS, "the config")
+    for name in ("model", "schedule"):
+        if name not in config:
+            raise ConfigError(f"{where} is missing {name!r}; is it a config written by 'searcher export'?")
+    model = _fields(where, config["model"], _MODEL_FIELDS, "'model'")
+    if not isinstance(model.get("name"), str) or not model["name"]:
+        raise ConfigError(f"{where}: 'model' needs a 'name' (a timm name, fashion-vit, autoformer-s, …)")
+    sha = model.get("sha256")
+    if sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+        raise ConfigError(f"{where}: model.sha256 must be 64 hex digits, got {sha!r}")
+    for key in ("kwargs", "arch"):
+        if model.get(key) is not None and not isinstance(model[key], Mapping):
+            raise ConfigError(f"{where}: model.{key} must be a JSON object")
+    for key in ("metrics", "provenance", "check", "arch"):
+        if config.get(key) is not None and not isinstance(config[key], Mapping):
+            raise ConfigError(f"{where}: {key!r} must be a JSON object or null")
+    if config.get("reducer") is not None and not isinstance(config["reducer"], str):
+        raise ConfigError(f"{where}: 'reducer' must be a string")
+    try:
+        for arch in (config.get("arch"), model.get("arch")):
+            if arch is not None:
+                SubnetConfig.from_dict(dict(arch))
+        schedule = Schedule.from_dict(config["schedule"])
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from e
+    depth = _expected_depth(config)
+    if depth is not None and schedule.depth != depth:
+        raise ConfigError(
+            f"{where}: the schedule has {schedule.depth} layers but {model['name']}"
+            f"{' (this subnet)' if config.get('arch') or model.get('arch') else ''} has {depth} blocks; the "
+            "config is damaged or was edited — export it again"
+        )
+    check = config.get("check")
+    if check is not None:
+        check = _fields(where, check, _CHECK_FIELDS, "'check'")
+        logits = check.get("logits")
+        if not isinstance(check.get("input"), Mapping) or not isinstance(logits, list) or not logits:
+            raise ConfigError(f"{where}: 'check' needs 'input' and 'logits' (one row per check image)")
+    return config
+
+
+# ------------------------------------------------------------------------------------------- rebuilding
+def open_source(model: Mapping[str, Any], weights: str | None = None, *, require_weights: bool = False) -> Any:
+    """The :class:`~searcher.models.ModelSource` of a config's ``model`` section (what export records).
+
+    ``weights`` replaces the recorded checkpoint (a moved file, or a URL). Weights whose sha256 differ from the
+    recorded one raise :class:`CheckpointError`. ``require_weights``: an AutoFormer without a checkpoint is an
+    error instead of random weights (deploying needs the trained network; costs do not).
+    """
+    from .models import AUTOFORMER_NAMES, EMBEDDED, ModelSource, embedded_metadata, sha256_file
+    from .models.autoformer_checkpoint import is_url
+
+    name = str(model["name"])
+    recorded = model.get("sha256")
+    ckpt = weights or model.get("checkpoint")
+    if name in EMBEDDED:
+        if weights:
+            raise ConfigError(f"{name} ships its own weights (searcher/assets); give no weights file for it")
+        current = embedded_metadata(name).get("sha256")
+        if recorded and current != recorded:
+            raise CheckpointError(
+                f"the shipped weights of {name} (sha256 {str(current)[:12]}…) are not the ones the config was "
+                f"made with ({recorded[:12]}…); export the study again with this searcher, or use the searcher "
+                "version that wrote the config (provenance.searcher)"
+            )
+        ckpt = None
+    elif ckpt and recorded and not is_url(ckpt):
+        if not Path(ckpt).is_file():
+            raise CheckpointError(
+                f"weights {ckpt} do not exist; pass the file the study used (weights=… / --checkpoint PATH)"
+            )
+        current = sha256_file(ckpt)
+        if current != recorded:
+            raise CheckpointError(
+                f"weights {ckpt} have sha256 {current[:12]}…, but the study used weights with sha256 "
+                f"{recorded[:12]}…: other weights, or the file changed since the study ran; pass the file the "
+                "study used"
+            )
+    if require_weights and not ckpt and name.removesuffix("-supernet") in AUTOFORMER_NAMES:
+        raise CheckpointError(
+            f"{name} needs its checkpoint (the official supernet file); pass weights=PATH (--checkpoint PATH)"
+        )
+    arch_space = True if name.endswith("-supernet") else None  # each config names its subnet
+    return ModelSource.open(name, ckpt, arch_space=arch_space, model_kwargs=model.get("kwargs"))
+
+
+def build_model(source: Any, arch: Mapping[str, Any] | None, schedule: Any) -> nn.Module:
+    """The deployable model of a config: a compact (extracted) AutoFormer subnet or a copy of the ViT, with
+    ``schedule`` patched in (:func:`searcher.apply`), in eval mode on the CPU."""
+    from .schedule import Schedule
+
+    if not isinstance(schedule, Schedule):
+        schedule = Schedule.from_dict(schedule)
+    return source.build(dict(arch) if arch else None, schedule, compact=True).eval()
+
+
+def check_input(spec: Mapping[str, Any]) -> torch.Tensor:
+    """The input tensor a config's ``check.logits`` were recorded on (``config["check"]["input"]``):
+    ``torch.randn(shape)`` from a CPU generator seeded with ``seed``."""
+    if spec.get("kind") != "randn" or "shape" not in spec:
+        raise ConfigError(f"unknown check input {dict(spec)!r}; expected {{'kind': 'randn', 'seed', 'shape'}}")
+    generator = torch.Generator().manual_seed(int(spec.get("seed", 0)))
+    return torch.randn(tuple(int(s) for s in spec["shape"]), generator=generator)
+
+
+def record_check(model: nn.Module, input_shape: tuple[int, ...] | list[int]) -> dict[str, Any]:
+    """A config's ``check`` block: ``model``'s float32 CPU logits on :data:`CHECK_INPUT` images of
+    ``input_shape`` (C, H, W)."""
+    spec = {k: v for k, v in CHECK_INPUT.items() if k != "batch"}
+    spec["shape"] = [CHECK_INPUT["batch"], *input_shape]
+    with torch.inference_mode():
+        logits = model(check_input(spec)).float()
+    return {
+        "input": spec,
+        "logits": [[float(v) for v in row] for row in logits.tolist()],  # (B, num_classes)
+        "device": "cpu",
+        "dtype": "float32",
+        "atol": CHECK_ATOL,
+    }
+
+
+def verify_check(model: nn.Module, check: Mapping[str, Any], where: str = "config") -> float:
+    """Run ``model`` on the check input and compare with the recorded logits; returns the largest difference,
+    raises :class:`CheckpointError` beyond the tolerance (``atol``, and 1e-4 relative)."""
+    expected = torch.tensor(check["logits"], dtype=torch.float32)
+    with torch.inference_mode():
+        logits = model(check_input(check["input"])).float().cpu()
+    if logits.shape != expected.shape:
+        raise CheckpointError(
+            f"{where}: the rebuilt model gives logits of shape {tuple(logits.shape)}, the config recorded "
+            f"{tuple(expected.shape)}; the config belongs to another model"
+        )
+    diff = float((logits - expected).abs().max())
+    atol = float(check.get("atol", CHECK_ATOL))
+    if not torch.allclose(logits, expected, atol=atol, rtol=1e-4):
+        raise CheckpointError(
+            f"{where}: the model rebuilt from this config does not compute the recorded check logits (largest "
+            f"difference {diff:.3g}, tolerance {atol:g}); the weights or the model differ from the ones it was "
+            "exported with — load it with the weights the study used, or pass verify=False to skip the check"
+        )
+    return diff
+
+
+def _load(config: Mapping[str, Any], where: str, weights: str | None, verify: bool) -> tuple[nn.Module, Any]:
+    """(model, its ModelSource) of a validated config."""
+    source = open_source(config["model"], weights, require_weights=True)
+    try:
+        model = build_model(source, config.get("arch"), config["schedule"])
+    except ConfigError as e:
+        raise ConfigError(f"{where} does not fit {config['model']['name']}: {e}") from e
+    if verify and config.get("check"):
+        verify_check(model, config["check"], where)
+    return model, source
+
+
+def load_config(path: str | Path, weights: str | None = None, *, verify: bool = True) -> nn.Module:
+    """The accelerated model of an exported config: the weights (shipped, the recorded checkpoint, or
+    ``weights``), sha256-checked, the subnet extracted, the schedule patched in; eval mode, CPU.
+
+    With ``verify`` (default) the config's check logits are recomputed and must match. Errors a user can cause
+    (wrong version, unknown fields or ops, wrong depth, other weights, a config of another model) raise
+    :class:`~searcher.errors.SearcherError` subclasses.
+    """
+    return _load(read_config(path), str(path), weights, verify)[0]
+
+
+def config_for(
+    name: str,
+    schedule: Any,
+    arch: Mapping[str, Any] | None = None,
+    *,
+    checkpoint: str | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    reducer: str | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A config for a model and a schedule without a study (hand-made schedules, tests, benchmarks): the same
+    fields as an exported one, with GFLOPs, tokens and the check logits; no accuracy."""
+    from . import __version__
+    from .models import EMBEDDED
+    from .schedule import Schedule, tokens_per_block
+
+    schedule = schedule if isinstance(schedule, Schedule) else Schedule.from_dict(schedule)
+    source = open_source({"name": name, "checkpoint": checkpoint, "kwargs": dict(kwargs or {})})
+    model = build_model(source, arch, schedule)
+    full_arch = dict(arch) if arch else source.full_arch(None)
+    if data is None and name in EMBEDDED:
+        data = {"kind": "fashion-mnist"}
+    ops = sorted({layer.op for layer in schedule.layers if not layer.is_identity})
+    return validate_config(
+        {
+            "version": CONFIG_VERSION,
+            "model": source.describe(),
+            "reducer": reducer or ("+".join(ops) if ops else "none"),
+            "arch": dict(arch) if arch else None,
+            "schedule": schedule.to_dict(),
+            "metrics": {
+                "gflops": source.flops(full_arch, schedule),
+                "full_gflops": source.flops(full_arch, Schedule.none(schedule.depth)),
+                "tokens": list(tokens_per_block(schedule, source.n_tokens, source.num_prefix)),
+                "data": dict(data) if data else None,
+            },
+            "check": record_check(model, source.input_shape),
+            "provenance": {
+                "searcher": __version__,
+                "torch": torch.__version__,
+                "made": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        },
+        f"config of {name}",
+    )
+
+
+# ------------------------------------------------------------------------------------------------ ONNX
+def parse_batch(value: str | int) -> int | str:
+    """``--batch``: a positive integer (a static batch) or ``dynamic``."""
+    if isinstance(value, str) and value.strip().lower() == "dynamic":
+        return "dynamic"
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1 or isinstance(value, bool):
+        raise ConfigError(f"--batch must be a positive integer or 'dynamic', got {value!r}")
+    return n
+
+
+def _check_opset(opset: int) -> int:
+    if not isinstance(opset, int) or isinstance(opset, bool) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ConfigError(f"--opset must be an integer from {MIN_OPSET} to {MAX_OPSET}, got {opset!r}")
+    return opset
+
+
+@contextlib.contextmanager
+def export_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Explicit attention while exporting: timm attention layers leave ``F.scaled_dot_product_attention``
+    (``fused_attn = False``: ``q kᵀ`` + the log-size bias, ``Softmax``, ``@ v``) and get it back afterwards.
+    AutoFormer's relative attention is explicit anyway."""
+    saved = [(m, m.fused_attn) for m in model.modules() if isinstance(getattr(m, "fused_attn", None), bool)]
+    for m, _ in saved:
+        setattr(m, "fused_attn", False)  # noqa: B010 (an instance attribute of timm's Attention)
+    try:
+        yield model
+    finally:
+        for m, fused in saved:
+            setattr(m, "fused_attn", fused)  # noqa: B010
+
+
+def onnx_bytes(
+    model: nn.Module, input_shape: tuple[int, ...] | list[int], batch: int | str = "dynamic", opset: int = MIN_OPSET
+) -> bytes:
+    """``model`` (patched, eval) exported to ONNX and checked with ``onnx.checker``: input ``images``
+    (batch, C, H, W) float32, output ``logits``; ``batch`` an integer or ``"dynamic"``."""
+    import onnx
+
+    batch = parse_batch(batch)
+    opset = _check_opset(opset)
+    dynamic = batch == "dynamic"
+    # Trace with two images when the batch is dynamic: a batch of one could be specialised away.
+    example = torch.randn(2 if dynamic else int(batch), *input_shape, generator=torch.Generator().manual_seed(0))
+    buf = io.BytesIO()
+    was_training = model.training
+    model.eval()
+    try:
+        with export_mode(model), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes are static by design
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+            torch.onnx.export(
+                model,
+                (example,),
+                buf,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects too
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic else None,
+                do_constant_folding=True,
+            )
+    finally:
+        model.train(was_training)
+    data = buf.getvalue()
+    onnx.checker.check_model(onnx.load_from_string(data))
+    return data
+
+
+def ort_session(data: bytes | str | Path, threads: int | None = None) -> Any:
+    """An onnxruntime CPU session of an ONNX model (bytes or a path); ``threads`` intra-op threads (default:
+    onnxruntime's, one per physical core)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    if threads:
+        options.intra_op_num_threads = threads
+    source = data if isinstance(data, bytes) else str(data)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def _chunks(images: torch.Tensor, batch: int, static: bool) -> Iterator[tuple[torch.Tensor, int]]:
+    """``(batch, real images in it)`` over ``images``; for a static batch the last one is padded with copies
+    of its first image."""
+    for i in range(0, len(images), batch):
+        x = images[i : i + batch]
+        n = len(x)
+        if static and n < batch:
+            x = torch.cat([x, x[:1].expand(batch - n, *x.shape[1:])])
+        yield x, n
+
+
+def compare_onnx(
+    model: nn.Module,
+    session: Any,
+    images: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    batch: int | str = "dynamic",
+    chunk: int = 64,
+) -> dict[str, Any]:
+    """ONNX (``session``) against PyTorch (``model``) on ``images`` (N, C, H, W) float32: the largest
+    |logit difference|, top-1 agreement (share of images with the same argmax) and, with ``labels``, both
+    top-1 accuracies."""
+    static = batch != "dynamic"
+    size = int(batch) if static else chunk
+    diff, agree, n_total, right_pt, right_ox = 0.0, 0, 0, 0, 0
+    for i, (x, n) in enumerate(_chunks(images, size, static)):
+        with torch.inference_mode():
+            ref = model(x).float()[:n]
+        out = torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0])[:n]
+        diff = max(diff, float((out - ref).abs().max()))
+        p_ref, p_out = ref.argmax(-1), out.argmax(-1)
+        agree += int((p_ref == p_out).sum())
+        n_total += n
+        if labels is not None:
+            y = labels[i * size : i * size + n]
+            right_pt += int((p_ref == y).sum())
+            right_ox += int((p_out == y).sum())
+    result: dict[str, Any] = {"images": n_total, "max_abs_diff": diff, "top1_agreement": agree / max(n_total, 1)}
+    if labels is not None:
+        result["torch_top1"] = 100.0 * right_pt / max(n_total, 1)
+        result["onnx_top1"] = 100.0 * right_ox / max(n_total, 1)
+    return result
+
+
+def ort_throughput(
+    session: Any, images: torch.Tensor, batch: int, repeats: int = 5, min_seconds: float = 0.5
+) -> dict[str, Any]:
+    """Images/s of an onnxruntime session at ``batch`` (images tiled from ``images``): two warm-up runs, then
+    the median of at least ``repeats`` timed runs (more until ``min_seconds`` have passed)."""
+    import onnxruntime as ort
+
+    x = images[:batch]
+    if len(x) < batch:
+        x = x.repeat(math.ceil(batch / len(x)), 1, 1, 1)[:batch]
+    feed = {INPUT_NAME: x.contiguous().numpy()}
+    for _ in range(2):
+        session.run([OUTPUT_NAME], feed)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < repeats or (time.perf_counter() - start < min_seconds and len(times) < 100):
+        t = time.perf_counter()
+        session.run([OUTPUT_NAME], feed)
+        times.append(time.perf_counter() - t)
+    options = session.get_session_options()
+    return {
+        "img_s": batch / statistics.median(times),
+        "batch_size": batch,
+        "runs": len(times),
+        "device": "cpu",
+        "threads": options.intra_op_num_threads or os.cpu_count(),
+        "onnxruntime": ort.__version__,
+    }
+
+
+def _check_writable(out: Path) -> None:
+    """Fail fast, before the export, when ``out`` cannot be written."""
+    if out.is_dir():
+        raise ConfigError(f"{out} is a directory; give the path of the .onnx file to write")
+    parent = out.parent
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write {out}: the directory {parent} does not exist; create it or choose another OUT")
+    probe = parent / f".{out.name}.{os.getpid()}.probe"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write {out}: {e.strerror or e}; choose a writable OUT") from e
+
+
+def to_onnx(
+    config: str | Path | Mapping[str, Any],
+    out: str | Path,
+    *,
+    weights: str | None = None,
+    batch: int | str = "dynamic",
+    opset: int = MIN_OPSET,
+    split: str = "test",
+    images: int = 512,
+    data: Mapping[str, Any] | None = None,
+    throughput_batch: int | None = None,
+) -> dict[str, Any]:
+    """``searcher onnx``: export a config's model to ``out`` and check it.
+
+    The model is :func:`load_config`'s; the export is checked with ``onnx.checker``, then run in onnxruntime
+    (CPU) on the first ``images`` images of the config's data ``split`` (``data`` replaces the config's data
+    spec) against PyTorch; the file is written (atomically) only when all this succeeded. Returns a summary:
+    file, size, export seconds, the comparison and onnxruntime's throughput (at the static batch, or
+    ``throughput_batch``, default 64, for a dynamic one).
+    """
+    from .data import atomic_write_bytes, load_splits
+
+    batch = parse_batch(batch)
+    opset = _check_opset(opset)
+    out = Path(out)
+    if images < 1:
+        raise ConfigError(f"--images must be at least 1, got {images}")
+    if isinstance(config, Mapping):
+        where, cfg = "config", validate_config(config)
+    else:
+        where, cfg = str(config), read_config(config)
+    _check_writable(out)
+    spec = data or (cfg.get("metrics") or {}).get("data") or {"kind": "fashion-mnist"}
+    splits = load_splits(dict(spec))
+    if split not in splits:
+        raise ConfigError(f"the data has no {split!r} split; choose one of {sorted(splits)}")
+    model, source = _load(cfg, where, weights, verify=True)
+    source_shape = tuple(source.input_shape)
+    if tuple(splits[split].images.shape[1:]) != source_shape:
+        raise ConfigError(
+            f"the {split} split's images are {tuple(splits[split].images.shape[1:])} but {cfg['model']['name']} "
+            f"takes {source_shape}; give the data the model was searched on"
+        )
+
+    t0 = time.perf_counter()
+    data_bytes = onnx_bytes(model, source_shape, batch, opset)
+    export_s = time.perf_counter() - t0
+
+    part = splits[split].subset(images)
+    x = part.normalize(part.images)
+    session = ort_session(data_bytes)
+    check = compare_onnx(model, session, x, part.labels, batch)
+    check["split"] = split
+    tp_batch = int(batch) if batch != "dynamic" else (throughput_batch or 64)
+    throughput = ort_throughput(session, x, tp_batch)
+    try:
+        atomic_write_bytes(out, data_bytes)
+    except OSError as e:
+        raise ConfigError(f"cannot write {out}: {e.strerror or e}; nothing was written") from e
+    return {
+        "config": where,
+        "onnx": str(out),
+        "bytes": len(data_bytes),
+        "opset": opset,
+        "batch": batch,
+        "input_shape": [batch if batch != "dynamic" else "batch", *source_shape],
+        "export_s": export_s,
+        "check": check,
+        "throughput": throughput,
+    }
+
+
+onnx_command = to_onnx
+
+
+def onnx_text(result: Mapping[str, Any]) -> str:
+    """The human-readable form of :func:`to_onnx`'s summary."""
+    c, t = result["check"], result["throughput"]
+    lines = [
+        f"wrote {result['onnx']} ({result['bytes'] / 1e6:.1f} MB, opset {result['opset']}, batch {result['batch']}) "
+        f"in {result['export_s']:.1f} s",
+        f"checked on {c['images']} {c['split']} images against PyTorch: max |logit diff| {c['max_abs_diff']:.2e}, "
+        f"top-1 agreement {100 * c['top1_agreement']:.2f}%"
+        + (f" (top-1 {c['onnx_top1']:.2f}% ONNX, {c['torch_top1']:.2f}% PyTorch)" if "onnx_top1" in c else ""),
+        f"onnxruntime CPU: {t['img_s']:.1f} img/s at batch {t['batch_size']} ({t['threads']} threads, "
+        f"onnxruntime {t['onnxruntime']})",
+    ]
+    if c["top1_agreement"] < 1.0:
+        lines.append("warning: ONNX and PyTorch disagree on some images; compare the two before deploying")
+    return "\n".join(lines)
