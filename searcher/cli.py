@@ -89,11 +89,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .evaluate import evaluate
 
     if args.config:
-        from .deploy import load_config, read_config
+        from .deploy import config_data, load_config, read_config
 
         config = read_config(args.config)
         model = load_config(args.config, weights=args.checkpoint)
-        data = (config.get("metrics") or {}).get("data") or {"kind": "fashion-mnist"}
+        data = config_data(config, args.data_dir)
     else:
         if not args.model:
             raise ConfigError("give a CONFIG file or --model NAME")
@@ -120,6 +120,23 @@ def _read_schedule(path: str):
     except json.JSONDecodeError as e:
         raise ConfigError(f"schedule {path} is not valid JSON: {e}") from e
     return Schedule.from_dict(d.get("schedule", d) if isinstance(d, dict) else d)
+
+
+@command("onnx")
+def cmd_onnx(args: argparse.Namespace) -> None:
+    from .deploy import onnx_text, to_onnx
+
+    r = to_onnx(
+        args.config,
+        args.out,
+        weights=args.checkpoint,
+        batch=args.batch,
+        opset=args.opset,
+        split=args.split,
+        images=args.images,
+        data_dir=args.data_dir,
+    )
+    emit(args, r, onnx_text(r))
 
 
 @command("export")
@@ -228,10 +245,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--schedule", help="schedule JSON to apply to --model")
     e.add_argument("--checkpoint", help="local weights file or URL")
     e.add_argument("--split", default="test", choices=["search", "test", "train"])
-    e.add_argument("--data-dir", help="Fashion-MNIST directory (for --model)")
+    e.add_argument("--data-dir", help="Fashion-MNIST directory (default: the config's, or the system's)")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--limit", type=int, help="evaluate the first N images only")
     e.add_argument("--json", action="store_true")
+
+    x = sub.add_parser("onnx", help="export a config's model to ONNX, checked against PyTorch in onnxruntime")
+    x.add_argument("config", help="an exported config JSON")
+    x.add_argument("out", metavar="OUT.onnx", help="the ONNX file to write")
+    x.add_argument("--batch", default="dynamic", help="a fixed batch size, or 'dynamic' (default)")
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 (default) to 20")
+    x.add_argument("--checkpoint", help="weights file, when not where the config says")
+    x.add_argument("--split", default="test", choices=["search", "test", "train"], help="images for the check")
+    x.add_argument("--images", type=int, default=512, help="images to compare ONNX and PyTorch on (default 512)")
+    x.add_argument("--data-dir", help="Fashion-MNIST directory (instead of the config's data)")
+    x.add_argument("--json", action="store_true")
 
     o = sub.add_parser("optimize", help="run (or resume) an Optuna study of token-reduction schedules")
     o.add_argument("--study", required=True, help="study spec YAML, e.g. studies/fashion-vit.yaml")

@@ -50,6 +50,7 @@ __all__ = [
     "MAX_OPSET",
     "build_model",
     "check_input",
+    "config_data",
     "config_for",
     "export_mode",
     "load_config",
@@ -310,6 +311,20 @@ def load_config(path: str | Path, weights: str | None = None, *, verify: bool = 
     return _load(read_config(path), str(path), weights, verify)[0]
 
 
+def config_data(config: Mapping[str, Any], data_dir: str | Path | None = None) -> dict[str, Any]:
+    """The data spec a config was measured on (``metrics.data``; Fashion-MNIST when it records none), with
+    ``data_dir`` as the Fashion-MNIST directory when given."""
+    spec = dict((config.get("metrics") or {}).get("data") or {"kind": "fashion-mnist"})
+    if data_dir is not None:
+        if str(spec.get("kind", "fashion-mnist")).lower() != "fashion-mnist":
+            raise ConfigError(
+                f"--data-dir is a Fashion-MNIST directory, but the config was measured on {spec.get('kind')!r} "
+                "data; drop --data-dir"
+            )
+        spec["dir"] = str(data_dir)
+    return spec
+
+
 def config_for(
     name: str,
     schedule: Any,
@@ -541,16 +556,16 @@ def to_onnx(
     opset: int = MIN_OPSET,
     split: str = "test",
     images: int = 512,
-    data: Mapping[str, Any] | None = None,
+    data_dir: str | Path | None = None,
     throughput_batch: int | None = None,
 ) -> dict[str, Any]:
     """``searcher onnx``: export a config's model to ``out`` and check it.
 
     The model is :func:`load_config`'s; the export is checked with ``onnx.checker``, then run in onnxruntime
-    (CPU) on the first ``images`` images of the config's data ``split`` (``data`` replaces the config's data
-    spec) against PyTorch; the file is written (atomically) only when all this succeeded. Returns a summary:
-    file, size, export seconds, the comparison and onnxruntime's throughput (at the static batch, or
-    ``throughput_batch``, default 64, for a dynamic one).
+    (CPU) against PyTorch on the first ``images`` images of the config's data ``split`` (:func:`config_data`);
+    the file is written (atomically) only when all this succeeded. Returns a summary: file, size, export
+    seconds, the comparison and onnxruntime's throughput (at the static batch, or ``throughput_batch``,
+    default 64, for a dynamic one).
     """
     from .data import atomic_write_bytes, load_splits
 
@@ -564,8 +579,7 @@ def to_onnx(
     else:
         where, cfg = str(config), read_config(config)
     _check_writable(out)
-    spec = data or (cfg.get("metrics") or {}).get("data") or {"kind": "fashion-mnist"}
-    splits = load_splits(dict(spec))
+    splits = load_splits(config_data(cfg, data_dir))
     if split not in splits:
         raise ConfigError(f"the data has no {split!r} split; choose one of {sorted(splits)}")
     model, source = _load(cfg, where, weights, verify=True)
