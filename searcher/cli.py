@@ -102,7 +102,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
         model = create_model(args.model, checkpoint=args.checkpoint)
         if args.schedule:
-            model = apply(model, _read_schedule(args.schedule))
+            schedule = _read_schedule(args.schedule)
+            try:
+                model = apply(model, schedule)
+            except ConfigError as e:  # a schedule of another depth
+                raise ConfigError(f"schedule {args.schedule}: {e}") from e
         data = {"kind": "fashion-mnist", "dir": args.data_dir}
     split = load_splits(data)[args.split]
     acc = evaluate(model, split, args.batch_size, limit=args.limit, progress=sys.stderr.isatty() and not args.json)
@@ -116,10 +120,13 @@ def _read_schedule(path: str):
     try:
         d = json.loads(open(path).read())
     except OSError as e:
-        raise ConfigError(f"cannot read schedule {path}: {e.strerror}") from e
+        raise ConfigError(f"cannot read schedule {path}: {e.strerror}; check --schedule") from e
     except json.JSONDecodeError as e:
-        raise ConfigError(f"schedule {path} is not valid JSON: {e}") from e
-    return Schedule.from_dict(d.get("schedule", d) if isinstance(d, dict) else d)
+        raise ConfigError(f"schedule {path} is not valid JSON: {e}; write it as in DESIGN.md 'Schedule JSON'") from e
+    try:
+        return Schedule.from_dict(d.get("schedule", d) if isinstance(d, dict) else d)
+    except ConfigError as e:
+        raise ConfigError(f"schedule {path}: {e}") from e
 
 
 @command("onnx")
@@ -337,7 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args) or 0
     except SearcherError as e:
-        print(f"error: {e}", file=sys.stderr)
+        # one line, also for messages that quote a multi-line parser error (YAML)
+        print("error: " + " ".join(line.strip() for line in str(e).splitlines() if line.strip()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -622,18 +622,26 @@ def _optimize_loop(spec: StudySpec, ctx: _Context, storage_url: str, progress: b
 def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = True) -> OptimizeResult:
     """Run (or resume) the study of ``spec`` and re-evaluate its Pareto set on the test split."""
     out = Path(out or Path("runs") / spec.name)
-    from .export import _writable_dir
+    from .export import _remove_empty, _writable_dir
 
-    _writable_dir(out)
-    storage_url = spec.storage or default_storage(out, spec.workers)
-    if spec.workers > 1 and storage_url.startswith("sqlite"):
-        raise ConfigError(
-            "several workers cannot share an SQLite storage safely; use --storage journal:PATH or "
-            "postgresql://… (or leave --storage out: several workers default to a journal file)"
-        )
-    ctx, splits = _context(spec)
+    created = _writable_dir(out)  # removed again when the study cannot start: nothing half-written
+    try:
+        storage_url = spec.storage or default_storage(out, spec.workers)
+        if spec.workers > 1 and storage_url.startswith("sqlite"):
+            raise ConfigError(
+                "several workers cannot share an SQLite storage safely; use --storage journal:PATH or "
+                "postgresql://… (or leave --storage out: several workers default to a journal file)"
+            )
+        ctx, splits = _context(spec)
+    except BaseException:
+        _remove_empty(created)
+        raise
     with _sqlite_lock(storage_url, out):
-        study = _create_study(spec, storage_url)
+        try:
+            study = _create_study(spec, storage_url)
+        except BaseException:
+            _remove_empty(created)
+            raise
         study.set_metric_names(spec.objectives)
         study.set_user_attr("spec", {k: v for k, v in spec.to_dict().items() if k != "base_dir"})
         study.set_user_attr("budget_gflops", ctx.budget)

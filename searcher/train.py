@@ -151,13 +151,15 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
     Resumes from ``<out>/checkpoint.pt`` when it exists and was written with the same configuration.
     ``stop_at`` checkpoints and returns None after that many steps (how tests interrupt a run).
     """
+    from .export import _writable_dir
+
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     splits = load_splits({"kind": "fashion-mnist", "dir": cfg.data_dir})
     train_split: Split = splits["train"] if cfg.limit is None else splits["train"].subset(cfg.limit)
     model, space = _build(cfg)
+    _writable_dir(out)  # once the inputs are known to be good: a mistake leaves no empty run directory behind
     model.train()
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []

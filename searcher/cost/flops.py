@@ -648,7 +648,10 @@ def _read_schedule(path: str | Path, depth: int) -> Schedule:
         raise ConfigError(f"cannot read schedule {p}: {e}; write it as in DESIGN.md 'Schedule JSON'") from None
     if isinstance(data, dict) and "schedule" in data and "layers" not in data:  # an exported config
         data = data["schedule"]
-    return Schedule.from_dict(data, depth=depth)
+    try:
+        return Schedule.from_dict(data, depth=depth)
+    except ConfigError as e:
+        raise ConfigError(f"schedule {p}: {e}") from None
 
 
 def flops_report(model_name: str, schedule_path: str | Path | None = None,

@@ -1,0 +1,212 @@
+"""ONNX export (``searcher onnx``, :func:`searcher.deploy.to_onnx`) of every reducer on both embedded models.
+
+For each reducer (tome, tofu, pitome, rapid, topk, diffrate) on the embedded ViT and on an embedded AutoFormer
+subnet with tracked positions, one dynamic-batch export (shared by the module's tests) must agree with
+PyTorch within 1e-4 on every logit of 512 real test images, with the same top-1, and run at batch 1 and 7.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from searcher.cli import main
+from searcher.data import fashion_mnist
+from searcher.deploy import (
+    build_model,
+    compare_onnx,
+    config_for,
+    export_mode,
+    onnx_bytes,
+    open_source,
+    ort_session,
+    to_onnx,
+)
+from searcher.errors import ConfigError
+from searcher.reduce import merge
+from searcher.study import build_schedule
+
+REDUCERS = ("tome", "tofu", "pitome", "rapid", "topk", "diffrate")
+# An embedded AutoFormer subnet with different heads and MLP ratios per layer.
+SUBNET = {"embed_dim": 128, "depth": 5, "mlp_ratio": [3.0, 2.0, 4.0, 3.0, 2.0], "num_heads": [2, 3, 4, 3, 2]}
+R = 8  # tokens removed per block: 65 tokens → 25 (AutoFormer) / 17 (ViT)
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def threads() -> Any:
+    """One torch thread: a shared 2-core machine, where contention costs more than it gives."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="module")
+def test_images(real_fashion_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    split = fashion_mnist(real_fashion_dir)["test"].subset(512)
+    return split.normalize(split.images), split.labels
+
+
+@pytest.fixture(scope="module")
+def sources(threads: Any) -> dict[str, Any]:
+    return {name: open_source({"name": name}) for name in ("fashion-vit", "fashion-autoformer")}
+
+
+@pytest.fixture(scope="module")
+def exported(sources: dict[str, Any]) -> Any:
+    """``exported(model, reducer)`` → (PyTorch model, ONNX bytes of its dynamic-batch export), made once."""
+    _EXPORTS: dict[tuple[str, str], tuple[torch.nn.Module, bytes]] = {}
+
+    def get(name: str, reducer: str) -> tuple[torch.nn.Module, bytes]:
+        if (name, reducer) not in _EXPORTS:
+            source = sources[name]
+            arch = SUBNET if name == "fashion-autoformer" else None
+            depth = source.depth_of(arch)
+            schedule = build_schedule(source, reducer, depth, [R] * depth)
+            assert name == "fashion-vit" or schedule.positions == "tracked"
+            model = build_model(source, arch, schedule)
+            _EXPORTS[name, reducer] = model, onnx_bytes(model, source.input_shape, "dynamic", opset=17)
+        return _EXPORTS[name, reducer]
+
+    return get
+
+
+@pytest.mark.parametrize("reducer", REDUCERS)
+@pytest.mark.parametrize("name", ["fashion-vit", "fashion-autoformer"])
+def test_onnx_matches_pytorch_on_512_test_images(
+    name: str, reducer: str, exported: Any, test_images: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    model, data = exported(name, reducer)
+    session = ort_session(data, threads=1)
+    images, labels = test_images
+    result = compare_onnx(model, session, images, labels, "dynamic", chunk=128)
+    assert result["images"] == 512
+    assert result["max_abs_diff"] <= ATOL, result
+    assert result["top1_agreement"] == 1.0, result
+    assert result["onnx_top1"] == result["torch_top1"] > 60.0  # a trained model, reduced
+    for batch in (1, 7):  # dynamic batch: sizes other than the traced one
+        x = images[100 : 100 + batch]
+        with torch.inference_mode():
+            ref = model(x).numpy()
+        out = session.run(["logits"], {"images": x.numpy()})[0]
+        assert out.shape == (batch, 10)
+        np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
+
+
+def test_the_graph_has_static_token_counts_and_no_fused_attention(exported: Any) -> None:
+    """Merges are ScatterElements 'add' (no 'max', which needs opset 18, no 'mean'); attention is explicit."""
+    model, data = exported("fashion-vit", "tofu")  # tofu-merge: MLERP, the group max
+    graph = onnx.load_from_string(data).graph
+    ops = {n.op_type for n in graph.node}
+    reductions = {
+        a.s.decode() for n in graph.node if n.op_type == "ScatterElements" for a in n.attribute if a.name == "reduction"
+    }
+    assert reductions == {"add"}
+    assert "Softmax" in ops and "ReduceMax" in ops and not ops & {"Attention", "MultiHeadAttention", "Loop"}
+    assert [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == ["batch", 1, 32, 32]
+    # the eager model keeps timm's fused attention after the export
+    assert all(blk.attn.fused_attn for blk in model.blocks)  # type: ignore[union-attr]
+
+
+def test_export_mode_switches_fused_attention_off_and_back(sources: dict[str, Any]) -> None:
+    model = build_model(sources["fashion-vit"], None, build_schedule(sources["fashion-vit"], "tome", 6, [R] * 6))
+    with export_mode(model):
+        assert not any(blk.attn.fused_attn for blk in model.blocks)  # type: ignore[union-attr]
+    assert all(blk.attn.fused_attn for blk in model.blocks)  # type: ignore[union-attr]
+
+
+def test_dense_group_max_equals_scatter_reduce(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ONNX form of MLERP's group max gives exactly the eager ``scatter_reduce('amax')``."""
+    g = torch.Generator().manual_seed(0)
+    out, values = torch.rand(3, 9, 1, generator=g), 2 * torch.rand(3, 6, 1, generator=g)
+    dst = torch.randint(0, 9, (3, 6), generator=g)
+    eager = merge._group_max(out, dst, values)
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    assert torch.equal(merge._group_max(out, dst, values), eager)
+    assert torch.equal(eager, out.scatter_reduce(1, dst.unsqueeze(-1), values, "amax"))
+
+
+# ---------------------------------------------------------------------------------------------------- the CLI
+@pytest.fixture(scope="module")
+def vit_config(tmp_path_factory: pytest.TempPathFactory, threads: Any) -> Path:
+    path = tmp_path_factory.mktemp("onnx") / "fashion-vit.rapid.json"
+    from searcher.schedule import Schedule
+
+    path.write_text(json.dumps(config_for("fashion-vit", Schedule.recipe("rapid", 6, R))))
+    return path
+
+
+def test_cli_writes_a_checked_static_batch_onnx(
+    vit_config: Path, tmp_path: Path, real_fashion_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "model.onnx"
+    argv = ["onnx", str(vit_config), str(out), "--batch", "7", "--images", "70", "--data-dir", str(real_fashion_dir)]
+    assert main([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["onnx"] == str(out) and result["batch"] == 7 and result["opset"] == 17
+    assert result["check"]["images"] == 70 and result["check"]["split"] == "test"
+    assert result["check"]["max_abs_diff"] <= ATOL and result["check"]["top1_agreement"] == 1.0
+    assert result["throughput"]["img_s"] > 0 and result["throughput"]["batch_size"] == 7
+    assert out.stat().st_size == result["bytes"] and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    session = ort_session(out)
+    assert session.get_inputs()[0].shape == [7, 1, 32, 32]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--opset", "16"], "--opset must be an integer from 17 to 20"),
+        (["--batch", "0"], "--batch must be a positive integer or 'dynamic'"),
+        (["--images", "0"], "--images must be at least 1"),
+    ],
+)
+def test_cli_bad_options_exit_2(
+    vit_config: Path, tmp_path: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["onnx", str(vit_config), str(tmp_path / "m.onnx"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_unwritable_out_exits_2_before_exporting(
+    vit_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import searcher.deploy
+
+    monkeypatch.setattr(searcher.deploy, "onnx_bytes", lambda *a, **k: pytest.fail("exported anyway"))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for out in (blocker / "m.onnx", tmp_path / "missing" / "m.onnx", tmp_path):
+        assert main(["onnx", str(vit_config), str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and str(out) in err and err.count("\n") == 1, err
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_failed_write_leaves_nothing(
+    vit_config: Path, tmp_path: Path, exported: Any, real_fashion_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails at the end (disk full) is a clear error and leaves neither file nor temporary."""
+    import searcher.deploy
+
+    _, data = exported("fashion-vit", "rapid")
+    monkeypatch.setattr(searcher.deploy, "onnx_bytes", lambda *a, **k: data)
+
+    def full(src: Any, dst: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    out = tmp_path / "m.onnx"
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", full)
+        with pytest.raises(ConfigError, match="No space left on device"):
+            to_onnx(vit_config, out, images=8, data_dir=real_fashion_dir)
+    assert not list(tmp_path.iterdir())
