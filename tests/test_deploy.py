@@ -1,0 +1,198 @@
+"""``searcher.load_config`` (deploy): a config back to the accelerated model, and every way a config can be wrong
+for the weights or the model it is loaded onto — each a clear :class:`~searcher.errors.SearcherError` (exit code 2
+in the CLI), never a silently different network.
+
+The round trip of a config written by ``searcher export`` for a real study is in ``tests/test_export.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+import searcher
+from searcher.cli import main
+from searcher.cost.flops import flops
+from searcher.deploy import CONFIG_VERSION, check_input, config_for, load_config, read_config
+from searcher.errors import CheckpointError, ConfigError, SearcherError
+from searcher.models.autoformer_space import get_subnet
+from searcher.patch import is_patched
+from searcher.schedule import Schedule
+
+TINY = dict(img_size=32, patch_size=4, in_chans=1, num_classes=10, embed_dim=32, depth=4, num_heads=2)
+SUBNET = {"embed_dim": 96, "depth": 5, "mlp_ratio": [2.0, 3.0, 4.0, 3.0, 2.0], "num_heads": [2, 3, 4, 3, 2]}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("deploy")
+
+
+def _tiny_weights(path: Path, seed: int, **changes: Any) -> Path:
+    torch.manual_seed(seed)
+    torch.save(VisionTransformer(**{**TINY, **changes}).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def configs(root: Path) -> dict[str, dict[str, Any]]:
+    """Configs of the embedded ViT (RAPID), an embedded AutoFormer subnet (ToMe, tracked positions) and a timm
+    ViT from a local checkpoint (ToFu), as :func:`searcher.deploy.config_for` writes them."""
+    ckpt = _tiny_weights(root / "tiny.pth", 0)
+    return {
+        "fashion-vit": config_for("fashion-vit", Schedule.recipe("rapid", 6, 8)),
+        "fashion-autoformer": config_for("fashion-autoformer", Schedule.recipe("tome", 5, 8), SUBNET),
+        "timm": config_for("vit_tiny_patch16_224", Schedule.recipe("tofu", 4, 10), checkpoint=str(ckpt), kwargs=TINY),
+    }
+
+
+def _write(path: Path, config: Any) -> Path:
+    path.write_text(json.dumps(config))
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ round trip
+@pytest.mark.parametrize("name", ["fashion-vit", "fashion-autoformer", "timm"])
+def test_load_config_rebuilds_the_recorded_model(name: str, configs: dict, tmp_path: Path) -> None:
+    cfg = configs[name]
+    assert cfg["version"] == CONFIG_VERSION and len(cfg["model"]["sha256"]) == 64
+    path = _write(tmp_path / "c.json", cfg)
+    assert read_config(path) == cfg
+    model = searcher.load_config(path)
+    assert not model.training and is_patched(model)
+    with torch.inference_mode():
+        logits = model(check_input(cfg["check"]["input"]))
+    torch.testing.assert_close(logits, torch.tensor(cfg["check"]["logits"]), atol=1e-4, rtol=0)
+    assert flops(model) == pytest.approx(cfg["metrics"]["gflops"], rel=1e-9)
+    assert cfg["metrics"]["gflops"] < cfg["metrics"]["full_gflops"]
+
+
+def test_the_autoformer_config_is_its_subnet_with_tracked_positions(configs: dict, tmp_path: Path) -> None:
+    model = load_config(_write(tmp_path / "c.json", configs["fashion-autoformer"]))
+    assert type(model).__name__ == "AutoFormerSubnet" and len(model.blocks) == 5  # type: ignore[arg-type]
+    assert [blk.attn.num_heads for blk in model.blocks] == SUBNET["num_heads"]  # type: ignore[union-attr]
+    assert searcher.patch.token_state(model).schedule.positions == "tracked"
+
+
+# ---------------------------------------------------------------------------------------------- bad configs
+def _mutate(config: dict, change: Any) -> dict:
+    config = copy.deepcopy(config)
+    change(config)
+    return config
+
+
+BAD = {
+    "version 2": (lambda c: c.update(version=2), "config version 2, but this searcher reads version 1"),
+    "version '1'": (lambda c: c.update(version="1"), "config version '1'"),
+    "no version": (lambda c: c.pop("version"), "has no 'version'"),
+    "unknown field": (lambda c: c.update(colour="red"), "unknown field(s) ['colour'] in the config"),
+    "unknown model field": (lambda c: c["model"].update(url="x"), "unknown field(s) ['url'] in 'model'"),
+    "no model": (lambda c: c.pop("model"), "is missing 'model'"),
+    "unknown op": (lambda c: c["schedule"]["layers"][0].update(op="magic"), "unknown op 'magic'"),
+    "wrong depth": (lambda c: c["schedule"]["layers"].pop(), "the schedule has 5 layers but fashion-vit has 6 blocks"),
+    "bad sha256": (lambda c: c["model"].update(sha256="abc"), "sha256 must be 64 hex digits"),
+    "bad check": (lambda c: c["check"].pop("logits"), "'check' needs 'input' and 'logits'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_malformed_configs_are_clear_errors(
+    case: str, configs: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    change, message = BAD[case]
+    path = _write(tmp_path / "bad.json", _mutate(configs["fashion-vit"], change))
+    with pytest.raises(ConfigError) as info:
+        read_config(path)
+    assert message in str(info.value) and str(path) in str(info.value)
+    with pytest.raises(ConfigError):
+        load_config(path)
+    assert main(["evaluate", str(path)]) == 2  # the CLI: one line, no traceback
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_unreadable_configs(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_config(tmp_path / "missing.json")
+    (tmp_path / "half.json").write_text('{"version": 1, "model": ')
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        read_config(tmp_path / "half.json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="must be a JSON object"):
+        read_config(tmp_path / "list.json")
+
+
+# ------------------------------------------------------------------------------------ weights and other models
+def test_changed_embedded_weights_are_a_sha256_error(configs: dict, tmp_path: Path) -> None:
+    path = _write(tmp_path / "c.json", _mutate(configs["fashion-vit"], lambda c: c["model"].update(sha256="0" * 64)))
+    with pytest.raises(CheckpointError, match="shipped weights of fashion-vit .* not the ones the config was made"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="ships its own weights"):
+        load_config(_write(tmp_path / "ok.json", configs["fashion-vit"]), weights="other.pth")
+
+
+def test_other_weights_are_a_sha256_error(configs: dict, root: Path, tmp_path: Path) -> None:
+    path = _write(tmp_path / "c.json", configs["timm"])
+    other = _tiny_weights(tmp_path / "other.pth", 1)
+    with pytest.raises(CheckpointError, match=r"sha256 .* but the study used weights with sha256"):
+        load_config(path, weights=str(other))
+    with pytest.raises(CheckpointError, match="do not exist"):
+        load_config(path, weights=str(tmp_path / "missing.pth"))
+    moved = _mutate(configs["timm"], lambda c: c["model"].update(checkpoint=str(other)))  # the file was replaced
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_config(_write(tmp_path / "moved.json", moved))
+    assert load_config(path, weights=str(root / "tiny.pth"))  # the right file at another path is fine
+
+
+def test_a_config_on_a_different_model_is_an_error(configs: dict, tmp_path: Path) -> None:
+    # The check logits catch weights nobody recorded a sha256 for (pretrained hub weights, say).
+    unhashed = _mutate(configs["timm"], lambda c: c["model"].pop("sha256"))
+    path = _write(tmp_path / "c.json", unhashed)
+    other = _tiny_weights(tmp_path / "other.pth", 1)
+    with pytest.raises(CheckpointError, match="does not compute the recorded check logits"):
+        load_config(path, weights=str(other))
+    assert is_patched(load_config(path, weights=str(other), verify=False))  # on purpose: allowed
+    # weights of another architecture
+    wider = _tiny_weights(tmp_path / "wider.pth", 0, embed_dim=48)
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        load_config(path, weights=str(wider))
+    # the embedded ViT's config named as the embedded AutoFormer (7 blocks in its largest subnet)
+    renamed = _mutate(configs["fashion-vit"], lambda c: c["model"].update(name="fashion-autoformer", sha256=None))
+    with pytest.raises(ConfigError, match="does not fit fashion-autoformer: the schedule has 6 layers"):
+        load_config(_write(tmp_path / "renamed.json", renamed))
+    # a timm config whose model arguments changed
+    deeper = _mutate(configs["timm"], lambda c: c["model"]["kwargs"].update(depth=6))
+    with pytest.raises(ConfigError, match="the schedule has 4 layers but vit_tiny_patch16_224 has 6 blocks"):
+        load_config(_write(tmp_path / "deeper.json", deeper))
+
+
+def test_an_autoformer_config_needs_its_checkpoint(tmp_path: Path) -> None:
+    subnet = get_subnet("autoformer-t").to_dict()
+    config = {
+        "version": 1,
+        "model": {"name": "autoformer-t", "family": "autoformer", "arch": subnet},
+        "schedule": Schedule.recipe("tome", subnet["depth"], 4).to_dict(),
+    }
+    with pytest.raises(CheckpointError, match="autoformer-t needs its checkpoint"):
+        load_config(_write(tmp_path / "c.json", config))
+    with pytest.raises(SearcherError, match="does not exist"):
+        load_config(_write(tmp_path / "c.json", config), weights=str(tmp_path / "supernet-tiny.pth"))
+
+
+# ---------------------------------------------------------------------------------------------------- the CLI
+def test_cli_evaluate_config(
+    configs: dict, tmp_path: Path, real_fashion_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path / "c.json", configs["fashion-vit"])
+    argv = ["evaluate", str(path), "--split", "test", "--limit", "256", "--data-dir", str(real_fashion_dir)]
+    assert main([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["split"] == "test" and result["images"] == 256 and 60 < result["top1"] <= result["top5"]
+    assert main(["evaluate", str(tmp_path / "missing.json")]) == 2
+    assert capsys.readouterr().err.startswith("error: config")
