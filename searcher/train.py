@@ -32,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import Split, load_splits
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 from .evaluate import evaluate
 
 __all__ = ["TrainConfig", "train", "augment"]
@@ -177,7 +177,13 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
     step, elapsed = 0, 0.0
     ckpt = out / "checkpoint.pt"
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=True)
+        try:
+            state = torch.load(ckpt, weights_only=True)
+        except Exception as e:  # truncated, not a checkpoint, or a pickle of anything but tensors (never run)
+            raise CheckpointError(
+                f"cannot resume from {ckpt} ({str(e).splitlines()[0][:160]}); delete it to train from scratch, "
+                "or use a new --out"
+            ) from e
         saved = asdict(TrainConfig()) | state["config"]  # options added since the checkpoint take their default
         differ = sorted(k for k, v in asdict(cfg).items() if k not in _RESUMABLE and saved.get(k) != v)
         if differ:
