@@ -68,8 +68,8 @@ CASES = [
          "drop --checkpoint"),
     Case("spec-unknown-model", "optimize --study {bad}/unknown-model.yaml --out {out}", "'resnet-9000'", "use one"),
     # -- search space YAML -------------------------------------------------------------------------------------
-    Case("space-unknown-key", "optimize --study {bad}/space-unknown-key.yaml --out {out}", "{bad}/space-unknown-key.space.yaml",
-         "allowed"),
+    Case("space-unknown-key", "optimize --study {bad}/space-unknown-key.yaml --out {out}",
+         "{bad}/space-unknown-key.space.yaml", "allowed"),
     Case("space-empty-reducers", "optimize --study {bad}/space-empty-reducers.yaml --out {out}",
          "{bad}/space-empty-reducers.space.yaml", "non-empty list"),
     Case("space-unknown-reducer", "optimize --study {bad}/space-unknown-reducer.yaml --out {out}", "'magic'",
