@@ -4,7 +4,7 @@ A space names the reducer types to search, how the tokens removed per block are 
 reducers' own parameters (RAPID's switch layer, τ, ρ, λ and merge op; ToFu's switch; …) and, for AutoFormer
 supernets, the architecture choices. Example (``spaces/fashion-vit.yaml``)::
 
-    reducers: [tome, tofu, pitome, rapid, topk]
+    reducers: [tome, tofu, pitome, rapid, topk]   # or [none]: architecture only, no token reduction
     schedule:
       parametrisation: budget      # budget (default) | per-block
       r: {low: 0, high: 32}        # per-block r range; a cap in budget mode
@@ -294,7 +294,7 @@ class SearchSpace:
     target: Range = Range(0.6, 1.0)  # budget mode: share of the budget a candidate aims at
     params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # reducer → name → Range | choices
     architecture: ArchSpace | None = None
-    prop_attn: bool = True
+    prop_attn: tuple[bool, ...] = (True,)  # proportional attention; two choices make it a searched parameter
     positions: str = "tracked"
     name: str = ""
 
@@ -315,7 +315,7 @@ class SearchSpace:
             d,
             ["reducers", "schedule", "architecture", "prop_attn", "positions", *_PARAM_KEYS],
         )
-        reducers = _choices("reducers", d.get("reducers", list(cls.reducers)), str, RECIPES)
+        reducers = _choices("reducers", d.get("reducers", list(cls.reducers)), str, (*RECIPES, "none"))
         sched = _check_keys("schedule", d.get("schedule"), ["parametrisation", "r", "target"])
         par = sched.get("parametrisation", "budget")
         if par not in ("budget", "per-block"):
@@ -336,8 +336,9 @@ class SearchSpace:
         if positions not in ("tracked", "index"):
             raise ConfigError(f"positions must be 'tracked' or 'index', got {positions!r}")
         prop_attn = d.get("prop_attn", True)
-        if not isinstance(prop_attn, bool):
-            raise ConfigError(f"prop_attn must be true or false, got {prop_attn!r}")
+        if not isinstance(prop_attn, bool | list):
+            raise ConfigError(f"prop_attn must be true or false, or [true, false] to search it; got {prop_attn!r}")
+        prop_attn = (prop_attn,) if isinstance(prop_attn, bool) else _choices("prop_attn", prop_attn, bool)
         arch = ArchSpace.from_dict(d["architecture"]) if d.get("architecture") is not None else None
         return cls(reducers, par, r, target, params, arch, prop_attn, positions)
 
@@ -369,7 +370,8 @@ class SearchSpace:
                 d[red] = {k: v.to_dict() if isinstance(v, Range) else list(v) for k, v in ps.items()}
         if self.architecture is not None:
             d["architecture"] = self.architecture.to_dict()
-        d["prop_attn"], d["positions"] = self.prop_attn, self.positions
+        d["prop_attn"] = self.prop_attn[0] if len(self.prop_attn) == 1 else list(self.prop_attn)
+        d["positions"] = self.positions
         return d
 
     # -- validation against a model ------------------------------------------------------------------------
@@ -434,11 +436,16 @@ class SearchSpace:
         arch = self.architecture.suggest(trial) if self.architecture is not None else None
         depth = depth_of(arch)
         max_depth = max(self.architecture.depth) if self.architecture is not None else depth
+        if red == "none":  # no token reduction: only the architecture meets the budget (as in AutoFormer)
+            return Candidate(red, Schedule.none(depth, positions=self.positions), arch), {}
         rparams = self.suggest_reducer_params(trial, red, depth, max_depth)
+        prop_attn = self.prop_attn[0]
+        if len(self.prop_attn) > 1:
+            prop_attn = trial.suggest_categorical("prop_attn", list(self.prop_attn))
         r_max = int(self.r.high)
 
         def make(rs: list[int]) -> Schedule:
-            return build(red, depth, rs, prop_attn=self.prop_attn, positions=self.positions, **rparams)
+            return build(red, depth, rs, prop_attn=prop_attn, positions=self.positions, **rparams)
 
         if self.parametrisation == "per-block":
             rs = [int(self.r.suggest(trial, f"r{i}")) for i in range(max_depth)][:depth]
@@ -457,6 +464,8 @@ class SearchSpace:
 
         In budget mode a flat profile with target 1 solves to the largest constant r under the budget."""
         params: dict[str, Any] = {"reducer": red, **(arch_params or {})}
+        if len(self.prop_attn) > 1:  # the first choice, as listed in the space
+            params["prop_attn"] = self.prop_attn[0]
         if red == "rapid":  # RAPID's paper: τ 0.7, ρ 20 %, λ 50, MLERP, switch after block L/3
             params.update(
                 rapid_switch=max(1, round(depth / 3)),

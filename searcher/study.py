@@ -158,6 +158,18 @@ class StudySpec:
             raise ConfigError(f"objectives must be distinct names from {list(OBJECTIVES)}, got {self.objectives!r}")
         if "top1" not in self.objectives:
             raise ConfigError("objectives must include 'top1'")
+        if self.diffrate_baseline is not None and (
+            not isinstance(self.diffrate_baseline, dict)
+            or set(self.diffrate_baseline) != {"prune_kept", "merge_kept"}
+            or not all(
+                isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+                for v in self.diffrate_baseline.values()
+            )
+        ):
+            raise ConfigError(
+                "diffrate_baseline must be {prune_kept: [...], merge_kept: [...]}: the kept-token counts per block "
+                f"of a published DiffRate schedule, got {self.diffrate_baseline!r}"
+            )
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"unknown sampler {self.sampler!r}; use one of {list(SAMPLERS)}")
 
@@ -364,13 +376,17 @@ def _objective(ctx: _Context):
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
         t0 = time.perf_counter()
-        cand, facts = space.suggest(
-            trial,
-            source.depth_of,
-            source.flops,
-            ctx.budget,
-            lambda red, depth, rs, **p: build_schedule(source, red, depth, rs, **p),
-        )
+        if "fixed_schedule" in trial.user_attrs:  # a published schedule (DiffRate's), on the unreduced model
+            fixed = Schedule.from_dict(trial.user_attrs["fixed_schedule"])
+            cand, facts = Candidate("diffrate", fixed, source.full_arch(space.architecture)), dict[str, Any]()
+        else:
+            cand, facts = space.suggest(
+                trial,
+                source.depth_of,
+                source.flops,
+                ctx.budget,
+                lambda red, depth, rs, **p: build_schedule(source, red, depth, rs, **p),
+            )
         for k, v in facts.items():
             trial.set_user_attr(k, v)
         g = source.flops(cand.arch, cand.schedule)
@@ -449,6 +465,12 @@ class OptimizeResult:
     full_gflops: float
     pareto: list[dict[str, Any]]  # one row per Pareto-optimal trial, re-evaluated on the test split
     stats: dict[str, Any]
+    context: _Context
+    test_split: Split
+
+    def test(self, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        """The test-split result of any finished trial (evaluated once, then kept in the study)."""
+        return evaluate_test(self.study, self.context, trial, self.test_split, self.context.spec)
 
 
 def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
@@ -473,6 +495,17 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
             f"space ({cheapest:.4g} GFLOPs: every block at r={int(space.r.high)}); raise the budget "
             "or widen schedule.r"
         )
+    if spec.diffrate_baseline:  # a wrong depth or count is an error now, not a failed trial later
+        depth = source.depth_of(source.full_arch(space.architecture))
+        try:
+            Schedule.recipe(
+                "diffrate",
+                depth,
+                prune_kept=spec.diffrate_baseline["prune_kept"],
+                merge_kept=spec.diffrate_baseline["merge_kept"],
+            )
+        except ConfigError as e:
+            raise ConfigError(f"diffrate_baseline does not fit {spec.model} ({depth} blocks): {e}") from e
     min_tp = parse_rate(spec.min_throughput) if spec.min_throughput else None
     return _Context(spec, space, source, splits["search"], budget, full, min_tp), splits
 
@@ -488,6 +521,8 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
     depth = source.depth_of(arch)
     max_depth = max(space.architecture.depth) if space.architecture is not None else depth
     for red in space.reducers:
+        if red == "none":  # the unreduced largest subnet is over any budget below 100 %
+            continue
         params = space.baseline_params(red, depth, max_depth, arch_params)
         if space.parametrisation == "per-block":
             r = source.largest_constant_r(
@@ -497,6 +532,12 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
             )
             params.update({f"r{i}": r for i in range(max_depth)})
         study.enqueue_trial(params, user_attrs={"baseline": f"{red} constant r"}, skip_if_exists=True)
+    if ctx.spec.diffrate_baseline:
+        kept = ctx.spec.diffrate_baseline
+        fixed = Schedule.recipe(
+            "diffrate", depth, prune_kept=kept["prune_kept"], merge_kept=kept["merge_kept"], positions=space.positions
+        )
+        study.enqueue_trial({}, user_attrs={"baseline": "diffrate published", "fixed_schedule": fixed.to_dict()})
     study.set_user_attr("baselines_enqueued", True)
 
 
@@ -574,7 +615,11 @@ def _graceful_sigint(study_ref: list[optuna.Study]) -> Iterator[None]:
 
 
 def run_worker(spec: StudySpec, storage_url: str, progress: bool = False) -> None:
-    """One worker: load the study and optimise until it holds ``spec.trials`` finished trials."""
+    """One worker: load the study and optimise until it holds ``spec.trials`` finished trials. Local workers
+    share the machine's cores instead of each taking all of them."""
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.workers))
     ctx, _ = _context(spec)
     _optimize_loop(spec, ctx, storage_url, progress)
 
@@ -661,12 +706,26 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
         wall = time.perf_counter() - t0
     pareto = evaluate_pareto(study, ctx, splits["test"], spec)
     stats = _stats(study, ctx, wall)
-    return OptimizeResult(study, out, ctx.budget, ctx.full_gflops, pareto, stats)
+    return OptimizeResult(study, out, ctx.budget, ctx.full_gflops, pareto, stats, ctx, splits["test"])
 
 
 def test_result(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
     """The test-split accuracy of a trial (``{"top1", "top5", "images"}``), once the Pareto set was re-evaluated."""
     return study.user_attrs.get(f"test:{trial.number}")
+
+
+def evaluate_test(
+    study: optuna.Study, ctx: _Context, trial: optuna.trial.FrozenTrial, test_split: Split, spec: StudySpec
+) -> dict[str, Any]:
+    """A trial's test-split result, evaluated once and kept in the study's ``test:<trial>`` attribute (a finished
+    trial cannot be updated)."""
+    test = test_result(study, trial)
+    if test is None:
+        cand = candidate_of(trial)
+        acc = evaluate(ctx.source.build(cand.arch, cand.schedule), test_split, spec.batch_size, limit=spec.test_images)
+        test = {"top1": acc.top1, "top5": acc.top5, "images": acc.n}
+        study.set_user_attr(f"test:{trial.number}", test)
+    return test
 
 
 def evaluate_pareto(study: optuna.Study, ctx: _Context, test_split: Split, spec: StudySpec) -> list[dict[str, Any]]:
@@ -675,14 +734,7 @@ def evaluate_pareto(study: optuna.Study, ctx: _Context, test_split: Split, spec:
     rows = []
     for t in pareto_trials(study):
         cand = candidate_of(t)
-        test = test_result(study, t)
-        if test is None:  # a finished trial cannot be updated: test results live in the study's attributes
-            acc = evaluate(
-                ctx.source.build(cand.arch, cand.schedule), test_split, spec.batch_size, limit=spec.test_images
-            )
-            test = {"top1": acc.top1, "top5": acc.top5, "images": acc.n}
-            study.set_user_attr(f"test:{t.number}", test)
-        test_top1 = test["top1"]
+        test_top1 = evaluate_test(study, ctx, t, test_split, spec)["top1"]
         tp = t.user_attrs.get("throughput", {}).get("img_s")
         rows.append(
             {

@@ -53,6 +53,7 @@ def test_shipped_spaces_load_and_round_trip(path: Path) -> None:
         ({"architecture": {"embed_dim": [96], "depth": [5], "num_heads": [2]}}, "missing"),
         ({"positions": "absolute"}, "tracked"),
         ({"prop_attn": "yes"}, "true or false"),
+        ({"prop_attn": [True, "no"]}, "wrong type"),
     ],
 )
 def test_bad_spaces_name_the_problem(bad: dict, words: str) -> None:
@@ -146,3 +147,24 @@ def test_range_parses_scalars_and_rejects_junk() -> None:
         Range.parse("x", {"high": 3})
     with pytest.raises(ConfigError, match="number"):
         Range.parse("x", {"low": "a", "high": 3})
+
+
+def test_prop_attn_can_be_searched() -> None:
+    """``prop_attn: [true, false]`` is a searched choice; baselines take the first one."""
+    space = SearchSpace.from_dict({"reducers": ["pitome"], "prop_attn": [False, True]})
+    assert space.prop_attn == (False, True) and space.to_dict()["prop_attn"] == [False, True]
+    assert space.baseline_params("pitome", 6, 6)["prop_attn"] is False
+    seen = set()
+    for seed in range(8):
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask()
+        cand, _ = space.suggest(
+            trial,
+            lambda arch: 6,
+            lambda arch, s: 0.0,
+            budget=1.0,
+            build=lambda red, depth, rs, **p: Schedule.recipe(red, depth, rs, **p),
+        )
+        assert cand.schedule.prop_attn == trial.params["prop_attn"]
+        seen.add(cand.schedule.prop_attn)
+    assert seen == {False, True}
+    assert "prop_attn" not in SearchSpace.from_dict({"reducers": ["tome"]}).baseline_params("tome", 6, 6)

@@ -315,15 +315,15 @@ class ModelSource:
 
         arch = space.architecture.smallest() if space.architecture is not None else self.full_arch(None)
         depth = self.depth_of(arch)
-        return min(
-            self.flops(
-                arch,
-                Schedule.recipe(red, depth, [int(space.r.high)] * depth)
-                if red != "diffrate"
-                else Schedule.constant(depth, int(space.r.high)),
-            )
-            for red in space.reducers
-        )
+
+        def cheapest(red: str) -> Schedule:
+            if red == "none":
+                return Schedule.none(depth)
+            if red == "diffrate":
+                return Schedule.constant(depth, int(space.r.high))
+            return Schedule.recipe(red, depth, [int(space.r.high)] * depth)
+
+        return min(self.flops(arch, cheapest(red)) for red in space.reducers)
 
     def largest_constant_r(self, arch: dict[str, Any] | None, build: Any, budget: float) -> int:
         """The least constant r whose schedule fits ``budget``, i.e. the most FLOPs under it (how the published

@@ -1,0 +1,237 @@
+"""How well ``searcher optimize`` searches, on the embedded models (the targets of the search issue).
+
+Every study is an ordinary ``optimize`` run stored under ``--out`` (one directory per study), so an interrupted
+bench resumes where it stopped and a finished study is only re-read. Parts:
+
+- ``margins``: at each budget, the best *searched* config (highest search top-1 under the budget, baselines
+  excluded) against the best constant-r baseline of any reducer at the same or lower FLOPs, both on the test
+  split. The margin is reported per seed with its mean and standard error.
+- ``joint``: the embedded AutoFormer at the first budget: joint architecture + schedule search against
+  architecture-only search (no token reduction, as AutoFormer does) and schedule-only search on the largest
+  subnet, with the same number of trials.
+- ``sampler``: hypervolume of the (GFLOPs, search top-1) front of the default sampler (TPE) against Optuna's
+  RandomSampler on the same budget-aware space after 30 and 60 trials (reference point: the budget and 10 %,
+  chance level).
+- ``overhead``: the share of trial wall time not spent evaluating or timing models, and the share of feasible
+  trials, over the margin studies.
+- ``scale``: trials per minute of 2 local workers on one journal storage against 1 worker, and a check that no
+  trial number is lost or duplicated.
+
+    python bench/search.py [--parts margins,joint,sampler,overhead,scale] [--models fashion-vit,fashion-autoformer]
+                           [--budgets 40,50,60] [--seeds 3] [--other-seeds 1] [--trials 60] [--out runs/bench-search]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from searcher.report import hypervolume
+from searcher.space import load_yaml
+from searcher.study import OptimizeResult, StudySpec, optimize
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = {name: ROOT / "studies" / f"{name}.yaml" for name in ("fashion-vit", "fashion-autoformer")}
+CHANCE = 10.0  # top-1 of a guess on 10 classes: the hypervolume's reference
+
+
+def run(args: argparse.Namespace, model: str, budget: int, seed: int, *, tag: str = "tpe", **override: Any):
+    """One study (resumed when its directory exists, and run once per bench); ``override`` replaces spec fields
+    (space, sampler, …)."""
+    key = (model, budget, tag, seed)
+    if key in args.results:
+        return args.results[key]
+    spec = StudySpec.from_yaml(SPECS[model]).override(budget=f"{budget}%", seed=seed, trials=args.trials)
+    spec = replace(spec, **override)
+    out = args.out / f"{model}-{budget}-{tag}-s{seed}"
+    t0 = time.perf_counter()
+    res = optimize(spec, out, progress=False)
+    print(f"  [{out.name}: {len(finished(res.study))} trials, {time.perf_counter() - t0:.0f} s]", flush=True)
+    args.results[key] = res
+    return res
+
+
+def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+
+
+def feasible(res: OptimizeResult, n: int | None = None) -> list[optuna.trial.FrozenTrial]:
+    """Complete trials under the budget, among the first ``n`` finished ones."""
+    return [
+        t
+        for t in finished(res.study)[:n]
+        if t.state == TrialState.COMPLETE
+        and t.user_attrs.get("feasible")
+        and t.user_attrs["gflops"] <= res.budget * (1 + 1e-9)
+    ]
+
+
+def best_searched(res: OptimizeResult) -> dict[str, Any]:
+    """The searched config a user would take (highest search top-1 under the budget, baselines excluded), with its
+    test top-1."""
+    searched = [t for t in feasible(res) if "baseline" not in t.user_attrs]
+    best = max(searched, key=lambda t: (t.user_attrs["top1"], -t.user_attrs["gflops"]))
+    cand = best.user_attrs["candidate"]
+    return {
+        "trial": best.number,
+        "reducer": cand["reducer"],
+        "tokens": best.user_attrs["tokens"],
+        "arch": cand.get("arch"),
+        "gflops": best.user_attrs["gflops"],
+        "search_top1": best.user_attrs["top1"],
+        "test_top1": res.test(best)["top1"],
+    }
+
+
+def margin(res: OptimizeResult) -> dict[str, Any]:
+    """Best searched config against the best constant-r baseline at the same or lower FLOPs (test top-1)."""
+    best = best_searched(res)
+    baselines = [t for t in feasible(res) if "baseline" in t.user_attrs]
+    rivals = [t for t in baselines if t.user_attrs["gflops"] <= best["gflops"] * (1 + 1e-9)] or baselines
+    rival = max(rivals, key=lambda t: res.test(t)["top1"])
+    return {
+        **best,
+        "share": best["gflops"] / res.full_gflops,
+        "baseline": rival.user_attrs["baseline"],
+        "baseline_test_top1": res.test(rival)["top1"],
+        "baseline_share": rival.user_attrs["gflops"] / res.full_gflops,
+        "margin": best["test_top1"] - res.test(rival)["top1"],
+    }
+
+
+def mean_se(xs: list[float]) -> str:
+    if len(xs) < 2:
+        return f"{xs[0]:+.2f}" if xs else "-"
+    return f"{statistics.mean(xs):+.2f} ± {statistics.stdev(xs) / math.sqrt(len(xs)):.2f}"
+
+
+def hv(res: OptimizeResult, n: int) -> float:
+    pts = [(t.user_attrs["gflops"], t.user_attrs["top1"]) for t in feasible(res, n)]
+    return hypervolume(pts, res.budget, CHANCE)
+
+
+def part_margins(args) -> None:
+    print("\n## Margins: best searched config vs best constant-r baseline at <= its FLOPs (test top-1)\n")
+    cols = ["model", "budget", "seed", "searched (reducer, tokens)", "FLOPs", "test", "best baseline", "FLOPs", "test"]
+    print("| " + " | ".join([*cols, "margin"]) + " |\n" + "|---" * (len(cols) + 1) + "|")
+    summary = []
+    for model in args.models:
+        for i, budget in enumerate(args.budgets):
+            margins = []
+            for seed in range(args.seeds if i == 0 else args.other_seeds):
+                res = run(args, model, budget, seed)
+                m = margin(res)
+                margins.append(m["margin"])
+                print(
+                    f"| {model} | {budget}% | {seed} | {m['reducer']} {m['tokens']} | {m['share']:.1%} | "
+                    f"{m['test_top1']:.2f} | {m['baseline']} | {m['baseline_share']:.1%} | "
+                    f"{m['baseline_test_top1']:.2f} | {m['margin']:+.2f} |",
+                    flush=True,
+                )
+            summary.append((model, budget, len(margins), mean_se(margins)))
+    print("\n| model | budget | seeds | margin (mean ± s.e.) |\n|---|---|---|---|")
+    for model, budget, n, ms in summary:
+        print(f"| {model} | {budget}% | {n} | {ms} |")
+
+
+def part_joint(args) -> None:
+    model, budget = "fashion-autoformer", args.budgets[0]
+    spec = StudySpec.from_yaml(SPECS[model])
+    space = load_yaml(Path(spec.base_dir) / str(spec.space), "search space")
+    arch_only = {"reducers": ["none"], "architecture": space["architecture"]}
+    schedule_only = {k: v for k, v in space.items() if k != "architecture"}
+    print(f"\n## Joint search on {model} at {budget}% ({args.trials} trials each, test top-1 of the best searched)\n")
+    print("| seed | joint | architecture only | schedule only (largest subnet) |\n|---|---|---|---|")
+    for seed in range(args.joint_seeds):
+        cells = []
+        variants = {"tpe": {}, "arch-only": {"space": arch_only}, "sched-only": {"space": schedule_only}}
+        for tag, override in variants.items():
+            res = run(args, model, budget, seed, tag=tag, **override)
+            b = best_searched(res)
+            cells.append(f"{b['test_top1']:.2f} ({b['gflops'] / res.full_gflops:.1%}, HV {hv(res, args.trials):.4f})")
+        print(f"| {seed} | " + " | ".join(cells) + " |", flush=True)
+
+
+def part_sampler(args) -> None:
+    model, budget = args.models[0], args.budgets[0]
+    print(f"\n## Sampler: hypervolume on {model} at {budget}% (reference: budget, {CHANCE:.0f} % top-1)\n")
+    print("| seed | trials | TPE | Random | TPE / Random |\n|---|---|---|---|---|")
+    for seed in range(args.sampler_seeds):
+        tpe = run(args, model, budget, seed)
+        rnd = run(args, model, budget, seed, tag="random", sampler="random")
+        for n in (30, args.trials):
+            a, b = hv(tpe, n), hv(rnd, n)
+            print(f"| {seed} | {n} | {a:.5f} | {b:.5f} | {a / b:.3f} |", flush=True)
+
+
+def part_overhead(args) -> None:
+    print("\n## Overhead and feasibility (studies of this run)\n")
+    print("| study | trials | pruned early | feasible | overhead | wall |\n|---|---|---|---|---|---|")
+    for (model, budget, tag, seed), res in args.results.items():
+        s = res.stats
+        print(
+            f"| {model} {budget}% {tag} s{seed} | {s['trials']} | {s['pruned']} | {s['feasible_share']:.0%} | "
+            f"{s['overhead_share']:.1%} | {s['wall_s']:.0f} s |"
+        )
+
+
+def part_scale(args) -> None:
+    model, budget, n = args.models[0], args.budgets[0], args.scale_trials
+    print(f"\n## Scale: {n} trials of {model} at {budget}% on one journal storage\n")
+    print("| workers | wall | trials/min | finished | unique numbers | speed-up |\n|---|---|---|---|---|---|")
+    rate1 = None
+    for workers in (1, 2):
+        out = args.out / f"scale-{workers}w-{time.strftime('%Y%m%d-%H%M%S')}"
+        spec = StudySpec.from_yaml(SPECS[model]).override(
+            budget=f"{budget}%", trials=n, workers=workers, storage=f"journal:{out / 'study.journal'}"
+        )
+        res = optimize(spec, out, progress=False)
+        trials = finished(res.study)
+        numbers = [t.number for t in res.study.get_trials(deepcopy=False)]
+        rate = len(trials) / (res.stats["wall_s"] / 60)
+        rate1 = rate1 or rate
+        print(
+            f"| {workers} | {res.stats['wall_s']:.0f} s | {rate:.2f} | {len(trials)} | "
+            f"{len(set(numbers)) == len(numbers)} | {rate / rate1:.2f}x |",
+            flush=True,
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--parts", default="margins,joint,sampler,overhead,scale")
+    ap.add_argument("--models", default="fashion-vit,fashion-autoformer")
+    ap.add_argument("--budgets", default="40,50,60", help="percent of the unreduced FLOPs; the first gets --seeds")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds at the first budget")
+    ap.add_argument("--other-seeds", type=int, default=1, help="seeds at the other budgets")
+    ap.add_argument("--joint-seeds", type=int, default=1)
+    ap.add_argument("--sampler-seeds", type=int, default=1)
+    ap.add_argument("--trials", type=int, default=60)
+    ap.add_argument("--scale-trials", type=int, default=16)
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-search")
+    args = ap.parse_args(argv)
+    args.models = args.models.split(",")
+    args.budgets = [int(b) for b in args.budgets.split(",")]
+    parts = set(args.parts.split(","))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    args.results = {}  # (model, budget, tag, seed) -> OptimizeResult
+    for part in (part_margins, part_joint, part_sampler, part_overhead):
+        if part.__name__.removeprefix("part_") in parts:
+            part(args)
+    if "scale" in parts:
+        part_scale(args)
+    summary = {"|".join(map(str, k)): {"stats": r.stats, "budget_gflops": r.budget} for k, r in args.results.items()}
+    (args.out / "results.json").write_text(json.dumps(summary, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The real-scale study specs (``studies/*-imagenet.yaml``) run end to end as shipped, on a tiny generated ImageNet
+folder and small local checkpoints standing in for the hub weights and the official supernet file. Only the data
+roots, the checkpoint and the amount of work change: the timm models become narrow stand-ins (48 wide, the same
+depth and token count) with an absolute budget turned into the same share of their FLOPs. Model, space,
+objectives and baselines are the file's own."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from optuna.trial import TrialState
+
+from searcher.cost.flops import count, describe
+from searcher.study import StudySpec, optimize, pareto_trials
+from searcher.units import parse_budget
+
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
+WNIDS = ("n01440764", "n01443537")  # the first two ImageNet-1k classes (tench, goldfish)
+
+
+@pytest.fixture(scope="module")
+def imagenet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``train/`` and ``val/`` with two ImageNet classes, three JPEGs each, of odd sizes."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("imagenet")
+    for split in ("train", "val"):
+        for c, wnid in enumerate(WNIDS):
+            d = root / split / wnid
+            d.mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (180 + 40 * i, 250 - 30 * i), (60 + 120 * c, 30 * i, 90)).save(d / f"{i}.JPEG")
+    return root
+
+
+SMALL = {"embed_dim": 48, "num_heads": 3}  # timm stand-ins: 12 blocks of 197 tokens, a tiny checkpoint
+
+
+def _checkpoint(model: str, path: Path) -> str:
+    torch.manual_seed(0)
+    if model.startswith("autoformer"):
+        from searcher.models.autoformer import create_supernet
+
+        # the official file format: {'model': state dict, 'args': the training Namespace}
+        state = {"model": create_supernet(model.removesuffix("-supernet")).state_dict(), "args": argparse.Namespace()}
+        torch.save(state, path)
+    else:
+        torch.save(timm.create_model(model, pretrained=False, **SMALL).state_dict(), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("name", ["deit-s-imagenet", "vit-b-imagenet", "autoformer-s-imagenet"])
+def test_real_scale_study_runs_on_a_tiny_imagenet(name: str, imagenet: Path, tmp_path: Path) -> None:
+    spec = StudySpec.from_yaml(STUDIES / f"{name}.yaml")
+    assert spec.name == name and spec.data["kind"] == "imagefolder"
+    data = {
+        **spec.data,
+        "search": {**spec.data["search"], "root": str(imagenet / "train"), "per_class": 2},
+        "test": str(imagenet / "val"),
+    }
+    timm_model = not spec.model.startswith("autoformer")
+    budget = spec.budget
+    if timm_model and "%" not in budget:  # the same share of the stand-in's FLOPs as of the real model's
+        with torch.device("meta"):
+            real = count(describe(timm.create_model(spec.model))).total
+        budget = f"{100 * parse_budget(budget).resolve(real) / real:.2f}%"
+    spec = replace(
+        spec,
+        budget=budget,
+        data=data,
+        checkpoint=_checkpoint(spec.model, tmp_path / "weights.pth"),
+        model_kwargs=SMALL if timm_model else {},
+        trials=8 if spec.diffrate_baseline else 3,  # DeiT-S: its 7 baselines (DiffRate's last) and one search
+        batch_size=4,
+        chunk=4,
+        throughput_batch=2,
+        throughput_repeats=1,
+    )
+    res = optimize(spec, tmp_path / "out", progress=False)
+    trials = res.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert res.stats["trials"] == spec.trials and res.stats["failed"] == 0
+    assert all(t.user_attrs.get("baseline") for t in trials[:3])  # the published recipes run first
+    assert len(trials) == spec.trials and all(t.user_attrs["gflops"] <= res.budget * (1 + 1e-9) for t in trials)
+    rows = res.pareto
+    assert rows and {r["trial"] for r in rows} == {t.number for t in pareto_trials(res.study)}
+    assert all(r["test_top1"] is not None and 0 <= r["test_top1"] <= 100 for r in rows)
+    if spec.diffrate_baseline:  # DiffRate's published DeiT-S schedule runs as a baseline
+        (published,) = [t for t in trials if t.user_attrs.get("baseline") == "diffrate published"]
+        assert published.user_attrs["tokens"][0] == 197 and published.user_attrs["tokens"][-1] == 3
