@@ -263,12 +263,12 @@ class _Checker:
 
 
 # ------------------------------------------------------------------------------------------------------ tables
-def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """Every trial, feasible or not, with its parameters and metrics."""
+def trials_frame(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> pd.DataFrame:
+    """Every trial (of ``trials``, a snapshot, when given), feasible or not, with its parameters and metrics."""
     from .study import test_result
 
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    for t in study.get_trials(deepcopy=False) if trials is None else trials:
         ua = t.user_attrs
         tp = ua.get("throughput") or {}
         cand = ua.get("candidate") or {}
@@ -419,7 +419,7 @@ def export_study(
                 f"{states['RUNNING']} trial(s) of study {study.study_name!r} are still running; exported the "
                 f"{states.get('COMPLETE', 0)} completed ones — export again when they finish"
             )
-        pareto = pareto_trials(study)
+        pareto = pareto_trials(study, trials)  # one snapshot for every table: workers may be adding trials
         checker = _Checker(study)
         configs = [config_of(study, t, checker(t) if check else None, command) for t in pareto]
         names = _unique_names(configs)
@@ -433,7 +433,7 @@ def export_study(
             )
         if not pareto:
             warnings.append(f"study {study.study_name!r} has no feasible completed trial; no config written")
-        frame = trials_frame(study)
+        frame = trials_frame(study, trials)
         order = {t.number: i for i, t in enumerate(pareto)}
         pareto_frame = frame[frame["trial"].isin(order)].sort_values("trial", key=lambda s: s.map(order))
         texts = {"trials.csv": frame.to_csv(index=False), "pareto.csv": pareto_frame.to_csv(index=False)}

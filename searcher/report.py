@@ -251,7 +251,7 @@ def report_data(study: optuna.Study) -> ReportData:
     full = study.user_attrs.get("full_gflops")
     budget = study.user_attrs.get("budget_gflops")
     objectives = list(study.metric_names or spec.get("objectives") or ["top1", "gflops"])
-    front = [t.number for t in pareto_trials(study)]
+    front = [t.number for t in pareto_trials(study, trials)]
     on_front = set(front)
 
     points: list[Point] = []

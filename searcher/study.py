@@ -301,12 +301,15 @@ def candidate_of(trial: optuna.trial.FrozenTrial) -> Candidate:
     return Candidate.from_dict(trial.user_attrs["candidate"])
 
 
-def pareto_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Feasible, complete trials not dominated in (top1 ↑, GFLOPs ↓), sorted by GFLOPs."""
+def pareto_trials(
+    study: optuna.Study, trials: list[optuna.trial.FrozenTrial] | None = None
+) -> list[optuna.trial.FrozenTrial]:
+    """Feasible, complete trials not dominated in (top1 ↑, GFLOPs ↓), sorted by GFLOPs; of ``trials`` when given
+    (a snapshot that other tables are made from too, while workers keep adding trials)."""
     done = [
         t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.user_attrs.get("feasible") and "top1" in t.user_attrs
+        for t in (study.get_trials(deepcopy=False) if trials is None else trials)
+        if t.state == TrialState.COMPLETE and t.user_attrs.get("feasible") and "top1" in t.user_attrs
     ]
     front = []
     for t in done:
