@@ -365,6 +365,26 @@ def _empty(fig: Any, text: str) -> Any:
     return fig
 
 
+def _markers(
+    x: Sequence[float | None], pts: Sequence[Point], reducer: str, kind: str, colour: str, widths: list[float]
+) -> Any:
+    """One scatter trace of a reducer's trials of one kind (top-1 on y), outlined by ``widths``; hover: schedule."""
+    import plotly.graph_objects as go
+
+    symbol, size = KINDS[kind]
+    return go.Scatter(
+        x=list(x),
+        y=[p.top1 for p in pts],
+        mode="markers",
+        name=reducer if kind == "searched" else f"{reducer} · {kind}",
+        legendgroup=reducer,
+        marker=dict(symbol=symbol, size=size, color=colour, line=dict(color="black", width=widths)),
+        hovertext=[p.hover for p in pts],
+        hoverinfo="text",
+        customdata=[p.trial for p in pts],
+    )
+
+
 def figures(data: ReportData) -> dict[str, Any]:
     """The report's plotly figures, by div id (see SECTIONS)."""
     import plotly.graph_objects as go
@@ -377,31 +397,12 @@ def figures(data: ReportData) -> dict[str, Any]:
     # Pareto front: one trace per (reducer, kind), so the legend reads "rapid · baseline".
     fig = go.Figure()
     for r in reducers:
-        for kind, (symbol, size) in KINDS.items():
+        for kind in KINDS:
             pts = [p for p in data.points if p.reducer == r and p.kind == kind]
             if not pts:
                 continue
-            fig.add_trace(
-                go.Scatter(
-                    x=[p.gflops for p in pts],
-                    y=[p.top1 for p in pts],
-                    mode="markers",
-                    name=r if kind == "searched" else f"{r} · {kind}",
-                    legendgroup=r,
-                    marker=dict(
-                        symbol=symbol,
-                        size=size,
-                        color=colour[r],
-                        line=dict(
-                            color="black",
-                            width=[2.0 if p.pareto else (0.5 if kind == "baseline" else 0.0) for p in pts],
-                        ),
-                    ),
-                    hovertext=[p.hover for p in pts],
-                    hoverinfo="text",
-                    customdata=[p.trial for p in pts],
-                )
-            )
+            widths = [2.0 if p.pareto else (0.5 if kind == "baseline" else 0.0) for p in pts]
+            fig.add_trace(_markers([p.gflops for p in pts], pts, r, kind, colour[r], widths))
     front = [data.point(n) for n in data.front]
     if front:
         fig.add_trace(
@@ -459,24 +460,8 @@ def figures(data: ReportData) -> dict[str, Any]:
             pts = [p for p in timed if p.reducer == r and p.kind == kind]
             if not pts:
                 continue
-            symbol, size = KINDS[kind]
-            fig.add_trace(
-                go.Scatter(
-                    x=[p.img_s for p in pts],
-                    y=[p.top1 for p in pts],
-                    mode="markers",
-                    name=r if kind == "searched" else f"{r} · {kind}",
-                    legendgroup=r,
-                    marker=dict(
-                        symbol=symbol,
-                        size=size,
-                        color=colour[r],
-                        line=dict(color="black", width=[2.0 if p.pareto else 0.0 for p in pts]),
-                    ),
-                    hovertext=[p.hover for p in pts],
-                    hoverinfo="text",
-                )
-            )
+            widths = [2.0 if p.pareto else 0.0 for p in pts]
+            fig.add_trace(_markers([p.img_s for p in pts], pts, r, kind, colour[r], widths))
     if timed:
         figs["throughput"] = _layout(fig, f"throughput (img/s) — {data.throughput_setup}", "search top-1 (%)")
     else:
