@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -649,6 +650,11 @@ def _create_study(spec: StudySpec, storage_url: str) -> optuna.Study:
 
 def _optimize_loop(spec: StudySpec, ctx: _Context, storage_url: str, progress: bool) -> optuna.Study:
     study = _create_study(spec, storage_url)
+    # Optuna fails (and our callback re-queues) stale trials only before it runs a trial; a worker killed in the
+    # study's last trial would stay RUNNING for ever when the resumed study has nothing left to run.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     bar = _Progress(study, spec.trials, progress)
     ref = [study]
     try:
