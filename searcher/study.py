@@ -247,6 +247,11 @@ def _sqlite_lock(url: str, out: Path) -> Iterator[None]:
     if not url.startswith("sqlite"):
         yield
         return
+    from .export import _file_of
+
+    db = _file_of(url)
+    if db is not None:  # next to the database file: another --out can reach the same file through --storage
+        out = db.parent
     out.mkdir(parents=True, exist_ok=True)
     lock_path = out / ".optimize.lock"
     with open(lock_path, "a+") as f:
