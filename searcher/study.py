@@ -695,8 +695,9 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
     except BaseException:
         _remove_empty(created)
         raise
-    with _sqlite_lock(storage_url, out):
+    with contextlib.ExitStack() as stack:
         try:
+            stack.enter_context(_sqlite_lock(storage_url, out))
             study = _create_study(spec, storage_url)
         except BaseException:
             _remove_empty(created)
