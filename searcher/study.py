@@ -452,7 +452,23 @@ def _objective(ctx: _Context):
                     trial.set_user_attr("feasible", False)
         return tuple(values.get(o, 0.0) for o in spec.objectives)
 
-    return objective
+    def recorded(trial: optuna.Trial) -> tuple[float, ...]:
+        """The objective, keeping why a trial failed (NaN/inf logits, out of memory, Ctrl-C): Optuna only logs it."""
+        try:
+            return objective(trial)
+        except optuna.TrialPruned:
+            raise
+        except (Exception, KeyboardInterrupt) as e:
+            with contextlib.suppress(Exception):
+                trial.set_user_attr("fail_reason", f"{type(e).__name__}: {str(e).strip()[:500]}".rstrip(": "))
+            if "out of memory" in str(e):
+                import torch
+
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()  # what the failed candidate held, for the next one
+            raise
+
+    return recorded
 
 
 def _infeasible(trial: optuna.Trial, g: float, ctx: _Context, why: str) -> tuple[float, ...]:
@@ -610,7 +626,8 @@ def _graceful_sigint(study_ref: list[optuna.Study]) -> Iterator[None]:
             print("\nstopping after the current trial (Ctrl-C again to abandon it)", file=sys.stderr)
             study_ref[0].stop()
             return
-        raise KeyboardInterrupt
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # the trial is failed as abandoned, not with a traceback
+        raise KeyboardInterrupt("abandoned with Ctrl-C")
 
     try:
         signal.signal(signal.SIGINT, handler)
