@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: install data demo test lint bench clean
+.PHONY: install data postgres demo test lint bench clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,11 @@ data:
 	@if [ -z "$$SEARCHER_DATA" ] && [ ! -f $(FMNIST) ]; then \
 	  (apt-get update -q && apt-get install -y -q dataset-fashion-mnist) >/dev/null; fi
 
+# PostgreSQL for tests/reliability (a throw-away server on loopback) comes from Debian too, only when missing.
+postgres:
+	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  (apt-get update -q && apt-get install -y -q postgresql) >/dev/null; fi
+
 demo: install data
 	$(BIN)/searcher optimize --study studies/fashion-vit.yaml --budget 50%
 
@@ -26,7 +31,7 @@ lint: install
 	$(BIN)/ruff check searcher tests bench
 	$(BIN)/mypy searcher
 
-test: install data lint
+test: install data postgres lint
 	$(BIN)/pytest
 
 clean:
