@@ -708,13 +708,13 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
                 "several workers cannot share an SQLite storage safely; use --storage journal:PATH or "
                 "postgresql://… (or leave --storage out: several workers default to a journal file)"
             )
-        ctx, splits = _context(spec)
     except BaseException:
         _remove_empty(created)
         raise
     with contextlib.ExitStack() as stack:
         try:
-            stack.enter_context(_sqlite_lock(storage_url, out))
+            stack.enter_context(_sqlite_lock(storage_url, out))  # a busy study is refused before the model loads
+            ctx, splits = _context(spec)
             study = _create_study(spec, storage_url)
         except BaseException:
             _remove_empty(created)
