@@ -717,6 +717,8 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
             ctx, splits = _context(spec)
             study = _create_study(spec, storage_url)
         except BaseException:
+            if created:  # a new run directory goes, with the lock file just made in it
+                (out / ".optimize.lock").unlink(missing_ok=True)
             _remove_empty(created)
             raise
         study.set_metric_names(spec.objectives)
