@@ -159,3 +159,87 @@ def check_complete_attrs(t: optuna.trial.FrozenTrial) -> None:
         assert t.values is not None and t.values[0] == t.user_attrs["top1"]
     else:
         assert "infeasible" in t.user_attrs or "throughput" in t.user_attrs
+
+
+def sqlite_states(db: Path) -> dict[int, str]:
+    """``{trial number: state}`` of an Optuna SQLite file, read-only and cheap (for polling while a study runs)."""
+    import sqlite3
+
+    if not db.exists():
+        return {}
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)
+    try:
+        return dict(con.execute("SELECT number, state FROM trials"))
+    except sqlite3.OperationalError:  # the tables are being created
+        return {}
+    finally:
+        con.close()
+
+
+# ------------------------------------------------------------------------------------------------ PostgreSQL
+def postgres_bin() -> Path | None:
+    """The directory of Debian's PostgreSQL server programs (``initdb``, ``pg_ctl``), or None."""
+    import glob
+    import shutil
+
+    found = shutil.which("initdb") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))[::-1]), None)
+    return Path(found).resolve().parent if found else None
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL server on a free loopback port, in a fresh data directory (trust auth, no fsync).
+
+    Started as the ``postgres`` user when running as root (the server refuses to run as root)."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        import socket
+        import tempfile
+
+        self.bin = bin_dir
+        self.dir = Path(tempfile.mkdtemp(prefix="searcher-pg-"))
+        self.data, self.log = self.dir / "data", self.dir / "server.log"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            import pwd
+
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            os.chmod(self.dir, 0o700)
+            self._as = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, *args: str, timeout: float = 300) -> None:
+        proc = subprocess.run([*self._as, *args], capture_output=True, text=True, timeout=timeout)
+        if proc.returncode:
+            log = self.log.read_text() if self.log.exists() else ""
+            raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {proc.stdout}{proc.stderr}{log}")
+
+    def start(self) -> PostgresServer:
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "searcher", "--auth=trust", "-E", "UTF8",
+                  "--no-sync")
+        opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "-t", "300",
+                  "start")
+        return self
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://searcher@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=searcher dbname=postgres",
+                             autocommit=True) as con:
+            con.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        import shutil
+
+        try:
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop", timeout=120)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)

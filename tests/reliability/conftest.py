@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from chaos import TINY, tiny_spec_dict, write_fashion
+from chaos import TINY, PostgresServer, postgres_bin, tiny_spec_dict, write_fashion
 from timm.models.vision_transformer import VisionTransformer
 
 HERE = Path(__file__).parent
@@ -35,3 +37,19 @@ def tiny(tmp_path_factory: pytest.TempPathFactory, searcher_cache: Path) -> Simp
         return path
 
     return SimpleNamespace(root=root, spec=write_spec(root / "tiny.yaml"), write_spec=write_spec)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on loopback for the session (Debian's ``postgresql``; ``make test`` installs it).
+    Skipped when it is not installed, except under CI (``CI`` set), where that is a failure."""
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed (apt-get install postgresql); CI must run the PostgreSQL tests")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; make test installs it)")
+    server = PostgresServer(bin_dir).start()
+    try:
+        yield server
+    finally:
+        server.stop()

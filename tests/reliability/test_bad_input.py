@@ -103,6 +103,22 @@ CASES = [
          "{bad}/sched-no-r.json", "needs 'r'"),
     Case("schedule-wrong-depth-evaluate", "evaluate --model fashion-vit --schedule {bad}/sched-depth.json --limit 8",
          "{bad}/sched-depth.json", "6 blocks"),
+    # -- exported config JSON (searcher.deploy) ----------------------------------------------------------------
+    Case("config-not-json", "evaluate {bad}/not-json.json --limit 8", "{bad}/not-json.json", "searcher export"),
+    Case("config-wrong-version", "evaluate {bad}/cfg-version.json --limit 8", "{bad}/cfg-version.json",
+         "export the study again"),
+    Case("config-wrong-depth", "evaluate {bad}/cfg-depth.json --limit 8", "{bad}/cfg-depth.json",
+         "export it again"),
+    Case("config-unknown-op", "evaluate {bad}/cfg-op.json --limit 8", "{bad}/cfg-op.json", "known ops"),
+    Case("config-of-another-model", "evaluate {bad}/cfg-other-model.json --limit 8", "{bad}/cfg-other-model.json",
+         "does not fit fashion-autoformer"),
+    Case("config-onto-other-weights", "evaluate {bad}/cfg-tiny.json --checkpoint {bad}/wrong-model.pth --limit 8",
+         "{bad}/wrong-model.pth", "pass the file the study used"),
+    Case("config-onto-changed-weights", "evaluate {bad}/cfg-tiny-nosha.json --checkpoint {bad}/tiny-reseeded.pth "
+         "--limit 8", "{bad}/cfg-tiny-nosha.json", "weights the study used"),
+    Case("onnx-config-wrong-version", "onnx {bad}/cfg-version.json {out}.onnx", "{bad}/cfg-version.json",
+         "export the study again"),
+    Case("onnx-out-unwritable", "onnx {bad}/cfg-tiny.json /dev/null/m.onnx", "/dev/null/m.onnx", "create it"),
     # -- data files --------------------------------------------------------------------------------------------
     Case("data-missing-dir", "data --data-dir {bad}/no-such-dir", "{bad}/no-such-dir", "--data-dir"),
     Case("data-missing-file", "data --data-dir {bad}/idx-partial", "{bad}/idx-partial", "reinstall"),
@@ -210,6 +226,27 @@ def bad(tiny: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Path
     (bad / "sched-depth.json").write_text(json.dumps({"version": 1, "layers": layers[:3]}))
     (bad / "sched-op.json").write_text(json.dumps({"version": 1, "layers": [{"op": "magic", "r": 4}, *layers[1:]]}))
     (bad / "sched-no-r.json").write_text(json.dumps({"version": 1, "layers": [{"op": "tome"}, *layers[1:]]}))
+    # exported configs
+    from searcher.deploy import config_for
+    from searcher.schedule import Schedule
+
+    vit = config_for("fashion-vit", Schedule.recipe("tome", 6, 4))
+    (bad / "cfg-version.json").write_text(json.dumps({**vit, "version": 2}))
+    (bad / "cfg-depth.json").write_text(json.dumps({**vit, "schedule": {**vit["schedule"],
+                                                                         "layers": vit["schedule"]["layers"][:3]}}))
+    op = json.loads(json.dumps(vit))
+    op["schedule"]["layers"][2]["op"] = "magic"
+    (bad / "cfg-op.json").write_text(json.dumps(op))
+    other = json.loads(json.dumps(vit))
+    other["model"] = {"name": "fashion-autoformer", "family": "autoformer"}
+    (bad / "cfg-other-model.json").write_text(json.dumps(other))
+    tiny_cfg = config_for("vit_tiny_patch16_224", Schedule.recipe("tome", 4, 4), checkpoint=str(root / "tiny.pth"),
+                          kwargs=TINY, data={"kind": "fashion-mnist", "dir": str(root / "idx")})
+    (bad / "cfg-tiny.json").write_text(json.dumps(tiny_cfg))
+    (bad / "cfg-tiny-nosha.json").write_text(json.dumps({**tiny_cfg, "model": {
+        k: v for k, v in tiny_cfg["model"].items() if k != "sha256"}}))
+    torch.manual_seed(1)
+    torch.save(VisionTransformer(**TINY).state_dict(), bad / "tiny-reseeded.pth")
     # data files
     good = root / "idx"
     for name in ("idx-partial", "idx-corrupt", "idx-truncated"):

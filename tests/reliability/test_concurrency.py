@@ -1,0 +1,132 @@
+"""Concurrency: four workers on one study, and a second ``optimize`` on a busy SQLite study.
+
+``searcher optimize --workers 4 --trials 40`` runs in a subprocess on a real PostgreSQL server (started on
+loopback by the ``postgres`` fixture) and on the journal file (what several workers get by default). Afterwards:
+trial numbers are 0..n-1 without gaps or repeats, no trial is RUNNING, WAITING or FAILED (a storage error in
+the middle of a trial would fail it), at least 40 finished, every COMPLETE trial carries all its user
+attributes, and every trial a worker reported finished (Optuna's log line) is finished in the storage with the
+same values.
+
+``slow``: each 4-worker study takes about 1-2 minutes on an idle 2-core machine (four processes load the
+model and data; 40+ trials).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import signal
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+from chaos import (
+    FINISHED,
+    PostgresServer,
+    check_complete_attrs,
+    run_cli,
+    sqlite_states,
+    start_cli,
+    trials_of,
+    wait_for,
+)
+
+TRIALS = 40
+WORKERS = 4
+_LOGGED = re.compile(r"Trial (\d+) (finished with values: (\{.*?\}|\[.*?\]) and parameters|pruned\.)")
+
+
+def _logged(text: str) -> dict[int, list[float] | None]:
+    """Trials the workers reported finished (values) or pruned (None), from Optuna's INFO log lines."""
+    out: dict[int, list[float] | None] = {}
+    for m in _LOGGED.finditer(text):
+        n = int(m.group(1))
+        assert n not in out, f"trial {n} was reported finished twice"
+        if m.group(3) is None:
+            out[n] = None
+        else:
+            v = ast.literal_eval(m.group(3))
+            out[n] = list(v.values()) if isinstance(v, dict) else list(v)
+    return out
+
+
+def check_many_workers(url: str, log: str, name: str = "tiny") -> list[optuna.trial.FrozenTrial]:
+    trials = trials_of(url, name)
+    numbers = [t.number for t in trials]
+    assert sorted(numbers) == list(range(len(trials))), "trial numbers are not 0..n-1, each once"
+    states = {t.number: t.state for t in trials}
+    assert all(s in FINISHED for s in states.values()), {n: s.name for n, s in states.items() if s not in FINISHED}
+    finished = [t for t in trials if t.state in FINISHED]
+    assert len(finished) >= TRIALS
+    for t in finished:
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            check_complete_attrs(t)
+    logged = _logged(log)
+    assert logged, "no Optuna log lines from the workers"
+    for n, values in logged.items():
+        assert states[n] in FINISHED, f"worker finished trial {n}, the storage says {states[n].name}"
+        if values is not None:
+            assert trials[n].values == pytest.approx(values), n
+    assert set(logged) == {t.number for t in finished}, "finished trials that no worker reported"
+    return trials
+
+
+def _run_workers(tiny: SimpleNamespace, tmp_path: Path, *storage: str) -> tuple[Path, str]:
+    spec = tiny.write_spec(tmp_path / "tiny.yaml", trials=TRIALS, workers=WORKERS)
+    out = tmp_path / "run"
+    proc = run_cli(["optimize", "--study", str(spec), "--out", str(out), *storage], cwd=tmp_path, timeout=1800)
+    log = proc.stdout + proc.stderr
+    (tmp_path / "optimize.log").write_text(log)
+    assert proc.returncode == 0, log[-4000:]
+    assert "Traceback" not in log and "database is locked" not in log, log[-4000:]
+    return out, log
+
+
+@pytest.mark.slow
+def test_four_workers_on_postgresql(tiny: SimpleNamespace, tmp_path: Path, postgres: PostgresServer) -> None:
+    url = postgres.create_database("four_workers")
+    out, log = _run_workers(tiny, tmp_path, "--storage", url)
+    check_many_workers(url, log)
+    assert not (out / "study.db").exists() and not (out / "study.journal").exists()
+
+
+@pytest.mark.slow
+def test_four_workers_on_the_journal_file(tiny: SimpleNamespace, tmp_path: Path) -> None:
+    out, log = _run_workers(tiny, tmp_path)  # several workers default to OUT/study.journal
+    assert (out / "study.journal").is_file() and not (out / "study.db").exists()
+    check_many_workers(f"journal:{out / 'study.journal'}", log)
+
+
+def test_a_second_optimize_on_a_busy_sqlite_study_is_refused(tiny: SimpleNamespace, tmp_path: Path) -> None:
+    """The second command is refused at once with a clear message (also when it reaches the same database file
+    through ``--storage`` from another run directory); the first is not disturbed, and stops cleanly on Ctrl-C."""
+    spec = tiny.write_spec(tmp_path / "tiny.yaml", trials=500)
+    out = tmp_path / "run"
+    db = out / "study.db"
+    first = start_cli(["optimize", "--study", str(spec), "--out", str(out)], tmp_path, tmp_path / "first.log")
+    try:
+        wait_for(lambda: "RUNNING" in sqlite_states(db).values(), 900, "a trial to start", first,
+                 tmp_path / "first.log")
+        for extra in ([], ["--storage", f"sqlite:///{db}"]):
+            other = tmp_path / "other" if extra else out
+            second = run_cli(["optimize", "--study", str(spec), "--out", str(other), *extra], cwd=tmp_path)
+            assert second.returncode == 2, second.stderr[-3000:]
+            lines = second.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: ") and "already being optimised" in lines[0]
+            assert f"pid {first.pid}" in lines[0] and "journal:PATH" in lines[0]
+            assert not (tmp_path / "other").exists()
+        assert first.poll() is None, "the first optimize did not survive the second"
+        first.send_signal(signal.SIGINT)
+        assert first.wait(timeout=900) == 0
+    finally:
+        if first.poll() is None:
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+    log = (tmp_path / "first.log").read_text()
+    assert "database is locked" not in log and "Traceback" not in log, log[-3000:]
+    trials = trials_of(f"sqlite:///{db}")
+    assert trials and all(t.state in FINISHED for t in trials), [t.state.name for t in trials]
+    for t in trials:
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            check_complete_attrs(t)

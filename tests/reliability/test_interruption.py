@@ -1,0 +1,190 @@
+"""Interruption: ``searcher optimize`` killed mid-trial, again and again, loses and duplicates nothing.
+
+One study (the tiny one, SQLite at ``OUT/study.db``) is started in a subprocess six times and interrupted each
+time while a trial is RUNNING: SIGKILL three times, Ctrl-C (SIGINT) twice, and Ctrl-C twice in a row once. After
+every interruption the finished trials seen so far must still be there, unchanged; during the Ctrl-C rounds an
+``export`` of the running study must be a consistent snapshot. Then the same command, run once more after the
+heartbeat grace period, must finish the requested number of trials: no RUNNING trial left, every killed trial
+FAIL and retried, no candidate evaluated twice, no finished trial lost or changed.
+
+``slow``: about 2 minutes on an idle 2-core machine (6 starts of a fresh process, and the 30 s heartbeat grace);
+up to 10 on a loaded one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+from chaos import FINISHED, fingerprint, run_cli, sqlite_states, start_cli, trials_of, wait_for
+
+from searcher.cli import main
+
+TRIALS = 14
+GRACE_S = 30  # searcher.study.open_storage: RDB storages fail a trial whose heartbeat is this old
+RUNNING = optuna.trial.TrialState.RUNNING
+FAIL = optuna.trial.TrialState.FAIL
+
+# one round per start: the signals sent, a short pause between them
+ROUNDS = [
+    ("SIGKILL", [signal.SIGKILL]),
+    ("SIGINT", [signal.SIGINT]),
+    ("SIGKILL", [signal.SIGKILL]),
+    ("SIGINT", [signal.SIGINT]),
+    ("SIGKILL", [signal.SIGKILL]),
+    ("SIGINT twice", [signal.SIGINT, signal.SIGINT]),
+]
+
+
+def _new_running(db: Path, exclude: set[int]) -> int | None:
+    running = [n for n, s in sqlite_states(db).items() if s == "RUNNING" and n not in exclude]
+    return max(running) if running else None
+
+
+def check_export_snapshot(out: Path, stdout: str) -> dict:
+    """``searcher export --json`` of a study that is being optimised: its summary, trials.csv, pareto.csv and
+    configs/ describe one and the same set of trials."""
+    r = json.loads(stdout)
+    with open(out / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    with open(out / "pareto.csv") as f:
+        pareto_rows = list(csv.DictReader(f))
+    states = Counter(row["state"] for row in rows)
+    assert r["trials"] == len(rows) == sum(r["states"].values())
+    assert dict(states) == r["states"], (dict(states), r["states"])
+    assert len({row["trial"] for row in rows}) == len(rows)
+    by_trial = {row["trial"]: row for row in rows}
+    assert {row["trial"] for row in pareto_rows} <= set(by_trial)
+    assert all(by_trial[row["trial"]]["state"] == "COMPLETE" for row in pareto_rows)
+    configs = sorted((out / "configs").glob("*.json"))
+    assert len(configs) == len(r["pareto"]) == len(pareto_rows)
+    for c in configs:
+        assert by_trial[str(json.loads(c.read_text())["provenance"]["trial"])]["state"] == "COMPLETE"
+    if r["states"].get("RUNNING"):
+        assert any("still running" in w for w in r["warnings"])
+    return r
+
+
+@pytest.mark.slow
+def test_killed_and_interrupted_studies_resume_without_losing_a_trial(
+    tiny: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tiny.write_spec(tmp_path / "tiny.yaml", trials=TRIALS)
+    out = tmp_path / "run"
+    db = out / "study.db"
+    url = f"sqlite:///{db}"
+    argv = ["optimize", "--study", str(spec), "--out", str(out)]
+    seen: dict[int, tuple] = {}  # finished trials so far: number -> fingerprint
+    killed: list[int] = []  # trials left RUNNING by SIGKILL
+    last_kill = 0.0
+    exports = 0
+    report = []
+
+    def check_nothing_lost() -> None:
+        now = {t.number: fingerprint(t) for t in trials_of(url) if t.state in FINISHED}
+        for n, fp in seen.items():
+            assert now.get(n) == fp, f"finished trial {n} was lost or changed"
+        seen.update(now)
+
+    for i, (what, signals) in enumerate(ROUNDS):
+        log = tmp_path / f"round{i}.log"
+        proc = start_cli(argv, tmp_path, log)
+        try:
+            exclude = set(killed)
+            if what.startswith("SIGINT") and any(s == "COMPLETE" for s in sqlite_states(db).values()):
+                # export while the study runs (a trial may be RUNNING or just finishing)
+                wait_for(lambda ex=exclude: _new_running(db, ex), 600, "a trial to start", proc, log)
+                capsys.readouterr()
+                assert main(["export", "--out", str(out), "--json"]) == 0
+                check_export_snapshot(out, capsys.readouterr().out)
+                exports += 1
+            trial = wait_for(lambda ex=exclude: _new_running(db, ex), 600, "a trial to start", proc, log)
+            for k, sig in enumerate(signals):
+                if k:
+                    time.sleep(0.2)
+                proc.send_signal(sig)
+            rc = proc.wait(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        text = log.read_text()
+        state = sqlite_states(db)[trial]
+        report.append((what, trial, rc, state))
+        assert "Traceback" not in text and "database is locked" not in text, text[-3000:]
+        if what == "SIGKILL":
+            assert rc == -signal.SIGKILL
+            if state == "RUNNING":
+                killed.append(trial)
+                last_kill = time.monotonic()
+        elif what == "SIGINT":  # finish the current trial, then stop (and export) normally
+            assert rc == 0, text[-3000:]
+            assert "stopping after the current trial" in text
+            assert state in ("COMPLETE", "PRUNED"), report
+        else:  # the second Ctrl-C abandons the trial: it is failed, not left RUNNING
+            assert rc == 130 and "interrupted" in text, text[-3000:]
+            assert state != "RUNNING", report
+        check_nothing_lost()
+    assert len(killed) >= 2, report
+    assert exports >= 2
+
+    # the same command, after the heartbeat grace period: the killed trials are failed and retried
+    time.sleep(max(0.0, last_kill + GRACE_S + 3 - time.monotonic()))
+    proc = run_cli(argv, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "database is locked" not in proc.stderr
+    check_nothing_lost()
+    trials = trials_of(url)
+    finished = [t for t in trials if t.state in FINISHED]
+    assert len(finished) == TRIALS, report
+    assert not [t.number for t in trials if t.state == RUNNING]
+    assert sorted(t.number for t in trials) == list(range(len(trials)))
+    retried = {}
+    for t in trials:
+        for origin in t.system_attrs.get("retry_history", []):
+            retried.setdefault(origin, []).append(t)
+    for n in killed:
+        assert trials[n].state == FAIL, f"killed trial {n} is {trials[n].state.name}"
+        assert n in retried, f"killed trial {n} was not retried"
+    for origin, copies in retried.items():  # a retried candidate finished at most once
+        assert sum(t.state in FINISHED for t in copies) <= 1, origin
+    params = [json.dumps(t.params, sort_keys=True) for t in finished]
+    assert len(set(params)) == len(params), "a candidate was evaluated twice"
+    (tmp_path / "report.json").write_text(json.dumps({"rounds": report, "killed": killed, "exports": exports}))
+
+
+def test_resume_fails_a_dead_workers_trial_even_when_no_trial_is_left_to_run(
+    tiny: SimpleNamespace, tmp_path: Path
+) -> None:
+    """A worker killed in the study's last trial leaves it RUNNING; the next ``optimize`` with the same command
+    has nothing left to run, and must still fail (and re-queue) that trial once its heartbeat is stale, instead
+    of leaving it RUNNING for ever (export would warn about it on every run)."""
+    import sqlite3
+
+    from searcher.study import StudySpec, open_storage, optimize
+
+    spec = StudySpec.from_yaml(tiny.write_spec(tmp_path / "tiny.yaml", trials=2, baselines=False))
+    out = tmp_path / "run"
+    optimize(spec, out, progress=False)
+    url = f"sqlite:///{out / 'study.db'}"
+    storage = open_storage(url)
+    study_id = storage.get_study_id_from_name("tiny")
+    dead = storage.create_new_trial(study_id)  # a worker started it ...
+    storage.record_heartbeat(dead)  # ... and died: its last heartbeat is two minutes old
+    with sqlite3.connect(out / "study.db") as con:
+        con.execute("UPDATE trial_heartbeats SET heartbeat = datetime('now', '-120 seconds') WHERE trial_id = ?",
+                    (dead,))
+    storage.engine.dispose()
+    optimize(spec, out, progress=False)
+    trials = trials_of(url)
+    number = storage.get_trial_number_from_id(dead)
+    assert trials[number].state == FAIL
+    assert not [t.number for t in trials if t.state == RUNNING]
+    assert [t.state.name for t in trials if number in t.system_attrs.get("retry_history", [])] == ["WAITING"]
