@@ -148,10 +148,10 @@ def test_cli_writes_a_checked_static_batch_onnx(
     vit_config: Path, tmp_path: Path, real_fashion_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "model.onnx"
-    argv = ["onnx", str(vit_config), str(out), "--batch", "7", "--images", "70", "--data-dir", str(real_fashion_dir)]
-    assert main([*argv, "--json"]) == 0
+    argv = ["onnx", str(vit_config), str(out), "--batch", "7", "--opset", "18", "--images", "70"]
+    assert main([*argv, "--data-dir", str(real_fashion_dir), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["onnx"] == str(out) and result["batch"] == 7 and result["opset"] == 17
+    assert result["onnx"] == str(out) and result["batch"] == 7 and result["opset"] == 18
     assert result["check"]["images"] == 70 and result["check"]["split"] == "test"
     assert result["check"]["max_abs_diff"] <= ATOL and result["check"]["top1_agreement"] == 1.0
     assert result["throughput"]["img_s"] > 0 and result["throughput"]["batch_size"] == 7
@@ -208,5 +208,5 @@ def test_failed_write_leaves_nothing(
     with monkeypatch.context() as m:
         m.setattr(os, "replace", full)
         with pytest.raises(ConfigError, match="No space left on device"):
-            to_onnx(vit_config, out, images=8, data_dir=real_fashion_dir)
+            to_onnx(vit_config, out, images=8, data_dir=real_fashion_dir, throughput_batch=8)
     assert not list(tmp_path.iterdir())
