@@ -640,14 +640,14 @@ def _graceful_sigint(study_ref: list[optuna.Study]) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def run_worker(spec: StudySpec, storage_url: str, progress: bool = False) -> None:
+def run_worker(spec: StudySpec, storage_url: str, progress: bool = False, worker: int = 0) -> None:
     """One worker: load the study and optimise until it holds ``spec.trials`` finished trials. Local workers
     share the machine's cores instead of each taking all of them."""
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.workers))
     ctx, _ = _context(spec)
-    _optimize_loop(spec, ctx, storage_url, progress)
+    _optimize_loop(spec, ctx, storage_url, progress, worker)
 
 
 def _create_study(spec: StudySpec, storage_url: str) -> optuna.Study:
@@ -670,8 +670,16 @@ def _create_study(spec: StudySpec, storage_url: str) -> optuna.Study:
     return study
 
 
-def _optimize_loop(spec: StudySpec, ctx: _Context, storage_url: str, progress: bool) -> optuna.Study:
+def _optimize_loop(spec: StudySpec, ctx: _Context, storage_url: str, progress: bool, worker: int = 0) -> optuna.Study:
     study = _create_study(spec, storage_url)
+    # Every process's sampler starts from the seed: a resumed run, or a second worker, would draw the first run's
+    # candidates again. They draw from (seed, worker, trials started so far) instead; a fresh run keeps the seed.
+    started = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
+    if worker or started:
+        import numpy as np
+
+        seed = int(np.random.SeedSequence([spec.seed, worker, started]).generate_state(1)[0])
+        study.sampler = _sampler(spec.sampler, seed, len(spec.objectives))
     # Optuna fails (and our callback re-queues) stale trials only before it runs a trial; a worker killed in the
     # study's last trial would stay RUNNING for ever when the resumed study has nothing left to run.
     with warnings.catch_warnings():
@@ -733,7 +741,7 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
             from joblib import Parallel, delayed
 
             Parallel(n_jobs=spec.workers, backend="loky")(
-                delayed(run_worker)(spec, storage_url, False) for _ in range(spec.workers)
+                delayed(run_worker)(spec, storage_url, False, i) for i in range(spec.workers)
             )
         else:
             _optimize_loop(spec, ctx, storage_url, progress)
