@@ -161,19 +161,29 @@ def check_complete_attrs(t: optuna.trial.FrozenTrial) -> None:
         assert "infeasible" in t.user_attrs or "throughput" in t.user_attrs
 
 
-def sqlite_states(db: Path) -> dict[int, str]:
-    """``{trial number: state}`` of an Optuna SQLite file, read-only and cheap (for polling while a study runs)."""
+def _sqlite_query(db: Path, sql: str) -> list[tuple]:
     import sqlite3
 
     if not db.exists():
-        return {}
+        return []
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)
     try:
-        return dict(con.execute("SELECT number, state FROM trials"))
+        return list(con.execute(sql))
     except sqlite3.OperationalError:  # the tables are being created
-        return {}
+        return []
     finally:
         con.close()
+
+
+def sqlite_states(db: Path) -> dict[int, str]:
+    """``{trial number: state}`` of an Optuna SQLite file, read-only and cheap (for polling while a study runs)."""
+    return dict(_sqlite_query(db, "SELECT number, state FROM trials"))
+
+
+def sqlite_heartbeats(db: Path) -> set[int]:
+    """Numbers of the trials that have recorded a heartbeat (their worker's heartbeat thread is running)."""
+    rows = _sqlite_query(db, "SELECT t.number FROM trials t JOIN trial_heartbeats h ON h.trial_id = t.trial_id")
+    return {n for (n,) in rows}
 
 
 # ------------------------------------------------------------------------------------------------ PostgreSQL

@@ -23,6 +23,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.reliability)
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """In-process studies use one torch thread, like the subprocesses (``chaos.cli_env``): tiny models gain
+    nothing from more, and on a shared 2-core machine two threads per process make every matmul much slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory, searcher_cache: Path) -> SimpleNamespace:
     """``root`` with ``idx/`` (synthetic Fashion-MNIST), ``tiny.pth`` (a random tiny ViT) and ``tiny.yaml`` (the

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
-from chaos import FINISHED, fingerprint, run_cli, sqlite_states, start_cli, trials_of, wait_for
+from chaos import FINISHED, fingerprint, run_cli, sqlite_heartbeats, sqlite_states, start_cli, trials_of, wait_for
 
 from searcher.cli import main
 
@@ -44,7 +44,13 @@ ROUNDS = [
 
 
 def _new_running(db: Path, exclude: set[int]) -> int | None:
-    running = [n for n, s in sqlite_states(db).items() if s == "RUNNING" and n not in exclude]
+    """The newest RUNNING trial not in ``exclude`` whose objective runs (it has recorded a heartbeat).
+
+    Why the heartbeat: Optuna fails a dead worker's trial by its last heartbeat, and a trial that has none is
+    never failed. A worker killed between ``ask()`` (the trial is RUNNING) and its heartbeat thread's first beat
+    leaves such a trial RUNNING for ever; that window is Optuna's (the sampler runs in it), not searcher's."""
+    beating = sqlite_heartbeats(db)
+    running = [n for n, s in sqlite_states(db).items() if s == "RUNNING" and n not in exclude and n in beating]
     return max(running) if running else None
 
 
