@@ -14,6 +14,7 @@ model and data; 40+ trials).
 from __future__ import annotations
 
 import ast
+import json
 import re
 import signal
 from pathlib import Path
@@ -59,6 +60,8 @@ def check_many_workers(url: str, log: str, name: str = "tiny") -> list[optuna.tr
     assert all(s in FINISHED for s in states.values()), {n: s.name for n, s in states.items() if s not in FINISHED}
     finished = [t for t in trials if t.state in FINISHED]
     assert len(finished) >= TRIALS
+    params = [json.dumps(t.params, sort_keys=True) for t in finished]
+    assert len(set(params)) == len(params), "workers evaluated the same candidate twice"
     for t in finished:
         if t.state == optuna.trial.TrialState.COMPLETE:
             check_complete_attrs(t)

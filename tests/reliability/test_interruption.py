@@ -29,6 +29,7 @@ from searcher.cli import main
 
 TRIALS = 14
 GRACE_S = 30  # searcher.study.open_storage: RDB storages fail a trial whose heartbeat is this old
+MAX_RETRY = 2  # ... and re-queue it at most this many times
 RUNNING = optuna.trial.TrialState.RUNNING
 FAIL = optuna.trial.TrialState.FAIL
 
@@ -156,9 +157,10 @@ def test_killed_and_interrupted_studies_resume_without_losing_a_trial(
     for t in trials:
         for origin in t.system_attrs.get("retry_history", []):
             retried.setdefault(origin, []).append(t)
-    for n in killed:
+    for n in killed:  # failed, and retried unless it was already the last retry of a candidate
         assert trials[n].state == FAIL, f"killed trial {n} is {trials[n].state.name}"
-        assert n in retried, f"killed trial {n} was not retried"
+        retries = len(trials[n].system_attrs.get("retry_history", []))
+        assert n in retried or retries == MAX_RETRY, f"killed trial {n} was not retried"
     for origin, copies in retried.items():  # a retried candidate finished at most once
         assert sum(t.state in FINISHED for t in copies) <= 1, origin
     params = [json.dumps(t.params, sort_keys=True) for t in finished]
