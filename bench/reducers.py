@@ -230,9 +230,9 @@ def main() -> None:
     parser.add_argument("--no-official", dest="official", action="store_false", help="skip official-ToMe")
     parser.add_argument(
         "--clock",
-        choices=["wall", "process"],
+        choices=["wall", "cpu"],
         default="wall",
-        help="'process': CPU time of this process (with --threads 1, robust to other jobs on a shared CPU)",
+        help="'cpu': CPU time of this process (with --threads 1, robust to other jobs on a shared CPU)",
     )
     parser.add_argument("--stat", choices=["median", "min"], default="median", help="statistic over rounds")
     parser.add_argument("--quick", action="store_true", help="DeiT-S only, batch 8, r in {0, 13}, 3 rounds")
@@ -245,10 +245,10 @@ def main() -> None:
     args.batch = args.batch or (128 if device.type == "cuda" else 32)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.clock == "process" and (device.type == "cuda" or torch.get_num_threads() != 1):
-        parser.error("--clock process measures a single CPU thread: add --threads 1 (CPU only)")
+    if args.clock == "cpu" and (device.type == "cuda" or torch.get_num_threads() != 1):
+        parser.error("--clock cpu measures a single CPU thread: add --threads 1 (CPU only)")
     clock_name = args.clock
-    args.clock = time.process_time if args.clock == "process" else time.perf_counter
+    args.clock = time.process_time if args.clock == "cpu" else time.perf_counter
     dev = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or platform.machine()
     print(
         f"# device {device.type} ({dev}), threads {torch.get_num_threads()}, batch {args.batch}, "

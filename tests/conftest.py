@@ -70,7 +70,7 @@ def synthetic_fashion(n_train: int = 4000, n_test: int = 500, seed: int = 0) -> 
     return out
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def idx() -> SimpleNamespace:
     """The IDX helpers of this module, for tests that write their own (broken) files."""
     return SimpleNamespace(bytes=idx_bytes, write=write_idx, synthetic=synthetic_fashion, stems=IDX_STEMS)

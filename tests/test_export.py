@@ -19,7 +19,6 @@ import optuna
 import pandas as pd
 import pytest
 import torch
-from conftest import IDX_STEMS, synthetic_fashion, write_idx
 from timm.models.vision_transformer import VisionTransformer
 
 import searcher
@@ -36,13 +35,13 @@ TINY = dict(img_size=32, patch_size=4, in_chans=1, num_classes=10, embed_dim=32,
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def run_dir(tmp_path_factory: pytest.TempPathFactory, idx) -> Iterator[Path]:
     """A finished tiny study in ``<run>/study.db`` (6 trials: the two baselines and four searched)."""
     root = tmp_path_factory.mktemp("export")
     data = root / "idx"
     data.mkdir()
-    for key, array in synthetic_fashion(4000, 300).items():
-        write_idx(data / IDX_STEMS[key], array)
+    for key, array in idx.synthetic(4000, 300).items():
+        idx.write(data / idx.stems[key], array)
     torch.manual_seed(0)
     torch.save(VisionTransformer(**TINY).state_dict(), root / "tiny.pth")
     spec = StudySpec.from_dict(
