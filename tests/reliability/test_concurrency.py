@@ -7,8 +7,9 @@ the middle of a trial would fail it), at least 40 finished, every COMPLETE trial
 attributes, and every trial a worker reported finished (Optuna's log line) is finished in the storage with the
 same values.
 
-``slow``: each 4-worker study takes about 1-2 minutes on an idle 2-core machine (four processes load the
-model and data; 40+ trials).
+``slow``: the 4-worker studies took 84 s (PostgreSQL, with the server's start) and 60 s (journal) on the
+project's 2-core machine with a training job running beside it (four processes load the model and data; 40+
+trials). The busy-SQLite test takes about 30 s.
 """
 
 from __future__ import annotations

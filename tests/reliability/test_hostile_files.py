@@ -94,6 +94,7 @@ def _loaders(tiny: SimpleNamespace) -> dict[str, Callable[[Path], object]]:
     }
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch, about the raw pickle.dumps payload
 @pytest.mark.parametrize("loader", ["read_state_dict", "timm-model-source", "autoformer-read_checkpoint",
                                     "autoformer-load_checkpoint"])
 def test_checkpoint_loaders_never_unpickle_code(

@@ -7,8 +7,8 @@ every interruption the finished trials seen so far must still be there, unchange
 heartbeat grace period, must finish the requested number of trials: no RUNNING trial left, every killed trial
 FAIL and retried, no candidate evaluated twice, no finished trial lost or changed.
 
-``slow``: about 2 minutes on an idle 2-core machine (6 starts of a fresh process, and the 30 s heartbeat grace);
-up to 10 on a loaded one.
+``slow``: 106 s measured on the project's 2-core machine with a training job running beside it (six starts of a
+fresh process, and the 30 s heartbeat grace before the last one).
 """
 
 from __future__ import annotations
