@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: install data postgres demo test lint bench clean
+.PHONY: install data postgres chromium demo test lint bench clean
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,11 @@ postgres:
 	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  (apt-get update -q && apt-get install -y -q postgresql) >/dev/null; fi
 
+# Headless Chromium opens the HTML report in tests/test_report.py; also from Debian, only when missing.
+chromium:
+	@if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then \
+	  (apt-get update -q && apt-get install -y -q chromium fonts-dejavu-core) >/dev/null; fi
+
 demo: install data
 	$(BIN)/searcher optimize --study studies/fashion-vit.yaml --budget 50%
 
@@ -31,7 +36,7 @@ lint: install
 	$(BIN)/ruff check searcher tests bench
 	$(BIN)/mypy searcher
 
-test: install data postgres lint
+test: install data postgres chromium lint
 	$(BIN)/pytest
 
 clean:
