@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 IDX_STEMS = {
@@ -24,6 +25,12 @@ IDX_STEMS = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 
+
+# One torch thread per test process (subprocesses inherit it): the suite runs on shared 2-core machines, where two
+# threads per process contend with every other job (a resume test took 552 s with two threads under load, 10 s with
+# one). Benchmarks, not tests, measure speed.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 @pytest.fixture(scope="session", autouse=True)
 def searcher_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
