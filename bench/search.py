@@ -5,8 +5,8 @@ bench resumes where it stopped and a finished study is only re-read. Parts:
 
 - ``margins``: at each budget, the best *searched* config (highest search top-1 under the budget, baselines
   excluded) against the best constant-r baseline of any reducer at the same or lower FLOPs (or, when every
-  baseline costs more, against all of them), both on the test split. The margin is reported per seed with its mean and standard error, and also against the best baseline
-  of any FLOPs under the budget.
+  baseline costs more, against all of them), both on the test split. The margin is reported per seed with its
+  mean and standard error, and also against the best baseline of any FLOPs under the budget.
 - ``joint``: the embedded AutoFormer at the first budget: joint architecture + schedule search against
   architecture-only search (no token reduction, as AutoFormer does) and schedule-only search on the largest
   subnet, with the same number of trials.
