@@ -180,12 +180,12 @@ def part_sampler(args) -> None:
 
 def part_overhead(args) -> None:
     print("\n## Overhead and feasibility (studies of this run)\n")
-    print("| study | trials | pruned early | feasible | overhead | wall |\n|---|---|---|---|---|---|")
+    print("| study | trials | pruned early | feasible | overhead | trial wall (sum) |\n|---|---|---|---|---|---|")
     for (model, budget, tag, seed), res in args.results.items():
         s = res.stats
         print(
             f"| {model} {budget}% {tag} s{seed} | {s['trials']} | {s['pruned']} | {s['feasible_share']:.0%} | "
-            f"{s['overhead_share']:.1%} | {s['wall_s']:.0f} s |"
+            f"{s['overhead_share']:.1%} | {s['trial_wall_s']:.0f} s |"
         )
 
 
@@ -234,8 +234,11 @@ def main(argv: list[str] | None = None) -> None:
             part(args)
     if "scale" in parts:
         part_scale(args)
-    summary = {"|".join(map(str, k)): {"stats": r.stats, "budget_gflops": r.budget} for k, r in args.results.items()}
-    (args.out / "results.json").write_text(json.dumps(summary, indent=1, default=str))
+    path = args.out / "results.json"  # merged with earlier runs of the bench (other parts, models, budgets)
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    for key, res in args.results.items():
+        summary["|".join(map(str, key))] = {"stats": res.stats, "budget_gflops": res.budget}
+    path.write_text(json.dumps(summary, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna
 
+from ._sigint import on_sigint
 from .errors import ConfigError
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "Dashboard", "dashboard_command", "ensure_metric_names"]
@@ -115,16 +116,10 @@ class Dashboard:
 def _ctrl_c_stops() -> Iterator[None]:
     """Ctrl-C (SIGINT) raises KeyboardInterrupt while serving, even when the process inherited SIGINT as
     ignored: a shell without job control (a script, CI) starts background commands that way, and Python then
-    keeps the signal ignored, so the dashboard could not be stopped with the signal it announces."""
-    try:
-        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    except ValueError:  # not the main thread: the caller stops the server with Dashboard.stop()
+    keeps the signal ignored, so the dashboard could not be stopped with the signal it announces. Outside the main
+    thread nothing is installed: the caller stops the server with :meth:`Dashboard.stop`."""
+    with on_sigint(signal.default_int_handler):
         yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _announce(info: dict[str, Any]) -> None:

@@ -96,13 +96,28 @@ class Range:
 
 
 def load_yaml(path: Path, what: str) -> Any:
-    """A YAML file through the safe loader; unreadable or malformed files are a :class:`ConfigError`."""
+    """A YAML file through the safe loader; unreadable or malformed files are a :class:`ConfigError` whose one-line
+    message names the file and, for a syntax error, its line and column."""
     try:
-        return yaml.safe_load(Path(path).read_text())
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read {what} {path}: {e.strerror}; check the path") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {e.start}); save it as UTF-8 YAML") from e
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{what} {path} is not valid YAML: {e}") from e
+        mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
+        if isinstance(e, yaml.reader.ReaderError):  # a character YAML does not allow: a position, not a mark
+            line, col = text.count("\n", 0, e.position), e.position - (text.rfind("\n", 0, e.position) + 1)
+            code = e.character if isinstance(e.character, int) else ord(e.character)
+            mark, problem = yaml.Mark("", e.position, line, col, None, None), f"{e.reason} (#x{code:04x})"
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = problem or " ".join(str(e).split())
+        context, context_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if context and context_mark is not None:
+            problem += f" ({context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+        raise ConfigError(f"{what} {path} is not valid YAML{where}: {problem}; fix the YAML syntax") from e
 
 
 def _choices(where: str, value: Any, kind: type | tuple[type, ...], allowed: Sequence[Any] | None = None) -> tuple:
@@ -240,6 +255,10 @@ def solve_scale(
     Cost falls as the scale ``s`` grows, so this is the smallest feasible ``s``, found by bisection: the schedule
     that uses its budget fully. When even the most aggressive schedule of this profile (every block with
     ``w_l > 0`` at ``r_max``) costs more than ``goal``, that schedule is returned and the caller finds it over.
+
+    Near the solution several blocks step by one token at once, which can leave a few percent of the goal unused;
+    the blocks that stepped then give tokens back one at a time, heaviest weight first, while the cost stays
+    under the goal. A flat profile is the constant-r recipe and stays constant.
     """
 
     weights = [w if w > _TINY else 0.0 for w in weights]  # a tiny weight never reaches r = 1 anyway
@@ -263,7 +282,17 @@ def solve_scale(
             lo = mid
         if hi - lo < 1e-3:
             break
-    return at(hi)
+    best, over = at(hi), at(lo)
+    if len(set(positive)) == 1:
+        return best
+    rs = list(best.rs)
+    for i in sorted(range(len(rs)), key=lambda i: -weights[i]):  # fill the goal: give back what the step took
+        while rs[i] > over.rs[i]:
+            trial = build(rs[:i] + [rs[i] - 1] + rs[i + 1 :])
+            if cost(trial) > goal:
+                break
+            rs[i], best = rs[i] - 1, trial
+    return best
 
 
 # ------------------------------------------------------------------------------------------------- space
@@ -431,13 +460,24 @@ class SearchSpace:
         build: Callable[..., Schedule],
     ) -> tuple[Candidate, dict[str, Any]]:
         """Draw a candidate. ``build(reducer, depth, rs, **params)`` makes the schedule; returns the candidate
-        (over the budget when no schedule of the drawn profile meets it) and derived facts to record."""
-        red = trial.suggest_categorical("reducer", list(self.reducers))
+        (over the budget when no schedule of the drawn profile meets it) and derived facts to record.
+
+        In budget mode the architecture and the target come first: a subnet that already fits its target is taken
+        unreduced (reducer ``none``, no reducer parameters drawn), so a joint search spends no dimensions on
+        reducers where they cannot matter and contains architecture-only search; tokens are reduced only to close
+        the gap between a larger subnet and its target."""
         arch = self.architecture.suggest(trial) if self.architecture is not None else None
         depth = depth_of(arch)
         max_depth = max(self.architecture.depth) if self.architecture is not None else depth
+        unreduced = Schedule.none(depth, positions=self.positions)
+        budget_mode = self.parametrisation == "budget" and self.reducers != ("none",)
+        if budget_mode:
+            goal = self.target.suggest(trial, "target") * budget
+            if arch is not None and flops(arch, unreduced) <= goal:  # the subnet fits: nothing to reduce
+                return Candidate("none", unreduced, arch), {"goal_gflops": goal}
+        red = trial.suggest_categorical("reducer", list(self.reducers))
         if red == "none":  # no token reduction: only the architecture meets the budget (as in AutoFormer)
-            return Candidate(red, Schedule.none(depth, positions=self.positions), arch), {}
+            return Candidate(red, unreduced, arch), {}
         rparams = self.suggest_reducer_params(trial, red, depth, max_depth)
         prop_attn = self.prop_attn[0]
         if len(self.prop_attn) > 1:
@@ -451,8 +491,6 @@ class SearchSpace:
             rs = [int(self.r.suggest(trial, f"r{i}")) for i in range(max_depth)][:depth]
             return Candidate(red, make(rs), arch), {}
         weights = [trial.suggest_float(f"w{i}", 0.0, 1.0) for i in range(max_depth)][:depth]
-        share = self.target.suggest(trial, "target")
-        goal = share * budget
         sched = solve_scale(weights, r_max, make, lambda s: flops(arch, s), goal)
         facts = {"goal_gflops": goal}
         return Candidate(red, sched, arch), facts

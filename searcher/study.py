@@ -9,14 +9,17 @@ and accuracy are stored as trial user attributes, so export and report need noth
 
 Storage: SQLite at ``<out>/study.db`` by default (one worker; a lock file keeps a second ``optimize`` away), a
 journal file (``journal:PATH``) or PostgreSQL/MySQL URLs for many workers. Re-running the same command resumes the
-study until it holds ``trials`` finished (complete or pruned) trials. RDB storages run with heartbeats, so the
-trials of a killed worker are failed and retried.
+study until it holds ``trials`` finished (complete or pruned) trials. The trials of a killed worker are failed (the
+reason in their ``fail_reason`` attribute) and retried, by every worker before each trial and when a study is
+resumed: RDB storages by their heartbeats (also a trial whose worker died before its first heartbeat), the journal
+file by the owner every trial records (a dead process on this host; see :class:`_JournalStorage`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import math
 import os
@@ -31,10 +34,12 @@ from typing import Any
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
+from ._sigint import on_sigint
 from .data import Split, load_splits
-from .errors import ConfigError, StorageError
+from .errors import ConfigError, SearcherError, StorageError
 from .evaluate import NumericalError, evaluate, evaluate_chunks
 from .schedule import Schedule
 from .space import Candidate, SearchSpace, load_yaml
@@ -198,14 +203,18 @@ def default_storage(out: Path, workers: int) -> str:
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``: ``sqlite:///…``, ``postgresql://…``, ``mysql://…`` or ``journal:PATH``.
 
-    RDB storages get heartbeats (a killed worker's RUNNING trial is failed after the grace period and retried)."""
+    A killed worker's RUNNING trial is failed and retried (at most ``MAX_RETRY`` times): on RDB storages once its
+    heartbeat is ``GRACE_S`` old, on the journal file once its owner process is gone (:class:`_JournalStorage`)."""
     try:
+        with warnings.catch_warnings():  # Optuna's retry callback is experimental: we use it on purpose
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = _Retry(max_retry=MAX_RETRY)
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
             path = url[len("journal:") :]
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+            return _JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)), retry)
         if url.split(":", 1)[0].split("+", 1)[0] not in ("sqlite", "postgresql", "mysql"):
             raise ConfigError(
                 f"unsupported storage URL {url!r}; use sqlite:///PATH, postgresql://…, mysql://… or journal:PATH"
@@ -215,12 +224,12 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             engine_kwargs = {"connect_args": {"timeout": 60}}
         else:
             engine_kwargs = {"pool_pre_ping": True}
-        return optuna.storages.RDBStorage(
+        return _RDBStorage(
             url,
             engine_kwargs=engine_kwargs,
             heartbeat_interval=10,
-            grace_period=30,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+            grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=retry,
         )
     except ConfigError:
         raise
@@ -229,6 +238,171 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             f"cannot open storage {_redact(url)}: {str(e).splitlines()[0]}; check the URL, that the "
             "server is reachable and that the path is writable"
         ) from e
+
+
+# ------------------------------------------------------------------------------------------- stale trials
+GRACE_S = 30  # a RUNNING trial without a sign of life for this long is failed (RDB heartbeat; no owner at all)
+MAX_RETRY = 2  # ... and queued again at most this many times
+_OWNER = "searcher:owner"  # system attribute: the process that runs a trial (journal storage)
+
+
+class _Retry(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a stale trial (a WAITING copy with its parameters and user attributes, and the
+    ``failed_trial`` / ``retry_history`` system attributes, at most ``max_retry`` times), without what belonged to
+    the dead attempt: its ``fail_reason`` and its owner."""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != "fail_reason"}
+        trial.system_attrs = {k: v for k, v in trial.system_attrs.items() if k != _OWNER}
+        super().__call__(study, trial)
+
+
+def _mark_stale(storage: optuna.storages.BaseStorage, reasons: Mapping[int, str]) -> list[int]:
+    """Record why each stale trial is about to be failed (``fail_reason``; a finished trial cannot be updated, so
+    this comes before Optuna's ``fail_stale_trials`` fails it) and return their ids."""
+    for trial_id, why in reasons.items():
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker failed it first
+            storage.set_trial_user_attr(trial_id, "fail_reason", f"worker died: {why}")
+    return list(reasons)
+
+
+def _older_than_grace(start: Any) -> bool:
+    """Whether a trial has been RUNNING for longer than ``GRACE_S`` by its ``datetime_start`` (Optuna's naive local
+    time; hosts that share a storage must agree on the time within the grace period)."""
+    from datetime import datetime
+
+    return start is not None and (datetime.now() - start).total_seconds() > GRACE_S
+
+
+class _RDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage, whose stale trials also include RUNNING trials that never recorded a heartbeat.
+
+    Optuna skips those: a worker killed between ``study.ask()`` (the trial is RUNNING while the sampler runs) and
+    its heartbeat thread's first beat left its trial RUNNING for ever. Such a trial is stale once it has been
+    RUNNING for longer than the grace period (by its ``datetime_start``): a sampler that takes longer than that to
+    suggest a candidate would have its trial failed under it (as a live trial whose heartbeat stopped would)."""
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        reasons = {i: f"no heartbeat for more than {GRACE_S} s" for i in super()._get_stale_trial_ids(study_id)}
+        with _create_scoped_session(self.scoped_session) as session:
+            beating = {
+                trial_id
+                for (trial_id,) in session.query(models.TrialHeartbeatModel.trial_id)
+                .join(models.TrialModel)
+                .filter(models.TrialModel.study_id == study_id)
+            }
+        for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            if t._trial_id not in reasons and t._trial_id not in beating and _older_than_grace(t.datetime_start):
+                reasons[t._trial_id] = f"no heartbeat at all, RUNNING since {t.datetime_start:%Y-%m-%d %H:%M:%S}"
+        return _mark_stale(self, reasons)
+
+
+class _JournalStorage(optuna.storages.JournalStorage, BaseHeartbeat):
+    """The journal file, with the dead-worker check that Optuna 5 gives only RDB storages (it has no heartbeat).
+
+    Every trial records its owner (host, pid, and when that process started) as the ``searcher:owner`` system
+    attribute when it starts RUNNING. A RUNNING trial is stale when its owner ran on this host (same host name,
+    machine id and pid namespace) and is gone: no such pid, a zombie, or the pid now belongs to a process that
+    started later. Trials owned by another host cannot be judged from here and stay RUNNING until a worker on
+    their host checks (use PostgreSQL, whose heartbeats work across hosts, for workers on several machines). A
+    RUNNING trial with no owner (its worker died between starting it and recording itself) is stale once it is
+    older than the grace period. Optuna's optimize loop runs the check before every trial (this storage counts as
+    heartbeat-enabled; its "heartbeat" records nothing), and the retry callback queues the trial again."""
+
+    def __init__(self, backend: Any, retry: _Retry) -> None:
+        super().__init__(backend)
+        self._retry = retry
+
+    def create_new_trial(self, study_id: int, template_trial: optuna.trial.FrozenTrial | None = None) -> int:
+        trial_id = super().create_new_trial(study_id, template_trial)
+        if template_trial is None or template_trial.state == TrialState.RUNNING:
+            self.set_trial_system_attr(trial_id, _OWNER, _this_process())
+        return trial_id
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+        taken = super().set_trial_state_values(trial_id, state, values)
+        if taken and state == TrialState.RUNNING:  # this process took a WAITING (enqueued or retried) trial
+            self.set_trial_system_attr(trial_id, _OWNER, _this_process())
+        return taken
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        pass  # the owner, recorded when the trial started, is what tells whether its worker lives
+
+    def get_heartbeat_interval(self) -> int:
+        return 3600  # Optuna's heartbeat thread calls record_heartbeat (a no-op) this often
+
+    def get_heartbeat_stale_trial_callback(self) -> _Retry:
+        return self._retry
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        reasons = {}
+        for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            owner = t.system_attrs.get(_OWNER)
+            if owner is None:
+                if _older_than_grace(t.datetime_start):
+                    reasons[t._trial_id] = f"no owner recorded, RUNNING since {t.datetime_start:%Y-%m-%d %H:%M:%S}"
+            elif (why := _owner_gone(owner)) is not None:
+                reasons[t._trial_id] = why
+        return _mark_stale(self, reasons)
+
+
+@functools.cache
+def _host_id() -> str:
+    """This host as the owner check sees it: its name, machine id and pid namespace (containers on one machine
+    with one host name do not share pids)."""
+    import socket
+
+    parts = [socket.gethostname()]
+    for read in (lambda: Path("/etc/machine-id").read_text().strip(), lambda: os.readlink("/proc/self/ns/pid")):
+        try:
+            parts.append(read())
+        except OSError:
+            parts.append("")
+    return "|".join(parts)
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as ``<boot id>:<clock ticks after boot>`` (Linux ``/proc``); None where that
+    cannot be read (the process exists). ``ProcessLookupError`` when there is no such live process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            raise ProcessLookupError(pid) from None
+        try:
+            os.kill(pid, 0)  # no /proc: ProcessLookupError when the pid is gone
+        except PermissionError:  # it exists, owned by someone else
+            pass
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (command name)": state, ppid, ...
+    if fields[0] in ("Z", "X"):  # dead, not yet reaped
+        raise ProcessLookupError(pid)
+    return f"{boot}:{fields[19]}"  # field 22 of proc(5): starttime
+
+
+def _this_process() -> dict[str, Any]:
+    """The owner that a trial this process starts records (:class:`_JournalStorage`)."""
+    host_id, pid = _host_id(), os.getpid()
+    return {"host": host_id.split("|")[0], "host_id": host_id, "pid": pid, "started": _process_start(pid)}
+
+
+def _owner_gone(owner: Mapping[str, Any]) -> str | None:
+    """Why the process that owns a RUNNING trial is known to be dead; None when it lives, or ran on another host
+    (which cannot be judged from here)."""
+    pid = owner.get("pid")
+    if owner.get("host_id") != _host_id() or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return None
+    try:
+        started = _process_start(pid)
+    except ProcessLookupError:
+        return f"its process {pid} on {owner.get('host')} is gone"
+    if started is not None and owner.get("started") not in (None, started):
+        return f"its process {pid} on {owner.get('host')} is gone (the pid now belongs to another process)"
+    return None
 
 
 def _redact(url: str) -> str:
@@ -612,42 +786,148 @@ def _stop_after(target: int):
 
 
 @contextlib.contextmanager
-def _graceful_sigint(study_ref: list[optuna.Study]) -> Iterator[None]:
-    """First Ctrl-C: finish the current trial, then stop. Second: abandon it (the trial is marked failed)."""
-    if not (hasattr(signal, "SIGINT") and sys.platform != "win32"):
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
+def _graceful_sigint(study: optuna.Study, announce: bool = True) -> Iterator[dict[str, int]]:
+    """First Ctrl-C: finish the current trial, then stop (before ``study.optimize`` runs: do not start it; the caller
+    checks the count of presses this yields). Second: abandon the trial (it is marked failed). ``announce``: say so
+    on stderr (a worker of :func:`_run_workers` leaves that to its parent)."""
     pressed = {"n": 0}
+    if not (hasattr(signal, "SIGINT") and sys.platform != "win32"):
+        yield pressed
+        return
 
     def handler(signum, frame):
         pressed["n"] += 1
-        if pressed["n"] == 1 and study_ref:
-            print("\nstopping after the current trial (Ctrl-C again to abandon it)", file=sys.stderr)
-            study_ref[0].stop()
+        if pressed["n"] == 1:
+            if announce:
+                print("\nstopping after the current trial (Ctrl-C again to abandon it)", file=sys.stderr)
+            with contextlib.suppress(RuntimeError):  # not inside study.optimize: the caller checks ``pressed``
+                study.stop()
             return
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # the trial is failed as abandoned, not with a traceback
         raise KeyboardInterrupt("abandoned with Ctrl-C")
 
-    try:
-        signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with on_sigint(handler):
+        yield pressed
 
 
 def run_worker(spec: StudySpec, storage_url: str, progress: bool = False, worker: int = 0) -> None:
-    """One worker: load the study and optimise until it holds ``spec.trials`` finished trials. Local workers
-    share the machine's cores instead of each taking all of them."""
+    """One worker of :func:`_run_workers`: load the study and optimise until it holds ``spec.trials`` finished
+    trials. Local workers share the machine's cores instead of each taking all of them."""
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.workers))
     ctx, _ = _context(spec)
-    _optimize_loop(spec, ctx, storage_url, progress, worker)
+    _optimize_loop(spec, ctx, storage_url, progress, worker, announce=False)
+
+
+def _run_workers(spec: StudySpec, storage_url: str) -> None:
+    """Run ``spec.workers`` local worker processes on one study, and wait for every one of them.
+
+    Each worker is a fresh interpreter (spawned, as CUDA needs) in a process group of its own, so a Ctrl-C at the
+    terminal reaches this process only, which passes every press on to every worker (a ``kill -INT`` of this
+    process alone does the same): the first stops each worker after its current trial, the second abandons the
+    trials (failed, with the reason) and raises KeyboardInterrupt here once the workers are gone. A worker's error
+    stops the others after their current trial and is raised here. When this process dies, its workers stop after
+    their current trial (Linux). Whatever happened, the trials of workers that died are failed and retried before
+    this returns (journal file; on RDB storages their heartbeat goes stale after the grace period)."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    mp = multiprocessing.get_context("spawn")
+    procs: list[Any] = []
+    pressed = 0
+
+    def stop_workers() -> None:
+        for p in procs:
+            if p.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGINT)
+
+    def forward(signum, frame):
+        nonlocal pressed
+        pressed += 1
+        if pressed == 1:
+            print("\nstopping after the current trials (Ctrl-C again to abandon them)", file=sys.stderr)
+        stop_workers()
+
+    results: dict[int, BaseException | None] = {}
+    with on_sigint(forward):
+        pipes: dict[Any, int] = {}
+        for i in range(spec.workers):
+            if pressed:
+                break
+            recv, send = mp.Pipe(duplex=False)
+            p = mp.Process(target=_worker_main, args=(spec, storage_url, i, os.getpid(), send), name=f"worker-{i}")
+            p.start()
+            send.close()
+            procs.append(p)
+            pipes[recv] = i
+            if pressed:  # Ctrl-C while it started: it may have missed the press
+                os.kill(p.pid, signal.SIGINT)
+        live: dict[Any, Any] = {p.sentinel: p for p in procs}
+        while live or pipes:
+            ready_now: list[Any] = wait([*live, *pipes])
+            for ready in ready_now:
+                if ready in live:
+                    live.pop(ready).join()
+                    continue
+                i = pipes.pop(ready)
+                with contextlib.suppress(EOFError, OSError):  # EOF: the worker died without a word (killed)
+                    results[i] = ready.recv()
+                err = results.get(i)
+                if err is not None and not isinstance(err, KeyboardInterrupt) and not pressed:
+                    pressed = 1  # a worker failed: the others stop after their current trial
+                    stop_workers()
+    errors = [e for _, e in sorted(results.items()) if e is not None and not isinstance(e, KeyboardInterrupt)]
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=open_storage(storage_url))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+    except Exception:
+        if not errors:
+            raise
+    if errors:
+        raise errors[0]
+    if pressed > 1:
+        raise KeyboardInterrupt("abandoned with Ctrl-C")
+    died = [f"worker {i} (pid {p.pid}, exit code {p.exitcode})" for i, p in enumerate(procs) if i not in results]
+    if died and not pressed:
+        what = f"{', '.join(died)} died; its trial is failed and retried (on a database: once its heartbeat is stale)"
+        if _finished(study) < spec.trials:
+            raise RuntimeError(f"{what}; run the same command again to finish the study")
+        log.warning(what)
+
+
+def _worker_main(spec: StudySpec, storage_url: str, worker: int, parent: int, conn: Any) -> None:
+    """A worker process of :func:`_run_workers`: in a process group of its own (only its parent passes Ctrl-C on),
+    stopped after its current trial when the parent dies; sends its error (or None) back through ``conn``."""
+    if hasattr(os, "setpgrp"):
+        os.setpgrp()
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # as the CLI does
+    if sys.platform == "linux":
+        import ctypes
+
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # it died before that: nobody waits for this worker
+            return
+    result: BaseException | None = None
+    try:
+        run_worker(spec, storage_url, False, worker)
+    except BaseException as e:  # KeyboardInterrupt included: the parent decides what it means
+        result = e
+        if not isinstance(e, (KeyboardInterrupt, SearcherError)):  # a bug: its traceback is in this process
+            import traceback
+
+            traceback.print_exc()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # done: a late Ctrl-C must not cut the report short
+    with contextlib.suppress(Exception):
+        try:
+            conn.send(result)
+        except Exception:  # an exception that does not pickle
+            conn.send(RuntimeError(f"worker {worker}: {type(result).__name__}: {result}"))
+    conn.close()
 
 
 def _create_study(spec: StudySpec, storage_url: str) -> optuna.Study:
@@ -670,7 +950,9 @@ def _create_study(spec: StudySpec, storage_url: str) -> optuna.Study:
     return study
 
 
-def _optimize_loop(spec: StudySpec, ctx: _Context, storage_url: str, progress: bool, worker: int = 0) -> optuna.Study:
+def _optimize_loop(
+    spec: StudySpec, ctx: _Context, storage_url: str, progress: bool, worker: int = 0, announce: bool = True
+) -> optuna.Study:
     study = _create_study(spec, storage_url)
     # Every process's sampler starts from the seed: a resumed run, or a second worker, would draw the first run's
     # candidates again. They draw from (seed, worker, trials started so far) instead; a fresh run keeps the seed.
@@ -681,15 +963,15 @@ def _optimize_loop(spec: StudySpec, ctx: _Context, storage_url: str, progress: b
         seed = int(np.random.SeedSequence([spec.seed, worker, started]).generate_state(1)[0])
         study.sampler = _sampler(spec.sampler, seed, len(spec.objectives))
     # Optuna fails (and our callback re-queues) stale trials only before it runs a trial; a worker killed in the
-    # study's last trial would stay RUNNING for ever when the resumed study has nothing left to run.
+    # study's last trial would stay RUNNING for ever when the resumed study has nothing left to run. Both storage
+    # kinds count: RDB by heartbeat, the journal file by owner process (open_storage).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
     bar = _Progress(study, spec.trials, progress)
-    ref = [study]
     try:
-        with _graceful_sigint(ref):
-            if _finished(study) < spec.trials:
+        with _graceful_sigint(study, announce) as pressed:
+            if _finished(study) < spec.trials and not pressed["n"]:
                 study.optimize(
                     _objective(ctx),
                     n_trials=None if spec.timeout else spec.trials * 3,
@@ -738,11 +1020,7 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
             _enqueue_baselines(study, ctx)
         t0 = time.perf_counter()
         if spec.workers > 1:
-            from joblib import Parallel, delayed
-
-            Parallel(n_jobs=spec.workers, backend="loky")(
-                delayed(run_worker)(spec, storage_url, False, i) for i in range(spec.workers)
-            )
+            _run_workers(spec, storage_url)
         else:
             _optimize_loop(spec, ctx, storage_url, progress)
         wall = time.perf_counter() - t0
@@ -813,5 +1091,6 @@ def _stats(study: optuna.Study, ctx: _Context, wall: float) -> dict[str, Any]:
         "images_evaluated": ctx.stats["images"],
         "images_saved_by_early_stop": ctx.stats["images_saved"],
         "overhead_share": max(0.0, 1 - work / trial_wall) if trial_wall else None,
-        "wall_s": wall,
+        "trial_wall_s": trial_wall,  # summed over the study's finished trials, whichever run they came from
+        "wall_s": wall,  # of this call
     }

@@ -105,6 +105,21 @@ def test_solve_scale_meets_the_goal_with_the_least_reduction(weights: list[float
         s = max(r / w for r, w in zip(rs, weights, strict=True) if w > 1e-6 and r > 0)
         smaller = build([min(32, int(0.97 * s * w)) for w in weights])
         assert cost(smaller) >= cost(sched)
+    # and it fills the goal: what is left is less than one more token in one block costs (< 6 token-blocks here),
+    # unless the profile is flat, which stays the constant-r recipe
+    positive = {w for w in weights if w > 1e-6}
+    if any(rs) and len(positive) > 1:
+        assert goal - cost(sched) < 6
+
+
+def test_solve_scale_fills_the_goal_and_keeps_flat_profiles_constant() -> None:
+    cost, build = toy_cost(), Schedule.from_list
+    goal = 0.4 * cost(Schedule.none(6))
+    linear = [1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6]
+    sched = solve_scale(linear, 32, build, cost, goal)
+    assert goal - 6 < cost(sched) <= goal
+    flat = solve_scale([0.7] * 6, 32, build, cost, goal)
+    assert len(set(flat.rs)) == 1 and cost(flat) <= goal < cost(build([flat.rs[0] - 1] * 6))
 
 
 def test_suggest_budget_mode_reaches_its_target() -> None:
@@ -168,3 +183,31 @@ def test_prop_attn_can_be_searched() -> None:
         seen.add(cand.schedule.prop_attn)
     assert seen == {False, True}
     assert "prop_attn" not in SearchSpace.from_dict({"reducers": ["tome"]}).baseline_params("tome", 6, 6)
+
+
+def test_budget_mode_takes_a_fitting_subnet_unreduced_and_reduces_the_others() -> None:
+    space = SearchSpace.from_dict(
+        {
+            "reducers": ["tome", "pitome"],
+            "architecture": {"embed_dim": [64, 128], "depth": [6], "num_heads": [2], "mlp_ratio": [4.0]},
+        }
+    )
+    cost = toy_cost()
+    full = 128 * cost(Schedule.none(6))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        cand, facts = space.suggest(
+            trial,
+            lambda arch: arch["depth"],
+            lambda arch, s: arch["embed_dim"] * cost(s),
+            0.9 * full,  # the 64-wide subnet (50 %) always fits a goal of 54-90 %; the 128-wide one never does
+            lambda red, depth, rs, **p: Schedule.recipe(red, depth, rs, **p),
+        )
+        small = cand.arch["embed_dim"] == 64
+        seen.add(small)
+        assert (cand.reducer == "none") == small and ("reducer" in trial.params) != small
+        assert cand.arch["embed_dim"] * cost(cand.schedule) <= facts["goal_gflops"] + 1e-9
+        study.tell(trial, 0.0)
+    assert seen == {True, False}

@@ -90,11 +90,14 @@ def run_cli(args: Sequence[str], cwd: Path, timeout: float = 300, **env: str) ->
     )
 
 
-def start_cli(args: Sequence[str], cwd: Path, log: Path, **env: str) -> subprocess.Popen:
-    """``searcher ARGS`` in the background, stdout and stderr into ``log`` (a file: a pipe could fill up)."""
+def start_cli(args: Sequence[str], cwd: Path, log: Path, *, new_session: bool = False, **env: str) -> subprocess.Popen:
+    """``searcher ARGS`` in the background, stdout and stderr into ``log`` (a file: a pipe could fill up).
+    ``new_session``: in a session and process group of its own (``os.killpg(proc.pid, sig)`` then signals what a
+    terminal's Ctrl-C would, and nothing of the test's)."""
     f = open(log, "w")  # noqa: SIM115 (closed when the process is reaped by the caller's wait)
     return subprocess.Popen(
-        searcher_cmd(*args), cwd=cwd, env=cli_env(**env), stdout=f, stderr=subprocess.STDOUT, text=True
+        searcher_cmd(*args), cwd=cwd, env=cli_env(**env), stdout=f, stderr=subprocess.STDOUT, text=True,
+        start_new_session=new_session,
     )
 
 

@@ -56,7 +56,11 @@ CASES = [
     Case("sampler-unknown", "optimize --study {tiny} --sampler magic --out {out}", "'magic'", "use one of"),
     # -- study spec YAML ---------------------------------------------------------------------------------------
     Case("spec-missing-file", "optimize --study {bad}/nope.yaml --out {out}", "{bad}/nope.yaml", "check the path"),
-    Case("spec-invalid-yaml", "optimize --study {bad}/invalid.yaml --out {out}", "{bad}/invalid.yaml", "YAML"),
+    Case("spec-invalid-yaml", "optimize --study {bad}/invalid.yaml --out {out}",
+         "{bad}/invalid.yaml is not valid YAML at line 2, column 6", "fix the YAML syntax"),
+    Case("spec-yaml-tab-indent", "optimize --study {bad}/tab.yaml --out {out}",
+         "{bad}/tab.yaml is not valid YAML at line 3, column 1", "fix the YAML syntax"),
+    Case("spec-not-utf8", "optimize --study {bad}/latin1.yaml --out {out}", "{bad}/latin1.yaml", "save it as UTF-8"),
     Case("spec-not-a-mapping", "optimize --study {bad}/list.yaml --out {out}", "{bad}/list.yaml", "mapping"),
     Case("spec-unknown-key", "optimize --study {bad}/unknown-key.yaml --out {out}", "{bad}/unknown-key.yaml", "bogus"),
     Case("spec-wrong-type", "optimize --study {bad}/trials-word.yaml --out {out}", "{bad}/trials-word.yaml", "int"),
@@ -68,6 +72,8 @@ CASES = [
          "drop --checkpoint"),
     Case("spec-unknown-model", "optimize --study {bad}/unknown-model.yaml --out {out}", "'resnet-9000'", "use one"),
     # -- search space YAML -------------------------------------------------------------------------------------
+    Case("space-invalid-yaml", "optimize --study {bad}/space-invalid.yaml --out {out}",
+         "{bad}/space-invalid.space.yaml is not valid YAML at line 2, column 3", "fix the YAML syntax"),
     Case("space-unknown-key", "optimize --study {bad}/space-unknown-key.yaml --out {out}",
          "{bad}/space-unknown-key.space.yaml", "allowed"),
     Case("space-empty-reducers", "optimize --study {bad}/space-empty-reducers.yaml --out {out}",
@@ -176,7 +182,7 @@ CASES = [
 
 # also run as real processes: the console script's exit code and stderr, not only main()'s return value
 SUBPROCESS = ["budget-unit-typo", "spec-unknown-key", "schedule-wrong-version", "data-truncated-file",
-              "ckpt-nan-weights", "storage-postgres-unreachable", "optimize-out-unwritable"]
+              "ckpt-nan-weights", "storage-postgres-unreachable", "optimize-out-unwritable", "space-invalid-yaml"]
 
 
 # ------------------------------------------------------------------------------------------- the bad files
@@ -196,6 +202,8 @@ def bad(tiny: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Path
     bad = tmp_path_factory.mktemp("bad")
     # study specs
     (bad / "invalid.yaml").write_text("name: [unclosed\nmodel: fashion-vit\n")
+    (bad / "tab.yaml").write_text("name: x\nspace:\n\treducers: [tome]\n")
+    (bad / "latin1.yaml").write_bytes("name: caf\u00e9\nmodel: fashion-vit\n".encode("latin-1"))
     (bad / "list.yaml").write_text("- name\n- model\n")
     _spec(bad, "unknown-key.yaml", root, bogus=1)
     _spec(bad, "trials-word.yaml", root, trials="ten")
@@ -209,6 +217,8 @@ def bad(tiny: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Path
     # search spaces
     ok = {"reducers": ["tome", "rapid"], "schedule": {"r": {"low": 0, "high": 32}}}
     _space(bad, "space-unknown-key", root, {**ok, "reducer": ["tome"]})
+    _space(bad, "space-invalid", root, {})
+    (bad / "space-invalid.space.yaml").write_text("reducers: [tome]\n  schedule: {r: {low: 0, high: 4}}\n")
     _space(bad, "space-empty-reducers", root, {**ok, "reducers": []})
     _space(bad, "space-unknown-reducer", root, {**ok, "reducers": ["tome", "magic"]})
     _space(bad, "space-r-type", root, {**ok, "schedule": {"r": {"low": "a", "high": 4}}})

@@ -9,7 +9,7 @@ same values.
 
 ``slow``: the 4-worker studies took 84 s (PostgreSQL, with the server's start) and 60 s (journal) on the
 project's 2-core machine with a training job running beside it (four processes load the model and data; 40+
-trials). The busy-SQLite test takes about 30 s.
+trials). The busy-SQLite test takes about 30 s; a worker's error reaching the parent about 10 s.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from chaos import (
     run_cli,
     sqlite_states,
     start_cli,
+    tiny_spec_dict,
     trials_of,
     wait_for,
 )
@@ -134,3 +135,18 @@ def test_a_second_optimize_on_a_busy_sqlite_study_is_refused(tiny: SimpleNamespa
     for t in trials:
         if t.state == optuna.trial.TrialState.COMPLETE:
             check_complete_attrs(t)
+
+
+def test_a_worker_error_reaches_the_parent_as_the_same_error(tiny: SimpleNamespace, tmp_path: Path,
+                                                              capfd: pytest.CaptureFixture[str]) -> None:
+    """A worker that fails (here: its checkpoint is gone) stops the others and its error is raised by the parent
+    with its type, so the CLI prints it as one ``error:`` line; no worker process prints a traceback."""
+    from searcher.errors import CheckpointError
+    from searcher.study import StudySpec, _create_study, _run_workers
+
+    spec = StudySpec.from_dict(tiny_spec_dict(tiny.root, checkpoint=str(tmp_path / "gone.pth"), workers=2))
+    url = f"journal:{tmp_path / 'study.journal'}"
+    _create_study(spec, url)
+    with pytest.raises(CheckpointError, match="gone.pth"):
+        _run_workers(spec, url)
+    assert "Traceback" not in capfd.readouterr().err
