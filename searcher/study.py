@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import json
 import logging
 import math
 import os
@@ -484,13 +485,16 @@ def candidate_of(trial: optuna.trial.FrozenTrial) -> Candidate:
 def pareto_trials(
     study: optuna.Study, trials: list[optuna.trial.FrozenTrial] | None = None
 ) -> list[optuna.trial.FrozenTrial]:
-    """Feasible, complete trials not dominated in (top1 ↑, GFLOPs ↓), sorted by GFLOPs; of ``trials`` when given
-    (a snapshot that other tables are made from too, while workers keep adding trials)."""
-    done = [
-        t
-        for t in (study.get_trials(deepcopy=False) if trials is None else trials)
-        if t.state == TrialState.COMPLETE and t.user_attrs.get("feasible") and "top1" in t.user_attrs
-    ]
+    """Feasible, complete trials not dominated in (top1 ↑, GFLOPs ↓), sorted by GFLOPs, the first trial of each
+    candidate only; of ``trials`` when given (a snapshot that other tables are made from too, while workers keep
+    adding trials)."""
+    done, seen = [], set()
+    for t in study.get_trials(deepcopy=False) if trials is None else trials:
+        if t.state == TrialState.COMPLETE and t.user_attrs.get("feasible") and "top1" in t.user_attrs:
+            key = json.dumps(t.user_attrs.get("candidate", t.number), sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                done.append(t)
     front = []
     for t in done:
         a, g = t.user_attrs["top1"], t.user_attrs["gflops"]
@@ -580,6 +584,9 @@ def _objective(ctx: _Context):
             return _infeasible(trial, g, ctx, "over the FLOPs budget")
         trial.set_constraint("gflops", g - ctx.budget)
         trial.set_user_attr("search_s", time.perf_counter() - t0)
+        twin = _twin(trial, cand)
+        if twin is not None:  # the sampler drew a candidate that already ran: its result, not a second evaluation
+            return _reuse(trial, twin, ctx)
         model = source.build(cand.arch, cand.schedule)
         t1 = time.perf_counter()
         total = len(ctx.search) if spec.search_images is None else min(spec.search_images, len(ctx.search))
@@ -643,6 +650,33 @@ def _objective(ctx: _Context):
             raise
 
     return recorded
+
+
+_REUSED = ("top1", "top5", "top1_partial", "images_evaluated", "feasible", "throughput")
+
+
+def _twin(trial: optuna.Trial, cand: Candidate) -> optuna.trial.FrozenTrial | None:
+    """An earlier finished trial of the same candidate (same subnet and schedule), or None. Different parameters
+    often give one candidate (r is an integer solved from a continuous profile; parameters of ops a schedule does
+    not use), and evaluation is deterministic, so its result stands for this trial too."""
+    key = cand.to_dict()
+    for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if t.user_attrs.get("candidate") == key and "duplicate_of" not in t.user_attrs:
+            return t
+    return None
+
+
+def _reuse(trial: optuna.Trial, twin: optuna.trial.FrozenTrial, ctx: _Context) -> tuple[float, ...]:
+    """Record ``twin``'s result as this trial's: stopped early again if it was, else its objective values."""
+    trial.set_user_attr("duplicate_of", twin.number)
+    for k in _REUSED:
+        if k in twin.user_attrs:
+            trial.set_user_attr(k, twin.user_attrs[k])
+    if twin.state == TrialState.PRUNED:
+        raise optuna.TrialPruned(f"the same candidate as trial {twin.number}, which was stopped early")
+    if ctx.min_throughput is not None and "throughput" in twin.user_attrs:
+        trial.set_constraint("throughput", ctx.min_throughput - twin.user_attrs["throughput"]["img_s"])
+    return tuple(twin.values)
 
 
 def _infeasible(trial: optuna.Trial, g: float, ctx: _Context, why: str) -> tuple[float, ...]:

@@ -124,3 +124,23 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.Captur
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "3.3" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_candidate_drawn_twice_is_evaluated_once(tiny_spec: StudySpec, tmp_path: Path) -> None:
+    # one reducer and r fixed at 1 in every block: every trial draws the baseline's candidate again
+    space = {"reducers": ["tome"], "schedule": {"parametrisation": "per-block", "r": {"low": 1, "high": 1}}}
+    spec = StudySpec.from_dict({**tiny_spec.to_dict(), "space": space, "budget": "99%", "trials": 5})
+    res = optimize(spec, tmp_path / "run", progress=False)
+    trials = [t for t in res.study.trials if t.state.is_finished() and "candidate" in t.user_attrs]
+    twins = [t for t in trials if "duplicate_of" in t.user_attrs]
+    assert len(twins) == len(trials) - 1
+    by_number = {t.number: t for t in res.study.trials}
+    for t in twins:
+        first = by_number[t.user_attrs["duplicate_of"]]
+        assert first.number < t.number and "duplicate_of" not in first.user_attrs
+        assert first.user_attrs["candidate"] == t.user_attrs["candidate"] and first.state == t.state
+        assert t.values == first.values and t.user_attrs.get("top1") == first.user_attrs.get("top1")
+    # only the originals were evaluated, and the front lists each candidate once
+    assert res.stats["images_evaluated"] <= (len(trials) - len(twins)) * 400
+    keys = [json.dumps(t.user_attrs["candidate"], sort_keys=True) for t in pareto_trials(res.study)]
+    assert len(keys) == len(set(keys))
