@@ -43,6 +43,8 @@ def test_shipped_spaces_load_and_round_trip(path: Path) -> None:
         ({"schedule": {"r": {"low": 0.5, "high": 2}}}, "integer"),
         ({"schedule": {"parametrisation": "grid"}}, "parametrisation"),
         ({"schedule": {"target": {"low": 0.0, "high": 1.0}}}, "share of the budget"),
+        ({"schedule": {"profile_power": 0}}, "profile_power must be a number in"),
+        ({"schedule": {"profile_power": "3"}}, "profile_power must be a number in"),
         ({"schedule": {"r": "lots"}}, "range"),
         ({"rapid": {"tau": {"low": 0.5, "high": 1.5}}}, "[0, 1]"),
         ({"rapid": {"lambda": {"low": 0, "high": 10, "log": True}}}, "log-scaled"),
@@ -138,7 +140,7 @@ def test_suggest_budget_mode_reaches_its_target() -> None:
         )
         # within the target, or (a profile too flat to reach it) every weighted block at r_max
         assert cost(cand.schedule) <= facts["goal_gflops"] + 1e-9 or all(
-            r == 32 or trial.params[f"w{i}"] <= 1e-6 for i, r in enumerate(cand.schedule.rs)
+            r == 32 or trial.params[f"w{i}"] ** space.profile_power <= 1e-6 for i, r in enumerate(cand.schedule.rs)
         )
         assert cand.schedule.depth == 6
         assert Candidate.from_dict(cand.to_dict()) == cand
