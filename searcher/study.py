@@ -669,6 +669,7 @@ def _twin(trial: optuna.Trial, cand: Candidate) -> optuna.trial.FrozenTrial | No
 def _reuse(trial: optuna.Trial, twin: optuna.trial.FrozenTrial, ctx: _Context) -> tuple[float, ...]:
     """Record ``twin``'s result as this trial's: stopped early again if it was, else its objective values."""
     trial.set_user_attr("duplicate_of", twin.number)
+    trial.set_user_attr("eval_s", 0.0)  # nothing evaluated here; images_evaluated is what the result rests on
     for k in _REUSED:
         if k in twin.user_attrs:
             trial.set_user_attr(k, twin.user_attrs[k])

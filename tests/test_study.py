@@ -140,6 +140,7 @@ def test_a_candidate_drawn_twice_is_evaluated_once(tiny_spec: StudySpec, tmp_pat
         assert first.number < t.number and "duplicate_of" not in first.user_attrs
         assert first.user_attrs["candidate"] == t.user_attrs["candidate"] and first.state == t.state
         assert t.values == first.values and t.user_attrs.get("top1") == first.user_attrs.get("top1")
+        assert t.user_attrs["eval_s"] == 0.0
     # only the originals were evaluated, and the front lists each candidate once
     assert res.stats["images_evaluated"] <= (len(trials) - len(twins)) * 400
     keys = [json.dumps(t.user_attrs["candidate"], sort_keys=True) for t in pareto_trials(res.study)]
