@@ -9,12 +9,14 @@ for the cores and every matmul gets many times slower.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,15 +92,28 @@ def run_cli(args: Sequence[str], cwd: Path, timeout: float = 300, **env: str) ->
     )
 
 
-def start_cli(args: Sequence[str], cwd: Path, log: Path, *, new_session: bool = False, **env: str) -> subprocess.Popen:
-    """``searcher ARGS`` in the background, stdout and stderr into ``log`` (a file: a pipe could fill up).
-    ``new_session``: in a session and process group of its own (``os.killpg(proc.pid, sig)`` then signals what a
-    terminal's Ctrl-C would, and nothing of the test's)."""
-    f = open(log, "w")  # noqa: SIM115 (closed when the process is reaped by the caller's wait)
-    return subprocess.Popen(
-        searcher_cmd(*args), cwd=cwd, env=cli_env(**env), stdout=f, stderr=subprocess.STDOUT, text=True,
-        start_new_session=new_session,
-    )
+@contextlib.contextmanager
+def start_cli(
+    args: Sequence[str], cwd: Path, log: Path, *, new_session: bool = False, **env: str
+) -> Iterator[subprocess.Popen]:
+    """``searcher ARGS`` in the background for the ``with`` block, stdout and stderr into ``log`` (a file: a pipe
+    could fill up). ``new_session``: in a session and process group of its own (``os.killpg(proc.pid, sig)`` then
+    signals what a terminal's Ctrl-C would, and nothing of the test's). On the way out a process still running (a
+    failed assertion) is killed, its whole group with ``new_session``, and reaped."""
+    with open(log, "w") as f:
+        proc = subprocess.Popen(
+            searcher_cmd(*args), cwd=cwd, env=cli_env(**env), stdout=f, stderr=subprocess.STDOUT, text=True,
+            start_new_session=new_session,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                if new_session:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                else:
+                    proc.kill()
+                proc.wait()
 
 
 def trials_of(url: str, name: str = "tiny") -> list[optuna.trial.FrozenTrial]:

@@ -109,8 +109,7 @@ def test_a_second_optimize_on_a_busy_sqlite_study_is_refused(tiny: SimpleNamespa
     spec = tiny.write_spec(tmp_path / "tiny.yaml", trials=500)
     out = tmp_path / "run"
     db = out / "study.db"
-    first = start_cli(["optimize", "--study", str(spec), "--out", str(out)], tmp_path, tmp_path / "first.log")
-    try:
+    with start_cli(["optimize", "--study", str(spec), "--out", str(out)], tmp_path, tmp_path / "first.log") as first:
         wait_for(lambda: "RUNNING" in sqlite_states(db).values(), 900, "a trial to start", first,
                  tmp_path / "first.log")
         for extra in ([], ["--storage", f"sqlite:///{db}"]):
@@ -124,10 +123,6 @@ def test_a_second_optimize_on_a_busy_sqlite_study_is_refused(tiny: SimpleNamespa
         assert first.poll() is None, "the first optimize did not survive the second"
         first.send_signal(signal.SIGINT)
         assert first.wait(timeout=900) == 0
-    finally:
-        if first.poll() is None:
-            first.send_signal(signal.SIGKILL)
-            first.wait()
     log = (tmp_path / "first.log").read_text()
     assert "database is locked" not in log and "Traceback" not in log, log[-3000:]
     trials = trials_of(f"sqlite:///{db}")

@@ -158,16 +158,11 @@ def test_a_killed_journal_worker_s_trial_is_failed_and_retried_on_resume(
     before: dict[int, tuple] = {}
     for attempt in range(3):  # a trial may finish between the poll and the kill: then kill the next one
         log = tmp_path / f"kill{attempt}.log"
-        proc = start_cli(argv, tmp_path, log)
-        try:
+        with start_cli(argv, tmp_path, log) as proc:
             trial = wait_for(lambda: _owned_running(journal, set()), 300, "a trial to run", proc, log)
             before = {t.number: fingerprint(t) for t in trials_of(journal) if t.state in FINISHED}
             proc.send_signal(signal.SIGKILL)
             assert proc.wait(timeout=60) == -signal.SIGKILL
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
         state = next(t for t in trials_of(journal) if t.number == trial.number).state
         if state == RUNNING:
             killed = trial.number
@@ -200,18 +195,13 @@ def test_the_other_worker_fails_and_retries_a_killed_worker_s_trial(tiny: Simple
     out = tmp_path / "run"
     journal = f"journal:{out / 'study.journal'}"
     log = tmp_path / "optimize.log"
-    proc = start_cli(["optimize", "--study", str(spec), "--out", str(out), "--workers", "2"], tmp_path, log)
-    try:
+    with start_cli(["optimize", "--study", str(spec), "--out", str(out), "--workers", "2"], tmp_path, log) as proc:
         victim = wait_for(lambda: _owned_running(journal, set()), 300, "a trial to run", proc, log)
         pid = victim.system_attrs[_OWNER]["pid"]
         assert pid != proc.pid
         before = {t.number: fingerprint(t) for t in trials_of(journal) if t.state in FINISHED}
         os.kill(pid, signal.SIGKILL)
         rc = proc.wait(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     text = log.read_text()
     assert rc == 0, text[-3000:]
     result = trials_of(journal)

@@ -106,8 +106,7 @@ def test_killed_and_interrupted_studies_resume_without_losing_a_trial(
 
     for i, (what, signals) in enumerate(ROUNDS):
         log = tmp_path / f"round{i}.log"
-        proc = start_cli(argv, tmp_path, log)
-        try:
+        with start_cli(argv, tmp_path, log) as proc:
             exclude = set(killed)
             if what.startswith("SIGINT") and any(s == "COMPLETE" for s in sqlite_states(db).values()):
                 # export while the study runs (a trial may be RUNNING or just finishing)
@@ -122,10 +121,6 @@ def test_killed_and_interrupted_studies_resume_without_losing_a_trial(
                     time.sleep(0.02)
                 proc.send_signal(sig)
             rc = proc.wait(timeout=600)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
         text = log.read_text()
         state = sqlite_states(db)[trial]
         report.append((what, trial, rc, state))
@@ -234,8 +229,7 @@ def test_ctrl_c_on_several_workers_stops_them_all_cleanly(
     journal = f"journal:{out / 'study.journal'}"
     argv = ["optimize", "--study", str(spec), "--out", str(out), "--workers", "2"]
     log = tmp_path / "optimize.log"
-    proc = start_cli(argv, tmp_path, log, new_session=True)
-    try:
+    with start_cli(argv, tmp_path, log, new_session=True) as proc:
         def mid_run() -> bool:  # a trial finished, and both workers are in a trial
             trials_now = trials_of(journal)
             owners = {t.system_attrs.get("searcher:owner", {}).get("pid") for t in trials_now if t.state == RUNNING
@@ -254,10 +248,6 @@ def test_ctrl_c_on_several_workers_stops_them_all_cleanly(
                 proc.send_signal(signal.SIGINT)
         rc = proc.wait(timeout=STOP_BOUND_S)
         stopped_s = time.monotonic() - t0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]
     assert "stopping after the current trials" in text, text[-3000:]
