@@ -507,8 +507,8 @@ def pareto_trials(
     return sorted(front, key=lambda t: t.user_attrs["gflops"])
 
 
-def _front_points(study: optuna.Study) -> list[tuple[float, float]]:
-    return [(t.user_attrs["gflops"], t.user_attrs["top1"]) for t in pareto_trials(study)]
+def _front_points(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[tuple[float, float]]:
+    return [(t.user_attrs["gflops"], t.user_attrs["top1"]) for t in pareto_trials(study, trials)]
 
 
 def _best_at_or_below(front: list[tuple[float, float]], gflops: float) -> float:
@@ -584,7 +584,8 @@ def _objective(ctx: _Context):
             return _infeasible(trial, g, ctx, "over the FLOPs budget")
         trial.set_constraint("gflops", g - ctx.budget)
         trial.set_user_attr("search_s", time.perf_counter() - t0)
-        twin = _twin(trial, cand)
+        finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        twin = _twin(finished, cand)
         if twin is not None:  # the sampler drew a candidate that already ran: its result, not a second evaluation
             return _reuse(trial, twin, ctx)
         model = source.build(cand.arch, cand.schedule)
@@ -592,7 +593,7 @@ def _objective(ctx: _Context):
         total = len(ctx.search) if spec.search_images is None else min(spec.search_images, len(ctx.search))
         # baselines (the published recipes) are always evaluated in full: they are what the search is compared with
         early_stop = spec.early_stop and "baseline" not in trial.user_attrs
-        front = _front_points(trial.study)
+        front = _front_points(trial.study, finished)
         best_here = _best_at_or_below(front, g)
         acc = None
         for acc in evaluate_chunks(model, ctx.search, spec.batch_size, chunk=spec.chunk, limit=total):
@@ -655,12 +656,12 @@ def _objective(ctx: _Context):
 _REUSED = ("top1", "top5", "top1_partial", "images_evaluated", "feasible", "throughput")
 
 
-def _twin(trial: optuna.Trial, cand: Candidate) -> optuna.trial.FrozenTrial | None:
-    """An earlier finished trial of the same candidate (same subnet and schedule), or None. Different parameters
-    often give one candidate (r is an integer solved from a continuous profile; parameters of ops a schedule does
-    not use), and evaluation is deterministic, so its result stands for this trial too."""
+def _twin(finished: list[optuna.trial.FrozenTrial], cand: Candidate) -> optuna.trial.FrozenTrial | None:
+    """The first of the ``finished`` trials with the same candidate (same subnet and schedule), or None.
+    Different parameters often give one candidate (r is an integer solved from a continuous profile; parameters of
+    ops a schedule does not use), and evaluation is deterministic, so its result stands for this trial too."""
     key = cand.to_dict()
-    for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+    for t in finished:
         if t.user_attrs.get("candidate") == key and "duplicate_of" not in t.user_attrs:
             return t
     return None
