@@ -2,7 +2,7 @@
 
 The searched subnets of the paper are extracted from randomly initialised supernets (token counts, and so speed
 and FLOPs, do not depend on the weights) and patched with ``tome`` at r ∈ {0, 3, …, 18} in every block
-(proportional attention, tracked positions). Every r is timed once per round, all r interleaved in the same
+(proportional attention, anchored positions). Every r is timed once per round, all r interleaved in the same
 round, and the median over rounds is reported, so the speed-ups over r = 0 are measured under the same machine
 load. Inference mode; AMP fp16 on CUDA.
 
@@ -18,7 +18,8 @@ and of the survey's Table III (AutoFormer-S 4.92 → 1.87 G from r = 0 to r = 18
 ``--positions`` instead measures what tracked positions buy (issue 4's accuracy target): the embedded
 ``fashion-autoformer`` (shipped weights), its largest (or ``--arch smallest``) subnet extracted, ToMe at the
 constant r whose GFLOPs are closest to 67 % of the unreduced subnet, top-1 on a Fashion-MNIST split with
-index-derived and with tracked relative positions.
+index-derived, tracked (merged token at its group's centroid) and anchored (merged token where the token it
+merged into was; the default) relative positions.
 
     python bench/autoformer.py --positions [--split test] [--arch largest]
 """
@@ -38,7 +39,7 @@ from searcher.cost.flops import flops
 from searcher.cost.throughput import device_name
 from searcher.models.autoformer import AutoFormerSubnet, create_autoformer
 from searcher.patch import apply, token_state
-from searcher.schedule import Schedule
+from searcher.schedule import POSITION_MODES, Schedule
 
 MODELS = ("autoformer-t", "autoformer-s")
 RS = (0, 3, 6, 9, 12, 15, 18)
@@ -90,7 +91,7 @@ def bench_model(name: str, rs: tuple[int, ...], batch: int, rounds: int, device:
 
 def positions_study(split_name: str, arch: str, weights: str | None = None, target: float = 0.67) -> dict:
     """Top-1 of the embedded supernet's subnet unreduced and under ToMe (the r nearest ``target`` of its
-    GFLOPs) with index-derived and tracked relative positions. ``weights``: a safetensors file to use instead
+    GFLOPs) with each of the relative-position modes. ``weights``: a safetensors file to use instead
     of the shipped one (e.g. a fresh ``searcher train`` result)."""
     from searcher.data import fashion_mnist
     from searcher.evaluate import evaluate
@@ -114,11 +115,10 @@ def positions_study(split_name: str, arch: str, weights: str | None = None, targ
     out = {"arch": cfg.to_dict(), "split": split_name, "r": r, "gflops_full": full,
            "gflops_reduced": flops(model, Schedule.constant(cfg.depth, r))}
     out["top1_unreduced"] = evaluate(remove(model), split).top1
-    for positions in ("index", "tracked"):
+    for positions in POSITION_MODES:
         apply(model, Schedule.constant(cfg.depth, r, positions=positions))
         out[f"top1_{positions}"] = evaluate(model, split).top1
-    out["loss_index"] = out["top1_unreduced"] - out["top1_index"]
-    out["loss_tracked"] = out["top1_unreduced"] - out["top1_tracked"]
+        out[f"loss_{positions}"] = out["top1_unreduced"] - out[f"top1_{positions}"]
     return out
 
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
                          "on a machine shared with other jobs)")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
     ap.add_argument("--positions", action="store_true",
-                    help="accuracy of fashion-autoformer under ToMe with index vs tracked positions")
+                    help="accuracy of fashion-autoformer under ToMe with each relative-position mode")
     ap.add_argument("--split", default="test", choices=("search", "test"), help="split for --positions")
     ap.add_argument("--arch", default="largest", choices=("largest", "smallest"), help="subnet for --positions")
     ap.add_argument("--weights", default=None, help="safetensors for --positions instead of the shipped ones")
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{100 * res['gflops_reduced'] / res['gflops_full']:.0f} %), top-1 on {args.split}")
         print("| positions | top-1 | loss |\n|---|---:|---:|")
         print(f"| unreduced | {res['top1_unreduced']:.2f} | — |")
-        for p in ("index", "tracked"):
+        for p in POSITION_MODES:
             print(f"| {p} | {res[f'top1_{p}']:.2f} | {res[f'loss_{p}']:.2f} |")
         return
     rs = (0, 9, 18) if args.quick else RS

@@ -3,7 +3,8 @@
 Rows: ``fashion-vit``; the ``fashion-autoformer`` supernet's largest and smallest subnets and 20 random subnets
 (inherited weights, no retraining), each with its analytic GFLOPs per image; and the position experiment of the
 AutoFormer issue: ToMe on the largest subnet at the constant r whose FLOPs are closest to 67 % of the unreduced
-subnet, with relative positions derived from indices (the official behaviour) and tracked through the merges.
+subnet, with relative positions derived from indices (the official behaviour), tracked through the merges at
+each group's centroid, and anchored (a merged token stays where the token it merged into was; the default).
 
     python bench/default_models.py [--random 20] [--limit N] [--json]
 """
@@ -22,7 +23,7 @@ from searcher.models import create_model, embedded_metadata
 from searcher.models.autoformer import extract_subnet
 from searcher.models.autoformer_space import get_space
 from searcher.patch import apply
-from searcher.schedule import Schedule
+from searcher.schedule import POSITION_MODES, Schedule
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,13 +55,13 @@ def main(argv: list[str] | None = None) -> None:
         desc = f"{name}: E{cfg.embed_dim} D{cfg.depth} H{list(cfg.num_heads)} M{[int(m) for m in cfg.mlp_ratio]}"
         row("fashion-autoformer", desc[:44], sub, count(describe(sub)).total)
 
-    # Relative positions under ToMe: index-derived (official) vs tracked, at ~67 % of the full FLOPs.
+    # Relative positions under ToMe: index-derived (official), tracked and anchored, at ~67 % of the full FLOPs.
     largest = extract_subnet(supernet, space.largest())
     shape = describe(largest)
     full = count(shape).total
     depth = space.largest().depth
     r = min(range(0, 33), key=lambda r: abs(count(shape, Schedule.constant(depth, r)).total - 0.67 * full))
-    for positions in ("index", "tracked"):
+    for positions in POSITION_MODES:
         sched = Schedule.constant(depth, r, positions=positions)
         model = apply(extract_subnet(supernet, space.largest()), sched)
         row(
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         "r": r,
         "loss_index": loss["index"],
         "loss_tracked": loss["tracked"],
+        "loss_anchored": loss["anchored"],
         "tracked_over_index": loss["tracked"] / loss["index"] if loss["index"] > 0 else None,
     }
     if args.json:
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(
             f"\nToMe r={r} on the largest subnet: loss {loss['index']:.2f} points with index positions, "
-            f"{loss['tracked']:.2f} with tracked positions"
+            f"{loss['tracked']:.2f} with tracked (centroid) positions, {loss['anchored']:.2f} with anchored positions"
         )
 
 

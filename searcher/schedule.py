@@ -5,7 +5,7 @@ A :class:`Schedule` is data. Builders turn a compact parameterisation (constant 
 per block; :meth:`Schedule.to_dict` / :meth:`Schedule.from_dict` give the versioned JSON of DESIGN.md
 "Contracts"::
 
-    {"version": 1, "prop_attn": true, "positions": "tracked",
+    {"version": 1, "prop_attn": true, "positions": "anchored",
      "layers": [{"op": "rapid-prune", "r": 8, "tau": 0.7}, {"op": "tome", "r": 8}, {"op": "none"}]}
 
 :func:`tokens_per_block` is the exact token-count rule the reducers follow (including ToMe's 50 % cap), so
@@ -38,7 +38,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SCHEDULE_VERSION = 1
-POSITION_MODES = ("tracked", "index")
+POSITION_MODES = ("tracked", "anchored", "index")
+TRACKED_POSITION_MODES = ("tracked", "anchored")  # modes that carry (row, col) through every reduction
 Param = bool | int | float | str
 
 
@@ -226,13 +227,16 @@ class Schedule:
 
     ``prop_attn`` adds ``log(size)`` to the attention logits of merged tokens (ToMe eq. 1). ``positions`` says
     how models with relative positions (AutoFormer) locate tokens after a reduction: ``"tracked"`` carries
-    each token's (row, col) through every reduction (size-weighted centroid on merge); ``"index"`` is the
-    naive, index-derived behaviour of the original code, kept so the difference can be measured.
+    each token's (row, col) through every reduction (size-weighted centroid on merge); ``"anchored"`` carries
+    them too, but a merged token keeps the position of the token it merged into, so every position stays on
+    the patch grid (ToMe's bipartite matching merges distant background tokens, whose centroid lands
+    inside the object); ``"index"`` is the naive, index-derived behaviour of the original code, kept so the
+    difference can be measured.
     """
 
     layers: tuple[Layer, ...]  # one entry per block, block 0 first
     prop_attn: bool = True  # proportional attention (additive log-size mask)
-    positions: str = "tracked"  # "tracked" | "index"
+    positions: str = "anchored"  # POSITION_MODES
     version: int = SCHEDULE_VERSION
 
     def __post_init__(self) -> None:
@@ -303,7 +307,7 @@ class Schedule:
                 f"unsupported schedule version {version!r}; this searcher reads version {SCHEDULE_VERSION}"
             )
         prop_attn = _check_value("schedule", "prop_attn", d.get("prop_attn", True), bool, None)
-        positions = _check_value("schedule", "positions", d.get("positions", "tracked"), str, POSITION_MODES)
+        positions = _check_value("schedule", "positions", d.get("positions", "anchored"), str, POSITION_MODES)
         layers = d["layers"]
         if not isinstance(layers, Sequence) or isinstance(layers, str | bytes) or not layers:
             raise ConfigError("schedule 'layers' must be a non-empty list with one object per block")
@@ -331,7 +335,7 @@ class Schedule:
         op: str = "tome",
         *,
         prop_attn: bool = True,
-        positions: str = "tracked",
+        positions: str = "anchored",
         **params: Any,
     ) -> Schedule:
         """The same ``op`` removing ``r`` tokens in every block."""
@@ -347,7 +351,7 @@ class Schedule:
         depth: int | None = None,
         *,
         prop_attn: bool = True,
-        positions: str = "tracked",
+        positions: str = "anchored",
         **params: Any,
     ) -> Schedule:
         """Per-block ``r``; a list shorter than ``depth`` is padded with 0 (ToMe's ``parse_r``)."""
@@ -380,7 +384,7 @@ class Schedule:
         r: int | Sequence[int] = 0,
         *,
         prop_attn: bool | None = None,
-        positions: str = "tracked",
+        positions: str = "anchored",
         n_tokens: int | None = None,
         num_prefix: int = 1,
         **params: Any,

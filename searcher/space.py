@@ -41,7 +41,7 @@ import optuna
 import yaml
 
 from .errors import ConfigError
-from .schedule import RECIPES, Schedule
+from .schedule import POSITION_MODES, RECIPES, Schedule
 
 __all__ = ["Range", "ArchSpace", "SearchSpace", "Candidate", "solve_scale"]
 
@@ -330,7 +330,7 @@ class SearchSpace:
     params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # reducer → name → Range | choices
     architecture: ArchSpace | None = None
     prop_attn: tuple[bool, ...] = (True,)  # proportional attention; two choices make it a searched parameter
-    positions: str = "tracked"
+    positions: str = "anchored"  # relative-position models: where merged tokens sit (Schedule)
     name: str = ""
 
     # -- parsing -------------------------------------------------------------------------------------------
@@ -370,9 +370,9 @@ class SearchSpace:
             if given and red not in reducers:
                 raise ConfigError(f"'{red}' parameters are given but '{red}' is not in reducers {list(reducers)}")
             params[red] = {k: cls._parse_param(red, k, v) for k, v in given.items()}
-        positions = d.get("positions", "tracked")
-        if positions not in ("tracked", "index"):
-            raise ConfigError(f"positions must be 'tracked' or 'index', got {positions!r}")
+        positions = d.get("positions", "anchored")
+        if positions not in POSITION_MODES:
+            raise ConfigError(f"positions must be one of {list(POSITION_MODES)}, got {positions!r}")
         prop_attn = d.get("prop_attn", True)
         if not isinstance(prop_attn, bool | list):
             raise ConfigError(f"prop_attn must be true or false, or [true, false] to search it; got {prop_attn!r}")

@@ -42,7 +42,7 @@ def _tiny_weights(path: Path, seed: int, **changes: Any) -> Path:
 
 @pytest.fixture(scope="module")
 def configs(root: Path) -> dict[str, dict[str, Any]]:
-    """Configs of the embedded ViT (RAPID), an embedded AutoFormer subnet (ToMe, tracked positions) and a timm
+    """Configs of the embedded ViT (RAPID), an embedded AutoFormer subnet (ToMe, anchored positions) and a timm
     ViT from a local checkpoint (ToFu), as :func:`searcher.deploy.config_for` writes them."""
     ckpt = _tiny_weights(root / "tiny.pth", 0)
     return {
@@ -73,11 +73,11 @@ def test_load_config_rebuilds_the_recorded_model(name: str, configs: dict, tmp_p
     assert cfg["metrics"]["gflops"] < cfg["metrics"]["full_gflops"]
 
 
-def test_the_autoformer_config_is_its_subnet_with_tracked_positions(configs: dict, tmp_path: Path) -> None:
+def test_the_autoformer_config_is_its_subnet_with_anchored_positions(configs: dict, tmp_path: Path) -> None:
     model = load_config(_write(tmp_path / "c.json", configs["fashion-autoformer"]))
     assert type(model).__name__ == "AutoFormerSubnet" and len(model.blocks) == 5  # type: ignore[arg-type]
     assert [blk.attn.num_heads for blk in model.blocks] == SUBNET["num_heads"]  # type: ignore[union-attr]
-    assert searcher.patch.token_state(model).schedule.positions == "tracked"
+    assert searcher.patch.token_state(model).schedule.positions == "anchored"
 
 
 # ---------------------------------------------------------------------------------------------- bad configs

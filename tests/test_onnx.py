@@ -1,7 +1,7 @@
 """ONNX export (``searcher onnx``, :func:`searcher.deploy.to_onnx`) of every reducer on both embedded models.
 
 For each reducer (tome, tofu, pitome, rapid, topk, diffrate) on the embedded ViT and on an embedded AutoFormer
-subnet with tracked positions, one dynamic-batch export (shared by the module's tests) must agree with
+subnet with anchored positions, one dynamic-batch export (shared by the module's tests) must agree with
 PyTorch within 1e-4 on every logit of 512 real test images, with the same top-1, and run at batch 1 and 7.
 """
 
@@ -71,7 +71,7 @@ def exported(sources: dict[str, Any]) -> Any:
             arch = SUBNET if name == "fashion-autoformer" else None
             depth = source.depth_of(arch)
             schedule = build_schedule(source, reducer, depth, [R] * depth)
-            assert name == "fashion-vit" or schedule.positions == "tracked"
+            assert name == "fashion-vit" or schedule.positions == "anchored"
             model = build_model(source, arch, schedule)
             _EXPORTS[name, reducer] = model, onnx_bytes(model, source.input_shape, "dynamic", opset=17)
         return _EXPORTS[name, reducer]

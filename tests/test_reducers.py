@@ -125,12 +125,15 @@ def test_half_precision_inputs(op: str, dtype: torch.dtype) -> None:
         assert torch.allclose(sizes.sum(1), inp.sizes.sum(1))
 
 
+@pytest.mark.parametrize("positions", ["tracked", "anchored"])
 @pytest.mark.parametrize("op", sorted(REDUCERS))
-def test_positions_and_source_follow_tokens(op: str) -> None:
-    """Positions stay inside the grid and are size-weighted centroids; the source map partitions the input."""
+def test_positions_and_source_follow_tokens(op: str, positions: str) -> None:
+    """Positions stay inside the grid and are size-weighted centroids ("tracked") or the position of one of
+    the token's sources ("anchored"); the source map partitions the input."""
     inp = make_input(sizes=False)
     n = inp.x.shape[1]
-    state = TokenState(Schedule(layers=(make_layer(op, 6, n),)), 1, trace_source=True, track_positions=True)
+    schedule = Schedule(layers=(make_layer(op, 6, n),), positions=positions)
+    state = TokenState(schedule, 1, trace_source=True, track_positions=True)
     state.begin(inp.x)
     x = state.reduce(inp.x, inp.metric, cls_attn=inp.cls_attn)
     assert state.history == [x.shape[1]]
@@ -143,8 +146,11 @@ def test_positions_and_source_follow_tokens(op: str) -> None:
         return  # the fused token's position is attention-weighted
     sizes = state.sizes if state.sizes is not None else torch.ones(3, x.shape[1], 1)
     assert torch.allclose(src.sum(-1, keepdim=True), sizes)  # each output covers `size` inputs
-    centroid = (src @ grid) / src.sum(-1, keepdim=True)
-    torch.testing.assert_close(pos, centroid)
+    if positions == "tracked":
+        torch.testing.assert_close(pos, (src @ grid) / src.sum(-1, keepdim=True))
+    else:  # on the grid, where one of the token's own sources was
+        at = (grid[None, None] == pos[:, :, None]).all(-1)  # (B, M, n): which input sits at the position
+        assert (at & (src > 0)).any(-1).all()
     if op in MERGE_OPS:
         assert torch.equal(src.sum(1), torch.ones(3, n))  # every input token covered exactly once
 

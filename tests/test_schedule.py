@@ -80,7 +80,7 @@ def test_defaults_filled_in() -> None:
     s = Schedule.from_dict(
         {"version": 1, "layers": [{"op": "rapid-merge", "r": 2}, {"op": "pitome", "r": 1}]}
     )
-    assert s.prop_attn is True and s.positions == "tracked"
+    assert s.prop_attn is True and s.positions == "anchored"
     assert s.layers[0].kw == {"rho": 0.2, "lambda": 50.0, "merge": "mlerp"}
     assert s.layers[1].kw == {"margin": 0.75 - 0.75 * 1 / 2}  # PiToMe's per-layer margin
     one = Schedule.from_dict({"version": 1, "layers": [{"op": "rapid-prune", "r": 1, "tau": 1}]})

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..patch import Adapter, register_adapter
 from ..reduce.state import TokenState
-from ..schedule import Schedule
+from ..schedule import POSITION_MODES, TRACKED_POSITION_MODES, Schedule
 from .autoformer_checkpoint import (
     check_state_dict,
     identify_preset,
@@ -59,7 +59,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-POSITION_MODES = ("tracked", "index")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -105,7 +104,8 @@ class TokenPositions:
     index they imply; :class:`ReducedTokens` adds a token reducer. Created afresh by each forward.
 
     ``mode="tracked"`` (default): positions follow the tokens through pruning, sorting and merging
-    (size-weighted centroids), and relative distances are computed from them. ``mode="index"``: the official
+    (size-weighted centroids), and relative distances are computed from them; ``"anchored"``: the same, but a
+    merged token keeps the position of the token it merged into. ``mode="index"``: the official
     behaviour, which re-derives positions from sequence indices of whatever length the sequence has (wrong
     after a reduction; kept to measure the difference). Until a reduction changes the tokens both modes use
     the cached grid index.
@@ -169,7 +169,7 @@ class ReducedTokens(TokenPositions):
         # The CLS row of the attention map the block materialised anyway (relative terms and log sizes in).
         y = self.state.reduce(x, keys, cls_attn=lambda: attn[:, :, 0].float().mean(dim=1))
         if y is not x:  # reduced, reordered or both
-            tracked = self.state.positions if self.mode == "tracked" else None
+            tracked = self.state.positions if self.mode in TRACKED_POSITION_MODES else None
             self.update(y.shape[1] - 1, None if tracked is None else tracked[:, 1:])
         return y
 
@@ -763,7 +763,8 @@ class AutoFormerAdapter(Adapter):
         schedule.check_depth(len(model._active_blocks()))
         grid = model.grid_size
         model._searcher_state = TokenState(schedule, 1, has_cls=True, trace_source=trace_source,
-                                           track_positions=schedule.positions == "tracked", grid=(grid, grid))
+                                           track_positions=schedule.positions in TRACKED_POSITION_MODES,
+                                           grid=(grid, grid))
         return model
 
     def remove(self, model: nn.Module) -> nn.Module:

@@ -107,9 +107,13 @@ def apply_plan(
     sizes: Tensor | None,
     positions: Tensor | None = None,
     source: Tensor | None = None,
+    anchor: bool = False,
 ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
     """Apply ``plan`` to x (B,N,C), sizes (B,N,1) float32 or None (all ones), positions (B,N,2), source
     (B,N,N0).
+
+    A merged group's position is its size-weighted centroid, or with ``anchor`` the position of the kept
+    token it merged into (EViT's fused token, a new slot, always takes the attention-weighted centroid).
 
     Returns the reduced tensors; ``sizes`` stays ``None`` while every output token still has size 1 (pure
     prunes and EViT's fused token), so proportional attention stays off and fused attention stays fast.
@@ -167,7 +171,9 @@ def apply_plan(
             out = torch.where(touched > 0, mlerp(out, max_norm), out)
 
     new_pos = None
-    if positions is not None:  # size-weighted centroid of every group
+    if positions is not None and anchor:  # every group sits where its kept token was
+        new_pos = gather_tokens(positions, keep)
+    elif positions is not None:  # size-weighted centroid of every group
         ps = positions * s
         new_pos = _scatter_add(gather_tokens(ps, keep), dst, gather_tokens(ps, src))
         new_pos = new_pos / _scatter_add(gather_tokens(s, keep), dst, s_src)

@@ -30,6 +30,7 @@ share it between the model and its blocks. In every forward pass:
 Positions: ``state.token_positions()`` (B, N, 2) float (row, col) per token, for models with relative
 positions. With the schedule's ``positions="tracked"`` these are carried through every reduction (gathered on
 prune, size-weighted centroid on merge; on by default, ``track_positions=False`` turns it off); with
+``"anchored"`` likewise, except that a merged token keeps the position of the token it merged into; with
 ``"index"`` they are derived from the current index as the original AutoFormer code does
 (``w = int(sqrt(N - prefix))``, ``row = i // w``, ``col = i % w``). Rows of prefix tokens are (0, 0) and
 meaningless.
@@ -46,7 +47,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..schedule import Layer, Schedule
+from ..schedule import TRACKED_POSITION_MODES, Layer, Schedule
 from .base import ReduceInput
 from .matching import cls_attention
 from .merge import apply_plan
@@ -98,7 +99,8 @@ class TokenState:
         self.has_cls = has_cls and num_prefix > 0  # token 0 is a class token (CLS-attention ops need it)
         self.trace_source = trace_source  # keep the (B, N, N0) source map
         # carry (row, col) through reductions; by default when the schedule asks for tracked positions
-        self.track_positions = schedule.positions == "tracked" if track_positions is None else track_positions
+        self.track_positions = (schedule.positions in TRACKED_POSITION_MODES if track_positions is None
+                                else track_positions)
         self.grid = grid  # (H, W) patch grid; square when None
         self.sizes: Tensor | None = None  # (B, N, 1) float32, None while all ones
         self.positions: Tensor | None = None  # (B, N, 2) float32 (row, col), when track_positions
@@ -164,7 +166,7 @@ class TokenState:
     def token_positions(self) -> Tensor:
         """(B, N, 2) float (row, col) of the current tokens: tracked or index-derived (see module
         docstring)."""
-        if self.schedule.positions == "tracked":
+        if self.schedule.positions in TRACKED_POSITION_MODES:
             if self.positions is None:
                 raise RuntimeError("positions are not tracked; create the TokenState with track_positions=True")
             return self.positions
@@ -213,7 +215,9 @@ class TokenState:
             )
             plan = reducer(inp, layer.r, **layer.kw)
         if plan is not None:
-            x, self.sizes, self.positions, self.source = apply_plan(plan, x, self.sizes, self.positions, self.source)
+            x, self.sizes, self.positions, self.source = apply_plan(
+                plan, x, self.sizes, self.positions, self.source, anchor=self.schedule.positions == "anchored"
+            )
             self.n_tokens = x.shape[1]
         self.history.append(self.n_tokens)
         return x
