@@ -179,6 +179,14 @@ class StudySpec:
             )
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"unknown sampler {self.sampler!r}; use one of {list(SAMPLERS)}")
+        if self.sampler == "gp":
+            try:
+                import scipy  # noqa: F401  (Optuna's GPSampler optimises its acquisition function with it)
+            except ImportError:
+                raise ConfigError(
+                    "the gp sampler needs scipy, which is not installed: pip install 'searcher[gp]', "
+                    "or use another --sampler"
+                ) from None
 
     def load_space(self) -> SearchSpace:
         if isinstance(self.space, dict):

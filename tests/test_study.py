@@ -4,6 +4,7 @@ resume, export, and the errors a user can cause."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import optuna
@@ -124,6 +125,22 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.Captur
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "3.3" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "random", "gp"])
+def test_every_sampler_runs_a_study(tiny_spec: StudySpec, tmp_path: Path, sampler: str) -> None:
+    spec = tiny_spec.override(sampler=sampler, trials=6)
+    res = optimize(spec, tmp_path / "run", progress=False)
+    assert type(res.study.sampler).__name__.lower().startswith(sampler[:3])
+    finished = [t for t in res.study.trials if t.state.is_finished()]
+    assert len(finished) >= 6 and any(t.user_attrs.get("feasible") and not t.user_attrs.get("baseline")
+                                      for t in finished)
+
+
+def test_gp_without_scipy_is_a_clear_error(tiny_spec: StudySpec, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "scipy", None)  # import scipy raises ImportError
+    with pytest.raises(ConfigError, match=r"gp sampler needs scipy.*searcher\[gp\]"):
+        tiny_spec.override(sampler="gp")
 
 
 def test_a_candidate_drawn_twice_is_evaluated_once(tiny_spec: StudySpec, tmp_path: Path) -> None:
