@@ -26,7 +26,7 @@ from searcher.models.autoformer import (
     relative_index,
 )
 from searcher.patch import apply, is_patched, remove, token_state
-from searcher.schedule import Schedule, tokens_per_block
+from searcher.schedule import POSITION_MODES, Schedule, tokens_per_block
 
 SHARED = Path(os.environ.get("SEARCHER_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 FIXTURES = SHARED / "fixtures"
@@ -250,7 +250,7 @@ def test_r0_patched_is_bit_identical_and_remove_restores() -> None:
         before = model(x)
         for m in (model, sub):
             for kind in ("tome", "tofu", "pitome", "rapid", "topk"):
-                for positions in ("tracked", "index"):
+                for positions in POSITION_MODES:
                     apply(m, Schedule.recipe(kind, depth=SMALL.depth, r=0, positions=positions))
                     assert is_patched(m)
                     assert torch.equal(m(x), before), (type(m).__name__, kind, positions)
@@ -267,7 +267,7 @@ def test_every_reducer_on_supernet_and_extracted_subnet(kind: str) -> None:
     model = small_supernet()
     sub = extract_subnet(model)
     x = fashion_images()
-    for positions in ("tracked", "index"):
+    for positions in POSITION_MODES:
         schedule = recipe(kind, positions)
         with torch.no_grad():
             logits = apply(model, schedule)(x)
@@ -305,7 +305,7 @@ class _Shuffling(ReducedTokens):
 @pytest.mark.parametrize("r", [0, 8])
 def test_tracked_positions_make_blocks_order_invariant(r: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Shuffling the patch tokens together with their sizes and positions inside a block changes nothing with
-    tracked positions and size-weighted gp (here after ToMe merged 8 tokens in block 0); with index-derived
+    tracked or anchored positions and size-weighted gp (here after ToMe merged 8 tokens in block 0); with index-derived
     positions it does."""
     model = small_supernet()
     with torch.no_grad():  # tables as large as trained ones, so that positions matter
@@ -313,7 +313,7 @@ def test_tracked_positions_make_blocks_order_invariant(r: int, monkeypatch: pyte
             if "embeddings_table" in name:
                 p.normal_(0.0, 1.0)
     x = fashion_images()
-    for positions in ("tracked", "index"):
+    for positions in POSITION_MODES:
         apply(model, Schedule.from_list([r, 0, 0], "tome", depth=3, positions=positions))
         with torch.no_grad():
             plain = model(x)
@@ -321,7 +321,7 @@ def test_tracked_positions_make_blocks_order_invariant(r: int, monkeypatch: pyte
                                 lambda t: _Shuffling(model._searcher_state, t, model.max_relative_position))
             shuffled = model(x)
             monkeypatch.undo()
-        if positions == "tracked":
+        if positions != "index":
             torch.testing.assert_close(shuffled, plain, atol=1e-5, rtol=0)
         else:
             assert (shuffled - plain).abs().max() > 2e-3  # logits are ~0.05 with random weights
