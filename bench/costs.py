@@ -41,7 +41,7 @@ from searcher.models.autoformer import AutoFormerSupernet, SubnetConfig, create_
 from searcher.models.autoformer_space import SUBNETS
 from searcher.patch import apply
 from searcher.reduce.registry import NEEDS_CLS_ATTENTION
-from searcher.schedule import OPS, Layer, Schedule
+from searcher.schedule import OPS, POSITION_MODES, Layer, Schedule
 
 
 # ------------------------------------------------------------------------------------------------ candidates
@@ -58,7 +58,7 @@ def random_schedule(rng: random.Random, depth: int, n_tokens: int, num_prefix: i
                                      merge_kept=rng.randint(lo, n_tokens + 1)))
         else:
             layers.append(Layer.make(op, rng.randint(0, r_max) if OPS[op].uses_r else 0, layer=i, depth=depth))
-    return Schedule(tuple(layers), prop_attn=rng.random() < 0.5, positions=rng.choice(["tracked", "index"]))
+    return Schedule(tuple(layers), prop_attn=rng.random() < 0.5, positions=rng.choice(POSITION_MODES))
 
 
 def tiny_timm(rng: random.Random) -> nn.Module:

@@ -25,7 +25,7 @@ from searcher.models.autoformer import AutoFormerSupernet, SubnetConfig, extract
 from searcher.models.autoformer_space import SUBNETS, get_space
 from searcher.patch import apply
 from searcher.reduce.registry import NEEDS_CLS_ATTENTION
-from searcher.schedule import OPS, Layer, Schedule
+from searcher.schedule import OPS, POSITION_MODES, Layer, Schedule
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -81,7 +81,7 @@ def layers(draw: st.DrawFn, depth: int, n_tokens: int, num_prefix: int, has_cls:
                                   merge=draw(st.sampled_from(["mlerp", "wavg"]))))
         else:
             out.append(Layer.make(op, draw(st.integers(0, 12)) if OPS[op].uses_r else 0, layer=i, depth=depth))
-    return Schedule(tuple(out), prop_attn=draw(st.booleans()), positions=draw(st.sampled_from(["tracked", "index"])))
+    return Schedule(tuple(out), prop_attn=draw(st.booleans()), positions=draw(st.sampled_from(POSITION_MODES)))
 
 
 @st.composite

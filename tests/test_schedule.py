@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from searcher.errors import ConfigError
-from searcher.schedule import OPS, RECIPES, Layer, Schedule, tokens_per_block, tokens_per_stage
+from searcher.schedule import OPS, POSITION_MODES, RECIPES, Layer, Schedule, tokens_per_block, tokens_per_stage
 
 # DiffRate's DeiT-S 2.9 GFLOPs entry (its compression_rate.json).
 DIFFRATE_PRUNE = [197, 196, 190, 168, 150, 139, 129, 117, 99, 78, 58, 3]
@@ -46,7 +46,7 @@ schedules = st.builds(
     lambda ls, prop, pos: {"version": 1, "prop_attn": prop, "positions": pos, "layers": ls},
     st.lists(layers(), min_size=1, max_size=16),
     st.booleans(),
-    st.sampled_from(["tracked", "index"]),
+    st.sampled_from(POSITION_MODES),
 )
 
 
