@@ -472,10 +472,10 @@ class SearchSpace:
         """Draw a candidate. ``build(reducer, depth, rs, **params)`` makes the schedule; returns the candidate
         (over the budget when no schedule of the drawn profile meets it) and derived facts to record.
 
-        In budget mode the architecture and the target come first: a subnet that already fits its target is taken
+        In budget mode the architecture and the target come first: a subnet that already fits the budget is taken
         unreduced (reducer ``none``, no reducer parameters drawn), so a joint search spends no dimensions on
-        reducers where they cannot matter and contains architecture-only search; tokens are reduced only to close
-        the gap between a larger subnet and its target."""
+        reducers where they are not needed and contains architecture-only search with the same subnets; tokens
+        are removed only to bring a subnet over the budget down to its target."""
         arch = self.architecture.suggest(trial) if self.architecture is not None else None
         depth = depth_of(arch)
         max_depth = max(self.architecture.depth) if self.architecture is not None else depth
@@ -483,7 +483,7 @@ class SearchSpace:
         budget_mode = self.parametrisation == "budget" and self.reducers != ("none",)
         if budget_mode:
             goal = self.target.suggest(trial, "target") * budget
-            if arch is not None and flops(arch, unreduced) <= goal:  # the subnet fits: nothing to reduce
+            if arch is not None and flops(arch, unreduced) <= budget:  # the subnet fits: nothing to reduce
                 return Candidate("none", unreduced, arch), {"goal_gflops": goal}
         red = trial.suggest_categorical("reducer", list(self.reducers))
         if red == "none":  # no token reduction: only the architecture meets the budget (as in AutoFormer)

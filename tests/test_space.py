@@ -147,6 +147,36 @@ def test_suggest_budget_mode_reaches_its_target() -> None:
         study.tell(trial, 0.0)
 
 
+def test_joint_space_reduces_only_subnets_over_the_budget() -> None:
+    """A subnet that fits the budget runs unreduced whatever its target (joint search contains architecture-only
+    search with the same subnets); a larger one is reduced to its target."""
+    space = SearchSpace.from_dict({
+        "reducers": ["tome", "pitome"],
+        "schedule": {"target": {"low": 0.6, "high": 1.0}},
+        "architecture": {"embed_dim": [96, 160], "depth": [5, 7], "num_heads": [2, 4], "mlp_ratio": [2.0, 4.0]},
+    })
+    cost = toy_cost()
+
+    def flops(arch: dict, s: Schedule) -> float:  # wider subnets cost more per token
+        return cost(s) * arch["embed_dim"] / 96
+
+    budget = flops({"embed_dim": 128}, Schedule.none(6))  # between the unreduced subnets: both cases occur
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        cand, facts = space.suggest(trial, lambda arch: arch["depth"], flops, budget,
+                                    lambda red, depth, rs, **p: Schedule.recipe(red, depth, rs, **p))
+        fits = flops(cand.arch, Schedule.none(cand.arch["depth"])) <= budget
+        seen.add(fits)
+        if fits:
+            assert cand.reducer == "none" and cand.schedule.is_identity and "reducer" not in trial.params
+        else:
+            assert cand.reducer in ("tome", "pitome") and flops(cand.arch, cand.schedule) <= facts["goal_gflops"]
+        study.tell(trial, 0.0)
+    assert seen == {True, False}
+
+
 def test_arch_space_suggests_valid_subnets_and_baseline_params_reproduce_them() -> None:
     arch = ArchSpace.from_dict({"embed_dim": [96, 128], "depth": [5, 7], "num_heads": [2, 4], "mlp_ratio": [2, 4]})
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
