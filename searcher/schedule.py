@@ -255,6 +255,11 @@ class Schedule:
         return len(self.layers)
 
     @property
+    def tracks_positions(self) -> bool:
+        """True when tokens carry their (row, col) through every reduction (``tracked`` or ``anchored``)."""
+        return self.positions in TRACKED_POSITION_MODES
+
+    @property
     def rs(self) -> list[int]:
         """``r`` of every block (0 for ops without r)."""
         return [layer.r for layer in self.layers]

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..patch import Adapter, register_adapter
 from ..reduce.state import TokenState
-from ..schedule import POSITION_MODES, TRACKED_POSITION_MODES, Schedule
+from ..schedule import POSITION_MODES, Schedule
 from .autoformer_checkpoint import (
     check_state_dict,
     identify_preset,
@@ -168,7 +168,7 @@ class ReducedTokens(TokenPositions):
         # The CLS row of the attention map the block materialised anyway (relative terms and log sizes in).
         y = self.state.reduce(x, keys, cls_attn=lambda: attn[:, :, 0].float().mean(dim=1))
         if y is not x:  # reduced, reordered or both
-            tracked = self.state.positions if self.mode in TRACKED_POSITION_MODES else None
+            tracked = self.state.positions if self.state.schedule.tracks_positions else None
             self.update(y.shape[1] - 1, None if tracked is None else tracked[:, 1:])
         return y
 
@@ -762,7 +762,6 @@ class AutoFormerAdapter(Adapter):
         schedule.check_depth(len(model._active_blocks()))
         grid = model.grid_size
         model._searcher_state = TokenState(schedule, 1, has_cls=True, trace_source=trace_source,
-                                           track_positions=schedule.positions in TRACKED_POSITION_MODES,
                                            grid=(grid, grid))
         return model
 

@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..schedule import TRACKED_POSITION_MODES, Layer, Schedule
+from ..schedule import Layer, Schedule
 from .base import ReduceInput
 from .matching import cls_attention
 from .merge import apply_plan
@@ -99,8 +99,7 @@ class TokenState:
         self.has_cls = has_cls and num_prefix > 0  # token 0 is a class token (CLS-attention ops need it)
         self.trace_source = trace_source  # keep the (B, N, N0) source map
         # carry (row, col) through reductions; by default when the schedule asks for tracked positions
-        self.track_positions = (schedule.positions in TRACKED_POSITION_MODES if track_positions is None
-                                else track_positions)
+        self.track_positions = schedule.tracks_positions if track_positions is None else track_positions
         self.grid = grid  # (H, W) patch grid; square when None
         self.sizes: Tensor | None = None  # (B, N, 1) float32, None while all ones
         self.positions: Tensor | None = None  # (B, N, 2) float32 (row, col), when track_positions
@@ -166,7 +165,7 @@ class TokenState:
     def token_positions(self) -> Tensor:
         """(B, N, 2) float (row, col) of the current tokens: tracked or index-derived (see module
         docstring)."""
-        if self.schedule.positions in TRACKED_POSITION_MODES:
+        if self.schedule.tracks_positions:
             if self.positions is None:
                 raise RuntimeError("positions are not tracked; create the TokenState with track_positions=True")
             return self.positions
