@@ -6,6 +6,12 @@ every step trains one uniformly sampled subnet (AutoFormer's one-shot recipe), o
 subnet ("sandwich", gradients accumulated), or, at no extra cost, a share of steps on the largest or smallest
 subnet instead of a uniform draw (``extremes``).
 
+Token reduction in the loop (``reduce``): a share of the steps runs with a random reduction schedule patched in
+(one of ``reducers``, per-block r drawn around a random mean of at most ``reduce_r``), as ToMe trains with merging
+on; the model learns to work on merged and pruned tokens, so a search loses less accuracy per FLOP removed.
+``init`` starts from existing weights (an embedded model's shipped weights, or a .safetensors file): how the
+shipped supernet is fine-tuned with reduction in the loop.
+
 Runs are deterministic on CPU: the data order of epoch ``e`` and the augmentation and subnet of step ``s`` come
 from generators seeded with ``(seed, e)`` and ``(seed, s)``, so a run resumed from a checkpoint continues
 exactly as if it had not stopped. Checkpoints are written atomically every ``checkpoint_every`` seconds and at
@@ -34,6 +40,7 @@ from tqdm.auto import tqdm
 from .data import Split, load_splits
 from .errors import CheckpointError, ConfigError
 from .evaluate import evaluate
+from .patch import apply, remove
 
 __all__ = ["TrainConfig", "train", "augment"]
 
@@ -59,6 +66,10 @@ class TrainConfig:
     ema_decay: float = 0.999
     sandwich: bool = False  # supernet: also train the largest subnet every step (doubles the cost)
     extremes: float = 0.0  # supernet: share of steps that train the largest or the smallest subnet (half each)
+    reduce: float = 0.0  # share of steps trained with a random token-reduction schedule patched in
+    reduce_r: int = 8  # largest mean tokens removed per block in those steps
+    reducers: tuple[str, ...] = ("tome", "tofu", "pitome", "rapid")  # reducer types drawn in those steps
+    init: str | None = None  # start from these weights: an embedded model's name (its shipped weights) or a file
     seed: int = 0
     threads: int = 0  # torch threads; 0 = all cores
     checkpoint_every: float = 120.0  # seconds between checkpoints
@@ -72,7 +83,20 @@ class TrainConfig:
         unknown = set(d) - names
         if unknown:
             raise ConfigError(f"unknown training options {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**d)
+        if isinstance(d.get("reducers"), list | str):
+            d = d | {"reducers": tuple(d["reducers"].split(",") if isinstance(d["reducers"], str) else d["reducers"])}
+        cfg = cls(**d)
+        if not 0.0 <= cfg.reduce <= 1.0:
+            raise ConfigError(f"reduce is a share of the steps in [0, 1], got {cfg.reduce}")
+        if cfg.reduce_r < 1:
+            raise ConfigError(f"reduce_r must be >= 1 token per block, got {cfg.reduce_r}")
+        from .schedule import RECIPES
+
+        bad = [r for r in cfg.reducers if r not in RECIPES or r == "diffrate"]
+        if bad or not cfg.reducers:
+            known = [r for r in RECIPES if r != "diffrate"]
+            raise ConfigError(f"reducers {bad or '[]'} cannot be trained with; choose from {known}")
+        return cfg
 
 
 _RESUMABLE = {"threads", "checkpoint_every", "out"}  # options that may change when a run is resumed
@@ -107,6 +131,17 @@ def _draw_subnet(space: Any, extremes: float, g: torch.Generator) -> Any:
     return space.sample(g)
 
 
+def _draw_schedule(cfg: TrainConfig, depth: int, g: torch.Generator) -> Any:
+    """A random reduction schedule: a reducer type of ``cfg.reducers``, a mean r uniform in [1, reduce_r] and
+    each block's r uniform in [0, 2 r]."""
+    from .schedule import Schedule
+
+    kind = cfg.reducers[int(torch.randint(len(cfg.reducers), (), generator=g))]
+    mean = int(torch.randint(1, cfg.reduce_r + 1, (), generator=g))
+    rs = torch.randint(0, 2 * mean + 1, (depth,), generator=g).tolist()
+    return Schedule.recipe(kind, depth, rs)
+
+
 def _lr_at(cfg: TrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
     warm = max(1, int(cfg.warmup_epochs * steps_per_epoch))
     if step < warm:
@@ -131,12 +166,30 @@ def _build(cfg: TrainConfig) -> tuple[nn.Module, Any]:
         model: nn.Module = VisionTransformer(**EMBEDDED[cfg.model].kwargs, **kwargs)
     else:
         model = create_model(cfg.model, weights=False)
+    if cfg.init is not None:
+        _load_init(cfg, model)
     space = None
     if EMBEDDED[cfg.model].family == "autoformer":
         from .models.autoformer_space import get_space
 
         space = get_space(EMBEDDED[cfg.model].kwargs["preset"])
     return model, space
+
+
+def _load_init(cfg: TrainConfig, model: nn.Module) -> None:
+    from .models import EMBEDDED, load_embedded_weights, read_state_dict
+
+    assert cfg.init is not None
+    if cfg.init in EMBEDDED:
+        if cfg.init != cfg.model:
+            raise ConfigError(f"--init {cfg.init} holds weights of another model than {cfg.model}")
+        load_embedded_weights(cfg.init, model)
+        return
+    sd = read_state_dict(cfg.init)
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"--init {cfg.init} does not fit {cfg.model}: {str(e).splitlines()[-1][:200]}") from e
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
@@ -228,10 +281,16 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
         subnets = [_draw_subnet(space, cfg.extremes, g)] if space is not None else [None]
         if space is not None and cfg.sandwich:
             subnets.append(space.largest())
+        reduced = bool(cfg.reduce) and float(torch.rand((), generator=g)) < cfg.reduce
         loss_sum = 0.0
         for sub in subnets:
+            if cfg.reduce:
+                remove(model)
             if sub is not None:
                 model.set_sample_config(sub)  # type: ignore[operator]
+            if reduced:
+                depth = sub.depth if sub is not None else len(model.blocks)  # type: ignore[arg-type]
+                apply(model, _draw_schedule(cfg, depth, g))
             loss = F.cross_entropy(model(images), labels, label_smoothing=cfg.label_smoothing)
             loss.backward()
             loss_sum += loss.item()
@@ -260,6 +319,7 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
             bar.close()
             return None
     bar.close()
+    remove(model)
     return _finish(cfg, ema.module, space, splits, elapsed, command, out)
 
 
@@ -274,7 +334,7 @@ def _finish(
 ) -> dict:
     """Evaluate the EMA weights on the test split and write ``<name>.safetensors`` + ``<name>.json``."""
     from . import __version__
-    from .models import EMBEDDED, sha256_file
+    from .models import EMBEDDED, embedded_metadata, sha256_file
 
     model.eval()
     accuracy: dict[str, Any] = {}
@@ -311,6 +371,12 @@ def _finish(
         "accuracy": accuracy,
         "sha256": sha256_file(weights),
     }
+    if cfg.init is not None:  # fine-tuned: how the starting weights were made, so the chain can be reproduced
+        meta["training"]["init"] = (
+            {k: embedded_metadata(cfg.init).get(k) for k in ("sha256", "training", "accuracy")}
+            if cfg.init in EMBEDDED
+            else {"weights": cfg.init, "sha256": sha256_file(cfg.init) if Path(cfg.init).exists() else None}
+        )
     meta_path = out / f"{cfg.model}.json"
     tmp = meta_path.with_name(f".{meta_path.name}.tmp")
     tmp.write_text(json.dumps(meta, indent=2) + "\n")

@@ -14,17 +14,8 @@ from searcher.train import TrainConfig, augment, train
 
 
 def small(tmp_path: Path, data_dir: Path, name: str, **kw) -> TrainConfig:
-    return TrainConfig(
-        model="fashion-vit",
-        out=str(tmp_path / name),
-        epochs=2,
-        batch_size=32,
-        limit=96,
-        eval_images=64,
-        data_dir=str(data_dir),
-        warmup_epochs=0.5,
-        **kw,
-    )
+    options = dict(model="fashion-vit", epochs=2, batch_size=32, limit=96, eval_images=64, warmup_epochs=0.5)
+    return TrainConfig(out=str(tmp_path / name), data_dir=str(data_dir), **(options | kw))
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path: Path, make_fashion) -> None:
@@ -60,3 +51,61 @@ def test_augment_translates_and_flips_within_bounds() -> None:
     assert y.shape == x.shape and y.dtype == torch.uint8
     for i in range(2):  # every output pixel is zero padding or a pixel of the same image
         assert set(y[i].flatten().tolist()) <= set(x[i].flatten().tolist()) | {0}
+
+
+def test_reduction_in_the_loop_fine_tunes_the_shipped_supernet_and_resumes_exactly(
+    tmp_path: Path, make_fashion
+) -> None:
+    from searcher.models import create_model
+
+    data_dir = make_fashion(n_train=4000, n_test=100)
+    kw = dict(model="fashion-autoformer", init="fashion-autoformer", reduce=1.0, reduce_r=4, lr=1e-4, epochs=1)
+    meta = train(small(tmp_path, data_dir, "straight", **kw))
+    assert meta is not None and meta["training"]["config"]["reduce"] == 1.0
+    assert train(small(tmp_path, data_dir, "resumed", **kw), stop_at=2) is None
+    train(small(tmp_path, data_dir, "resumed", **kw))
+    a = load_file(str(tmp_path / "straight" / "fashion-autoformer.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "fashion-autoformer.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    shipped = create_model("fashion-autoformer").state_dict()
+    changed = [k for k in a if not torch.equal(a[k], shipped[k])]
+    assert changed  # the steps moved the weights
+    near = max((a[k] - shipped[k]).abs().max().item() for k in a if a[k].is_floating_point())
+    assert near < 0.05  # three small steps from the shipped weights, not a fresh random init
+
+
+def test_drawn_reduction_schedules_remove_tokens_within_bounds() -> None:
+    from searcher.train import _draw_schedule
+
+    cfg = TrainConfig(reduce=1.0, reduce_r=3, reducers=("tome", "rapid"))
+    g = torch.Generator().manual_seed(0)
+    drawn = [_draw_schedule(cfg, 6, g) for _ in range(40)]
+    assert all(s.depth == 6 and all(0 <= r <= 6 for r in s.rs) for s in drawn)
+    assert sum(1 for s in drawn if not s.is_identity) >= 38
+    ops = {layer.op for s in drawn for layer in s.layers}
+    assert {"tome", "rapid-prune", "rapid-merge"} <= ops and not ops & {"pitome", "tofu-merge"}
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"reduce": 1.5}, "share of the steps"),
+        ({"reduce_r": 0}, "reduce_r"),
+        ({"reducers": "tome,diffrate"}, "cannot be trained with"),
+        ({"reducers": ["tome", "merge-all"]}, "cannot be trained with"),
+    ],
+)
+def test_bad_reduction_options_are_clear_errors(options: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_dict({"model": "fashion-autoformer", **options})
+
+
+def test_init_from_another_models_weights_is_refused(tmp_path: Path, make_fashion) -> None:
+    from searcher.errors import CheckpointError
+    from searcher.models import ASSETS
+
+    data_dir = make_fashion(n_train=4000, n_test=100)
+    with pytest.raises(ConfigError, match="another model"):
+        train(small(tmp_path, data_dir, "a", init="fashion-autoformer"))
+    with pytest.raises(CheckpointError, match="does not fit"):
+        train(small(tmp_path, data_dir, "b", init=str(ASSETS / "fashion-autoformer.safetensors")))
