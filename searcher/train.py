@@ -319,7 +319,6 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
             bar.close()
             return None
     bar.close()
-    remove(model)
     return _finish(cfg, ema.module, space, splits, elapsed, command, out)
 
 
@@ -349,7 +348,7 @@ def _finish(
     tmp = weights.with_name(f".{weights.name}.tmp")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     os.replace(tmp, weights)
-    meta = {
+    meta: dict[str, Any] = {
         "name": cfg.model,
         "family": EMBEDDED[cfg.model].family,
         "architecture": EMBEDDED[cfg.model].kwargs,

@@ -56,12 +56,14 @@ def test_augment_translates_and_flips_within_bounds() -> None:
 def test_reduction_in_the_loop_fine_tunes_the_shipped_supernet_and_resumes_exactly(
     tmp_path: Path, make_fashion
 ) -> None:
-    from searcher.models import create_model
+    from searcher.models import create_model, embedded_metadata
 
     data_dir = make_fashion(n_train=4000, n_test=100)
     kw = dict(model="fashion-autoformer", init="fashion-autoformer", reduce=1.0, reduce_r=4, lr=1e-4, epochs=1)
     meta = train(small(tmp_path, data_dir, "straight", **kw))
     assert meta is not None and meta["training"]["config"]["reduce"] == 1.0
+    shipped_meta = embedded_metadata("fashion-autoformer")
+    assert meta["training"]["init"]["sha256"] == shipped_meta["sha256"]  # the chain of runs is recorded
     assert train(small(tmp_path, data_dir, "resumed", **kw), stop_at=2) is None
     train(small(tmp_path, data_dir, "resumed", **kw))
     a = load_file(str(tmp_path / "straight" / "fashion-autoformer.safetensors"))
