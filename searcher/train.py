@@ -185,6 +185,10 @@ def _load_init(cfg: TrainConfig, model: nn.Module) -> None:
             raise ConfigError(f"--init {cfg.init} holds weights of another model than {cfg.model}")
         load_embedded_weights(cfg.init, model)
         return
+    if not cfg.init.startswith(("http://", "https://")) and not Path(cfg.init).is_file():
+        raise CheckpointError(
+            f"--init {cfg.init} is neither an embedded model ({', '.join(EMBEDDED)}) nor a weights file; check the path"
+        )
     sd = read_state_dict(cfg.init)
     try:
         model.load_state_dict(sd, strict=True)

@@ -111,3 +111,14 @@ def test_init_from_another_models_weights_is_refused(tmp_path: Path, make_fashio
         train(small(tmp_path, data_dir, "a", init="fashion-autoformer"))
     with pytest.raises(CheckpointError, match="does not fit"):
         train(small(tmp_path, data_dir, "b", init=str(ASSETS / "fashion-autoformer.safetensors")))
+    with pytest.raises(CheckpointError, match="neither an embedded model"):
+        train(small(tmp_path, data_dir, "c", init=str(tmp_path / "missing.safetensors")))
+
+
+def test_init_from_a_weights_file_loads_it() -> None:
+    from searcher.models import ASSETS, create_model
+    from searcher.train import _build
+
+    model, _ = _build(TrainConfig(model="fashion-autoformer", init=str(ASSETS / "fashion-autoformer.safetensors")))
+    shipped = create_model("fashion-autoformer").state_dict()
+    assert all(torch.equal(v, shipped[k]) for k, v in model.state_dict().items())
