@@ -92,10 +92,10 @@ class TrainConfig:
             raise ConfigError(f"reduce_r must be >= 1 token per block, got {cfg.reduce_r}")
         from .schedule import RECIPES
 
-        bad = [r for r in cfg.reducers if r not in RECIPES or r == "diffrate"]
+        trainable = [r for r in RECIPES if r != "diffrate"]  # DiffRate takes kept-token lists, not r
+        bad = [r for r in cfg.reducers if r not in trainable]
         if bad or not cfg.reducers:
-            known = [r for r in RECIPES if r != "diffrate"]
-            raise ConfigError(f"reducers {bad or '[]'} cannot be trained with; choose from {known}")
+            raise ConfigError(f"reducers {bad or '[]'} cannot be trained with; choose from {trainable}")
         return cfg
 
 
@@ -177,7 +177,7 @@ def _build(cfg: TrainConfig) -> tuple[nn.Module, Any]:
 
 
 def _load_init(cfg: TrainConfig, model: nn.Module) -> None:
-    from .models import EMBEDDED, load_embedded_weights, read_state_dict
+    from .models import EMBEDDED, load_embedded_weights, load_timm_checkpoint
 
     assert cfg.init is not None
     if cfg.init in EMBEDDED:
@@ -189,11 +189,7 @@ def _load_init(cfg: TrainConfig, model: nn.Module) -> None:
         raise CheckpointError(
             f"--init {cfg.init} is neither an embedded model ({', '.join(EMBEDDED)}) nor a weights file; check the path"
         )
-    sd = read_state_dict(cfg.init)
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"--init {cfg.init} does not fit {cfg.model}: {str(e).splitlines()[-1][:200]}") from e
+    load_timm_checkpoint(model, cfg.init)  # strict, NaN-checked; any nn.Module, not only timm's
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
