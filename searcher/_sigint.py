@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,3 +22,21 @@ def on_sigint(handler: Callable[[int, Any], Any]) -> Iterator[bool]:
         yield True
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+# Code a KeyboardInterrupt must not cut short: Optuna's storages (a journal lock file held, a line half written;
+# optuna 5.0's JournalFileOpenLock.release unlinks twice when interrupted between its two steps), its ``tell`` (values
+# written, state not) and the database drivers under them.
+_STORAGE_CODE = tuple(
+    os.sep + os.path.join(*parts)
+    for parts in (("optuna", "storages", ""), ("optuna", "study", "_tell.py"), ("sqlalchemy", ""), ("psycopg", ""))
+)
+
+
+def in_storage(frame: Any) -> bool:
+    """Whether ``frame``, or a frame that called it, runs storage code (see ``_STORAGE_CODE``)."""
+    while frame is not None:
+        if any(part in frame.f_code.co_filename for part in _STORAGE_CODE):
+            return True
+        frame = frame.f_back
+    return False

@@ -26,6 +26,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -38,7 +39,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
-from ._sigint import on_sigint
+from ._sigint import in_storage, on_sigint
 from .data import Split, load_splits
 from .errors import ConfigError, SearcherError, StorageError
 from .evaluate import NumericalError, evaluate, evaluate_chunks
@@ -833,11 +834,16 @@ def _stop_after(target: int):
 def _graceful_sigint(study: optuna.Study, announce: bool = True) -> Iterator[dict[str, int]]:
     """First Ctrl-C: finish the current trial, then stop (before ``study.optimize`` runs: do not start it; the caller
     checks the count of presses this yields). Second: abandon the trial (it is marked failed). ``announce``: say so
-    on stderr (a worker of :func:`_run_workers` leaves that to its parent)."""
+    on stderr (a worker of :func:`_run_workers` leaves that to its parent).
+
+    The KeyboardInterrupt of the second press is never raised inside Optuna's storage code, where it could leave a
+    lock held or a trial half written: the press is delivered again 20 ms later, and raised once the block ends if
+    it was not by then."""
     pressed = {"n": 0}
     if not (hasattr(signal, "SIGINT") and sys.platform != "win32"):
         yield pressed
         return
+    retry: list[threading.Timer] = []  # the pending re-delivery of a press that came during a storage call
 
     def handler(signum, frame):
         pressed["n"] += 1
@@ -847,11 +853,26 @@ def _graceful_sigint(study: optuna.Study, announce: bool = True) -> Iterator[dic
             with contextlib.suppress(RuntimeError):  # not inside study.optimize: the caller checks ``pressed``
                 study.stop()
             return
+        for pending in retry:
+            pending.cancel()
+        retry.clear()
+        if in_storage(frame):
+            retry.append(threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT)))
+            retry[0].daemon = True
+            retry[0].start()
+            return
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # the trial is failed as abandoned, not with a traceback
         raise KeyboardInterrupt("abandoned with Ctrl-C")
 
     with on_sigint(handler):
-        yield pressed
+        try:
+            yield pressed
+        finally:
+            if retry:  # a press sent by now reaches the handler above while it is still installed
+                retry[0].cancel()
+                retry[0].join()
+    if retry:
+        raise KeyboardInterrupt("abandoned with Ctrl-C")
 
 
 def run_worker(spec: StudySpec, storage_url: str, progress: bool = False, worker: int = 0) -> None:

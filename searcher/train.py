@@ -150,8 +150,9 @@ def _lr_at(cfg: TrainConfig, step: int, total: int, steps_per_epoch: int) -> flo
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
 
 
-def _build(cfg: TrainConfig) -> tuple[nn.Module, Any]:
-    """The model to train (random init, seeded) and, for a supernet, its search space."""
+def _build(cfg: TrainConfig) -> tuple[nn.Module, Any, dict | None]:
+    """The model to train (random init, seeded, or ``cfg.init``'s weights), for a supernet its search space, and
+    the record of the weights it starts from (None from a random init)."""
     from .models import EMBEDDED, create_model
 
     if cfg.model not in EMBEDDED:
@@ -166,30 +167,32 @@ def _build(cfg: TrainConfig) -> tuple[nn.Module, Any]:
         model: nn.Module = VisionTransformer(**EMBEDDED[cfg.model].kwargs, **kwargs)
     else:
         model = create_model(cfg.model, weights=False)
-    if cfg.init is not None:
-        _load_init(cfg, model)
+    init = _load_init(cfg, model) if cfg.init is not None else None
     space = None
     if EMBEDDED[cfg.model].family == "autoformer":
         from .models.autoformer_space import get_space
 
         space = get_space(EMBEDDED[cfg.model].kwargs["preset"])
-    return model, space
+    return model, space, init
 
 
-def _load_init(cfg: TrainConfig, model: nn.Module) -> None:
-    from .models import EMBEDDED, load_embedded_weights, load_timm_checkpoint
+def _load_init(cfg: TrainConfig, model: nn.Module) -> dict:
+    """Load ``cfg.init`` into ``model``; returns what the metadata records of it (taken now, as loaded: shipped
+    weights may be replaced before the run ends)."""
+    from .models import EMBEDDED, embedded_metadata, load_embedded_weights, load_timm_checkpoint, sha256_file
 
     assert cfg.init is not None
     if cfg.init in EMBEDDED:
         if cfg.init != cfg.model:
             raise ConfigError(f"--init {cfg.init} holds weights of another model than {cfg.model}")
         load_embedded_weights(cfg.init, model)
-        return
+        return {k: embedded_metadata(cfg.init).get(k) for k in ("sha256", "training", "accuracy")}
     if not cfg.init.startswith(("http://", "https://")) and not Path(cfg.init).is_file():
         raise CheckpointError(
             f"--init {cfg.init} is neither an embedded model ({', '.join(EMBEDDED)}) nor a weights file; check the path"
         )
     load_timm_checkpoint(model, cfg.init)  # strict, NaN-checked; any nn.Module, not only timm's
+    return {"weights": cfg.init, "sha256": sha256_file(cfg.init) if Path(cfg.init).is_file() else None}
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
@@ -211,7 +214,7 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
         torch.set_num_threads(cfg.threads)
     splits = load_splits({"kind": "fashion-mnist", "dir": cfg.data_dir})
     train_split: Split = splits["train"] if cfg.limit is None else splits["train"].subset(cfg.limit)
-    model, space = _build(cfg)
+    model, space, init = _build(cfg)
     _writable_dir(out)  # once the inputs are known to be good: a mistake leaves no empty run directory behind
     model.train()
     decay: list[nn.Parameter] = []
@@ -248,6 +251,7 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
         ema.module.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
         step, elapsed = state["step"], state["elapsed"]
+        init = state.get("init", init)  # the weights the run started from, not those there now
         log.info("resumed %s at step %d/%d", ckpt, step, total)
 
     def save() -> None:
@@ -259,6 +263,7 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
                 "opt": opt.state_dict(),
                 "step": step,
                 "elapsed": elapsed,
+                "init": init,
             },
             ckpt,
         )
@@ -319,7 +324,7 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
             bar.close()
             return None
     bar.close()
-    return _finish(cfg, ema.module, space, splits, elapsed, command, out)
+    return _finish(cfg, ema.module, space, splits, elapsed, command, out, init)
 
 
 def _finish(
@@ -330,10 +335,11 @@ def _finish(
     elapsed: float,
     command: str,
     out: Path,
+    init: dict | None = None,
 ) -> dict:
     """Evaluate the EMA weights on the test split and write ``<name>.safetensors`` + ``<name>.json``."""
     from . import __version__
-    from .models import EMBEDDED, embedded_metadata, sha256_file
+    from .models import EMBEDDED, sha256_file
 
     model.eval()
     accuracy: dict[str, Any] = {}
@@ -370,12 +376,8 @@ def _finish(
         "accuracy": accuracy,
         "sha256": sha256_file(weights),
     }
-    if cfg.init is not None:  # fine-tuned: how the starting weights were made, so the chain can be reproduced
-        meta["training"]["init"] = (
-            {k: embedded_metadata(cfg.init).get(k) for k in ("sha256", "training", "accuracy")}
-            if cfg.init in EMBEDDED
-            else {"weights": cfg.init, "sha256": sha256_file(cfg.init) if Path(cfg.init).exists() else None}
-        )
+    if init is not None:  # fine-tuned: how the starting weights were made, so the chain can be reproduced
+        meta["training"]["init"] = init
     meta_path = out / f"{cfg.model}.json"
     tmp = meta_path.with_name(f".{meta_path.name}.tmp")
     tmp.write_text(json.dumps(meta, indent=2) + "\n")

@@ -115,10 +115,27 @@ def test_init_from_another_models_weights_is_refused(tmp_path: Path, make_fashio
         train(small(tmp_path, data_dir, "c", init=str(tmp_path / "missing.safetensors")))
 
 
-def test_init_from_a_weights_file_loads_it() -> None:
-    from searcher.models import ASSETS, create_model
+def test_init_from_a_weights_file_loads_it_and_records_it_as_loaded(tmp_path: Path, make_fashion) -> None:
+    """A weights file is loaded as is, and the metadata records the file the run started from, even when it is
+    replaced before a resumed run ends."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from searcher.models import ASSETS, create_model, sha256_file
     from searcher.train import _build
 
-    model, _ = _build(TrainConfig(model="fashion-autoformer", init=str(ASSETS / "fashion-autoformer.safetensors")))
-    shipped = create_model("fashion-autoformer").state_dict()
+    weights = tmp_path / "start.safetensors"
+    shutil.copy(ASSETS / "fashion-vit.safetensors", weights)
+    model, _, init = _build(TrainConfig(model="fashion-vit", init=str(weights)))
+    shipped = create_model("fashion-vit").state_dict()
     assert all(torch.equal(v, shipped[k]) for k, v in model.state_dict().items())
+    first = sha256_file(weights)
+    assert init == {"weights": str(weights), "sha256": first}
+
+    data_dir = make_fashion(n_train=4000, n_test=100)
+    cfg = small(tmp_path, data_dir, "run", init=str(weights))
+    assert train(cfg, stop_at=1) is None
+    save_file({k: v * 1.01 if v.is_floating_point() else v for k, v in shipped.items()}, str(weights))  # replaced
+    meta = train(cfg)
+    assert meta is not None and meta["training"]["init"]["sha256"] == first != sha256_file(weights)
