@@ -14,7 +14,9 @@ bench resumes where it stopped and a finished study is only re-read. Parts:
   RandomSampler on the same budget-aware space after 30 and 60 trials, with two reference points: the budget and
   10 % (chance level), and the budget and the best baseline's search top-1 (the area the search adds to the
   published recipes; a point below every baseline, however cheap, adds nothing there, where at chance level a
-  cheap 60 % point outweighs an accurate one). The baselines are the same trials in both studies.
+  cheap 60 % point outweighs an accurate one). The baselines are the same trials in both studies. Then, per
+  study, the candidates within 2 points of its best search top-1: how many, and how well the search split ranks
+  them against the test split.
 - ``overhead``: the share of trial wall time not spent evaluating or timing models, and the share of feasible
   trials, over the margin studies.
 - ``scale``: trials per minute of 2 local workers on one journal storage against 1 worker, and a check that no
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 from optuna.trial import TrialState
 
 from searcher.report import hypervolume
@@ -193,6 +196,34 @@ def part_sampler(args) -> None:
     for (n, floor), (a, b) in sums.items():
         print(f"mean hypervolume, {n} trials, reference {floor}: TPE {a / args.sampler_seeds:.5f}, Random "
               f"{b / args.sampler_seeds:.5f}" + (f" ({a / b:.2f}×)" if b else ""))
+    print(f"\n## Sampler: how well the search split ranks the near-best candidates ({args.trials} trials)\n")
+    print("Candidates within 2 points of the study's best search top-1 (baselines included): their count, the")
+    print("Spearman correlation of their search and test top-1, and the test top-1 of the one with the best search")
+    print("top-1 (the pick) and of the best of them.\n")
+    print("| seed | sampler | near-best | Spearman | pick, test | best of them, test |\n" + "|---" * 6 + "|")
+    rows = []
+    for seed in range(args.sampler_seeds):
+        rnd = run(args, model, budget, seed, tag="random", sampler="random")
+        for tag, res in (("TPE", run(args, model, budget, seed)), ("Random", rnd)):
+            trials = feasible(res)
+            best = max(t.user_attrs["top1"] for t in trials)
+            near = pd.DataFrame(
+                [(t.user_attrs["top1"], res.test(t)["top1"]) for t in trials if t.user_attrs["top1"] >= best - 2.0],
+                columns=["search", "test"],
+            )
+            row = {
+                "sampler": tag,
+                "near-best": len(near),
+                "Spearman": near["search"].corr(near["test"], method="spearman") if len(near) > 2 else float("nan"),
+                "pick, test": near["test"][near["search"].idxmax()],
+                "best of them, test": near["test"].max(),
+            }
+            rows.append(row)
+            print(f"| {seed} | {tag} | {row['near-best']} | {row['Spearman']:.2f} | {row['pick, test']:.2f} | "
+                  f"{row['best of them, test']:.2f} |", flush=True)
+    for tag, mean in pd.DataFrame(rows).groupby("sampler").mean().iterrows():
+        print(f"| mean | {tag} | {mean['near-best']:.1f} | {mean['Spearman']:.2f} | {mean['pick, test']:.2f} | "
+              f"{mean['best of them, test']:.2f} |")
 
 
 def part_overhead(args) -> None:
