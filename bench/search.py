@@ -180,31 +180,30 @@ def part_sampler(args) -> None:
     print(f"\n## Sampler: hypervolume on {model} at {budget}% (reference: the budget and {CHANCE:.0f} % top-1, or the")
     print("best baseline's search top-1; TPE / Random)\n")
     print("| seed | trials | TPE | Random | ratio | TPE (ref. baseline) | Random | ratio |\n" + "|---" * 8 + "|")
-    sums: dict[tuple[int, str], list[float]] = {}
+    studies, hvs = {}, []
     for seed in range(args.sampler_seeds):
         tpe = run(args, model, budget, seed)
         rnd = run(args, model, budget, seed, tag="random", sampler="random")
+        studies[seed] = {"TPE": tpe, "Random": rnd}
         for n in (30, args.trials):
             cells = []
             for floor in ("chance", "baseline"):
                 a, b = hv(tpe, n, floor), hv(rnd, n, floor)
-                sums.setdefault((n, floor), [0.0, 0.0])
-                sums[n, floor][0] += a
-                sums[n, floor][1] += b
+                hvs.append({"n": n, "floor": floor, "TPE": a, "Random": b})
                 cells.append(f"{a:.5f} | {b:.5f} | {a / b:.3f}" if b else f"{a:.5f} | {b:.5f} | -")
             print(f"| {seed} | {n} | " + " | ".join(cells) + " |", flush=True)
-    for (n, floor), (a, b) in sums.items():
-        print(f"mean hypervolume, {n} trials, reference {floor}: TPE {a / args.sampler_seeds:.5f}, Random "
-              f"{b / args.sampler_seeds:.5f}" + (f" ({a / b:.2f}×)" if b else ""))
+    for (n, floor), mean in pd.DataFrame(hvs).groupby(["n", "floor"], sort=False).mean().iterrows():
+        a, b = mean["TPE"], mean["Random"]
+        ratio = f" ({a / b:.2f}×)" if b else ""
+        print(f"mean hypervolume, {n} trials, reference {floor}: TPE {a:.5f}, Random {b:.5f}{ratio}")
     print(f"\n## Sampler: how well the search split ranks the near-best candidates ({args.trials} trials)\n")
     print("Candidates within 2 points of the study's best search top-1 (baselines included): their count, the")
     print("Spearman correlation of their search and test top-1, and the test top-1 of the one with the best search")
     print("top-1 (the pick) and of the best of them.\n")
     print("| seed | sampler | near-best | Spearman | pick, test | best of them, test |\n" + "|---" * 6 + "|")
     rows = []
-    for seed in range(args.sampler_seeds):
-        rnd = run(args, model, budget, seed, tag="random", sampler="random")
-        for tag, res in (("TPE", run(args, model, budget, seed)), ("Random", rnd)):
+    for seed, pair in studies.items():
+        for tag, res in pair.items():
             trials = feasible(res)
             best = max(t.user_attrs["top1"] for t in trials)
             near = pd.DataFrame(
