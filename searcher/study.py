@@ -830,6 +830,9 @@ def _stop_after(target: int):
     return callback
 
 
+_ABANDONED = "abandoned with Ctrl-C"  # a trial's fail reason after a second Ctrl-C
+
+
 @contextlib.contextmanager
 def _graceful_sigint(study: optuna.Study, announce: bool = True) -> Iterator[dict[str, int]]:
     """First Ctrl-C: finish the current trial, then stop (before ``study.optimize`` runs: do not start it; the caller
@@ -862,7 +865,7 @@ def _graceful_sigint(study: optuna.Study, announce: bool = True) -> Iterator[dic
             retry[0].start()
             return
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # the trial is failed as abandoned, not with a traceback
-        raise KeyboardInterrupt("abandoned with Ctrl-C")
+        raise KeyboardInterrupt(_ABANDONED)
 
     with on_sigint(handler):
         try:
@@ -872,7 +875,7 @@ def _graceful_sigint(study: optuna.Study, announce: bool = True) -> Iterator[dic
                 retry[0].cancel()
                 retry[0].join()
     if retry:
-        raise KeyboardInterrupt("abandoned with Ctrl-C")
+        raise KeyboardInterrupt(_ABANDONED)
 
 
 def run_worker(spec: StudySpec, storage_url: str, progress: bool = False, worker: int = 0) -> None:
@@ -955,7 +958,7 @@ def _run_workers(spec: StudySpec, storage_url: str) -> None:
     if errors:
         raise errors[0]
     if pressed > 1:
-        raise KeyboardInterrupt("abandoned with Ctrl-C")
+        raise KeyboardInterrupt(_ABANDONED)
     died = [f"worker {i} (pid {p.pid}, exit code {p.exitcode})" for i, p in enumerate(procs) if i not in results]
     if died and not pressed:
         what = f"{', '.join(died)} died; its trial is failed and retried (on a database: once its heartbeat is stale)"
