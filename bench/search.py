@@ -161,7 +161,7 @@ def part_joint(args) -> None:
     model, budget = "fashion-autoformer", args.budgets[0]
     spec = StudySpec.from_yaml(SPECS[model])
     space = load_yaml(Path(spec.base_dir) / str(spec.space), "search space")
-    arch_only = {"reducers": ["none"], "architecture": space["architecture"]}
+    arch_only = {"reducers": ["none"], "schedule": space["schedule"], "architecture": space["architecture"]}
     schedule_only = {k: v for k, v in space.items() if k != "architecture"}
     print(f"\n## Joint search on {model} at {budget}% ({args.trials} trials each, test top-1 of the best searched)\n")
     print("| seed | joint | architecture only | schedule only (largest subnet) |\n|---|---|---|---|")

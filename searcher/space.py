@@ -43,7 +43,7 @@ import yaml
 from .errors import ConfigError
 from .schedule import POSITION_MODES, RECIPES, Schedule
 
-__all__ = ["Range", "ArchSpace", "SearchSpace", "Candidate", "solve_scale"]
+__all__ = ["Range", "ArchSpace", "SearchSpace", "Candidate", "scale_levels", "solve_scale"]
 
 log = logging.getLogger(__name__)
 
@@ -148,46 +148,105 @@ def _check_keys(where: str, d: Any, allowed: Sequence[str]) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- architecture
+_ARCH_KEYS = ("embed_dim", "depth", "num_heads", "mlp_ratio")
+
+
 @dataclass(frozen=True)
 class ArchSpace:
-    """AutoFormer choices; per-layer heads and MLP ratio are searched for every possible layer."""
+    """AutoFormer choices; per-layer heads and MLP ratio are searched for every possible layer.
+
+    ``parametrisation: budget`` (the default) draws a *shape*, a weight ``u_k ∈ [0, 1]`` for each choice (embed
+    dim, depth, every layer's heads and MLP ratio), and a *size*, the subnet's unreduced FLOPs as a share of the
+    budget; the subnet is the largest scale of the shape under that size (each choice at level
+    ``min(n_k - 1, floor(s · u_k))`` of its sorted options, :func:`scale_levels`), and every choice that still fits
+    a step up then takes it, heaviest weight first: no single choice of the subnet can grow within its size. So
+    every subnet is aimed at the budget, small corners of the space included. ``per-layer`` draws every choice
+    independently, as AutoFormer's evolution does, and leaves the budget to the FLOPs check."""
 
     embed_dim: tuple[int, ...]
     depth: tuple[int, ...]
     num_heads: tuple[int, ...]
     mlp_ratio: tuple[float, ...]
+    parametrisation: str = "budget"
+    size: Range | None = None  # budget mode: share of the budget; None → SearchSpace.arch_size's default
 
     @classmethod
     def from_dict(cls, d: Any) -> ArchSpace:
-        d = _check_keys("architecture", d, ["embed_dim", "depth", "num_heads", "mlp_ratio"])
-        missing = {"embed_dim", "depth", "num_heads", "mlp_ratio"} - set(d)
+        d = _check_keys("architecture", d, [*_ARCH_KEYS, "parametrisation", "size"])
+        missing = set(_ARCH_KEYS) - set(d)
         if missing:
             raise ConfigError(f"architecture is missing {sorted(missing)}")
+        par = d.get("parametrisation", "budget")
+        if par not in ("budget", "per-layer"):
+            raise ConfigError(f"architecture.parametrisation must be 'budget' or 'per-layer', got {par!r}")
+        size = Range.parse("architecture.size", d["size"]) if d.get("size") is not None else None
+        if size is not None and size.low <= 0:
+            raise ConfigError(f"architecture.size is a share of the budget, so low must be > 0, got {size.to_dict()}")
         arch = cls(
             _choices("architecture.embed_dim", d["embed_dim"], int),
             _choices("architecture.depth", d["depth"], int),
             _choices("architecture.num_heads", d["num_heads"], int),
             tuple(float(v) for v in _choices("architecture.mlp_ratio", d["mlp_ratio"], (int, float))),
+            par,
+            size,
         )
-        for name in ("embed_dim", "depth", "num_heads", "mlp_ratio"):
+        for name in _ARCH_KEYS:
             if any(v <= 0 for v in getattr(arch, name)):
                 raise ConfigError(f"architecture.{name} choices must be positive")
         return arch
 
-    def to_dict(self) -> dict[str, list]:
-        return {
-            "embed_dim": list(self.embed_dim),
-            "depth": list(self.depth),
-            "num_heads": list(self.num_heads),
-            "mlp_ratio": list(self.mlp_ratio),
-        }
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {name: list(getattr(self, name)) for name in _ARCH_KEYS}
+        d["parametrisation"] = self.parametrisation
+        if self.size is not None:
+            d["size"] = self.size.to_dict()
+        return d
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Per-layer parametrisation: every choice drawn independently."""
         depth = trial.suggest_categorical("depth", list(self.depth))
         embed = trial.suggest_categorical("embed_dim", list(self.embed_dim))
         heads = [trial.suggest_categorical(f"heads{i}", list(self.num_heads)) for i in range(max(self.depth))]
         mlp = [trial.suggest_categorical(f"mlp{i}", list(self.mlp_ratio)) for i in range(max(self.depth))]
         return {"embed_dim": embed, "depth": depth, "num_heads": heads[:depth], "mlp_ratio": mlp[:depth]}
+
+    # -- budget parametrisation: a shape (one weight per choice) scaled to a size ----------------------------
+    def _knobs(self) -> list[tuple[str, tuple]]:
+        """(Optuna weight name, sorted options) of every choice, in the order of the levels."""
+        n = max(self.depth)
+        return [
+            ("w_embed_dim", tuple(sorted(self.embed_dim))),
+            ("w_depth", tuple(sorted(self.depth))),
+            *((f"w_heads{i}", tuple(sorted(self.num_heads))) for i in range(n)),
+            *((f"w_mlp{i}", tuple(sorted(self.mlp_ratio))) for i in range(n)),
+        ]
+
+    def at_levels(self, levels: Sequence[int]) -> dict[str, Any]:
+        """The subnet whose every choice is at the given level (index into its sorted options)."""
+        opts = [o for _, o in self._knobs()]
+        n = max(self.depth)
+        depth = opts[1][levels[1]]
+        heads = [opts[2 + i][levels[2 + i]] for i in range(n)]
+        mlp = [opts[2 + n + i][levels[2 + n + i]] for i in range(n)]
+        return {"embed_dim": opts[0][levels[0]], "depth": depth, "num_heads": heads[:depth], "mlp_ratio": mlp[:depth]}
+
+    def suggest_scaled(self, trial: optuna.Trial, cost: Callable[[dict[str, Any]], float], goal: float) -> dict:
+        """Budget parametrisation: the largest subnet of a drawn shape whose unreduced cost is ≤ ``goal`` (the
+        smallest of that shape when none is)."""
+        knobs = self._knobs()
+        weights = [trial.suggest_float(name, 0.0, 1.0) for name, _ in knobs]
+        caps = [len(opts) - 1 for _, opts in knobs]
+
+        def fits(levels: list[int]) -> bool:
+            return cost(self.at_levels(levels)) <= goal * (1 + 1e-9)
+
+        levels = scale_levels(weights, caps, fits, grow=True)
+        # the options are coarse (one step of the embed dim can cost a third more), so the scale alone can stop
+        # far under the goal: then every choice still fitting a step up takes it, heaviest weight first
+        for k in sorted(range(len(levels)), key=lambda k: -weights[k]):
+            while levels[k] < caps[k] and fits(up := levels[:k] + [levels[k] + 1] + levels[k + 1 :]):
+                levels = up
+        return self.at_levels(levels)
 
     def largest(self) -> dict[str, Any]:
         d = max(self.depth)
@@ -207,16 +266,17 @@ class ArchSpace:
             "mlp_ratio": [min(self.mlp_ratio)] * d,
         }
 
-    def params_of(self, arch: Mapping[str, Any]) -> dict[str, Any]:
-        """Optuna parameters that reproduce ``arch`` (for enqueued baselines); unused layers get the largest."""
+    def params_of_largest(self, size: float | None = None) -> dict[str, Any]:
+        """Optuna parameters that draw the largest subnet (for enqueued baselines). Budget parametrisation: every
+        weight 1 at the given ``size`` (the top of the size range, which reaches the largest subnet)."""
+        if self.parametrisation == "budget":
+            return {"arch_size": size, **{name: 1.0 for name, _ in self._knobs()}}
         n = max(self.depth)
-        heads = list(arch["num_heads"]) + [max(self.num_heads)] * (n - arch["depth"])
-        mlp = list(arch["mlp_ratio"]) + [max(self.mlp_ratio)] * (n - arch["depth"])
         return {
-            "depth": arch["depth"],
-            "embed_dim": arch["embed_dim"],
-            **{f"heads{i}": h for i, h in enumerate(heads)},
-            **{f"mlp{i}": m for i, m in enumerate(mlp)},
+            "depth": max(self.depth),
+            "embed_dim": max(self.embed_dim),
+            **{f"heads{i}": max(self.num_heads) for i in range(n)},
+            **{f"mlp{i}": max(self.mlp_ratio) for i in range(n)},
         }
 
 
@@ -247,57 +307,71 @@ FlopsFn = Callable[[dict[str, Any] | None, Schedule], float]
 _TINY = 1e-6
 
 
+def scale_levels(
+    weights: Sequence[float],
+    caps: Sequence[int],
+    fits: Callable[[list[int]], bool],
+    grow: bool,
+    iters: int = 40,
+) -> list[int]:
+    """Levels ``l_k = min(cap_k, floor(s · w_k))`` at the scale ``s`` nearest the budget that still ``fits``.
+
+    The cost is monotone in ``s``: it falls as ``s`` grows when the levels remove something (tokens per block,
+    ``grow=False``: the smallest fitting ``s``, the least reduction), and rises when they add something
+    (architecture choices, ``grow=True``: the largest fitting ``s``, the largest subnet). The scale is found by
+    bisection. When nothing fits, the cheapest end is returned (every positive weight at its cap, or every level at
+    0) and the caller finds it over; when everything fits, the costliest.
+
+    Near the solution several levels step at once, which can leave a few percent of the goal unused; the levels
+    that stepped then take single steps toward the first scale that does not fit, heaviest weight first, while the
+    levels still fit. A flat profile (all positive weights equal) stays flat, as the constant-r recipes do.
+    """
+    positive = [w for w in weights if w > 0]
+
+    def at(s: float) -> list[int]:
+        return [min(c, int(math.floor(s * w + 1e-9))) for w, c in zip(weights, caps, strict=True)]
+
+    if not positive:
+        return at(0.0)
+    top = max(caps) / min(positive) + 1.0  # at(top) has every positive weight at its cap
+    costly, cheap = (top, 0.0) if grow else (0.0, top)
+    if fits(at(costly)):
+        return at(costly)
+    if not fits(at(cheap)):
+        return at(cheap)
+    good, bad = cheap, costly  # invariant: at(good) fits, at(bad) does not
+    for _ in range(iters):
+        mid = (good + bad) / 2
+        good, bad = (mid, bad) if fits(at(mid)) else (good, mid)
+        if abs(bad - good) < 1e-3:
+            break
+    levels, over = at(good), at(bad)
+    if len(set(positive)) == 1:
+        return levels
+    for k in sorted(range(len(levels)), key=lambda k: -weights[k]):  # fill the goal: take what the step left
+        step = 1 if over[k] > levels[k] else -1
+        while levels[k] != over[k]:
+            trial = levels[:k] + [levels[k] + step] + levels[k + 1 :]
+            if not fits(trial):
+                break
+            levels = trial
+    return levels
+
+
 def solve_scale(
     weights: Sequence[float],
     r_max: int,
     build: Callable[[list[int]], Schedule],
     cost: Callable[[Schedule], float],
     goal: float,
-    iters: int = 40,
 ) -> Schedule:
-    """The least reduction ``r_l = min(r_max, floor(s · w_l))`` whose cost is ≤ ``goal``.
-
-    Cost falls as the scale ``s`` grows, so this is the smallest feasible ``s``, found by bisection: the schedule
-    that uses its budget fully. When even the most aggressive schedule of this profile (every block with
-    ``w_l > 0`` at ``r_max``) costs more than ``goal``, that schedule is returned and the caller finds it over.
-
-    Near the solution several blocks step by one token at once, which can leave a few percent of the goal unused;
-    the blocks that stepped then give tokens back one at a time, heaviest weight first, while the cost stays
-    under the goal. A flat profile is the constant-r recipe and stays constant.
-    """
-
+    """The least reduction ``r_l = min(r_max, floor(s · w_l))`` whose cost is ≤ ``goal`` (:func:`scale_levels`):
+    the schedule that uses its budget fully. When even the most aggressive schedule of this profile (every block
+    with ``w_l > 0`` at ``r_max``) costs more than ``goal``, that schedule is returned and the caller finds it over.
+    A flat profile is the constant-r recipe and stays constant."""
     weights = [w if w > _TINY else 0.0 for w in weights]  # a tiny weight never reaches r = 1 anyway
-
-    def at(s: float) -> Schedule:
-        return build([min(r_max, int(math.floor(s * w + 1e-9))) for w in weights])
-
-    if cost(at(0.0)) <= goal:
-        return at(0.0)
-    positive = [w for w in weights if w > 0]
-    if not positive:
-        return at(0.0)
-    lo, hi = 0.0, r_max / min(positive) + 1.0  # at(hi) has every positive-weight block at r_max
-    if cost(at(hi)) > goal:
-        return at(hi)
-    for _ in range(iters):  # invariant: cost(at(lo)) > goal ≥ cost(at(hi))
-        mid = (lo + hi) / 2
-        if cost(at(mid)) <= goal:
-            hi = mid
-        else:
-            lo = mid
-        if hi - lo < 1e-3:
-            break
-    best, over = at(hi), at(lo)
-    if len(set(positive)) == 1:
-        return best
-    rs = list(best.rs)
-    for i in sorted(range(len(rs)), key=lambda i: -weights[i]):  # fill the goal: give back what the step took
-        while rs[i] > over.rs[i]:
-            trial = build(rs[:i] + [rs[i] - 1] + rs[i + 1 :])
-            if cost(trial) > goal:
-                break
-            rs[i], best = rs[i] - 1, trial
-    return best
+    rs = scale_levels(weights, [r_max] * len(weights), lambda rs: cost(build(rs)) <= goal, grow=False)
+    return build(rs)
 
 
 # ------------------------------------------------------------------------------------------------- space
@@ -472,22 +546,30 @@ class SearchSpace:
         """Draw a candidate. ``build(reducer, depth, rs, **params)`` makes the schedule; returns the candidate
         (over the budget when no schedule of the drawn profile meets it) and derived facts to record.
 
-        In budget mode the architecture and the target come first: a subnet that already fits the budget is taken
-        unreduced (reducer ``none``, no reducer parameters drawn), so a joint search spends no dimensions on
-        reducers where they are not needed and contains architecture-only search with the same subnets; tokens
-        are removed only to bring a subnet over the budget down to its target."""
-        arch = self.architecture.suggest(trial) if self.architecture is not None else None
+        The architecture comes first: in its budget parametrisation a shape scaled to a drawn size (share of the
+        budget, :meth:`arch_size`). A subnet that already fits the budget is taken unreduced (reducer ``none``, no
+        reducer parameters drawn), so a joint search spends no dimensions on reducers where they are not needed
+        and contains architecture-only search with the same subnets; tokens are removed only to bring a subnet
+        over the budget down to its target."""
+        arch, facts = None, dict[str, Any]()
+        if self.architecture is not None and self.architecture.parametrisation == "budget":
+            largest = self.architecture.largest()
+            size = self.arch_size(flops(largest, Schedule.none(depth_of(largest))), budget).suggest(trial, "arch_size")
+            facts["arch_goal_gflops"] = size * budget
+            arch = self.architecture.suggest_scaled(
+                trial, lambda a: flops(a, Schedule.none(depth_of(a), positions=self.positions)), size * budget
+            )
+        elif self.architecture is not None:
+            arch = self.architecture.suggest(trial)
         depth = depth_of(arch)
         max_depth = max(self.architecture.depth) if self.architecture is not None else depth
         unreduced = Schedule.none(depth, positions=self.positions)
         budget_mode = self.parametrisation == "budget" and self.reducers != ("none",)
-        if budget_mode:
-            goal = self.target.suggest(trial, "target") * budget
-            if arch is not None and flops(arch, unreduced) <= budget:  # the subnet fits: nothing to reduce
-                return Candidate("none", unreduced, arch), {"goal_gflops": goal}
+        if arch is not None and budget_mode and flops(arch, unreduced) <= budget:
+            return Candidate("none", unreduced, arch), facts  # the subnet fits: nothing to reduce
         red = trial.suggest_categorical("reducer", list(self.reducers))
         if red == "none":  # no token reduction: only the architecture meets the budget (as in AutoFormer)
-            return Candidate(red, unreduced, arch), {}
+            return Candidate(red, unreduced, arch), facts
         rparams = self.suggest_reducer_params(trial, red, depth, max_depth)
         prop_attn = self.prop_attn[0]
         if len(self.prop_attn) > 1:
@@ -497,14 +579,26 @@ class SearchSpace:
         def make(rs: list[int]) -> Schedule:
             return build(red, depth, rs, prop_attn=prop_attn, positions=self.positions, **rparams)
 
-        if self.parametrisation == "per-block":
+        if not budget_mode:
             rs = [int(self.r.suggest(trial, f"r{i}")) for i in range(max_depth)][:depth]
-            return Candidate(red, make(rs), arch), {}
+            return Candidate(red, make(rs), arch), facts
+        goal = self.target.suggest(trial, "target") * budget
         p = self.profile_power
         weights = [trial.suggest_float(f"w{i}", 0.0, 1.0) ** p for i in range(max_depth)][:depth]
         sched = solve_scale(weights, r_max, make, lambda s: flops(arch, s), goal)
-        facts = {"goal_gflops": goal}
-        return Candidate(red, sched, arch), facts
+        return Candidate(red, sched, arch), {**facts, "goal_gflops": goal}
+
+    def arch_size(self, largest_gflops: float, budget: float) -> Range:
+        """The range of the subnet's unreduced FLOPs, as a share of the budget, in the architecture's budget
+        parametrisation: ``architecture.size`` when given; else the ``target`` range for architecture-only search
+        (``reducers: [none]``) and, for joint search, log-uniform from ``target.low`` to the largest subnet (shares
+        above 1 are subnets whose tokens are removed down to the budget)."""
+        assert self.architecture is not None
+        if self.architecture.size is not None:
+            return self.architecture.size
+        if self.reducers == ("none",):
+            return self.target
+        return Range(self.target.low, max(1.0, largest_gflops / budget), log=True)
 
     def baseline_params(
         self, red: str, depth: int, max_depth: int, arch_params: Mapping[str, Any] | None = None

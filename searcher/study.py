@@ -761,7 +761,9 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
         return
     space, source = ctx.space, ctx.source
     arch = source.full_arch(space.architecture)
-    arch_params = space.architecture.params_of(arch) if space.architecture is not None and arch else None
+    arch_params = None
+    if space.architecture is not None:
+        arch_params = space.architecture.params_of_largest(space.arch_size(ctx.full_gflops, ctx.budget).high)
     depth = source.depth_of(arch)
     max_depth = max(space.architecture.depth) if space.architecture is not None else depth
     for red in space.reducers:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from searcher.errors import ConfigError
 from searcher.schedule import Schedule, tokens_per_block
-from searcher.space import ArchSpace, Candidate, Range, SearchSpace, solve_scale
+from searcher.space import ArchSpace, Candidate, Range, SearchSpace, scale_levels, solve_scale
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -177,15 +177,77 @@ def test_joint_space_reduces_only_subnets_over_the_budget() -> None:
     assert seen == {True, False}
 
 
-def test_arch_space_suggests_valid_subnets_and_baseline_params_reproduce_them() -> None:
-    arch = ArchSpace.from_dict({"embed_dim": [96, 128], "depth": [5, 7], "num_heads": [2, 4], "mlp_ratio": [2, 4]})
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
-    trial = study.ask()
-    a = arch.suggest(trial)
+ARCH = {"embed_dim": [128, 96], "depth": [5, 7], "num_heads": [2, 4], "mlp_ratio": [2, 4]}
+
+
+def arch_cost(arch: dict) -> float:
+    """FLOPs-like cost of an unreduced subnet: attention and MLP widths times the embed dim, per layer."""
+    e = arch["embed_dim"]
+    return sum(e * (4 * e + 2 * 32 * h + 2 * e * m) for h, m in zip(arch["num_heads"], arch["mlp_ratio"], strict=True))
+
+
+def test_per_layer_arch_space_suggests_valid_subnets_and_baseline_params_reproduce_the_largest() -> None:
+    arch = ArchSpace.from_dict({**ARCH, "parametrisation": "per-layer"})
+    a = arch.suggest(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1)).ask())
     assert len(a["num_heads"]) == len(a["mlp_ratio"]) == a["depth"]
     fixed = optuna.create_study()
-    fixed.enqueue_trial(arch.params_of(arch.largest()))
+    fixed.enqueue_trial(arch.params_of_largest())
     assert arch.suggest(fixed.ask()) == arch.largest()
+
+
+def test_scale_levels_takes_the_largest_fitting_scale_then_fills_the_step() -> None:
+    # s in [1, 2) gives [1, 0] (cost 1); s = 2 gives [2, 1] (cost 3, over 2); the heavier level fills to [2, 0]
+    assert scale_levels([1.0, 0.5], [2, 2], lambda lv: sum(lv) <= 2, grow=True) == [2, 0]
+    assert scale_levels([1.0, 0.5], [2, 2], lambda lv: sum(lv) <= 9, grow=True) == [2, 2]  # all fits: the top
+    assert scale_levels([1.0, 0.5], [2, 2], lambda lv: sum(lv) < 0, grow=True) == [0, 0]  # nothing fits: the bottom
+    assert scale_levels([0.5, 0.5], [2, 2], lambda lv: sum(lv) <= 3, grow=True) == [1, 1]  # flat stays flat
+    # removal (tokens): the smallest fitting scale, and levels give back toward it
+    assert scale_levels([1.0, 0.5], [4, 4], lambda lv: 10 - sum(lv) <= 7, grow=False) == [2, 1]
+
+
+def test_budget_arch_parametrisation_aims_every_subnet_at_its_size() -> None:
+    """Every drawn subnet lands under size × budget and near it, also at a tight budget that per-layer draws mostly
+    miss; the baseline parameters draw the largest subnet."""
+    arch = ArchSpace.from_dict(ARCH)
+    assert arch.parametrisation == "budget"
+    largest, smallest = arch_cost(arch.largest()), arch_cost(arch.smallest())
+    budget = 1.15 * smallest  # tight: about 23 % of the largest subnet
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    sizes = []
+    for _ in range(40):
+        trial = study.ask()
+        size = Range(0.9, 1.0).suggest(trial, "arch_size")
+        a = arch.suggest_scaled(trial, arch_cost, size * budget)
+        assert arch_cost(a) <= size * budget and len(a["num_heads"]) == len(a["mlp_ratio"]) == a["depth"]
+        sizes.append(arch_cost(a) / budget)
+        study.tell(trial, 0.0)
+    assert min(sizes) > 0.75  # aimed at 90-100 %, not just anywhere under it
+    per_layer = ArchSpace.from_dict({**ARCH, "parametrisation": "per-layer"})
+    draws = [per_layer.suggest(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=s)).ask())
+             for s in range(40)]
+    assert sum(arch_cost(a) <= budget for a in draws) < 10
+    fixed = optuna.create_study()
+    fixed.enqueue_trial(arch.params_of_largest(largest / budget))
+    trial = fixed.ask()
+    assert arch.suggest_scaled(trial, arch_cost, trial.suggest_float("arch_size", 0.1, largest / budget) * budget) \
+        == arch.largest()
+
+
+def test_arch_size_defaults() -> None:
+    joint = SearchSpace.from_dict({"reducers": ["tome"], "schedule": {"target": {"low": 0.8, "high": 1.0}},
+                                   "architecture": ARCH})
+    assert joint.arch_size(5.0, 2.0) == Range(0.8, 2.5, log=True)  # up to the largest subnet, reduced to the budget
+    assert joint.arch_size(1.0, 2.0) == Range(0.8, 1.0, log=True)
+    only = SearchSpace.from_dict({"reducers": ["none"], "schedule": {"target": {"low": 0.8, "high": 1.0}},
+                                  "architecture": ARCH})
+    assert only.arch_size(5.0, 2.0) == Range(0.8, 1.0)  # architecture only: the target range
+    given = SearchSpace.from_dict({"reducers": ["tome"], "architecture": {**ARCH, "size": {"low": 0.5, "high": 3}}})
+    assert given.arch_size(5.0, 2.0) == Range(0.5, 3.0)
+    assert SearchSpace.from_dict(given.to_dict()) == given
+    with pytest.raises(ConfigError, match="parametrisation"):
+        ArchSpace.from_dict({**ARCH, "parametrisation": "random"})
+    with pytest.raises(ConfigError, match="size"):
+        ArchSpace.from_dict({**ARCH, "size": {"low": 0, "high": 2}})
 
 
 def test_range_parses_scalars_and_rejects_junk() -> None:
@@ -221,7 +283,8 @@ def test_budget_mode_takes_a_fitting_subnet_unreduced_and_reduces_the_others() -
     space = SearchSpace.from_dict(
         {
             "reducers": ["tome", "pitome"],
-            "architecture": {"embed_dim": [64, 128], "depth": [6], "num_heads": [2], "mlp_ratio": [4.0]},
+            "architecture": {"embed_dim": [64, 128], "depth": [6], "num_heads": [2], "mlp_ratio": [4.0],
+                             "size": {"low": 0.5, "high": 1.5}},
         }
     )
     cost = toy_cost()
@@ -234,12 +297,13 @@ def test_budget_mode_takes_a_fitting_subnet_unreduced_and_reduces_the_others() -
             trial,
             lambda arch: arch["depth"],
             lambda arch, s: arch["embed_dim"] * cost(s),
-            0.9 * full,  # the 64-wide subnet (50 %) always fits a goal of 54-90 %; the 128-wide one never does
+            0.9 * full,  # the 64-wide subnet (50 %) fits the budget, the 128-wide one does not
             lambda red, depth, rs, **p: Schedule.recipe(red, depth, rs, **p),
         )
         small = cand.arch["embed_dim"] == 64
         seen.add(small)
         assert (cand.reducer == "none") == small and ("reducer" in trial.params) != small
-        assert cand.arch["embed_dim"] * cost(cand.schedule) <= facts["goal_gflops"] + 1e-9
+        goal = 0.9 * full if small else facts["goal_gflops"]
+        assert cand.arch["embed_dim"] * cost(cand.schedule) <= goal + 1e-9
         study.tell(trial, 0.0)
     assert seen == {True, False}
