@@ -546,28 +546,40 @@ class SearchSpace:
         """Draw a candidate. ``build(reducer, depth, rs, **params)`` makes the schedule; returns the candidate
         (over the budget when no schedule of the drawn profile meets it) and derived facts to record.
 
-        The architecture comes first: in its budget parametrisation a shape scaled to a drawn size (share of the
-        budget, :meth:`arch_size`). A subnet that already fits the budget is taken unreduced (reducer ``none``, no
-        reducer parameters drawn), so a joint search spends no dimensions on reducers where they are not needed
-        and contains architecture-only search with the same subnets; tokens are removed only to bring a subnet
-        over the budget down to its target."""
-        arch, facts = None, dict[str, Any]()
-        if self.architecture is not None and self.architecture.parametrisation == "budget":
-            largest = self.architecture.largest()
-            size = self.arch_size(flops(largest, Schedule.none(depth_of(largest))), budget).suggest(trial, "arch_size")
+        Supernets, architecture in its budget parametrisation: the reducer comes first, and ``none`` is always
+        one of its choices (the architecture alone meets the budget, as in AutoFormer), so joint search contains
+        architecture-only search. ``none`` takes the largest subnet of a drawn shape under ``target`` × budget; a
+        reducer takes one under a drawn ``arch_size`` × budget (:meth:`arch_size`, above the budget) and removes
+        tokens down to its target. Per-layer architecture: the subnet is drawn first, one that already fits the
+        budget runs unreduced, and tokens are removed only from those over it."""
+        arch_space, facts = self.architecture, dict[str, Any]()
+        scaled = arch_space is not None and arch_space.parametrisation == "budget"
+        budget_mode = self.parametrisation == "budget" and self.reducers != ("none",)
+        arch = arch_space.suggest(trial) if arch_space is not None and not scaled else None
+        target = None
+        if budget_mode and not scaled:
+            target = self.target.suggest(trial, "target")
+            facts["goal_gflops"] = target * budget
+            if arch is not None and flops(arch, Schedule.none(depth_of(arch))) <= budget:  # nothing to reduce
+                return Candidate("none", Schedule.none(depth_of(arch), positions=self.positions), arch), facts
+        choices = list(self.reducers) + (["none"] if scaled and "none" not in self.reducers else [])
+        red = trial.suggest_categorical("reducer", choices)
+        if scaled:
+            assert arch_space is not None
+            largest = arch_space.largest()
+            if red == "none":
+                size = self.target.suggest(trial, "target")
+            else:
+                size = self.arch_size(flops(largest, Schedule.none(depth_of(largest))), budget).suggest(
+                    trial, "arch_size"
+                )
             facts["arch_goal_gflops"] = size * budget
-            arch = self.architecture.suggest_scaled(
+            arch = arch_space.suggest_scaled(
                 trial, lambda a: flops(a, Schedule.none(depth_of(a), positions=self.positions)), size * budget
             )
-        elif self.architecture is not None:
-            arch = self.architecture.suggest(trial)
         depth = depth_of(arch)
-        max_depth = max(self.architecture.depth) if self.architecture is not None else depth
+        max_depth = max(arch_space.depth) if arch_space is not None else depth
         unreduced = Schedule.none(depth, positions=self.positions)
-        budget_mode = self.parametrisation == "budget" and self.reducers != ("none",)
-        if arch is not None and budget_mode and flops(arch, unreduced) <= budget:
-            return Candidate("none", unreduced, arch), facts  # the subnet fits: nothing to reduce
-        red = trial.suggest_categorical("reducer", list(self.reducers))
         if red == "none":  # no token reduction: only the architecture meets the budget (as in AutoFormer)
             return Candidate(red, unreduced, arch), facts
         rparams = self.suggest_reducer_params(trial, red, depth, max_depth)
@@ -582,23 +594,24 @@ class SearchSpace:
         if not budget_mode:
             rs = [int(self.r.suggest(trial, f"r{i}")) for i in range(max_depth)][:depth]
             return Candidate(red, make(rs), arch), facts
-        goal = self.target.suggest(trial, "target") * budget
+        if target is None:
+            target = self.target.suggest(trial, "target")
+            facts["goal_gflops"] = target * budget
         p = self.profile_power
         weights = [trial.suggest_float(f"w{i}", 0.0, 1.0) ** p for i in range(max_depth)][:depth]
-        sched = solve_scale(weights, r_max, make, lambda s: flops(arch, s), goal)
-        return Candidate(red, sched, arch), {**facts, "goal_gflops": goal}
+        sched = solve_scale(weights, r_max, make, lambda s: flops(arch, s), target * budget)
+        if scaled and sched.is_identity:  # a subnet that came out under its target: nothing was removed
+            return Candidate("none", unreduced, arch), facts
+        return Candidate(red, sched, arch), facts
 
     def arch_size(self, largest_gflops: float, budget: float) -> Range:
-        """The range of the subnet's unreduced FLOPs, as a share of the budget, in the architecture's budget
-        parametrisation: ``architecture.size`` when given; else the ``target`` range for architecture-only search
-        (``reducers: [none]``) and, for joint search, log-uniform from ``target.low`` to the largest subnet (shares
-        above 1 are subnets whose tokens are removed down to the budget)."""
+        """The range of ``arch_size``, the unreduced FLOPs of a subnet whose tokens are removed, as a share of the
+        budget (budget parametrisation of the architecture): ``architecture.size`` when given, else log-uniform from
+        the budget to the largest subnet."""
         assert self.architecture is not None
         if self.architecture.size is not None:
             return self.architecture.size
-        if self.reducers == ("none",):
-            return self.target
-        return Range(self.target.low, max(1.0, largest_gflops / budget), log=True)
+        return Range(1.0, max(1.0, largest_gflops / budget), log=True)
 
     def baseline_params(
         self, red: str, depth: int, max_depth: int, arch_params: Mapping[str, Any] | None = None

@@ -147,9 +147,11 @@ def test_suggest_budget_mode_reaches_its_target() -> None:
         study.tell(trial, 0.0)
 
 
-def test_joint_space_reduces_only_subnets_over_the_budget() -> None:
-    """A subnet that fits the budget runs unreduced whatever its target (joint search contains architecture-only
-    search with the same subnets); a larger one is reduced to its target."""
+def test_joint_space_draws_subnets_under_the_target_unreduced_and_reduces_larger_ones() -> None:
+    """Budget parametrisation of a joint space: ``none`` is one of the reducer choices (joint search contains
+    architecture-only search) and takes a subnet under target × budget, unreduced; a reducer takes a subnet of
+    arch_size × budget (at least the budget) and removes tokens down to its target. The baselines' parameters
+    draw the largest subnet at constant r."""
     space = SearchSpace.from_dict({
         "reducers": ["tome", "pitome"],
         "schedule": {"target": {"low": 0.6, "high": 1.0}},
@@ -160,21 +162,35 @@ def test_joint_space_reduces_only_subnets_over_the_budget() -> None:
     def flops(arch: dict, s: Schedule) -> float:  # wider subnets cost more per token
         return cost(s) * arch["embed_dim"] / 96
 
-    budget = flops({"embed_dim": 128}, Schedule.none(6))  # between the unreduced subnets: both cases occur
+    def build(red, depth, rs, **p):
+        return Schedule.recipe(red, depth, rs, **p)
+
+    def unreduced(arch: dict) -> float:
+        return flops(arch, Schedule.none(arch["depth"]))
+
+    arch = space.architecture
+    budget = flops({"embed_dim": 128}, Schedule.none(6))  # between the unreduced subnets
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = set()
     for _ in range(40):
         trial = study.ask()
-        cand, facts = space.suggest(trial, lambda arch: arch["depth"], flops, budget,
-                                    lambda red, depth, rs, **p: Schedule.recipe(red, depth, rs, **p))
-        fits = flops(cand.arch, Schedule.none(cand.arch["depth"])) <= budget
-        seen.add(fits)
-        if fits:
-            assert cand.reducer == "none" and cand.schedule.is_identity and "reducer" not in trial.params
+        cand, facts = space.suggest(trial, lambda a: a["depth"], flops, budget, build)
+        seen.add(trial.params["reducer"])
+        if trial.params["reducer"] == "none":
+            assert cand.reducer == "none" and cand.schedule.is_identity and "arch_size" not in trial.params
+            assert unreduced(cand.arch) <= max(trial.params["target"] * budget, unreduced(arch.smallest()))
         else:
-            assert cand.reducer in ("tome", "pitome") and flops(cand.arch, cand.schedule) <= facts["goal_gflops"]
+            assert trial.params["arch_size"] >= 1 and unreduced(cand.arch) <= trial.params["arch_size"] * budget
+            assert flops(cand.arch, cand.schedule) <= facts["goal_gflops"] + 1e-9
+            assert cand.reducer in ("tome", "pitome") or unreduced(cand.arch) <= facts["goal_gflops"]
         study.tell(trial, 0.0)
-    assert seen == {True, False}
+    assert seen == {"none", "tome", "pitome"}
+    largest = unreduced(arch.largest())
+    fixed = optuna.create_study()
+    top = space.arch_size(largest, budget).high
+    fixed.enqueue_trial(space.baseline_params("tome", 7, 7, arch.params_of_largest(top)))
+    cand, _ = space.suggest(fixed.ask(), lambda a: a["depth"], flops, budget, build)
+    assert cand.arch == arch.largest() and cand.reducer == "tome" and len(set(cand.schedule.rs)) == 1
 
 
 ARCH = {"embed_dim": [128, 96], "depth": [5, 7], "num_heads": [2, 4], "mlp_ratio": [2, 4]}
@@ -234,13 +250,11 @@ def test_budget_arch_parametrisation_aims_every_subnet_at_its_size() -> None:
 
 
 def test_arch_size_defaults() -> None:
-    joint = SearchSpace.from_dict({"reducers": ["tome"], "schedule": {"target": {"low": 0.8, "high": 1.0}},
-                                   "architecture": ARCH})
-    assert joint.arch_size(5.0, 2.0) == Range(0.8, 2.5, log=True)  # up to the largest subnet, reduced to the budget
-    assert joint.arch_size(1.0, 2.0) == Range(0.8, 1.0, log=True)
-    only = SearchSpace.from_dict({"reducers": ["none"], "schedule": {"target": {"low": 0.8, "high": 1.0}},
-                                  "architecture": ARCH})
-    assert only.arch_size(5.0, 2.0) == Range(0.8, 1.0)  # architecture only: the target range
+    """``arch_size`` (subnets whose tokens are removed) runs log-uniformly from the budget to the largest subnet
+    unless ``architecture.size`` sets it."""
+    joint = SearchSpace.from_dict({"reducers": ["tome"], "architecture": ARCH})
+    assert joint.arch_size(5.0, 2.0) == Range(1.0, 2.5, log=True)
+    assert joint.arch_size(1.0, 2.0) == Range(1.0, 1.0, log=True)  # the largest subnet fits: nothing above it
     given = SearchSpace.from_dict({"reducers": ["tome"], "architecture": {**ARCH, "size": {"low": 0.5, "high": 3}}})
     assert given.arch_size(5.0, 2.0) == Range(0.5, 3.0)
     assert SearchSpace.from_dict(given.to_dict()) == given
@@ -279,12 +293,12 @@ def test_prop_attn_can_be_searched() -> None:
     assert "prop_attn" not in SearchSpace.from_dict({"reducers": ["tome"]}).baseline_params("tome", 6, 6)
 
 
-def test_budget_mode_takes_a_fitting_subnet_unreduced_and_reduces_the_others() -> None:
+def test_per_layer_arch_takes_a_fitting_subnet_unreduced_and_reduces_the_others() -> None:
     space = SearchSpace.from_dict(
         {
             "reducers": ["tome", "pitome"],
             "architecture": {"embed_dim": [64, 128], "depth": [6], "num_heads": [2], "mlp_ratio": [4.0],
-                             "size": {"low": 0.5, "high": 1.5}},
+                             "parametrisation": "per-layer"},
         }
     )
     cost = toy_cost()
