@@ -157,7 +157,8 @@ class ArchSpace:
 
     ``parametrisation: budget`` (the default) draws a *shape*, a weight ``u_k ∈ [0, 1]`` for each choice (embed
     dim, depth, every layer's heads and MLP ratio), and a *size*, the subnet's unreduced FLOPs as a share of the
-    budget; the subnet is the largest scale of the shape under that size (each choice at level
+    budget (``target`` for an unreduced subnet, ``arch_size`` for one whose tokens are removed; see
+    :meth:`SearchSpace.suggest`); the subnet is the largest scale of the shape under that size (each choice at level
     ``min(n_k - 1, floor(s · u_k))`` of its sorted options, :func:`scale_levels`), and every choice that still fits
     a step up then takes it, heaviest weight first: no single choice of the subnet can grow within its size. So
     every subnet is aimed at the budget, small corners of the space included. ``per-layer`` draws every choice
@@ -168,7 +169,7 @@ class ArchSpace:
     num_heads: tuple[int, ...]
     mlp_ratio: tuple[float, ...]
     parametrisation: str = "budget"
-    size: Range | None = None  # budget mode: share of the budget; None → SearchSpace.arch_size's default
+    size: Range | None = None  # budget mode: arch_size's range; None → SearchSpace.arch_size's default
 
     @classmethod
     def from_dict(cls, d: Any) -> ArchSpace:
