@@ -547,12 +547,13 @@ class SearchSpace:
         """Draw a candidate. ``build(reducer, depth, rs, **params)`` makes the schedule; returns the candidate
         (over the budget when no schedule of the drawn profile meets it) and derived facts to record.
 
-        Supernets, architecture in its budget parametrisation: the reducer comes first, and ``none`` is always
-        one of its choices (the architecture alone meets the budget, as in AutoFormer), so joint search contains
-        architecture-only search. ``none`` takes the largest subnet of a drawn shape under ``target`` × budget; a
-        reducer takes one under a drawn ``arch_size`` × budget (:meth:`arch_size`, above the budget) and removes
-        tokens down to its target. Per-layer architecture: the subnet is drawn first, one that already fits the
-        budget runs unreduced, and tokens are removed only from those over it."""
+        Supernets, architecture in its budget parametrisation: the first choice is ``remove_tokens``. Without
+        (reducer ``none``) the architecture alone meets the budget, as in AutoFormer, so joint search contains
+        architecture-only search, with even odds however many reducers are listed: the largest subnet of a drawn
+        shape under ``target`` × budget, unreduced. With, a reducer takes a subnet under a drawn ``arch_size`` ×
+        budget (:meth:`arch_size`, above the budget) and removes tokens down to its target. Per-layer
+        architecture: the subnet is drawn first, one that already fits the budget runs unreduced, and tokens are
+        removed only from those over it."""
         arch_space, facts = self.architecture, dict[str, Any]()
         scaled = arch_space is not None and arch_space.parametrisation == "budget"
         budget_mode = self.parametrisation == "budget" and self.reducers != ("none",)
@@ -563,8 +564,11 @@ class SearchSpace:
             facts["goal_gflops"] = target * budget
             if arch is not None and flops(arch, Schedule.none(depth_of(arch))) <= budget:  # nothing to reduce
                 return Candidate("none", Schedule.none(depth_of(arch), positions=self.positions), arch), facts
-        choices = list(self.reducers) + (["none"] if scaled and "none" not in self.reducers else [])
-        red = trial.suggest_categorical("reducer", choices)
+        reducers = [r for r in self.reducers if r != "none"]
+        if scaled and reducers and not trial.suggest_categorical("remove_tokens", [False, True]):
+            red = "none"  # even odds for the architecture alone, however many reducers are listed
+        else:
+            red = trial.suggest_categorical("reducer", reducers if scaled and reducers else list(self.reducers))
         if scaled:
             assert arch_space is not None
             largest = arch_space.largest()
@@ -621,6 +625,8 @@ class SearchSpace:
 
         In budget mode a flat profile with target 1 solves to the largest constant r under the budget."""
         params: dict[str, Any] = {"reducer": red, **(arch_params or {})}
+        if self.architecture is not None and self.architecture.parametrisation == "budget":
+            params["remove_tokens"] = True
         if len(self.prop_attn) > 1:  # the first choice, as listed in the space
             params["prop_attn"] = self.prop_attn[0]
         if red == "rapid":  # RAPID's paper: τ 0.7, ρ 20 %, λ 50, MLERP, switch after block L/3

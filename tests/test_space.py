@@ -148,8 +148,8 @@ def test_suggest_budget_mode_reaches_its_target() -> None:
 
 
 def test_joint_space_draws_subnets_under_the_target_unreduced_and_reduces_larger_ones() -> None:
-    """Budget parametrisation of a joint space: ``none`` is one of the reducer choices (joint search contains
-    architecture-only search) and takes a subnet under target × budget, unreduced; a reducer takes a subnet of
+    """Budget parametrisation of a joint space: ``remove_tokens: false`` (reducer ``none``, joint search contains
+    architecture-only search) takes a subnet under target × budget, unreduced; a reducer takes a subnet of
     arch_size × budget (at least the budget) and removes tokens down to its target. The baselines' parameters
     draw the largest subnet at constant r."""
     space = SearchSpace.from_dict({
@@ -175,8 +175,8 @@ def test_joint_space_draws_subnets_under_the_target_unreduced_and_reduces_larger
     for _ in range(40):
         trial = study.ask()
         cand, facts = space.suggest(trial, lambda a: a["depth"], flops, budget, build)
-        seen.add(trial.params["reducer"])
-        if trial.params["reducer"] == "none":
+        seen.add(trial.params.get("reducer", "none"))
+        if not trial.params["remove_tokens"]:
             assert cand.reducer == "none" and cand.schedule.is_identity and "arch_size" not in trial.params
             assert unreduced(cand.arch) <= max(trial.params["target"] * budget, unreduced(arch.smallest()))
         else:
