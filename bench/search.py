@@ -22,6 +22,9 @@ bench resumes where it stopped and a finished study is only re-read. Parts:
 - ``scale``: trials per minute of 2 local workers on one journal storage against 1 worker, and a check that no
   trial number is lost or duplicated.
 
+Trials count candidates evaluated, as ``optimize`` does: a draw of a candidate already evaluated reuses its result,
+and is neither counted nor included in the figures.
+
     python bench/search.py [--parts margins,joint,sampler,overhead,scale] [--models fashion-vit,fashion-autoformer]
                            [--budgets 40,50,60] [--seeds 3] [--other-seeds 1] [--trials 60] [--out runs/bench-search]
 """
@@ -61,7 +64,8 @@ def run(args: argparse.Namespace, model: str, budget: int, seed: int, *, tag: st
     out = args.out / f"{model}-{budget}-{tag}-s{seed}"
     t0 = time.perf_counter()
     res = optimize(spec, out, progress=False)
-    print(f"  [{out.name}: {len(finished(res.study))} trials, {time.perf_counter() - t0:.0f} s]", flush=True)
+    n, repeats = len(finished(res.study)), res.stats["repeats"]
+    print(f"  [{out.name}: {n} trials ({repeats} repeats), {time.perf_counter() - t0:.0f} s]", flush=True)
     args.results[key] = res
     return res
 
@@ -71,10 +75,12 @@ def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def feasible(res: OptimizeResult, n: int | None = None) -> list[optuna.trial.FrozenTrial]:
-    """Complete trials under the budget, among the first ``n`` finished ones."""
+    """Complete trials under the budget, among the first ``n`` candidates evaluated (a draw of a candidate already
+    evaluated reuses its result and does not count toward a study's trials: it is left out here)."""
+    evaluated = [t for t in finished(res.study) if "duplicate_of" not in t.user_attrs]
     return [
         t
-        for t in finished(res.study)[:n]
+        for t in evaluated[:n]
         if t.state == TrialState.COMPLETE
         and t.user_attrs.get("feasible")
         and t.user_attrs["gflops"] <= res.budget * (1 + 1e-9)
@@ -227,11 +233,12 @@ def part_sampler(args) -> None:
 
 def part_overhead(args) -> None:
     print("\n## Overhead and feasibility (studies of this run)\n")
-    print("| study | trials | pruned early | feasible | overhead | trial wall (sum) |\n|---|---|---|---|---|---|")
+    print("| study | trials | repeats | pruned early | feasible | overhead | trial wall (sum) |\n" + "|---" * 7 + "|")
     for (model, budget, tag, seed), res in args.results.items():
         s = res.stats
         print(
-            f"| {model} {budget}% {tag} s{seed} | {s['trials']} | {s['pruned']} | {s['feasible_share']:.0%} | "
+            f"| {model} {budget}% {tag} s{seed} | {s['trials']} | {s['repeats']} | {s['pruned']} | "
+            f"{s['feasible_share']:.0%} | "
             f"{s['overhead_share']:.1%} | {s['trial_wall_s']:.0f} s |"
         )
 

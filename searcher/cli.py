@@ -217,8 +217,9 @@ def cmd_optimize(args: argparse.Namespace) -> None:
         "files": [str(f) for f in files],
     }
     st = result.stats
+    repeats = f"{st['repeats']} repeats of an earlier candidate, " if st["repeats"] else ""
     text = (
-        f"study {spec.name}: {st['trials']} trials ({st['pruned']} stopped early, {st['failed']} failed), "
+        f"study {spec.name}: {st['trials']} trials ({st['pruned']} stopped early, {repeats}{st['failed']} failed), "
         f"{100 * st['feasible_share']:.0f}% feasible; budget {result.budget:.4g} of {result.full_gflops:.4g} "
         f"GFLOPs\n\nPareto set (re-evaluated on the test split):\n{table}\n\nwritten to {result.out}/"
     )
@@ -273,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--budget", help="FLOPs budget per image: 3.3GFLOPs, 850MFLOPs or 60%% of the unreduced model")
     o.add_argument("--min-throughput", help="throughput floor, e.g. 1500img/s (a constraint)")
     o.add_argument("--objectives", help="comma-separated: top1,gflops[,throughput]")
-    o.add_argument("--trials", type=int, help="finished trials the study should hold (resumes up to this)")
+    o.add_argument(
+        "--trials", type=int, help="candidates to evaluate (resumes up to this; repeated draws do not count)"
+    )
     o.add_argument("--timeout", type=float, help="seconds for this invocation")
     o.add_argument(
         "--storage",

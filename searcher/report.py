@@ -164,7 +164,7 @@ def _kind(t: FrozenTrial) -> str | None:
     """How a trial is drawn on the Pareto plot (a key of KINDS), or None when it is not drawn (running, failed,
     waiting, or without GFLOPs)."""
     ua = t.user_attrs
-    if "gflops" not in ua:
+    if "gflops" not in ua or "duplicate_of" in ua:  # a repeat is drawn as the trial whose result it reuses
         return None
     if t.state == TrialState.PRUNED:
         return "stopped early" if "top1_partial" in ua else None

@@ -9,10 +9,12 @@ and accuracy are stored as trial user attributes, so export and report need noth
 
 Storage: SQLite at ``<out>/study.db`` by default (one worker; a lock file keeps a second ``optimize`` away), a
 journal file (``journal:PATH``) or PostgreSQL/MySQL URLs for many workers. Re-running the same command resumes the
-study until it holds ``trials`` finished (complete or pruned) trials. The trials of a killed worker are failed (the
-reason in their ``fail_reason`` attribute) and retried, by every worker before each trial and when a study is
-resumed: RDB storages by their heartbeats (also a trial whose worker died before its first heartbeat), the journal
-file by the owner every trial records (a dead process on this host; see :class:`_JournalStorage`).
+study until ``trials`` candidates have been evaluated (finished trials, complete or pruned; a trial that draws a
+candidate already evaluated reuses its result and does not count, up to three draws per trial). The trials of a
+killed worker are failed (the reason in their ``fail_reason`` attribute) and retried, by every worker before each
+trial and when a study is resumed: RDB storages by their heartbeats (also a trial whose worker died before its first
+heartbeat), the journal file by the owner every trial records (a dead process on this host; see
+:class:`_JournalStorage`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -68,7 +70,7 @@ class StudySpec:
     budget: str = "50%"  # GFLOPs per image, absolute or relative to the unreduced model
     min_throughput: str | None = None  # e.g. "1500img/s": a constraint
     objectives: list[str] = field(default_factory=lambda: ["top1", "gflops"])
-    trials: int = 60  # finished (complete or pruned) trials the study should hold
+    trials: int = 60  # candidates to evaluate (finished trials that are not repeats of an earlier candidate)
     timeout: float | None = None  # seconds for this invocation
     sampler: str = "tpe"
     seed: int = 0
@@ -596,7 +598,7 @@ def _objective(ctx: _Context):
         finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
         twin = _twin(finished, cand)
         if twin is not None:  # the sampler drew a candidate that already ran: its result, not a second evaluation
-            return _reuse(trial, twin, ctx)
+            _reuse(trial, twin)
         model = source.build(cand.arch, cand.schedule)
         t1 = time.perf_counter()
         total = len(ctx.search) if spec.search_images is None else min(spec.search_images, len(ctx.search))
@@ -676,18 +678,17 @@ def _twin(finished: list[optuna.trial.FrozenTrial], cand: Candidate) -> optuna.t
     return None
 
 
-def _reuse(trial: optuna.Trial, twin: optuna.trial.FrozenTrial, ctx: _Context) -> tuple[float, ...]:
-    """Record ``twin``'s result as this trial's: stopped early again if it was, else its objective values."""
+def _reuse(trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> NoReturn:
+    """Record ``twin``'s result in this trial's attributes, and end it as pruned: a repeat adds nothing to the front,
+    and as a pruned trial it tells TPE that this region gave nothing new. (Returning the twin's values instead, the
+    usual Optuna recipe, adds the same good point again and again: on a space where many parameters give one
+    candidate, such as the budget-aware architecture, TPE then keeps drawing that candidate.)"""
     trial.set_user_attr("duplicate_of", twin.number)
     trial.set_user_attr("eval_s", 0.0)  # nothing evaluated here; images_evaluated is what the result rests on
     for k in _REUSED:
         if k in twin.user_attrs:
             trial.set_user_attr(k, twin.user_attrs[k])
-    if twin.state == TrialState.PRUNED:
-        raise optuna.TrialPruned(f"the same candidate as trial {twin.number}, which was stopped early")
-    if ctx.min_throughput is not None and "throughput" in twin.user_attrs:
-        trial.set_constraint("throughput", ctx.min_throughput - twin.user_attrs["throughput"]["img_s"])
-    return tuple(twin.values)
+    raise optuna.TrialPruned(f"the same candidate as trial {twin.number}: its result stands")
 
 
 def _infeasible(trial: optuna.Trial, g: float, ctx: _Context, why: str) -> tuple[float, ...]:
@@ -798,7 +799,7 @@ class _Progress:
     def __init__(self, study: optuna.Study, target: int, enabled: bool) -> None:
         from tqdm.auto import tqdm
 
-        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+        done, _ = _counts(study)
         self.bar = tqdm(
             total=target,
             initial=min(done, target),
@@ -812,21 +813,35 @@ class _Progress:
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
         feasible = [t for t in trials if t.user_attrs.get("feasible")]
         best = max((t.user_attrs.get("top1", 0.0) for t in feasible), default=float("nan"))
-        self.bar.n = min(len(trials), self.bar.total)
-        self.bar.set_postfix(feasible=len(feasible), best_top1=f"{best:.2f}")
+        repeats = sum("duplicate_of" in t.user_attrs for t in trials)
+        self.bar.n = min(len(trials) - repeats, self.bar.total)
+        self.bar.set_postfix(feasible=len(feasible), repeats=repeats, best_top1=f"{best:.2f}")
         self.bar.refresh()
 
     def close(self) -> None:
         self.bar.close()
 
 
-def _finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+DRAWS_PER_TRIAL = 3  # a study stops after this many draws per trial asked for, repeats included
+
+
+def _counts(study: optuna.Study) -> tuple[int, int]:
+    """(candidates evaluated, finished trials). A trial that drew a candidate already evaluated reuses its result
+    (:func:`_reuse`): it costs no evaluation and does not count toward the study's ``trials``."""
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return sum("duplicate_of" not in t.user_attrs for t in finished), len(finished)
+
+
+def _done(study: optuna.Study, trials: int) -> bool:
+    """``trials`` candidates evaluated, or ``DRAWS_PER_TRIAL`` × ``trials`` draws finished (a space with fewer
+    distinct candidates, or a sampler that keeps repeating itself)."""
+    evaluated, finished = _counts(study)
+    return evaluated >= trials or finished >= DRAWS_PER_TRIAL * trials
 
 
 def _stop_after(target: int):
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if _finished(study) >= target:
+        if _done(study, target):
             study.stop()
 
     return callback
@@ -881,8 +896,8 @@ def _graceful_sigint(study: optuna.Study, announce: bool = True) -> Iterator[dic
 
 
 def run_worker(spec: StudySpec, storage_url: str, progress: bool = False, worker: int = 0) -> None:
-    """One worker of :func:`_run_workers`: load the study and optimise until it holds ``spec.trials`` finished
-    trials. Local workers share the machine's cores instead of each taking all of them."""
+    """One worker of :func:`_run_workers`: load the study and optimise until ``spec.trials`` candidates have been
+    evaluated (:func:`_done`). Local workers share the machine's cores instead of each taking all of them."""
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.workers))
@@ -964,7 +979,7 @@ def _run_workers(spec: StudySpec, storage_url: str) -> None:
     died = [f"worker {i} (pid {p.pid}, exit code {p.exitcode})" for i, p in enumerate(procs) if i not in results]
     if died and not pressed:
         what = f"{', '.join(died)} died; its trial is failed and retried (on a database: once its heartbeat is stale)"
-        if _finished(study) < spec.trials:
+        if not _done(study, spec.trials):
             raise RuntimeError(f"{what}; run the same command again to finish the study")
         log.warning(what)
 
@@ -1041,10 +1056,10 @@ def _optimize_loop(
     bar = _Progress(study, spec.trials, progress)
     try:
         with _graceful_sigint(study, announce) as pressed:
-            if _finished(study) < spec.trials and not pressed["n"]:
+            if not _done(study, spec.trials) and not pressed["n"]:
                 study.optimize(
                     _objective(ctx),
-                    n_trials=None if spec.timeout else spec.trials * 3,
+                    n_trials=None if spec.timeout else spec.trials * DRAWS_PER_TRIAL,
                     timeout=spec.timeout,
                     callbacks=[_stop_after(spec.trials), bar],
                     catch=(NumericalError, MemoryError, RuntimeError),
@@ -1154,6 +1169,7 @@ def _stats(study: optuna.Study, ctx: _Context, wall: float) -> dict[str, Any]:
     )
     return {
         "trials": len(finished),
+        "repeats": sum("duplicate_of" in t.user_attrs for t in finished),  # draws of a candidate already evaluated
         "complete": sum(t.state == TrialState.COMPLETE for t in finished),
         "pruned": sum(t.state == TrialState.PRUNED for t in finished),
         "failed": sum(t.state == TrialState.FAIL for t in trials),
