@@ -811,10 +811,11 @@ class _Progress:
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        feasible = [t for t in trials if t.user_attrs.get("feasible")]
+        evaluated = [t for t in trials if "duplicate_of" not in t.user_attrs]
+        feasible = [t for t in evaluated if t.user_attrs.get("feasible")]
         best = max((t.user_attrs.get("top1", 0.0) for t in feasible), default=float("nan"))
-        repeats = sum("duplicate_of" in t.user_attrs for t in trials)
-        self.bar.n = min(len(trials) - repeats, self.bar.total)
+        repeats = len(trials) - len(evaluated)
+        self.bar.n = min(len(evaluated), self.bar.total)
         self.bar.set_postfix(feasible=len(feasible), repeats=repeats, best_top1=f"{best:.2f}")
         self.bar.refresh()
 
