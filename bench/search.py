@@ -46,7 +46,7 @@ from optuna.trial import TrialState
 
 from searcher.report import hypervolume
 from searcher.space import load_yaml
-from searcher.study import OptimizeResult, StudySpec, optimize
+from searcher.study import OptimizeResult, StudySpec, is_repeat, optimize
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = {name: ROOT / "studies" / f"{name}.yaml" for name in ("fashion-vit", "fashion-autoformer")}
@@ -77,7 +77,7 @@ def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def feasible(res: OptimizeResult, n: int | None = None) -> list[optuna.trial.FrozenTrial]:
     """Complete trials under the budget, among the first ``n`` candidates evaluated (a draw of a candidate already
     evaluated reuses its result and does not count toward a study's trials: it is left out here)."""
-    evaluated = [t for t in finished(res.study) if "duplicate_of" not in t.user_attrs]
+    evaluated = [t for t in finished(res.study) if not is_repeat(t)]
     return [
         t
         for t in evaluated[:n]

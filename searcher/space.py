@@ -565,10 +565,11 @@ class SearchSpace:
             if arch is not None and flops(arch, Schedule.none(depth_of(arch))) <= budget:  # nothing to reduce
                 return Candidate("none", Schedule.none(depth_of(arch), positions=self.positions), arch), facts
         reducers = [r for r in self.reducers if r != "none"]
-        if scaled and reducers and not trial.suggest_categorical("remove_tokens", [False, True]):
-            red = "none"  # even odds for the architecture alone, however many reducers are listed
+        if scaled and reducers:  # even odds for the architecture alone, however many reducers are listed
+            remove = trial.suggest_categorical("remove_tokens", [False, True])
+            red = trial.suggest_categorical("reducer", reducers) if remove else "none"
         else:
-            red = trial.suggest_categorical("reducer", reducers if scaled and reducers else list(self.reducers))
+            red = trial.suggest_categorical("reducer", list(self.reducers))
         if scaled:
             assert arch_space is not None
             largest = arch_space.largest()

@@ -673,9 +673,14 @@ def _twin(finished: list[optuna.trial.FrozenTrial], cand: Candidate) -> optuna.t
     ops a schedule does not use), and evaluation is deterministic, so its result stands for this trial too."""
     key = cand.to_dict()
     for t in finished:
-        if t.user_attrs.get("candidate") == key and "duplicate_of" not in t.user_attrs:
+        if t.user_attrs.get("candidate") == key and not is_repeat(t):
             return t
     return None
+
+
+def is_repeat(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the trial drew a candidate already evaluated (:func:`_reuse`): it does not count toward ``trials``."""
+    return "duplicate_of" in trial.user_attrs
 
 
 def _reuse(trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> NoReturn:
@@ -811,7 +816,7 @@ class _Progress:
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        evaluated = [t for t in trials if "duplicate_of" not in t.user_attrs]
+        evaluated = [t for t in trials if not is_repeat(t)]
         feasible = [t for t in evaluated if t.user_attrs.get("feasible")]
         best = max((t.user_attrs.get("top1", 0.0) for t in feasible), default=float("nan"))
         repeats = len(trials) - len(evaluated)
@@ -830,7 +835,7 @@ def _counts(study: optuna.Study) -> tuple[int, int]:
     """(candidates evaluated, finished trials). A trial that drew a candidate already evaluated reuses its result
     (:func:`_reuse`): it costs no evaluation and does not count toward the study's ``trials``."""
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    return sum("duplicate_of" not in t.user_attrs for t in finished), len(finished)
+    return sum(not is_repeat(t) for t in finished), len(finished)
 
 
 def _done(study: optuna.Study, trials: int) -> bool:
@@ -1170,7 +1175,7 @@ def _stats(study: optuna.Study, ctx: _Context, wall: float) -> dict[str, Any]:
     )
     return {
         "trials": len(finished),
-        "repeats": sum("duplicate_of" in t.user_attrs for t in finished),  # draws of a candidate already evaluated
+        "repeats": sum(map(is_repeat, finished)),  # draws of a candidate already evaluated
         "complete": sum(t.state == TrialState.COMPLETE for t in finished),
         "pruned": sum(t.state == TrialState.PRUNED for t in finished),
         "failed": sum(t.state == TrialState.FAIL for t in trials),
