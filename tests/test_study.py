@@ -159,9 +159,10 @@ def test_a_candidate_drawn_twice_is_evaluated_once(tiny_spec: StudySpec, tmp_pat
         first = by_number[t.user_attrs["duplicate_of"]]
         assert first.number < t.number and "duplicate_of" not in first.user_attrs
         assert first.user_attrs["candidate"] == t.user_attrs["candidate"]
-        # the result is the first trial's; the repeat is pruned, so the sampler learns nothing new was found there
-        assert t.state == optuna.trial.TrialState.PRUNED and t.user_attrs.get("top1") == first.user_attrs.get("top1")
-        assert t.user_attrs["eval_s"] == 0.0
+        # the result is the first trial's; the repeat is pruned, so the sampler learns nothing new was found there,
+        # and it writes nothing more to the storage
+        assert t.state == optuna.trial.TrialState.PRUNED and "top1" in first.user_attrs
+        assert not {"top1", "eval_s", "tokens", "search_s"} & set(t.user_attrs)
     # only the originals were evaluated, and the front lists each candidate once
     assert res.stats["images_evaluated"] <= (len(trials) - len(twins)) * 400
     keys = [json.dumps(t.user_attrs["candidate"], sort_keys=True) for t in pareto_trials(res.study)]
