@@ -212,11 +212,13 @@ def default_storage(out: Path, workers: int) -> str:
     return f"sqlite:///{out / 'study.db'}"
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
+def open_storage(url: str, write_ahead: bool = False) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``: ``sqlite:///…``, ``postgresql://…``, ``mysql://…`` or ``journal:PATH``.
 
     A killed worker's RUNNING trial is failed and retried (at most ``MAX_RETRY`` times): on RDB storages once its
-    heartbeat is ``GRACE_S`` old, on the journal file once its owner process is gone (:class:`_JournalStorage`)."""
+    heartbeat is ``GRACE_S`` old, on the journal file once its owner process is gone (:class:`_JournalStorage`).
+    ``write_ahead``: switch an SQLite file to write-ahead logging (:func:`_write_ahead_log`), as ``optimize`` does;
+    readers leave the file as it is."""
     try:
         with warnings.catch_warnings():  # Optuna's retry callback is experimental: we use it on purpose
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -243,7 +245,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             grace_period=GRACE_S,
             heartbeat_stale_trial_callback=retry,
         )
-        if url.startswith("sqlite"):
+        if write_ahead and url.startswith("sqlite"):
             _write_ahead_log(storage.engine)
         return storage
     except ConfigError:
@@ -260,8 +262,9 @@ def _write_ahead_log(engine: Any) -> None:
     syncing a rollback journal and the database, which takes a third off Optuna's storage time per trial (a trial
     writes each parameter and attribute in its own transaction). A killed process loses nothing committed, and
     the file is never left corrupt; a power cut can lose the last commits. SQLite folds the log back into the
-    database when the last connection closes. A file that cannot switch (read-only, or locked by an older
-    process) keeps its mode."""
+    database when the last connection closes; the file stays in WAL mode, which SQLite readers follow (they need
+    write access to its folder for the shared-memory file). A file that cannot switch (read-only, or locked by
+    another process) keeps its mode."""
     import sqlite3
 
     from sqlalchemy import event
@@ -1042,7 +1045,7 @@ def _worker_main(spec: StudySpec, storage_url: str, worker: int, parent: int, co
 
 
 def _create_study(spec: StudySpec, storage_url: str) -> optuna.Study:
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, write_ahead=True)
     study = optuna.create_study(
         study_name=spec.name,
         storage=storage,

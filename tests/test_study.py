@@ -3,7 +3,9 @@ resume, export, and the errors a user can cause."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -68,6 +70,9 @@ def test_optimize_runs_resumes_and_exports(tiny_spec: StudySpec, tmp_path: Path)
     # the Pareto set was re-evaluated on the test split
     assert res.pareto and all(row["test_top1"] is not None for row in res.pareto)
     assert {row["trial"] for row in res.pareto} == {t.number for t in pareto_trials(study)}
+    # the default SQLite storage logs ahead (a commit appends to study.db-wal): every trial writes ~20 times
+    with contextlib.closing(sqlite3.connect(out / "study.db")) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
     # resume: asking for more trials continues the same study in the same storage
     more = optimize(tiny_spec.override(trials=11), out, progress=False)
