@@ -16,8 +16,11 @@ from timm.models.vision_transformer import VisionTransformer
 
 from searcher.cli import main
 from searcher.errors import ConfigError, StorageError
+from searcher.evaluate import evaluate_chunks
 from searcher.export import export_run
-from searcher.study import DRAWS_PER_TRIAL, StudySpec, load_study, optimize, pareto_trials
+from searcher.schedule import Schedule
+from searcher.space import Candidate
+from searcher.study import DRAWS_PER_TRIAL, StudySpec, load_study, open_storage, optimize, pareto_trials
 
 TINY = dict(img_size=32, patch_size=4, in_chans=1, num_classes=10, embed_dim=32, depth=4, num_heads=2)
 
@@ -172,3 +175,33 @@ def test_a_candidate_drawn_twice_is_evaluated_once(tiny_spec: StudySpec, tmp_pat
     assert res.stats["images_evaluated"] <= (len(trials) - len(twins)) * 400
     keys = [json.dumps(t.user_attrs["candidate"], sort_keys=True) for t in pareto_trials(res.study)]
     assert len(keys) == len(set(keys))
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_early_stop_uses_the_front_other_workers_finish_meanwhile(
+    tiny_spec: StudySpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, storage: str
+) -> None:
+    # another worker finishes a perfect trial at no cost while this one evaluates its first chunk: on a storage that
+    # several workers share, this trial reads the front again and stops (its upper bound cannot reach 100 %); on
+    # SQLite, which one run holds alone, the front read when the trial started stands
+    url = f"journal:{tmp_path / 'study.journal'}" if storage == "journal" else None
+    spec = StudySpec.from_dict({**tiny_spec.to_dict(), "trials": 1, "storage": url, "baselines": False})
+
+    def chunks_with_a_rival(*args, **kwargs):
+        for i, acc in enumerate(evaluate_chunks(*args, **kwargs)):
+            if i == 0:
+                rival = optuna.load_study(study_name=spec.name, storage=open_storage(url or default))
+                attrs = {"top1": 100.0, "gflops": 0.0, "feasible": True, "candidate": unreduced}
+                rival.add_trial(optuna.trial.create_trial(values=[100.0, 0.0], user_attrs=attrs))
+            yield acc
+
+    unreduced = Candidate("tome", Schedule.none(TINY["depth"]), None).to_dict()
+    default = f"sqlite:///{tmp_path / 'run' / 'study.db'}"
+    monkeypatch.setattr("searcher.study.evaluate_chunks", chunks_with_a_rival)
+    res = optimize(spec, tmp_path / "run", progress=False)
+    ran = res.study.trials[0]  # the rival is trial 1
+    if storage == "journal":
+        assert ran.state == optuna.trial.TrialState.PRUNED and ran.user_attrs["images_evaluated"] == 250
+        assert res.stats["images_saved_by_early_stop"] == 150
+    else:
+        assert ran.state == optuna.trial.TrialState.COMPLETE and ran.user_attrs["images_evaluated"] == 400
