@@ -233,11 +233,11 @@ def part_sampler(args) -> None:
 
 def part_overhead(args) -> None:
     print("\n## Overhead and feasibility (studies of this run)\n")
-    print("| study | trials | repeats | pruned early | feasible | overhead | trial wall (sum) |\n" + "|---" * 7 + "|")
+    print("| study | trials | repeats | stopped early | feasible | overhead | trial wall (sum) |\n" + "|---" * 7 + "|")
     for (model, budget, tag, seed), res in args.results.items():
         s = res.stats
         print(
-            f"| {model} {budget}% {tag} s{seed} | {s['trials']} | {s['repeats']} | {s['pruned']} | "
+            f"| {model} {budget}% {tag} s{seed} | {s['trials']} | {s['repeats']} | {s['stopped_early']} | "
             f"{s['feasible_share']:.0%} | "
             f"{s['overhead_share']:.1%} | {s['trial_wall_s']:.0f} s |"
         )

@@ -218,8 +218,12 @@ def cmd_optimize(args: argparse.Namespace) -> None:
     }
     st = result.stats
     repeats = f"{st['repeats']} repeats of an earlier candidate, " if st["repeats"] else ""
+    saved, evaluated = st["images_saved_by_early_stop"], st["images_evaluated"]
+    early = f"{st['stopped_early']} stopped early"
+    if saved:
+        early += f", saving {saved / (saved + evaluated):.0%} of the search images"
     text = (
-        f"study {spec.name}: {st['trials']} trials ({st['pruned']} stopped early, {repeats}{st['failed']} failed), "
+        f"study {spec.name}: {st['trials']} trials ({early}, {repeats}{st['failed']} failed), "
         f"{100 * st['feasible_share']:.0f}% feasible; budget {result.budget:.4g} of {result.full_gflops:.4g} "
         f"GFLOPs\n\nPareto set (re-evaluated on the test split):\n{table}\n\nwritten to {result.out}/"
     )

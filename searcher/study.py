@@ -579,7 +579,12 @@ class _Context:
     budget: float  # GFLOPs
     full_gflops: float
     min_throughput: float | None
-    stats: dict[str, int] = field(default_factory=lambda: {"images": 0, "images_saved": 0})
+
+    @property
+    def search_images(self) -> int:
+        """The images a trial evaluates in full: the search split, or its first ``spec.search_images``."""
+        n = len(self.search)
+        return n if self.spec.search_images is None else min(self.spec.search_images, n)
 
 
 def build_schedule(source: Any, reducer: str, depth: int, rs: list[int], **params: Any) -> Schedule:
@@ -633,7 +638,7 @@ def _objective(ctx: _Context, shared: bool = False):
         trial.set_user_attr("search_s", time.perf_counter() - t0)
         model = source.build(cand.arch, cand.schedule)
         t1 = time.perf_counter()
-        total = len(ctx.search) if spec.search_images is None else min(spec.search_images, len(ctx.search))
+        total = ctx.search_images
         # baselines (the published recipes) are always evaluated in full: they are what the search is compared with
         early_stop = spec.early_stop and "baseline" not in trial.user_attrs
         best_here = _best_at_or_below(_front_points(trial.study, finished), g)
@@ -650,8 +655,6 @@ def _objective(ctx: _Context, shared: bool = False):
         acc = None
         for acc in evaluate_chunks(model, ctx.search, spec.batch_size, chunk=spec.chunk, limit=total):
             if early_stop and acc.n < total and _upper_bound(acc.correct1, acc.n, total) < best_now():
-                ctx.stats["images"] += acc.n
-                ctx.stats["images_saved"] += total - acc.n
                 trial.set_user_attr("top1_partial", acc.top1)
                 trial.set_user_attr("images_evaluated", acc.n)
                 trial.set_user_attr("eval_s", time.perf_counter() - t1 - reading)
@@ -660,7 +663,6 @@ def _objective(ctx: _Context, shared: bool = False):
                     f"front ({best_here:.2f}% at ≤ {g:.4g} GFLOPs)"
                 )
         assert acc is not None
-        ctx.stats["images"] += acc.n
         trial.set_user_attr("top1", acc.top1)
         trial.set_user_attr("top5", acc.top5)
         trial.set_user_attr("images_evaluated", acc.n)
@@ -1199,8 +1201,11 @@ def evaluate_pareto(study: optuna.Study, ctx: _Context, test_split: Split, spec:
 
 
 def _stats(study: optuna.Study, ctx: _Context, wall: float) -> dict[str, Any]:
+    """The study's counts, from its storage (every run and worker of it, not only this process)."""
     trials = study.get_trials(deepcopy=False)
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    evaluated = [t for t in finished if not is_repeat(t)]
+    stopped = [t for t in evaluated if "top1_partial" in t.user_attrs]
     feasible = [t for t in finished if t.user_attrs.get("gflops", math.inf) <= ctx.budget * (1 + 1e-9)]
     work = sum(t.user_attrs.get(k, 0.0) for t in finished for k in ("eval_s", "throughput_s"))
     trial_wall = sum(
@@ -1210,13 +1215,13 @@ def _stats(study: optuna.Study, ctx: _Context, wall: float) -> dict[str, Any]:
     )
     return {
         "trials": len(finished),
-        "repeats": sum(map(is_repeat, finished)),  # draws of a candidate already evaluated
+        "repeats": len(finished) - len(evaluated),  # draws of a candidate already evaluated
         "complete": sum(t.state == TrialState.COMPLETE for t in finished),
-        "pruned": sum(t.state == TrialState.PRUNED for t in finished),
+        "stopped_early": len(stopped),  # by the front (repeats end as pruned too, without an evaluation)
         "failed": sum(t.state == TrialState.FAIL for t in trials),
         "feasible_share": len(feasible) / max(len(finished), 1),
-        "images_evaluated": ctx.stats["images"],
-        "images_saved_by_early_stop": ctx.stats["images_saved"],
+        "images_evaluated": sum(t.user_attrs.get("images_evaluated", 0) for t in evaluated),
+        "images_saved_by_early_stop": sum(ctx.search_images - t.user_attrs["images_evaluated"] for t in stopped),
         "overhead_share": max(0.0, 1 - work / trial_wall) if trial_wall else None,
         "trial_wall_s": trial_wall,  # summed over the study's finished trials, whichever run they came from
         "wall_s": wall,  # of this call

@@ -202,6 +202,8 @@ def test_early_stop_uses_the_front_other_workers_finish_meanwhile(
     ran = res.study.trials[0]  # the rival is trial 1
     if storage == "journal":
         assert ran.state == optuna.trial.TrialState.PRUNED and ran.user_attrs["images_evaluated"] == 250
+        assert res.stats["stopped_early"] == 1 and res.stats["images_evaluated"] == 250
         assert res.stats["images_saved_by_early_stop"] == 150
     else:
         assert ran.state == optuna.trial.TrialState.COMPLETE and ran.user_attrs["images_evaluated"] == 400
+        assert res.stats["stopped_early"] == res.stats["images_saved_by_early_stop"] == 0

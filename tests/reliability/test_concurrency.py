@@ -67,6 +67,9 @@ def check_many_workers(url: str, log: str, name: str = "tiny") -> list[optuna.tr
     for t in finished:
         if t.state == optuna.trial.TrialState.COMPLETE:
             check_complete_attrs(t)
+    # the summary counts every worker's trials (from the storage, not from the parent process)
+    stopped = sum("top1_partial" in t.user_attrs for t in finished)
+    assert f"{len(finished)} trials ({stopped} stopped early" in log, log[-2000:]
     logged = _logged(log)
     assert logged, "no Optuna log lines from the workers"
     for n, values in logged.items():
