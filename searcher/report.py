@@ -126,6 +126,7 @@ class ReportData:
     history: list[dict[str, Any]]  # {"trial", "top1" (None unless feasible and complete), "best"}
     hypervolume: list[tuple[int, float]]  # (trial number, normalised hypervolume of the front after it)
     importances: dict[str, dict[str, float]]  # objective → parameter → importance
+    early_stop: dict[str, int] = field(default_factory=dict)  # searcher.study.early_stop_savings
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -239,7 +240,7 @@ def _importance(name: str, trials: Sequence[FrozenTrial]) -> dict[str, float] | 
 
 def report_data(study: optuna.Study) -> ReportData:
     """The plain data behind the report of ``study``."""
-    from .study import pareto_trials, test_result
+    from .study import early_stop_savings, pareto_trials, test_result
 
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     states = {s.name: n for s in TrialState if (n := sum(t.state == s for t in trials))}
@@ -335,6 +336,7 @@ def report_data(study: optuna.Study) -> ReportData:
         history=history,
         hypervolume=hv,
         importances=_importances(feasible, objectives),
+        early_stop=early_stop_savings(trials, study.user_attrs.get("search_images")),
         notes=notes,
     )
 
@@ -569,6 +571,10 @@ def render_html(data: ReportData, figs: Mapping[str, Any] | None = None) -> str:
             else ""
         )
         budget = f" · budget {data.budget_gflops:.4g} GFLOPs{share}"
+    es = data.early_stop
+    if es.get("stopped_early"):
+        saved = es["images_saved_by_early_stop"] / max(es["images_saved_by_early_stop"] + es["images_evaluated"], 1)
+        states += f"; {es['stopped_early']} stopped early, saving {saved:.0%} of the search images"
     sections = []
     for div_id, title, caption in SECTIONS:
         div = figs[div_id].to_html(

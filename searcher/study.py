@@ -723,6 +723,21 @@ def is_repeat(trial: optuna.trial.FrozenTrial) -> bool:
     return "duplicate_of" in trial.user_attrs
 
 
+def early_stop_savings(trials: list[optuna.trial.FrozenTrial], search_images: int | None) -> dict[str, int]:
+    """What early stopping saved, from the trials' attributes: ``stopped_early`` (evaluated trials the front
+    stopped), ``images_evaluated`` (by every evaluated trial) and ``images_saved_by_early_stop`` (each stopped trial
+    against ``search_images``, a full evaluation; None: the most any trial evaluated, as a baseline always does)."""
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)  # a repeat evaluated nothing: it has no images_evaluated
+    evaluated = [t for t in trials if t.state in finished and "images_evaluated" in t.user_attrs]
+    stopped = [t for t in evaluated if "top1_partial" in t.user_attrs]
+    full = search_images or max((t.user_attrs["images_evaluated"] for t in evaluated), default=0)
+    return {
+        "stopped_early": len(stopped),
+        "images_evaluated": sum(t.user_attrs["images_evaluated"] for t in evaluated),
+        "images_saved_by_early_stop": sum(full - t.user_attrs["images_evaluated"] for t in stopped),
+    }
+
+
 def _reuse(trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> NoReturn:
     """End the trial as a repeat of ``twin`` (``duplicate_of``: the twin's number, whose result stands for it), and
     as pruned: a repeat adds nothing to the front, and as a pruned trial it tells TPE that this region gave nothing
@@ -1143,6 +1158,7 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
         study.set_user_attr("spec", {k: v for k, v in spec.to_dict().items() if k != "base_dir"})
         study.set_user_attr("budget_gflops", ctx.budget)
         study.set_user_attr("full_gflops", ctx.full_gflops)
+        study.set_user_attr("search_images", ctx.search_images)
         study.set_user_attr("model_source", ctx.source.describe())
         if spec.baselines:
             _enqueue_baselines(study, ctx)
@@ -1204,8 +1220,6 @@ def _stats(study: optuna.Study, ctx: _Context, wall: float) -> dict[str, Any]:
     """The study's counts, from its storage (every run and worker of it, not only this process)."""
     trials = study.get_trials(deepcopy=False)
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    evaluated = [t for t in finished if not is_repeat(t)]
-    stopped = [t for t in evaluated if "top1_partial" in t.user_attrs]
     feasible = [t for t in finished if t.user_attrs.get("gflops", math.inf) <= ctx.budget * (1 + 1e-9)]
     work = sum(t.user_attrs.get(k, 0.0) for t in finished for k in ("eval_s", "throughput_s"))
     trial_wall = sum(
@@ -1215,13 +1229,11 @@ def _stats(study: optuna.Study, ctx: _Context, wall: float) -> dict[str, Any]:
     )
     return {
         "trials": len(finished),
-        "repeats": len(finished) - len(evaluated),  # draws of a candidate already evaluated
+        "repeats": sum(map(is_repeat, finished)),  # draws of a candidate already evaluated
         "complete": sum(t.state == TrialState.COMPLETE for t in finished),
-        "stopped_early": len(stopped),  # by the front (repeats end as pruned too, without an evaluation)
         "failed": sum(t.state == TrialState.FAIL for t in trials),
         "feasible_share": len(feasible) / max(len(finished), 1),
-        "images_evaluated": sum(t.user_attrs.get("images_evaluated", 0) for t in evaluated),
-        "images_saved_by_early_stop": sum(ctx.search_images - t.user_attrs["images_evaluated"] for t in stopped),
+        **early_stop_savings(finished, ctx.search_images),  # repeats end as pruned too, with no evaluation
         "overhead_share": max(0.0, 1 - work / trial_wall) if trial_wall else None,
         "trial_wall_s": trial_wall,  # summed over the study's finished trials, whichever run they came from
         "wall_s": wall,  # of this call

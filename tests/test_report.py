@@ -20,7 +20,14 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from searcher.errors import ConfigError, StorageError
-from searcher.report import hypervolume, report_command, report_data, schedule_text, write_report
+from searcher.report import (
+    hypervolume,
+    render_html,
+    report_command,
+    report_data,
+    schedule_text,
+    write_report,
+)
 from searcher.schedule import Schedule, tokens_per_block
 from searcher.study import pareto_trials
 
@@ -161,6 +168,17 @@ def test_report_data_has_one_point_per_finished_trial(study: optuna.Study) -> No
     assert hv[-1] == pytest.approx(hypervolume(front_pts, FULL) / (100 * FULL))
     assert set(data.importances) == {"top1", "gflops"} and "reducer" in data.importances["top1"]
     assert data.throughput_setup == "cpu: test, batch 16, float32"
+    # early stopping: two trials stopped after 250 images of a full evaluation's 500 (the study does not say how
+    # many the search split has: the largest evaluation stands for it)
+    full = kinds["searched"] + kinds["baseline"]
+    assert data.early_stop == {
+        "stopped_early": 2,
+        "images_evaluated": 500 * full + 2 * 250,
+        "images_saved_by_early_stop": 500,
+    }
+    assert "2 stopped early, saving 8% of the search images" in render_html(data)  # 500 of 6,500
+    study.set_user_attr("search_images", 1000)
+    assert report_data(study).early_stop["images_saved_by_early_stop"] == 2 * 750
     json.dumps(data.to_dict())  # plain data
 
 
