@@ -218,10 +218,9 @@ def cmd_optimize(args: argparse.Namespace) -> None:
     }
     st = result.stats
     repeats = f"{st['repeats']} repeats of an earlier candidate, " if st["repeats"] else ""
-    saved, evaluated = st["images_saved_by_early_stop"], st["images_evaluated"]
     early = f"{st['stopped_early']} stopped early"
-    if saved:
-        early += f", saving {saved / (saved + evaluated):.0%} of the search images"
+    if st["images_saved_by_early_stop"]:
+        early += f", saving {st['saved_share']:.0%} of the search images"
     text = (
         f"study {spec.name}: {st['trials']} trials ({early}, {repeats}{st['failed']} failed), "
         f"{100 * st['feasible_share']:.0f}% feasible; budget {result.budget:.4g} of {result.full_gflops:.4g} "

@@ -126,7 +126,7 @@ class ReportData:
     history: list[dict[str, Any]]  # {"trial", "top1" (None unless feasible and complete), "best"}
     hypervolume: list[tuple[int, float]]  # (trial number, normalised hypervolume of the front after it)
     importances: dict[str, dict[str, float]]  # objective → parameter → importance
-    early_stop: dict[str, int] = field(default_factory=dict)  # searcher.study.early_stop_savings
+    early_stop: dict[str, Any] = field(default_factory=dict)  # searcher.study.early_stop_savings
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -571,10 +571,9 @@ def render_html(data: ReportData, figs: Mapping[str, Any] | None = None) -> str:
             else ""
         )
         budget = f" · budget {data.budget_gflops:.4g} GFLOPs{share}"
-    es = data.early_stop
-    if es.get("stopped_early"):
-        saved = es["images_saved_by_early_stop"] / max(es["images_saved_by_early_stop"] + es["images_evaluated"], 1)
-        states += f"; {es['stopped_early']} stopped early, saving {saved:.0%} of the search images"
+    if data.early_stop.get("stopped_early"):
+        states += f"; {data.early_stop['stopped_early']} stopped early, saving {data.early_stop['saved_share']:.0%} "
+        states += "of the search images"
     sections = []
     for div_id, title, caption in SECTIONS:
         div = figs[div_id].to_html(

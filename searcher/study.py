@@ -723,18 +723,22 @@ def is_repeat(trial: optuna.trial.FrozenTrial) -> bool:
     return "duplicate_of" in trial.user_attrs
 
 
-def early_stop_savings(trials: list[optuna.trial.FrozenTrial], search_images: int | None) -> dict[str, int]:
+def early_stop_savings(trials: list[optuna.trial.FrozenTrial], search_images: int | None) -> dict[str, Any]:
     """What early stopping saved, from the trials' attributes: ``stopped_early`` (evaluated trials the front
-    stopped), ``images_evaluated`` (by every evaluated trial) and ``images_saved_by_early_stop`` (each stopped trial
-    against ``search_images``, a full evaluation; None: the most any trial evaluated, as a baseline always does)."""
+    stopped), ``images_evaluated`` (by every evaluated trial), ``images_saved_by_early_stop`` (each stopped trial
+    against ``search_images``, a full evaluation; None: the most any trial evaluated, as a baseline always does) and
+    ``saved_share`` (of the images a search without early stopping would have evaluated)."""
     finished = (TrialState.COMPLETE, TrialState.PRUNED)  # a repeat evaluated nothing: it has no images_evaluated
     evaluated = [t for t in trials if t.state in finished and "images_evaluated" in t.user_attrs]
     stopped = [t for t in evaluated if "top1_partial" in t.user_attrs]
     full = search_images or max((t.user_attrs["images_evaluated"] for t in evaluated), default=0)
+    images = sum(t.user_attrs["images_evaluated"] for t in evaluated)
+    saved = sum(full - t.user_attrs["images_evaluated"] for t in stopped)
     return {
         "stopped_early": len(stopped),
-        "images_evaluated": sum(t.user_attrs["images_evaluated"] for t in evaluated),
-        "images_saved_by_early_stop": sum(full - t.user_attrs["images_evaluated"] for t in stopped),
+        "images_evaluated": images,
+        "images_saved_by_early_stop": saved,
+        "saved_share": saved / max(images + saved, 1),
     }
 
 

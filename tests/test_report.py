@@ -175,6 +175,7 @@ def test_report_data_has_one_point_per_finished_trial(study: optuna.Study) -> No
         "stopped_early": 2,
         "images_evaluated": 500 * full + 2 * 250,
         "images_saved_by_early_stop": 500,
+        "saved_share": 500 / (500 * full + 2 * 250 + 500),
     }
     assert "2 stopped early, saving 8% of the search images" in render_html(data)  # 500 of 6,500
     study.set_user_attr("search_images", 1000)
