@@ -246,7 +246,7 @@ def part_overhead(args) -> None:
 def part_scale(args) -> None:
     model, budget, n = args.models[0], args.budgets[0], args.scale_trials
     print(f"\n## Scale: {n} trials of {model} at {budget}% on one journal storage\n")
-    print("| workers | wall | trials/min | finished | unique numbers | speed-up |\n|---|---|---|---|---|---|")
+    print("| workers | wall | trials/min | trials | repeats | unique numbers | speed-up |\n" + "|---" * 7 + "|")
     rate1 = None
     for workers in (1, 2):
         out = args.out / f"scale-{workers}w-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -254,12 +254,12 @@ def part_scale(args) -> None:
             budget=f"{budget}%", trials=n, workers=workers, storage=f"journal:{out / 'study.journal'}"
         )
         res = optimize(spec, out, progress=False)
-        trials = finished(res.study)
+        trials = [t for t in finished(res.study) if not is_repeat(t)]  # candidates evaluated, as --trials counts
         numbers = [t.number for t in res.study.get_trials(deepcopy=False)]
         rate = len(trials) / (res.stats["wall_s"] / 60)
         rate1 = rate1 or rate
         print(
-            f"| {workers} | {res.stats['wall_s']:.0f} s | {rate:.2f} | {len(trials)} | "
+            f"| {workers} | {res.stats['wall_s']:.0f} s | {rate:.2f} | {len(trials)} | {res.stats['repeats']} | "
             f"{len(set(numbers)) == len(numbers)} | {rate / rate1:.2f}x |",
             flush=True,
         )
