@@ -876,6 +876,9 @@ class _Progress:
         trials = _finished(study)
         if _done(trials, self.target):
             study.stop()
+        self.show(trials)
+
+    def show(self, trials: list[optuna.trial.FrozenTrial]) -> None:
         if self.bar.disable:
             return
         evaluated = [t for t in trials if not is_repeat(t)]
@@ -967,8 +970,9 @@ def run_worker(spec: StudySpec, storage_url: str, progress: bool = False, worker
     _optimize_loop(spec, ctx, storage_url, progress, worker, announce=False)
 
 
-def _run_workers(spec: StudySpec, storage_url: str) -> None:
-    """Run ``spec.workers`` local worker processes on one study, and wait for every one of them.
+def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progress: bool = False) -> None:
+    """Run ``spec.workers`` local worker processes on one study, and wait for every one of them (with ``progress``,
+    showing the study's progress bar, read from the storage every 2 s).
 
     Each worker is a fresh interpreter (spawned, as CUDA needs) in a process group of its own, so a Ctrl-C at the
     terminal reaches this process only, which passes every press on to every worker (a ``kill -INT`` of this
@@ -998,13 +1002,15 @@ def _run_workers(spec: StudySpec, storage_url: str) -> None:
         stop_workers()
 
     results: dict[int, BaseException | None] = {}
-    with on_sigint(forward):
+    bar = _Progress(study, spec.trials, progress)
+    with on_sigint(forward), contextlib.closing(bar):
         pipes: dict[Any, int] = {}
         for i in range(spec.workers):
             if pressed:
                 break
             recv, send = mp.Pipe(duplex=False)
-            p = mp.Process(target=_worker_main, args=(spec, storage_url, i, os.getpid(), send), name=f"worker-{i}")
+            args = (spec, storage_url, i, os.getpid(), send, optuna.logging.get_verbosity())
+            p = mp.Process(target=_worker_main, args=args, name=f"worker-{i}")
             p.start()
             send.close()
             procs.append(p)
@@ -1013,7 +1019,10 @@ def _run_workers(spec: StudySpec, storage_url: str) -> None:
                 os.kill(p.pid, signal.SIGINT)
         live: dict[Any, Any] = {p.sentinel: p for p in procs}
         while live or pipes:
-            ready_now: list[Any] = wait([*live, *pipes])
+            ready_now: list[Any] = wait([*live, *pipes], timeout=2.0 if progress else None)
+            if progress:
+                with contextlib.suppress(Exception):  # a storage hiccup must not stop the workers: the bar waits
+                    bar.show(_finished(study))
             for ready in ready_now:
                 if ready in live:
                     live.pop(ready).join()
@@ -1046,12 +1055,14 @@ def _run_workers(spec: StudySpec, storage_url: str) -> None:
         log.warning(what)
 
 
-def _worker_main(spec: StudySpec, storage_url: str, worker: int, parent: int, conn: Any) -> None:
+def _worker_main(spec: StudySpec, storage_url: str, worker: int, parent: int, conn: Any, verbosity: int) -> None:
     """A worker process of :func:`_run_workers`: in a process group of its own (only its parent passes Ctrl-C on),
-    stopped after its current trial when the parent dies; sends its error (or None) back through ``conn``."""
+    stopped after its current trial when the parent dies; sends its error (or None) back through ``conn``. It logs
+    as its parent does (``verbosity``: Optuna's; the CLI's -v shows every trial)."""
     if hasattr(os, "setpgrp"):
         os.setpgrp()
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # as the CLI does
+    optuna.logging.set_verbosity(verbosity)
     if sys.platform == "linux":
         import ctypes
 
@@ -1168,7 +1179,7 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
             _enqueue_baselines(study, ctx)
         t0 = time.perf_counter()
         if spec.workers > 1:
-            _run_workers(spec, storage_url)
+            _run_workers(spec, storage_url, study, progress)
         else:
             _optimize_loop(spec, ctx, storage_url, progress)
         wall = time.perf_counter() - t0

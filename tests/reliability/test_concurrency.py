@@ -83,7 +83,8 @@ def check_many_workers(url: str, log: str, name: str = "tiny") -> list[optuna.tr
 def _run_workers(tiny: SimpleNamespace, tmp_path: Path, *storage: str) -> tuple[Path, str]:
     spec = tiny.write_spec(tmp_path / "tiny.yaml", trials=TRIALS, workers=WORKERS)
     out = tmp_path / "run"
-    proc = run_cli(["optimize", "--study", str(spec), "--out", str(out), *storage], cwd=tmp_path, timeout=1800)
+    # -v: every worker logs each trial it finishes, which check_many_workers compares with the storage
+    proc = run_cli(["-v", "optimize", "--study", str(spec), "--out", str(out), *storage], cwd=tmp_path, timeout=1800)
     log = proc.stdout + proc.stderr
     (tmp_path / "optimize.log").write_text(log)
     assert proc.returncode == 0, log[-4000:]
@@ -144,7 +145,18 @@ def test_a_worker_error_reaches_the_parent_as_the_same_error(tiny: SimpleNamespa
 
     spec = StudySpec.from_dict(tiny_spec_dict(tiny.root, checkpoint=str(tmp_path / "gone.pth"), workers=2))
     url = f"journal:{tmp_path / 'study.journal'}"
-    _create_study(spec, url)
+    study = _create_study(spec, url)
     with pytest.raises(CheckpointError, match="gone.pth"):
-        _run_workers(spec, url)
+        _run_workers(spec, url, study)
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_several_workers_show_the_study_progress(tiny: SimpleNamespace, tmp_path: Path,
+                                                 capfd: pytest.CaptureFixture[str]) -> None:
+    """With ``--workers`` the parent shows the study's progress bar, which it reads from the storage."""
+    from searcher.study import StudySpec, optimize
+
+    spec = StudySpec.from_dict(tiny_spec_dict(tiny.root, workers=2, trials=6))
+    optimize(spec, tmp_path / "run", progress=True)
+    err = capfd.readouterr().err
+    assert "tiny:" in err and "6/6" in err and "best_top1=" in err, err[-2000:]
