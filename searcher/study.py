@@ -857,7 +857,8 @@ def _recipe_params(red: str, params: Mapping[str, Any]) -> dict[str, Any]:
 
 class _Progress:
     """After each trial: stop the study once it is :func:`_done`, and show a tqdm bar (trials done, feasible count,
-    best search top-1 under the budget); both from one read of the trials."""
+    best search top-1 under the budget); both from one read of the trials. :meth:`show` alone draws the bar of a
+    process whose workers run the trials."""
 
     def __init__(self, study: optuna.Study, target: int, enabled: bool) -> None:
         from tqdm.auto import tqdm
