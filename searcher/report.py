@@ -624,7 +624,7 @@ def report_command(
 ) -> dict[str, Any]:
     """``searcher report``: find the study (``--out DIR``, or ``--study NAME --storage URL``) and write its report
     to ``path`` (default ``<out>/report.html``, or ``runs/<study>/report.html``). Returns a summary for ``--json``:
-    ``{"study", "report", "trials", "points", "pareto"}``."""
+    ``{"study", "report", "trials", "points", "pareto", "early_stop", "notes"}``."""
     from .export import open_study, study_target
 
     study_name, out, storage = study_target(study_name, out, storage)
@@ -638,5 +638,6 @@ def report_command(
         "trials": sum(data.states.values()),
         "points": len(data.points),
         "pareto": data.front,
+        "early_stop": data.early_stop,
         "notes": data.notes,
     }

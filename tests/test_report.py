@@ -213,6 +213,7 @@ def test_report_page_is_self_contained(study: optuna.Study, tmp_path: Path) -> N
     result = report_command("synthetic", None, f"sqlite:///{tmp_path / 'study.db'}", tmp_path / "r" / "report.html")
     page = Path(result["report"]).read_text()
     assert result["points"] == len(study.trials) and result["pareto"] == [t.number for t in pareto_trials(study)]
+    assert result["early_stop"]["stopped_early"] == 2
     # plotly.js is inline and nothing is loaded from elsewhere
     assert len(page) > 1_000_000 and "Plotly" in page
     assert not re.search(r"<script[^>]+src=", page) and not re.search(r"<link[^>]+href=", page)
