@@ -19,8 +19,8 @@ bench resumes where it stopped and a finished study is only re-read. Parts:
   them against the test split.
 - ``overhead``: the share of trial wall time not spent evaluating or timing models, and the share of feasible
   trials, over the margin studies.
-- ``scale``: trials per minute of 2 local workers on one journal storage against 1 worker, and a check that no
-  trial number is lost or duplicated.
+- ``scale``: trials per minute of 2 local workers (one torch thread each) on one journal storage against 1 worker
+  on one thread, and against 1 worker on every core; and a check that no trial number is lost or duplicated.
 
 Trials count candidates evaluated, as ``optimize`` does: a draw of a candidate already evaluated reuses its result,
 and is neither counted nor included in the figures.
@@ -244,23 +244,35 @@ def part_overhead(args) -> None:
 
 
 def part_scale(args) -> None:
+    """1 worker on one thread, 2 workers on one thread each (the target's comparison), and 1 worker on every core
+    (what a single ``optimize`` uses by default), side by side."""
+    import os
+
+    import torch
+
     model, budget, n = args.models[0], args.budgets[0], args.scale_trials
-    print(f"\n## Scale: {n} trials of {model} at {budget}% on one journal storage\n")
-    print("| workers | wall | trials/min | trials | repeats | unique numbers | speed-up |\n" + "|---" * 7 + "|")
+    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
+    print(f"\n## Scale: {n} trials of {model} at {budget}% on one journal storage ({cores} cores)\n")
+    print("| workers | torch threads each | wall | trials/min | trials | repeats | unique numbers | speed-up |\n"
+          + "|---" * 8 + "|")
     rate1 = None
-    for workers in (1, 2):
-        out = args.out / f"scale-{workers}w-{time.strftime('%Y%m%d-%H%M%S')}"
+    for workers, each in ((1, 1), (2, max(1, cores // 2)), (1, cores)):
+        out = args.out / f"scale-{workers}w{each}t-{time.strftime('%Y%m%d-%H%M%S')}"
         spec = StudySpec.from_yaml(SPECS[model]).override(
             budget=f"{budget}%", trials=n, workers=workers, storage=f"journal:{out / 'study.journal'}"
         )
-        res = optimize(spec, out, progress=False)
+        torch.set_num_threads(each)  # a single worker runs in this process; several set cores // workers themselves
+        try:
+            res = optimize(spec, out, progress=False)
+        finally:
+            torch.set_num_threads(threads)
         trials = [t for t in finished(res.study) if not is_repeat(t)]  # candidates evaluated, as --trials counts
         numbers = [t.number for t in res.study.get_trials(deepcopy=False)]
         rate = len(trials) / (res.stats["wall_s"] / 60)
         rate1 = rate1 or rate
         print(
-            f"| {workers} | {res.stats['wall_s']:.0f} s | {rate:.2f} | {len(trials)} | {res.stats['repeats']} | "
-            f"{len(set(numbers)) == len(numbers)} | {rate / rate1:.2f}x |",
+            f"| {workers} | {each} | {res.stats['wall_s']:.0f} s | {rate:.2f} | {len(trials)} | "
+            f"{res.stats['repeats']} | {len(set(numbers)) == len(numbers)} | {rate / rate1:.2f}x |",
             flush=True,
         )
 
