@@ -189,7 +189,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 @command("optimize")
 def cmd_optimize(args: argparse.Namespace) -> None:
-    from .study import StudySpec, optimize
+    from .study import StudySpec, describe_early_stop, optimize
 
     spec = StudySpec.from_yaml(args.study).override(
         budget=args.budget,
@@ -218,11 +218,8 @@ def cmd_optimize(args: argparse.Namespace) -> None:
     }
     st = result.stats
     repeats = f"{st['repeats']} repeats of an earlier candidate, " if st["repeats"] else ""
-    early = f"{st['stopped_early']} stopped early"
-    if st["images_saved_by_early_stop"]:
-        early += f", saving {st['saved_share']:.0%} of the search images"
     text = (
-        f"study {spec.name}: {st['trials']} trials ({early}, {repeats}{st['failed']} failed), "
+        f"study {spec.name}: {st['trials']} trials ({describe_early_stop(st)}, {repeats}{st['failed']} failed), "
         f"{100 * st['feasible_share']:.0f}% feasible; budget {result.budget:.4g} of {result.full_gflops:.4g} "
         f"GFLOPs\n\nPareto set (re-evaluated on the test split):\n{table}\n\nwritten to {result.out}/"
     )

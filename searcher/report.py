@@ -560,6 +560,7 @@ def render_html(data: ReportData, figs: Mapping[str, Any] | None = None) -> str:
     from plotly.offline import get_plotlyjs
 
     from . import __version__
+    from .study import describe_early_stop
 
     figs = figs if figs is not None else figures(data)
     states = ", ".join(f"{n} {s.lower()}" for s, n in data.states.items())
@@ -572,8 +573,7 @@ def render_html(data: ReportData, figs: Mapping[str, Any] | None = None) -> str:
         )
         budget = f" · budget {data.budget_gflops:.4g} GFLOPs{share}"
     if data.early_stop.get("stopped_early"):
-        states += f"; {data.early_stop['stopped_early']} stopped early, saving {data.early_stop['saved_share']:.0%} "
-        states += "of the search images"
+        states += f"; {describe_early_stop(data.early_stop)}"
     sections = []
     for div_id, title, caption in SECTIONS:
         div = figs[div_id].to_html(

@@ -54,6 +54,7 @@ __all__ = ["StudySpec", "open_storage", "optimize", "load_study", "pareto_trials
 log = logging.getLogger(__name__)
 OBJECTIVES = {"top1": "maximize", "gflops": "minimize", "throughput": "maximize"}
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # trials that count: stopped early and repeats end as pruned
 
 
 # --------------------------------------------------------------------------------------------------- spec
@@ -728,8 +729,8 @@ def early_stop_savings(trials: list[optuna.trial.FrozenTrial], search_images: in
     stopped), ``images_evaluated`` (by every evaluated trial), ``images_saved_by_early_stop`` (each stopped trial
     against ``search_images``, a full evaluation; None: the most any trial evaluated, as a baseline always does) and
     ``saved_share`` (of the images a search without early stopping would have evaluated)."""
-    finished = (TrialState.COMPLETE, TrialState.PRUNED)  # a repeat evaluated nothing: it has no images_evaluated
-    evaluated = [t for t in trials if t.state in finished and "images_evaluated" in t.user_attrs]
+    # a repeat evaluated nothing: it has no images_evaluated
+    evaluated = [t for t in trials if t.state in FINISHED and "images_evaluated" in t.user_attrs]
     stopped = [t for t in evaluated if "top1_partial" in t.user_attrs]
     full = search_images or max((t.user_attrs["images_evaluated"] for t in evaluated), default=0)
     images = sum(t.user_attrs["images_evaluated"] for t in evaluated)
@@ -740,6 +741,14 @@ def early_stop_savings(trials: list[optuna.trial.FrozenTrial], search_images: in
         "images_saved_by_early_stop": saved,
         "saved_share": saved / max(images + saved, 1),
     }
+
+
+def describe_early_stop(savings: dict[str, Any]) -> str:
+    """``savings`` (:func:`early_stop_savings`) in words, as the optimize summary and the report header say it."""
+    text = f"{savings['stopped_early']} stopped early"
+    if savings["images_saved_by_early_stop"]:
+        text += f", saving {savings['saved_share']:.0%} of the search images"
+    return text
 
 
 def _reuse(trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> NoReturn:
@@ -897,7 +906,7 @@ DRAWS_PER_TRIAL = 3  # a study stops after this many draws per trial asked for, 
 
 
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return study.get_trials(deepcopy=False, states=FINISHED)
 
 
 def _counts(finished: list[optuna.trial.FrozenTrial]) -> tuple[int, int]:
@@ -1235,7 +1244,7 @@ def evaluate_pareto(study: optuna.Study, ctx: _Context, test_split: Split, spec:
 def _stats(study: optuna.Study, ctx: _Context, wall: float) -> dict[str, Any]:
     """The study's counts, from its storage (every run and worker of it, not only this process)."""
     trials = study.get_trials(deepcopy=False)
-    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    finished = [t for t in trials if t.state in FINISHED]
     feasible = [t for t in finished if t.user_attrs.get("gflops", math.inf) <= ctx.budget * (1 + 1e-9)]
     work = sum(t.user_attrs.get(k, 0.0) for t in finished for k in ("eval_s", "throughput_s"))
     trial_wall = sum(
