@@ -20,13 +20,15 @@ bench resumes where it stopped and a finished study is only re-read. Parts:
 - ``overhead``: the share of trial wall time not spent evaluating or timing models, and the share of feasible
   trials, over the margin studies.
 - ``scale``: trials per minute of 2 local workers (one torch thread each) on one journal storage against 1 worker
-  on one thread, and against 1 worker on every core; and a check that no trial number is lost or duplicated.
+  on one thread, and against 1 worker on every core, side by side for each of ``--scale-seeds`` seeds, with the
+  ratios' mean and standard error; and a check that no trial number is lost or duplicated.
 
 Trials count candidates evaluated, as ``optimize`` does: a draw of a candidate already evaluated reuses its result,
 and is neither counted nor included in the figures.
 
     python bench/search.py [--parts margins,joint,sampler,overhead,scale] [--models fashion-vit,fashion-autoformer]
-                           [--budgets 40,50,60] [--seeds 3] [--other-seeds 1] [--trials 60] [--out runs/bench-search]
+                           [--budgets 40,50,60] [--seeds 3] [--other-seeds 1] [--trials 60] [--scale-seeds 1]
+                           [--out runs/bench-search]
 """
 
 from __future__ import annotations
@@ -245,36 +247,51 @@ def part_overhead(args) -> None:
 
 def part_scale(args) -> None:
     """1 worker on one thread, 2 workers on one thread each (the target's comparison), and 1 worker on every core
-    (what a single ``optimize`` uses by default), side by side."""
+    (what a single ``optimize`` uses by default), side by side, once per seed (the rate of one study depends on its
+    trajectory: how many candidates it times, how many it stops early), then the ratios' mean and standard error."""
     import os
 
     import torch
 
     model, budget, n = args.models[0], args.budgets[0], args.scale_trials
     cores, threads = os.cpu_count() or 1, torch.get_num_threads()
+    configs = ((1, 1), (2, max(1, cores // 2)), (1, cores))
     print(f"\n## Scale: {n} trials of {model} at {budget}% on one journal storage ({cores} cores)\n")
-    print("| workers | torch threads each | wall | trials/min | trials | repeats | unique numbers | speed-up |\n"
-          + "|---" * 8 + "|")
-    rate1 = None
-    for workers, each in ((1, 1), (2, max(1, cores // 2)), (1, cores)):
-        out = args.out / f"scale-{workers}w{each}t-{time.strftime('%Y%m%d-%H%M%S')}"
-        spec = StudySpec.from_yaml(SPECS[model]).override(
-            budget=f"{budget}%", trials=n, workers=workers, storage=f"journal:{out / 'study.journal'}"
-        )
-        torch.set_num_threads(each)  # a single worker runs in this process; several set cores // workers themselves
-        try:
-            res = optimize(spec, out, progress=False)
-        finally:
-            torch.set_num_threads(threads)
-        trials = [t for t in finished(res.study) if not is_repeat(t)]  # candidates evaluated, as --trials counts
-        numbers = [t.number for t in res.study.get_trials(deepcopy=False)]
-        rate = len(trials) / (res.stats["wall_s"] / 60)
-        rate1 = rate1 or rate
-        print(
-            f"| {workers} | {each} | {res.stats['wall_s']:.0f} s | {rate:.2f} | {len(trials)} | "
-            f"{res.stats['repeats']} | {len(set(numbers)) == len(numbers)} | {rate / rate1:.2f}x |",
-            flush=True,
-        )
+    print("| seed | workers | torch threads each | wall | trials/min | trials | repeats | timed | ms/image | "
+          "unique numbers | speed-up |\n" + "|---" * 11 + "|")
+    rates: dict[tuple[int, int], list[float]] = {c: [] for c in configs}
+    for seed in range(args.scale_seeds):
+        for workers, each in configs:
+            out = args.out / f"scale-s{seed}-{workers}w{each}t-{time.strftime('%Y%m%d-%H%M%S')}"
+            spec = StudySpec.from_yaml(SPECS[model]).override(  # the test split does not enter the rate: a little
+                budget=f"{budget}%", trials=n, workers=workers, seed=seed, test_images=500,
+                storage=f"journal:{out / 'study.journal'}",
+            )
+            torch.set_num_threads(each)  # a single worker runs in this process; several set cores // workers
+            try:
+                res = optimize(spec, out, progress=False)
+            finally:
+                torch.set_num_threads(threads)
+            trials = [t for t in finished(res.study) if not is_repeat(t)]  # candidates evaluated, as --trials counts
+            numbers = [t.number for t in res.study.get_trials(deepcopy=False)]
+            rate = len(trials) / (res.stats["wall_s"] / 60)
+            rates[workers, each].append(rate)
+            timed = sum("throughput_s" in t.user_attrs for t in trials)
+            ms = 1e3 * sum(t.user_attrs.get("eval_s", 0.0) for t in trials) / max(res.stats["images_evaluated"], 1)
+            print(
+                f"| {seed} | {workers} | {each} | {res.stats['wall_s']:.0f} s | {rate:.2f} | {len(trials)} | "
+                f"{res.stats['repeats']} | {timed} | {ms:.2f} | {len(set(numbers)) == len(numbers)} | "
+                f"{rate / rates[configs[0]][-1]:.2f}x |",
+                flush=True,
+            )
+    print()
+    for c in configs[1:]:
+        ratios = [a / b for a, b in zip(rates[c], rates[configs[0]], strict=True)]
+        se = statistics.stdev(ratios) / math.sqrt(len(ratios)) if len(ratios) > 1 else float("nan")
+        print(f"{c[0]} worker(s) x {c[1]} thread(s) / 1 worker x 1 thread: {statistics.mean(ratios):.2f}x ± {se:.2f} "
+              f"(mean ± s.e. over {len(ratios)} seeds; per seed " + ", ".join(f"{r:.2f}" for r in ratios) + ")")
+    two, all_cores = rates[configs[1]], rates[configs[2]]
+    print(f"2 workers / 1 worker on every core: {statistics.mean(two) / statistics.mean(all_cores):.2f}x (mean rates)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -288,6 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sampler-seeds", type=int, default=1)
     ap.add_argument("--trials", type=int, default=60)
     ap.add_argument("--scale-trials", type=int, default=16)
+    ap.add_argument("--scale-seeds", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-search")
     args = ap.parse_args(argv)
     args.models = args.models.split(",")
