@@ -48,7 +48,7 @@ from optuna.trial import TrialState
 
 from searcher.report import hypervolume
 from searcher.space import load_yaml
-from searcher.study import OptimizeResult, StudySpec, is_repeat, optimize
+from searcher.study import FINISHED, OptimizeResult, StudySpec, is_repeat, optimize
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = {name: ROOT / "studies" / f"{name}.yaml" for name in ("fashion-vit", "fashion-autoformer")}
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace, model: str, budget: int, seed: int, *, tag: st
 
 
 def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return study.get_trials(deepcopy=False, states=FINISHED)
 
 
 def feasible(res: OptimizeResult, n: int | None = None) -> list[optuna.trial.FrozenTrial]:
@@ -263,7 +263,7 @@ def part_scale(args) -> None:
     for seed in range(args.scale_seeds):
         for workers, each in configs:
             out = args.out / f"scale-s{seed}-{workers}w{each}t-{time.strftime('%Y%m%d-%H%M%S')}"
-            spec = StudySpec.from_yaml(SPECS[model]).override(  # the test split does not enter the rate: a little
+            spec = StudySpec.from_yaml(SPECS[model]).override(  # the end's test evaluation is not in the rate
                 budget=f"{budget}%", trials=n, workers=workers, seed=seed, test_images=500,
                 storage=f"journal:{out / 'study.journal'}",
             )
