@@ -1195,6 +1195,14 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
         wall = time.perf_counter() - t0
     pareto = evaluate_pareto(study, ctx, splits["test"], spec)
     stats = _stats(study, ctx, wall)
+    evaluated = stats["trials"] - stats["repeats"]
+    if evaluated < spec.trials and stats["trials"] >= DRAWS_PER_TRIAL * spec.trials:
+        log.warning(
+            f"stopped after {stats['trials']} draws ({DRAWS_PER_TRIAL} per trial asked for), with {evaluated} of the "
+            f"{spec.trials} candidates asked for evaluated: the other draws repeated a candidate already evaluated. "
+            "The space holds few candidates under this budget, or the sampler keeps to one region of it; widen the "
+            "space's ranges, or try --sampler random"
+        )
     return OptimizeResult(study, out, ctx.budget, ctx.full_gflops, pareto, stats, ctx, splits["test"])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from searcher.evaluate import evaluate_chunks
 from searcher.export import export_run
 from searcher.schedule import Schedule
 from searcher.space import Candidate
-from searcher.study import DRAWS_PER_TRIAL, StudySpec, load_study, open_storage, optimize, pareto_trials
+from searcher.study import DRAWS_PER_TRIAL, FINISHED, StudySpec, load_study, open_storage, optimize, pareto_trials
 
 TINY = dict(img_size=32, patch_size=4, in_chans=1, num_classes=10, embed_dim=32, depth=4, num_heads=2)
 
@@ -51,13 +52,15 @@ def tiny_spec(tmp_path: Path, make_fashion) -> StudySpec:
     )
 
 
-def test_optimize_runs_resumes_and_exports(tiny_spec: StudySpec, tmp_path: Path) -> None:
+def test_optimize_runs_resumes_and_exports(
+    tiny_spec: StudySpec, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     out = tmp_path / "run"
-    res = optimize(tiny_spec, out, progress=False)
+    with caplog.at_level(logging.WARNING, logger="searcher.study"):
+        res = optimize(tiny_spec, out, progress=False)
+    assert "draws" not in caplog.text  # every candidate asked for was found
     study = res.study
-    finished = [
-        t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    ]
+    finished = [t for t in study.trials if t.state in FINISHED]
     evaluated = [t for t in finished if "duplicate_of" not in t.user_attrs]
     assert len(evaluated) == 8 and len(finished) == 8 + res.stats["repeats"]  # repeated draws do not count
     # baselines were enqueued first: the constant-r recipe of each searched reducer at the budget
@@ -152,11 +155,17 @@ def test_gp_without_scipy_is_a_clear_error(tiny_spec: StudySpec, monkeypatch: py
         tiny_spec.override(sampler="gp")
 
 
-def test_a_candidate_drawn_twice_is_evaluated_once(tiny_spec: StudySpec, tmp_path: Path) -> None:
+def test_a_candidate_drawn_twice_is_evaluated_once(
+    tiny_spec: StudySpec, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # one reducer and r fixed at 1 in every block: every trial draws the baseline's candidate again
     space = {"reducers": ["tome"], "schedule": {"parametrisation": "per-block", "r": {"low": 1, "high": 1}}}
     spec = StudySpec.from_dict({**tiny_spec.to_dict(), "space": space, "budget": "99%", "trials": 5})
-    res = optimize(spec, tmp_path / "run", progress=False)
+    with caplog.at_level(logging.WARNING, logger="searcher.study"):
+        res = optimize(spec, tmp_path / "run", progress=False)
+    # the user learns why the study has fewer candidates than asked for, and what to do
+    assert "after 15 draws (3 per trial asked for), with 1 of the 5 candidates asked for evaluated" in caplog.text
+    assert "widen the space's ranges" in caplog.text
     trials = [t for t in res.study.trials if t.state.is_finished() and "candidate" in t.user_attrs]
     twins = [t for t in trials if "duplicate_of" in t.user_attrs]
     assert len(twins) == len(trials) - 1
