@@ -226,6 +226,9 @@ def cmd_optimize(args: argparse.Namespace) -> None:
     emit(args, summary, text)
 
 
+JSON_HELP = "print the result as JSON (machine-readable) instead of text"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="searcher", description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--version", action="version", version=f"searcher {__version__}")
@@ -239,13 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
         "then /usr/share/datasets/fashion-mnist)",
     )
     d.add_argument("--study", help="show the data of this study spec instead (e.g. an ImageFolder)")
-    d.add_argument("--json", action="store_true", help="machine-readable output")
+    d.add_argument("--json", action="store_true", help=JSON_HELP)
 
     f = sub.add_parser("flops", help="analytic and fvcore GFLOPs per image, with a breakdown by part")
     f.add_argument("--model", required=True, help="timm name, fashion-vit, fashion-autoformer, autoformer-t|s|b")
     f.add_argument("--schedule", help="schedule JSON (or an exported config)")
     f.add_argument("--checkpoint", help="weights (FLOPs do not depend on them)")
-    f.add_argument("--json", action="store_true")
+    f.add_argument("--json", action="store_true", help=JSON_HELP)
 
     e = sub.add_parser("evaluate", help="top-1/top-5 of a config, or of a model with a schedule, on a split")
     e.add_argument("config", nargs="?", help="an exported config JSON")
@@ -256,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", help="Fashion-MNIST directory (default: the config's, or the system's)")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--limit", type=int, help="evaluate the first N images only")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--json", action="store_true", help=JSON_HELP)
 
     x = sub.add_parser("onnx", help="export a config's model to ONNX, checked against PyTorch in onnxruntime")
     x.add_argument("config", help="an exported config JSON")
@@ -267,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--split", default="test", choices=["search", "test", "train"], help="images for the check")
     x.add_argument("--images", type=int, default=512, help="images to compare ONNX and PyTorch on (default 512)")
     x.add_argument("--data-dir", help="Fashion-MNIST directory (instead of the config's data)")
-    x.add_argument("--json", action="store_true")
+    x.add_argument("--json", action="store_true", help=JSON_HELP)
 
     o = sub.add_parser("optimize", help="run (or resume) an Optuna study of token-reduction schedules")
     o.add_argument("--study", required=True, help="study spec YAML, e.g. studies/fashion-vit.yaml")
@@ -284,9 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     o.add_argument("--workers", type=int, help="local worker processes on one storage")
     o.add_argument("--sampler", help="tpe (default), nsga2, gp or random")
-    o.add_argument("--seed", type=int)
+    o.add_argument(
+        "--seed", type=int, help="sampler seed (default: the spec's; workers and resumed runs derive theirs from it)"
+    )
     o.add_argument("--out", help="run directory (default runs/STUDY)")
-    o.add_argument("--json", action="store_true")
+    o.add_argument("--json", action="store_true", help=JSON_HELP)
 
     for name, text in (
         ("export", "write the Pareto configs, trials.csv and pareto.csv of a study"),
@@ -302,9 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "dashboard":
             c.add_argument("--host", default="127.0.0.1")
             c.add_argument("--port", type=int, default=8080)
-        c.add_argument("--json", action="store_true")
+        c.add_argument("--json", action="store_true", help=JSON_HELP)
 
-    t = sub.add_parser("train", help="train an embedded default model on Fashion-MNIST (resumable)")
+    t = sub.add_parser(
+        "train",
+        help="train an embedded default model on Fashion-MNIST (resumable)",
+        description="Options left out take the defaults of searcher.train.TrainConfig; every option is recorded in "
+        "the run's metadata.",
+    )
     t.add_argument("--model", default="fashion-vit", help="fashion-vit or fashion-autoformer")
     t.add_argument("--out", help="run directory for checkpoints and results (default runs/train/MODEL)")
     t.add_argument("--epochs", type=int)
@@ -323,11 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--reduce-r", dest="reduce_r", type=int, help="largest mean r of those schedules (default 8)")
     t.add_argument("--reducers", help="reducer types drawn in those steps (default tome,tofu,pitome,rapid)")
     t.add_argument("--init", help="start from these weights: the model's own name (its shipped weights) or a file")
-    t.add_argument("--seed", type=int)
+    t.add_argument("--seed", type=int, help="training seed")
     t.add_argument("--threads", type=int, help="torch threads (default: all cores)")
-    t.add_argument("--data-dir", dest="data_dir")
+    t.add_argument("--data-dir", dest="data_dir", help="Fashion-MNIST directory (default: the system's)")
     t.add_argument("--limit", type=int, help="train on the first N training images only (smoke tests)")
-    t.add_argument("--json", action="store_true")
+    t.add_argument("--json", action="store_true", help=JSON_HELP)
     return p
 
 
