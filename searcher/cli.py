@@ -335,7 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", help="start from these weights: the model's own name (its shipped weights) or a file")
     t.add_argument("--seed", type=int, help="training seed")
     t.add_argument("--threads", type=int, help="torch threads (default: all cores)")
-    t.add_argument("--data-dir", dest="data_dir", help="Fashion-MNIST directory (default: the system's)")
+    t.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        help="Fashion-MNIST directory (default: $SEARCHER_DATA, then /usr/share/datasets/fashion-mnist)",
+    )
     t.add_argument("--limit", type=int, help="train on the first N training images only (smoke tests)")
     t.add_argument("--json", action="store_true", help=JSON_HELP)
     return p
