@@ -287,8 +287,8 @@ def part_scale(args) -> None:
     print()
     for c in configs[1:]:
         ratios = [a / b for a, b in zip(rates[c], rates[configs[0]], strict=True)]
-        se = statistics.stdev(ratios) / math.sqrt(len(ratios)) if len(ratios) > 1 else float("nan")
-        print(f"{c[0]} worker(s) x {c[1]} thread(s) / 1 worker x 1 thread: {statistics.mean(ratios):.2f}x ± {se:.2f} "
+        se = f" ± {statistics.stdev(ratios) / math.sqrt(len(ratios)):.2f}" if len(ratios) > 1 else ""
+        print(f"{c[0]} worker(s) x {c[1]} thread(s) / 1 worker x 1 thread: {statistics.mean(ratios):.2f}x{se} "
               f"(mean ± s.e. over {len(ratios)} seeds; per seed " + ", ".join(f"{r:.2f}" for r in ratios) + ")")
     two, all_cores = rates[configs[1]], rates[configs[2]]
     print(f"2 workers / 1 worker on every core: {statistics.mean(two) / statistics.mean(all_cores):.2f}x (mean rates)")
