@@ -160,7 +160,7 @@ def config_of(
     study: optuna.Study, trial: FrozenTrial, check: dict[str, Any] | None = None, command: str | None = None
 ) -> dict[str, Any]:
     """The exported config of one trial (DESIGN.md "Exported config"); ``check`` from :func:`_check_of`."""
-    from .study import test_result
+    from .study import test_result, throughput_of
 
     cand = trial.user_attrs["candidate"]
     spec = study.user_attrs.get("spec", {})
@@ -181,7 +181,7 @@ def config_of(
             "gflops": trial.user_attrs.get("gflops"),
             "full_gflops": study.user_attrs.get("full_gflops"),
             "tokens": trial.user_attrs.get("tokens"),
-            "throughput": trial.user_attrs.get("throughput"),  # img_s with device, batch_size, dtype, torch
+            "throughput": throughput_of(study, trial),  # img_s with device, batch_size, dtype, torch
             "data": spec.get("data"),
         },
         "check": check,
@@ -265,12 +265,12 @@ class _Checker:
 # ------------------------------------------------------------------------------------------------------ tables
 def trials_frame(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> pd.DataFrame:
     """Every trial (of ``trials``, a snapshot, when given), feasible or not, with its parameters and metrics."""
-    from .study import test_result
+    from .study import test_result, throughput_of
 
     rows = []
     for t in study.get_trials(deepcopy=False) if trials is None else trials:
         ua = t.user_attrs
-        tp = ua.get("throughput") or {}
+        tp = throughput_of(study, t) or {}
         cand = ua.get("candidate") or {}
         test = test_result(study, t) or {}
         rows.append(
@@ -403,7 +403,7 @@ def export_study(
     Raises :class:`~searcher.errors.StorageError` for a study without a completed trial, and
     :class:`~searcher.errors.ConfigError` when ``out`` cannot be written; nothing is written then. ``check``:
     record each config's logits on the check input (rebuilds each model once)."""
-    from .study import pareto_trials, test_result
+    from .study import pareto_trials, test_result, throughput_of
 
     out = Path(out)
     trials = study.get_trials(deepcopy=False)
@@ -426,11 +426,11 @@ def export_study(
         names = _unique_names(configs)
         if checker.problem:
             warnings.append(f"configs carry no logits check: cannot rebuild the model ({checker.problem})")
-        missing = [t.number for t in pareto if test_result(study, t) is None]
+        missing = [t.number for t in pareto if test_result(study, t) is None or throughput_of(study, t) is None]
         if missing:
             warnings.append(
-                f"trial(s) {missing} have no test-split result yet; rerun 'searcher optimize' with the same "
-                "arguments (it re-evaluates the Pareto set at the end) and export again"
+                f"trial(s) {missing} have no test-split result or throughput yet; rerun 'searcher optimize' with "
+                "the same arguments (it re-evaluates and times the Pareto set at the end) and export again"
             )
         if not pareto:
             warnings.append(f"study {study.study_name!r} has no feasible completed trial; no config written")

@@ -73,7 +73,8 @@ SECTIONS = (
     (
         "throughput",
         "Top-1 against measured throughput",
-        "Throughput is measured only for candidates that could still be Pareto-optimal.",
+        "Throughput is measured for every candidate when it is a constraint or an objective, else for the Pareto "
+        "set alone, after the search.",
     ),
     (
         "history",
@@ -240,7 +241,7 @@ def _importance(name: str, trials: Sequence[FrozenTrial]) -> dict[str, float] | 
 
 def report_data(study: optuna.Study) -> ReportData:
     """The plain data behind the report of ``study``."""
-    from .study import early_stop_savings, pareto_trials, test_result
+    from .study import early_stop_savings, pareto_trials, test_result, throughput_of
 
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     states = {s.name: n for s in TrialState if (n := sum(t.state == s for t in trials))}
@@ -273,7 +274,7 @@ def report_data(study: optuna.Study) -> ReportData:
             measured=top1 is not None,
             pareto=t.number in on_front,
             test_top1=(test_result(study, t) or {}).get("top1"),
-            img_s=(ua.get("throughput") or {}).get("img_s"),
+            img_s=(throughput_of(study, t) or {}).get("img_s"),
             baseline=str(ua.get("baseline") or ""),
             tokens=ua.get("tokens"),
             schedule=schedule_text(cand.get("schedule") or {}),
@@ -291,7 +292,7 @@ def report_data(study: optuna.Study) -> ReportData:
         {
             f"{tp.get('device', '?')}, batch {tp.get('batch_size', '?')}, {tp.get('dtype', '?')}"
             for _, t in raw
-            if (tp := t.user_attrs.get("throughput"))
+            if (tp := throughput_of(study, t))
         }
     )
 

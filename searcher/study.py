@@ -3,9 +3,11 @@
 One trial: the space suggests a :class:`~searcher.space.Candidate`; its analytic FLOPs are checked against the
 budget before any forward pass (``trial.set_constraint``, the Optuna 5 API); the patched model is evaluated on the
 search split in chunks, and stopped early (``TrialPruned``) once its accuracy's upper confidence bound cannot reach
-the current Pareto front at its FLOPs; throughput is measured only for candidates that could still be
-Pareto-optimal (or for every candidate when it is a constraint or an objective). The candidate, FLOPs, throughput
-and accuracy are stored as trial user attributes, so export and report need nothing but the storage.
+the current Pareto front at its FLOPs. Throughput is measured in the trial when it is a constraint or an objective;
+otherwise no decision depends on it, and only the final Pareto set is timed, after the search (alone, not beside
+other workers' evaluations). The candidate, FLOPs, throughput and accuracy are stored as trial user attributes (the
+Pareto set's later figures as study attributes, ``test:<trial>`` and ``throughput:<trial>``), so export and report
+need nothing but the storage.
 
 Storage: SQLite at ``<out>/study.db`` by default (one worker; a lock file keeps a second ``optimize`` away), a
 journal file (``journal:PATH``) or PostgreSQL/MySQL URLs for many workers. Re-running the same command resumes the
@@ -34,7 +36,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -49,7 +51,13 @@ from .schedule import Schedule
 from .space import Candidate, SearchSpace, load_yaml
 from .units import parse_budget, parse_rate
 
-__all__ = ["StudySpec", "open_storage", "optimize", "load_study", "pareto_trials", "candidate_of", "test_result"]
+if TYPE_CHECKING:
+    from .cost.throughput import Throughput
+
+__all__ = [
+    "StudySpec", "open_storage", "optimize", "load_study", "pareto_trials", "candidate_of", "test_result",
+    "throughput_of",
+]
 
 log = logging.getLogger(__name__)
 OBJECTIVES = {"top1": "maximize", "gflops": "minimize", "throughput": "maximize"}
@@ -587,6 +595,12 @@ class _Context:
         n = len(self.search)
         return n if self.spec.search_images is None else min(self.spec.search_images, n)
 
+    @property
+    def times_trials(self) -> bool:
+        """Whether each trial measures its throughput: only when a decision depends on it (a constraint or an
+        objective); otherwise the final Pareto set is timed after the search (:func:`evaluate_pareto`)."""
+        return self.min_throughput is not None or "throughput" in self.spec.objectives
+
 
 def build_schedule(source: Any, reducer: str, depth: int, rs: list[int], **params: Any) -> Schedule:
     """A recipe schedule from per-block r. DiffRate's kept-token lists come from the same token counts: of the
@@ -603,10 +617,8 @@ def build_schedule(source: Any, reducer: str, depth: int, rs: list[int], **param
 
 def _objective(ctx: _Context, shared: bool = False):
     """The trial function. ``shared``: other processes may finish trials meanwhile (any storage but SQLite, which
-    one run holds alone), so the front that decides early stopping and the throughput measurement is read again
-    before each decision instead of once per trial."""
-    from .cost.throughput import measure
-
+    one run holds alone), so the front that decides early stopping is read again before each decision instead of
+    once per trial."""
     spec, space, source = ctx.spec, ctx.space, ctx.source
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
@@ -670,16 +682,9 @@ def _objective(ctx: _Context, shared: bool = False):
         trial.set_user_attr("eval_s", time.perf_counter() - t1 - reading)
         trial.set_user_attr("feasible", True)
         values: dict[str, float] = {"top1": acc.top1, "gflops": g}
-        need_tp = ctx.min_throughput is not None or "throughput" in spec.objectives
-        could_be_pareto = acc.top1 > best_now()
-        if need_tp or could_be_pareto:
+        if ctx.times_trials:
             t2 = time.perf_counter()
-            tp = measure(
-                source.build(cand.arch, cand.schedule, compact=True),
-                spec.throughput_batch,
-                source.input_shape,
-                repeats=spec.throughput_repeats,
-            )
+            tp = _measure(ctx, cand)
             trial.set_user_attr("throughput", tp.to_dict())
             trial.set_user_attr("throughput_s", time.perf_counter() - t2)
             values["throughput"] = tp.img_s
@@ -1225,14 +1230,30 @@ def evaluate_test(
     return test
 
 
+def throughput_of(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
+    """A trial's measured throughput (:class:`~searcher.cost.throughput.Throughput` as a dict): timed in the trial
+    when throughput is a constraint or an objective, else once the trial is on the final Pareto front."""
+    return trial.user_attrs.get("throughput") or study.user_attrs.get(f"throughput:{trial.number}")
+
+
+def _measure(ctx: _Context, cand: Candidate) -> Throughput:
+    from .cost.throughput import measure
+
+    model = ctx.source.build(cand.arch, cand.schedule, compact=True)
+    return measure(model, ctx.spec.throughput_batch, ctx.source.input_shape, repeats=ctx.spec.throughput_repeats)
+
+
 def evaluate_pareto(study: optuna.Study, ctx: _Context, test_split: Split, spec: StudySpec) -> list[dict[str, Any]]:
     """Re-evaluate every Pareto-optimal trial on the test split (stored in the study's ``test:<trial>``
-    attribute) and return one row per trial."""
+    attribute), time those the search did not (``throughput:<trial>``), and return one row per trial."""
     rows = []
     for t in pareto_trials(study):
         cand = candidate_of(t)
         test_top1 = evaluate_test(study, ctx, t, test_split, spec)["top1"]
-        tp = t.user_attrs.get("throughput", {}).get("img_s")
+        tp = throughput_of(study, t)
+        if tp is None:
+            tp = _measure(ctx, cand).to_dict()
+            study.set_user_attr(f"throughput:{t.number}", tp)
         rows.append(
             {
                 "trial": t.number,
@@ -1242,7 +1263,7 @@ def evaluate_pareto(study: optuna.Study, ctx: _Context, test_split: Split, spec:
                 "search_top1": t.user_attrs["top1"],
                 "test_top1": test_top1,
                 "gflops": t.user_attrs["gflops"],
-                "img_s": tp,
+                "img_s": tp["img_s"],
                 "arch": cand.arch,
             }
         )

@@ -76,6 +76,10 @@ def test_optimize_runs_resumes_and_exports(
     # the Pareto set was re-evaluated on the test split
     assert res.pareto and all(row["test_top1"] is not None for row in res.pareto)
     assert {row["trial"] for row in res.pareto} == {t.number for t in pareto_trials(study)}
+    # throughput decides nothing here, so no trial times its candidate: the Pareto set is timed after the search
+    assert not any("throughput" in t.user_attrs for t in study.trials)
+    for row in res.pareto:
+        assert row["img_s"] > 0 and study.user_attrs[f"throughput:{row['trial']}"]["img_s"] == row["img_s"]
     # the default SQLite storage logs ahead (a commit appends to study.db-wal): every trial writes ~20 times
     with contextlib.closing(sqlite3.connect(out / "study.db")) as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -94,6 +98,16 @@ def test_optimize_runs_resumes_and_exports(
     assert cfg["provenance"]["study"] == "tiny" and "gflops" in cfg["metrics"]
     assert (out / "trials.csv").read_text().count("\n") == len(more.study.trials) + 1
     assert load_study(None, f"sqlite:///{out / 'study.db'}").study_name == "tiny"
+
+
+def test_a_throughput_floor_times_every_evaluated_candidate(tiny_spec: StudySpec, tmp_path: Path) -> None:
+    res = optimize(tiny_spec.override(trials=3, min_throughput="1e12img/s"), tmp_path / "run", progress=False)
+    evaluated = [t for t in res.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(evaluated) >= 2  # the baselines at least: they are never stopped early
+    for t in evaluated:
+        assert t.user_attrs["throughput"]["img_s"] > 0
+        assert t.constraints["throughput"] > 0 and t.user_attrs["feasible"] is False  # under the floor
+    assert res.pareto == []
 
 
 def test_budget_below_the_cheapest_candidate_is_a_clear_error(tiny_spec: StudySpec, tmp_path: Path) -> None:
