@@ -277,6 +277,7 @@ def trials_frame(study: optuna.Study, trials: list[FrozenTrial] | None = None) -
             {
                 "trial": t.number,
                 "state": t.state.name,
+                "duplicate_of": ua.get("duplicate_of"),  # a repeated draw: this trial's result is that one's
                 "reducer": cand.get("reducer", t.params.get("reducer")),
                 "baseline": ua.get("baseline", ""),
                 "feasible": bool(ua.get("feasible")),
@@ -298,7 +299,10 @@ def trials_frame(study: optuna.Study, trials: list[FrozenTrial] | None = None) -
                 **{f"param_{k}": v for k, v in t.params.items()},
             }
         )
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if "duplicate_of" in frame:  # trial numbers, blank for the trials that are not repeats (not 12.0)
+        frame["duplicate_of"] = frame["duplicate_of"].astype("Int64")
+    return frame
 
 
 def pareto_table(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -634,20 +634,20 @@ def _objective(ctx: _Context, shared: bool = False):
                 ctx.budget,
                 lambda red, depth, rs, **p: build_schedule(source, red, depth, rs, **p),
             )
-        for k, v in facts.items():
-            trial.set_user_attr(k, v)
         g = source.flops(cand.arch, cand.schedule)
-        trial.set_user_attr("candidate", cand.to_dict())
-        trial.set_user_attr("gflops", g)
-        if g > ctx.budget * (1 + 1e-9):
-            trial.set_user_attr("tokens", source.tokens(cand))
-            return _infeasible(trial, g, ctx, "over the FLOPs budget")
-        trial.set_constraint("gflops", g - ctx.budget)
-        finished = _finished(trial.study)
+        over = g > ctx.budget * (1 + 1e-9)
+        finished = [] if over else _finished(trial.study)  # an over-budget draw is recorded each time, unevaluated
         twin = _twin(finished, cand)
         if twin is not None:  # the sampler drew a candidate that already ran: its result, not a second evaluation
             _reuse(trial, twin)
+        for k, v in facts.items():
+            trial.set_user_attr(k, v)
+        trial.set_user_attr("candidate", cand.to_dict())
+        trial.set_user_attr("gflops", g)
         trial.set_user_attr("tokens", source.tokens(cand))
+        if over:
+            return _infeasible(trial, g, ctx, "over the FLOPs budget")
+        trial.set_constraint("gflops", g - ctx.budget)
         trial.set_user_attr("search_s", time.perf_counter() - t0)
         model = source.build(cand.arch, cand.schedule)
         t1 = time.perf_counter()
@@ -761,15 +761,15 @@ def _reuse(trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> NoReturn:
     as pruned: a repeat adds nothing to the front, and as a pruned trial it tells TPE that this region gave nothing
     new. (Returning the twin's values instead, the usual Optuna recipe, adds the same good point again and again: on
     a space where many parameters give one candidate, such as the budget-aware architecture, TPE then keeps drawing
-    that candidate.) Nothing else is written: each attribute is a storage transaction, and a repeat should cost
-    as little as it can."""
+    that candidate.) Nothing but its parameters and ``duplicate_of`` is written (no candidate, FLOPs or constraint:
+    those are the twin's, and a repeat is under the budget): each attribute is a storage transaction, and a repeat
+    should cost as little as it can."""
     trial.set_user_attr("duplicate_of", twin.number)
     raise optuna.TrialPruned(f"the same candidate as trial {twin.number}: its result stands")
 
 
 def _infeasible(trial: optuna.Trial, g: float, ctx: _Context, why: str) -> tuple[float, ...]:
     """Record an over-budget candidate without evaluating it: a violated constraint, top-1 0."""
-    trial.set_user_attr("gflops", g)
     trial.set_user_attr("feasible", False)
     trial.set_user_attr("infeasible", why)
     trial.set_constraint("gflops", max(g - ctx.budget, 1e-9))
@@ -1274,7 +1274,9 @@ def _stats(study: optuna.Study, ctx: _Context, wall: float) -> dict[str, Any]:
     """The study's counts, from its storage (every run and worker of it, not only this process)."""
     trials = study.get_trials(deepcopy=False)
     finished = [t for t in trials if t.state in FINISHED]
-    feasible = [t for t in finished if t.user_attrs.get("gflops", math.inf) <= ctx.budget * (1 + 1e-9)]
+    feasible = [  # a repeat is feasible: only a candidate under the budget is looked up among earlier ones
+        t for t in finished if is_repeat(t) or t.user_attrs.get("gflops", math.inf) <= ctx.budget * (1 + 1e-9)
+    ]
     work = sum(t.user_attrs.get(k, 0.0) for t in finished for k in ("eval_s", "throughput_s"))
     trial_wall = sum(
         (t.datetime_complete - t.datetime_start).total_seconds()

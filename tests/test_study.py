@@ -180,7 +180,7 @@ def test_a_candidate_drawn_twice_is_evaluated_once(
     # the user learns why the study has fewer candidates than asked for, and what to do
     assert "after 15 draws (3 per trial asked for), with 1 of the 5 candidates asked for evaluated" in caplog.text
     assert "widen the space's ranges" in caplog.text
-    trials = [t for t in res.study.trials if t.state.is_finished() and "candidate" in t.user_attrs]
+    trials = [t for t in res.study.trials if t.state in FINISHED]
     twins = [t for t in trials if "duplicate_of" in t.user_attrs]
     assert len(twins) == len(trials) - 1
     # repeats do not count toward the 5 trials asked for: the study draws until its cap of 3 draws per trial
@@ -189,11 +189,16 @@ def test_a_candidate_drawn_twice_is_evaluated_once(
     for t in twins:
         first = by_number[t.user_attrs["duplicate_of"]]
         assert first.number < t.number and "duplicate_of" not in first.user_attrs
-        assert first.user_attrs["candidate"] == t.user_attrs["candidate"]
         # the result is the first trial's; the repeat is pruned, so the sampler learns nothing new was found there,
-        # and it writes nothing more to the storage
+        # and it writes nothing but its parameters and the pointer (candidate, FLOPs, constraint: the first's)
         assert t.state == optuna.trial.TrialState.PRUNED and "top1" in first.user_attrs
-        assert not {"top1", "eval_s", "tokens", "search_s"} & set(t.user_attrs)
+        assert set(t.user_attrs) == {"duplicate_of"} and not t.constraints and t.params
+    assert res.stats["feasible_share"] == 1.0  # a repeat is under the budget, as its first trial is
+    export_run(res.study, tmp_path / "run")
+    rows = (tmp_path / "run" / "trials.csv").read_text().splitlines()
+    assert rows[0].split(",")[2] == "duplicate_of"
+    pointers = [int(r.split(",")[2]) for r in rows[1:] if r.split(",")[2]]  # trial numbers, not 0.0
+    assert pointers == [t.user_attrs["duplicate_of"] for t in twins]
     # only the originals were evaluated, and the front lists each candidate once
     assert res.stats["images_evaluated"] <= (len(trials) - len(twins)) * 400
     keys = [json.dumps(t.user_attrs["candidate"], sort_keys=True) for t in pareto_trials(res.study)]
