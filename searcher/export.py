@@ -300,8 +300,9 @@ def trials_frame(study: optuna.Study, trials: list[FrozenTrial] | None = None) -
             }
         )
     frame = pd.DataFrame(rows)
-    if "duplicate_of" in frame:  # trial numbers, blank for the trials that are not repeats (not 12.0)
-        frame["duplicate_of"] = frame["duplicate_of"].astype("Int64")
+    for column in ("duplicate_of", "batch_size", "images_evaluated"):  # integers, blank where missing (not 12.0)
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
     return frame
 
 

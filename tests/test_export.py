@@ -119,6 +119,10 @@ def test_export_writes_one_config_per_pareto_trial_and_the_tables(run_dir: Path,
     assert len(trials) == len(study.trials) and {"param_reducer", "search_top1", "gflops", "state"} <= set(trials)
     front = pd.read_csv(run_dir / "pareto.csv")
     assert list(front["trial"]) == [t.number for t in pareto]
+    # integer columns stay integers where some rows are blank (batch size: only the timed Pareto set has one)
+    rows = (run_dir / "pareto.csv").read_text().splitlines()
+    batch = rows[0].split(",").index("batch_size")
+    assert {r.split(",")[batch] for r in rows[1:]} == {"8"}
     assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".") and p.name != ".optimize.lock"]
     text = export_text(exported)
     assert "Pareto set" in text and "configs/" in text
