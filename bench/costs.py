@@ -9,22 +9,30 @@ Prints three tables:
    subnets, every reducer op, random per-layer r (the same families as ``tests/test_flops.py``), plus the
    real-size candidates of table 1;
 3. throughput repeatability: the same model measured 5 times (each figure the median of its repetitions), the
-   spread (max − min) / median of those 5 figures in percent — what the search uses to choose its repetitions.
+   spread (max − min) / median of those 5 figures in percent — what the search uses to choose its repetitions;
+4. (``--parts beside``) throughput measured beside another process that evaluates a model in chunks of 500 images,
+   as a second search worker does, without and with :class:`~searcher.cost.throughput.DeviceLock` (what
+   ``optimize`` uses: the other process pauses between chunks while the measurement runs), against the same
+   measurement alone; alternated for ``--rounds`` rounds, one torch thread per process.
 
 Times are wall-clock and, in brackets, CPU time of this process (all its threads): on a shared machine the
 CPU time is the stable figure.
 
     python bench/costs.py --quick        # 40 agreement candidates, 2 real-size ones, fashion-vit at batch 64
     python bench/costs.py                # 200 agreement candidates, 6 real-size ones, batch 256
+    python bench/costs.py --parts beside --rounds 5
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
+import multiprocessing as mp
 import random
 import statistics
+import tempfile
 import time
 from typing import Any
 
@@ -35,7 +43,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from searcher.cost.flops import count, describe, fvcore_flops
-from searcher.cost.throughput import measure
+from searcher.cost.throughput import DeviceLock, measure
 from searcher.models import create_model
 from searcher.models.autoformer import AutoFormerSupernet, SubnetConfig, create_supernet, extract_subnet
 from searcher.models.autoformer_space import SUBNETS
@@ -183,15 +191,81 @@ def repeatability(batch: int, repeats: int, times: int = 5) -> dict[str, Any]:
             "within_spread_pct": [round(f.spread_pct, 1) for f in figures]}
 
 
+def _evaluate_beside(locked: bool, lock_dir: str, started, stop, images) -> None:
+    """A second worker: fashion-vit forward passes in chunks of 500 images (two batches of 250) until ``stop``,
+    each chunk holding ``DeviceLock`` shared when ``locked``; counts the images it evaluated."""
+    torch.set_num_threads(1)
+    model = create_model("fashion-vit", weights=False).eval()
+    x = torch.randn(250, 1, 32, 32)
+    lock = DeviceLock("cpu", lock_dir)
+    with torch.inference_mode():
+        model(x)
+        started.set()
+        while not stop.is_set():
+            with lock.shared() if locked else contextlib.nullcontext():
+                for _ in range(2):
+                    model(x)
+                    images.value += 250
+
+
+def beside(rounds: int, batch: int, repeats: int) -> dict[str, Any]:
+    """Throughput of fashion-vit (one thread) alone, beside an evaluating process, and beside it under the lock."""
+    torch.set_num_threads(1)
+    model = create_model("fashion-vit", weights=False)
+    ctx = mp.get_context("spawn")
+    figures: dict[str, list[float]] = {"alone": [], "beside": [], "beside, locked": []}
+    other: dict[str, list[float]] = {"beside": [], "beside, locked": []}  # the other process's images/s meanwhile
+    with tempfile.TemporaryDirectory() as lock_dir:
+        lock = DeviceLock("cpu", lock_dir)
+        for _ in range(rounds):
+            figures["alone"].append(measure(model, batch_size=batch, device="cpu", repeats=repeats).img_s)
+            for mode, locked in (("beside", False), ("beside, locked", True)):
+                started, stop, images = ctx.Event(), ctx.Event(), ctx.Value("d", 0.0)
+                proc = ctx.Process(target=_evaluate_beside, args=(locked, lock_dir, started, stop, images))
+                proc.start()
+                started.wait()
+                time.sleep(1.0)  # the other process is in its loop
+                n0, t0 = images.value, time.perf_counter()
+                with lock.exclusive() if locked else contextlib.nullcontext():
+                    figures[mode].append(measure(model, batch_size=batch, device="cpu", repeats=repeats).img_s)
+                other[mode].append((images.value - n0) / (time.perf_counter() - t0))
+                stop.set()
+                proc.join()
+    alone = statistics.median(figures["alone"])
+    return {"batch": batch, "repeats": repeats, "rounds": rounds, "img_s": figures, "other_img_s": other,
+            "vs_alone": {k: statistics.median(v) / alone for k, v in figures.items()}}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer candidates, smaller batch")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--parts", default="costs", help="costs (tables 1-3), beside (table 4), or both: costs,beside")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of the beside part")
     args = p.parse_args(argv)
+    parts = set(args.parts.split(","))
+    if not parts <= {"costs", "beside"}:
+        p.error(f"unknown part(s) {sorted(parts - {'costs', 'beside'})}; use costs and/or beside")
     if args.threads:
         torch.set_num_threads(args.threads)
     n_agree, n_real, batch, reps = (40, 2, 64, 3) if args.quick else (200, 6, 256, 5)
+    if "beside" in parts:
+        b = beside(args.rounds, batch, reps)
+        if args.json:
+            print(json.dumps({"beside": b}, indent=1))
+        else:
+            print(f"## Throughput beside another process (fashion-vit, batch {batch}, median of {reps}, one thread "
+                  f"each, {args.rounds} rounds)\n")
+            print("| measured | img/s (median of rounds) | vs alone | rounds | other process, img/s meanwhile |")
+            print("|---|---|---|---|---|")
+            for k, v in b["img_s"].items():
+                o = b["other_img_s"].get(k)
+                print(f"| {k} | {statistics.median(v):.0f} | {b['vs_alone'][k]:.3f}× | "
+                      f"{', '.join(f'{x:.0f}' for x in v)} | {statistics.median(o):.0f} |" if o else
+                      f"| {k} | {statistics.median(v):.0f} | 1.000× | {', '.join(f'{x:.0f}' for x in v)} | — |")
+        if "costs" not in parts:
+            return
 
     rows, real_errors = timing(n_real)
     agree = agreement(n_agree)

@@ -4,10 +4,11 @@ One trial: the space suggests a :class:`~searcher.space.Candidate`; its analytic
 budget before any forward pass (``trial.set_constraint``, the Optuna 5 API); the patched model is evaluated on the
 search split in chunks, and stopped early (``TrialPruned``) once its accuracy's upper confidence bound cannot reach
 the current Pareto front at its FLOPs. Throughput is measured in the trial when it is a constraint or an objective;
-otherwise no decision depends on it, and only the final Pareto set is timed, after the search (alone, not beside
-other workers' evaluations). The candidate, FLOPs, throughput and accuracy are stored as trial user attributes (the
-Pareto set's later figures as study attributes, ``test:<trial>`` and ``throughput:<trial>``), so export and report
-need nothing but the storage.
+otherwise no decision depends on it, and only the final Pareto set is timed, after the search. Either way it is timed
+alone on the device: evaluation holds a per-device lock shared, chunk by chunk, timing holds it exclusively
+(:class:`~searcher.cost.throughput.DeviceLock`), so other workers of this host pause while one times. The
+candidate, FLOPs, throughput and accuracy are stored as trial user attributes (the Pareto set's later figures as
+study attributes, ``test:<trial>`` and ``throughput:<trial>``), so export and report need nothing but the storage.
 
 Storage: SQLite at ``<out>/study.db`` by default (one worker; a lock file keeps a second ``optimize`` away), a
 journal file (``journal:PATH``) or PostgreSQL/MySQL URLs for many workers. Re-running the same command resumes the
@@ -36,7 +37,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -44,15 +45,13 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 from ._sigint import in_storage, on_sigint
+from .cost.throughput import Throughput, device_lock
 from .data import Split, load_splits
 from .errors import ConfigError, SearcherError, StorageError
-from .evaluate import NumericalError, evaluate, evaluate_chunks
+from .evaluate import NumericalError, evaluate_chunks
 from .schedule import Schedule
 from .space import Candidate, SearchSpace, load_yaml
 from .units import parse_budget, parse_rate
-
-if TYPE_CHECKING:
-    from .cost.throughput import Throughput
 
 __all__ = [
     "StudySpec", "open_storage", "optimize", "load_study", "pareto_trials", "candidate_of", "test_result",
@@ -666,7 +665,8 @@ def _objective(ctx: _Context, shared: bool = False):
             return best_here
 
         acc = None
-        for acc in evaluate_chunks(model, ctx.search, spec.batch_size, chunk=spec.chunk, limit=total):
+        chunks = evaluate_chunks(model, ctx.search, spec.batch_size, chunk=spec.chunk, limit=total)
+        for acc in device_lock().chunks(chunks):  # each chunk beside other evaluations, never beside a timing
             if early_stop and acc.n < total and _upper_bound(acc.correct1, acc.n, total) < best_now():
                 trial.set_user_attr("top1_partial", acc.top1)
                 trial.set_user_attr("images_evaluated", acc.n)
@@ -1224,7 +1224,10 @@ def evaluate_test(
     test = test_result(study, trial)
     if test is None:
         cand = candidate_of(trial)
-        acc = evaluate(ctx.source.build(cand.arch, cand.schedule), test_split, spec.batch_size, limit=spec.test_images)
+        model = ctx.source.build(cand.arch, cand.schedule)
+        chunks = evaluate_chunks(model, test_split, spec.batch_size, chunk=spec.chunk, limit=spec.test_images)
+        for acc in device_lock().chunks(chunks):  # noqa: B007 (the last report is the result)
+            pass
         test = {"top1": acc.top1, "top5": acc.top5, "images": acc.n}
         study.set_user_attr(f"test:{trial.number}", test)
     return test
@@ -1237,10 +1240,13 @@ def throughput_of(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[
 
 
 def _measure(ctx: _Context, cand: Candidate) -> Throughput:
+    """The candidate's throughput, timed alone on the device: other processes of this host (workers of this or
+    another study) pause their evaluation meanwhile (:class:`~searcher.cost.throughput.DeviceLock`)."""
     from .cost.throughput import measure
 
     model = ctx.source.build(cand.arch, cand.schedule, compact=True)
-    return measure(model, ctx.spec.throughput_batch, ctx.source.input_shape, repeats=ctx.spec.throughput_repeats)
+    with device_lock().exclusive():
+        return measure(model, ctx.spec.throughput_batch, ctx.source.input_shape, repeats=ctx.spec.throughput_repeats)
 
 
 def evaluate_pareto(study: optuna.Study, ctx: _Context, test_split: Split, spec: StudySpec) -> list[dict[str, Any]]:

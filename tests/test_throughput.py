@@ -1,9 +1,14 @@
 """Measured throughput (searcher.cost.throughput): what every figure records, input shapes, interleaved
-comparison and the on-disk cache. Timings on a shared CPU are noisy, so only their form is checked."""
+comparison, the on-disk cache, and the lock that keeps a measurement apart from other processes' evaluation.
+Timings on a shared CPU are noisy, so only their form is checked."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing as mp
+import queue
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +114,44 @@ def test_measure_on_cuda_uses_fp16_and_reports_peak_memory() -> None:
     tp = T.measure(tiny_vit(), batch_size=8, device="cuda", repeats=3, warmup=1)
     assert tp.dtype == "float16" and tp.device.startswith("cuda: ")
     assert tp.peak_mem_mb is not None and tp.peak_mem_mb > 0
+
+
+def _hold_shared(lock: T.DeviceLock, start: float, until: float, out: Any) -> None:
+    """A worker evaluating chunk after chunk (0.1 s each) under the shared lock; records each chunk's interval."""
+    time.sleep(max(0.0, start - time.monotonic()))
+    while time.monotonic() < until:
+        with lock.shared():
+            t0 = time.monotonic()
+            time.sleep(0.1)
+            out.put((t0, time.monotonic()))
+
+
+def test_device_lock_times_alone_and_before_waiting_chunks(tmp_path: Path) -> None:
+    """Two processes whose chunks overlap, so one of them always holds the lock shared: a measurement still gets
+    it at once (after the chunks running now, not after they stop), and no chunk runs while it holds it."""
+    lock = T.DeviceLock("cpu", tmp_path)
+    with lock.shared():  # opened here first: the forked children must open their own lock files
+        pass
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    t = time.monotonic() + 0.5
+    procs = [ctx.Process(target=_hold_shared, args=(lock, t + 0.05 * i, t + 3.0, out)) for i in range(2)]
+    for p in procs:
+        p.start()
+    time.sleep(max(0.0, t + 0.5 - time.monotonic()))
+    asked = time.monotonic()
+    with lock.exclusive():
+        got = time.monotonic()
+        time.sleep(0.3)
+        done = time.monotonic()
+    for p in procs:
+        p.join(timeout=10)
+        assert p.exitcode == 0
+    chunks = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            chunks.append(out.get(timeout=1))
+    assert got - asked < 0.5, f"the measurement waited {got - asked:.2f} s for overlapping chunks"
+    assert not [c for c in chunks if c[0] < done and c[1] > got], "a chunk ran during the measurement"
+    assert sum(c[0] >= done for c in chunks) >= 4, "the chunks did not resume after the measurement"
+    assert T.DeviceLock("cpu", tmp_path).path == lock.path == tmp_path / "cpu.lock"

@@ -8,17 +8,22 @@ reported as None rather than guessed.
 :func:`cached_measure` memoises :func:`measure` on disk (joblib) under a key made of the candidate, the device
 (name and thread count), the measuring settings and the torch/timm/searcher versions, so a study that resumes,
 or meets the same candidate twice, does not time it again. :func:`compare` times two models in interleaved
-runs and reports their ratio, for benchmarks on a noisy machine.
+runs and reports their ratio, for benchmarks on a noisy machine. :class:`DeviceLock` keeps a measurement apart
+from the work of other processes on the same device (several search workers on one GPU or CPU).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import platform
 import statistics
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +31,17 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Throughput", "measure", "compare", "device_name", "cached_measure", "throughput_key", "input_shape_of"]
+__all__ = [
+    "Throughput",
+    "measure",
+    "compare",
+    "device_name",
+    "cached_measure",
+    "throughput_key",
+    "input_shape_of",
+    "DeviceLock",
+    "device_lock",
+]
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +202,99 @@ def compare(
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
+
+
+# ------------------------------------------------------------------------------------------------- device lock
+class DeviceLock:
+    """A readers-writer lock on one device, between the processes of this host (``flock``).
+
+    Work that only needs the device's results (evaluation) holds it :meth:`shared`, a chunk at a time; a throughput
+    measurement holds it :meth:`exclusive`: it waits for the chunks other processes are running, and their next
+    chunks wait for it, so it times the model alone, not beside another worker's evaluation. The measurement goes
+    first: a reader passes a gate that the measurement holds while it waits, so readers whose chunks overlap cannot
+    keep it waiting for ever. Uncontended, each call costs a few system calls.
+
+    The lock files are ``<tmp>/searcher-<uid>/<device>.lock`` and ``.gate``, keyed by the GPU's UUID (the same GPU
+    whatever ``CUDA_VISIBLE_DEVICES`` says) or ``cpu``. Only processes of one user on one host take part.
+    """
+
+    def __init__(self, device: torch.device | str | None = None, directory: str | Path | None = None):
+        device = _device(device)
+        directory = Path(directory or Path(tempfile.gettempdir()) / f"searcher-{os.getuid()}")
+        self.path = directory / f"{_device_key(device)}.lock"
+        self._files: tuple[Any, Any] | None = None
+        self._pid = 0
+
+    def _open(self) -> tuple[Any, Any]:
+        # flock belongs to an open file: a forked child opens its own, or it would share its parent's lock
+        if self._files is None or self._pid != os.getpid():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._files = (open(self.path.with_suffix(".gate"), "a+"), open(self.path, "a+"))
+            self._pid = os.getpid()
+        return self._files
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        gate, lock = self._open()
+        fcntl.flock(gate, fcntl.LOCK_EX)  # waits while a measurement waits or runs
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        gate, lock = self._open()
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # waits for the chunks running now; new ones wait at the gate
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+
+    def chunks(self, it: Iterator[Any]) -> Iterator[Any]:
+        """Items of ``it`` (e.g. :func:`~searcher.evaluate.evaluate_chunks`), each computed holding the lock shared
+        and released between items."""
+        try:
+            while True:
+                with self.shared():
+                    item = next(it, _END)
+                if item is _END:
+                    return
+                yield item
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+
+_END = object()
+
+
+def _device_key(device: torch.device) -> str:
+    if device.type == "cuda":
+        uuid = getattr(torch.cuda.get_device_properties(device), "uuid", None)
+        return f"cuda-{uuid}" if uuid is not None else f"cuda{device.index or 0}"
+    return device.type
+
+
+_LOCKS: dict[str, DeviceLock] = {}
+
+
+def device_lock(device: torch.device | str | None = None) -> DeviceLock:
+    """This process's :class:`DeviceLock` for ``device`` (default: CUDA when available, else the CPU)."""
+    dev = _device(device)
+    key = f"{dev.type}:{dev.index or 0}"
+    if key not in _LOCKS:
+        _LOCKS[key] = DeviceLock(dev)
+    return _LOCKS[key]
 
 
 # ------------------------------------------------------------------------------------------------- cache
