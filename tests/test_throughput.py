@@ -155,3 +155,12 @@ def test_device_lock_times_alone_and_before_waiting_chunks(tmp_path: Path) -> No
     assert not [c for c in chunks if c[0] < done and c[1] > got], "a chunk ran during the measurement"
     assert sum(c[0] >= done for c in chunks) >= 4, "the chunks did not resume after the measurement"
     assert T.DeviceLock("cpu", tmp_path).path == lock.path == tmp_path / "cpu.lock"
+
+
+def test_device_lock_without_a_usable_directory_warns_and_locks_nothing(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "file").write_text("")
+    lock = T.DeviceLock("cpu", tmp_path / "file" / "locks")
+    with lock.exclusive(), lock.shared():  # would wait for ever if it locked
+        pass
+    assert "cannot use the device lock" in caplog.text and "Not a directory" in caplog.text
