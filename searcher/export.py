@@ -294,6 +294,7 @@ def trials_frame(study: optuna.Study, trials: list[FrozenTrial] | None = None) -
                 "arch": json.dumps(cand.get("arch")) if cand.get("arch") else None,
                 "images_evaluated": ua.get("images_evaluated"),
                 "infeasible": ua.get("infeasible"),
+                "not_timed": ua.get("not_timed"),  # under a throughput floor: dominated, so its speed decides nothing
                 "fail_reason": ua.get("fail_reason"),
                 "duration_s": t.duration.total_seconds() if t.duration else None,
                 **{f"param_{k}": v for k, v in t.params.items()},

@@ -190,7 +190,7 @@ def _hover(p: Point, full: float | None, t: FrozenTrial) -> str:
         infeasible = "" if ua.get("feasible") else " · infeasible"
         lines.append(f"search top-1 {p.top1:.2f} %{test}{infeasible}")
     share = f" ({100 * p.gflops / full:.1f} % of full)" if full else ""
-    speed = f" · {p.img_s:.4g} img/s" if p.img_s else ""
+    speed = f" · {p.img_s:.4g} img/s" if p.img_s else (" · not timed (dominated)" if ua.get("not_timed") else "")
     lines.append(f"{p.gflops:.4g} GFLOPs{share}{speed}")
     if p.tokens:
         lines.append("tokens " + " → ".join(map(str, p.tokens)))

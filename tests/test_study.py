@@ -8,9 +8,11 @@ import json
 import logging
 import sqlite3
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 import torch
 from timm.models.vision_transformer import VisionTransformer
@@ -100,7 +102,9 @@ def test_optimize_runs_resumes_and_exports(
     assert load_study(None, f"sqlite:///{out / 'study.db'}").study_name == "tiny"
 
 
-def test_a_throughput_floor_times_every_evaluated_candidate(tiny_spec: StudySpec, tmp_path: Path) -> None:
+def test_an_unreachable_throughput_floor_times_every_evaluated_candidate(tiny_spec: StudySpec,
+                                                                          tmp_path: Path) -> None:
+    """No candidate meets the floor, so the front stays empty and every evaluated candidate could join it."""
     res = optimize(tiny_spec.override(trials=3, min_throughput="1e12img/s"), tmp_path / "run", progress=False)
     evaluated = [t for t in res.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(evaluated) >= 2  # the baselines at least: they are never stopped early
@@ -108,6 +112,34 @@ def test_a_throughput_floor_times_every_evaluated_candidate(tiny_spec: StudySpec
         assert t.user_attrs["throughput"]["img_s"] > 0
         assert t.constraints["throughput"] > 0 and t.user_attrs["feasible"] is False  # under the floor
     assert res.pareto == []
+
+
+def test_a_throughput_floor_times_only_candidates_that_could_be_pareto_optimal(tiny_spec: StudySpec,
+                                                                              tmp_path: Path) -> None:
+    """A candidate that an earlier feasible trial dominates (no more FLOPs, higher top-1) is not timed; every
+    other evaluated candidate, and every baseline, is, and the Pareto set needs no timing afterwards."""
+    spec = tiny_spec.override(trials=12, min_throughput="1img/s")
+    res = optimize(replace(spec, early_stop=False), tmp_path / "run", progress=False)
+    done = [t for t in res.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+    def dominated(t: optuna.trial.FrozenTrial) -> bool:
+        return any(o.number < t.number and o.user_attrs.get("feasible") and o.user_attrs["gflops"] <= t.user_attrs[
+            "gflops"] and o.user_attrs["top1"] > t.user_attrs["top1"] for o in done)
+
+    skipped = [t for t in done if "not_timed" in t.user_attrs]
+    assert skipped, "no candidate was dominated: the test does not exercise the rule"
+    for t in done:
+        if t in skipped:
+            assert dominated(t) and "baseline" not in t.user_attrs
+            assert "throughput" not in t.user_attrs and "throughput" not in t.constraints
+        else:
+            assert not dominated(t) or "baseline" in t.user_attrs
+            assert t.user_attrs["throughput"]["img_s"] > 1 and t.constraints["throughput"] < 0
+    assert res.pareto and not any(k.startswith("throughput:") for k in res.study.user_attrs)
+    assert {row["trial"] for row in res.pareto}.isdisjoint(t.number for t in skipped)
+    export_run(res.study, tmp_path / "run")
+    frame = pd.read_csv(tmp_path / "run" / "trials.csv").set_index("trial")
+    assert frame.loc[[t.number for t in skipped], "not_timed"].str.startswith("dominated by the front").all()
 
 
 def test_budget_below_the_cheapest_candidate_is_a_clear_error(tiny_spec: StudySpec, tmp_path: Path) -> None:
