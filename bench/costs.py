@@ -1,6 +1,6 @@
 """Benchmark of the cost models (issue 6): analytic FLOPs vs fvcore, and how repeatable throughput is here.
 
-Prints three tables:
+Prints three tables (``--parts costs``, the default) and a fourth with ``--parts beside``:
 
 1. time per candidate of the analytic count (``searcher.cost.flops.count``, what the search loop calls) and of
    fvcore's ``FlopCountAnalysis`` on the real patched model, on DeiT-S and AutoFormer-S at 224² with random
@@ -10,7 +10,7 @@ Prints three tables:
    real-size candidates of table 1;
 3. throughput repeatability: the same model measured 5 times (each figure the median of its repetitions), the
    spread (max − min) / median of those 5 figures in percent — what the search uses to choose its repetitions;
-4. (``--parts beside``) throughput measured beside another process that evaluates a model in chunks of 500 images,
+4. throughput measured beside another process that evaluates a model in chunks of 500 images,
    as a second search worker does, without and with :class:`~searcher.cost.throughput.DeviceLock` (what
    ``optimize`` uses: the other process pauses between chunks while the measurement runs), against the same
    measurement alone; alternated for ``--rounds`` rounds, one torch thread per process.
@@ -43,7 +43,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from searcher.cost.flops import count, describe, fvcore_flops
-from searcher.cost.throughput import DeviceLock, measure
+from searcher.cost.throughput import DeviceLock, input_shape_of, measure
 from searcher.models import create_model
 from searcher.models.autoformer import AutoFormerSupernet, SubnetConfig, create_supernet, extract_subnet
 from searcher.models.autoformer_space import SUBNETS
@@ -196,7 +196,7 @@ def _evaluate_beside(locked: bool, lock_dir: str, started, stop, images) -> None
     each chunk holding ``DeviceLock`` shared when ``locked``; counts the images it evaluated."""
     torch.set_num_threads(1)
     model = create_model("fashion-vit", weights=False).eval()
-    x = torch.randn(250, 1, 32, 32)
+    x = torch.randn(250, *input_shape_of(model))
     lock = DeviceLock("cpu", lock_dir)
     with torch.inference_mode():
         model(x)
@@ -260,10 +260,9 @@ def main(argv: list[str] | None = None) -> None:
             print("| measured | img/s (median of rounds) | vs alone | rounds | other process, img/s meanwhile |")
             print("|---|---|---|---|---|")
             for k, v in b["img_s"].items():
-                o = b["other_img_s"].get(k)
+                other = f"{statistics.median(b['other_img_s'][k]):.0f}" if k in b["other_img_s"] else "—"
                 print(f"| {k} | {statistics.median(v):.0f} | {b['vs_alone'][k]:.3f}× | "
-                      f"{', '.join(f'{x:.0f}' for x in v)} | {statistics.median(o):.0f} |" if o else
-                      f"| {k} | {statistics.median(v):.0f} | 1.000× | {', '.join(f'{x:.0f}' for x in v)} | — |")
+                      f"{', '.join(f'{x:.0f}' for x in v)} | {other} |")
         if "costs" not in parts:
             return
 

@@ -1235,8 +1235,10 @@ def evaluate_test(
         cand = candidate_of(trial)
         model = ctx.source.build(cand.arch, cand.schedule)
         chunks = evaluate_chunks(model, test_split, spec.batch_size, chunk=spec.chunk, limit=spec.test_images)
+        acc = None
         for acc in device_lock().chunks(chunks):  # noqa: B007 (the last report is the result)
             pass
+        assert acc is not None, "empty test split"  # load_splits refuses one
         test = {"top1": acc.top1, "top5": acc.top5, "images": acc.n}
         study.set_user_attr(f"test:{trial.number}", test)
     return test
