@@ -46,7 +46,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 from ._sigint import in_storage, on_sigint
-from .cost.throughput import Throughput, device_lock
+from .cost.throughput import Throughput, device_lock, measure
 from .data import Split, load_splits
 from .errors import ConfigError, SearcherError, StorageError
 from .evaluate import NumericalError, evaluate_chunks
@@ -1245,16 +1245,15 @@ def evaluate_test(
 
 
 def throughput_of(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
-    """A trial's measured throughput (:class:`~searcher.cost.throughput.Throughput` as a dict): timed in the trial
-    when throughput is a constraint or an objective, else once the trial is on the final Pareto front."""
+    """A trial's measured throughput (:class:`~searcher.cost.throughput.Throughput` as a dict), or None: timed in
+    the trial when throughput is an objective or a constraint (then unless the front dominated it), else once the trial
+    is on the final Pareto front."""
     return trial.user_attrs.get("throughput") or study.user_attrs.get(f"throughput:{trial.number}")
 
 
 def _measure(ctx: _Context, cand: Candidate) -> Throughput:
     """The candidate's throughput, timed alone on the device: other processes of this host (workers of this or
     another study) pause their evaluation meanwhile (:class:`~searcher.cost.throughput.DeviceLock`)."""
-    from .cost.throughput import measure
-
     model = ctx.source.build(cand.arch, cand.schedule, compact=True)
     with device_lock().exclusive():
         return measure(model, ctx.spec.throughput_batch, ctx.source.input_shape, repeats=ctx.spec.throughput_repeats)
