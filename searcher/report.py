@@ -73,8 +73,8 @@ SECTIONS = (
     (
         "throughput",
         "Top-1 against measured throughput",
-        "Throughput is measured for every candidate when it is a constraint or an objective, else for the Pareto "
-        "set alone, after the search.",
+        "Throughput is measured for every evaluated candidate when it is an objective, for those the front did not "
+        "already dominate when it is a constraint, else for the Pareto set alone, after the search.",
     ),
     (
         "history",
