@@ -106,7 +106,7 @@ def test_an_unreachable_throughput_floor_times_every_evaluated_candidate(tiny_sp
                                                                           tmp_path: Path) -> None:
     """No candidate meets the floor, so the front stays empty and every evaluated candidate could join it."""
     res = optimize(tiny_spec.override(trials=3, min_throughput="1e12img/s"), tmp_path / "run", progress=False)
-    evaluated = [t for t in res.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    evaluated = [t for t in res.study.trials if t.state == optuna.trial.TrialState.COMPLETE and "top1" in t.user_attrs]
     assert len(evaluated) >= 2  # the baselines at least: they are never stopped early
     for t in evaluated:
         assert t.user_attrs["throughput"]["img_s"] > 0
@@ -120,7 +120,7 @@ def test_a_throughput_floor_times_only_candidates_that_could_be_pareto_optimal(t
     other evaluated candidate, and every baseline, is, and the Pareto set needs no timing afterwards."""
     spec = tiny_spec.override(trials=12, min_throughput="1img/s")
     res = optimize(replace(spec, early_stop=False), tmp_path / "run", progress=False)
-    done = [t for t in res.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    done = [t for t in res.study.trials if t.state == optuna.trial.TrialState.COMPLETE and "top1" in t.user_attrs]
 
     def dominated(t: optuna.trial.FrozenTrial) -> bool:
         return any(o.number < t.number and o.user_attrs.get("feasible") and o.user_attrs["gflops"] <= t.user_attrs[
