@@ -10,9 +10,9 @@ Prints three tables (``--parts costs``, the default) and a fourth with ``--parts
    real-size candidates of table 1;
 3. throughput repeatability: the same model measured 5 times (each figure the median of its repetitions), the
    spread (max − min) / median of those 5 figures in percent — what the search uses to choose its repetitions;
-4. throughput measured beside another process that evaluates a model in chunks of 500 images,
+4. throughput measured beside another process that evaluates a model in batches of 500 images,
    as a second search worker does, without and with :class:`~searcher.cost.throughput.DeviceLock` (what
-   ``optimize`` uses: the other process pauses between chunks while the measurement runs), against the same
+   ``optimize`` uses: the other process pauses between batches while the measurement runs), against the same
    measurement alone; alternated for ``--rounds`` rounds, one torch thread per process.
 
 Times are wall-clock and, in brackets, CPU time of this process (all its threads): on a shared machine the
@@ -192,20 +192,20 @@ def repeatability(batch: int, repeats: int, times: int = 5) -> dict[str, Any]:
 
 
 def _evaluate_beside(locked: bool, lock_dir: str, started, stop, images) -> None:
-    """A second worker: fashion-vit forward passes in chunks of 500 images (two batches of 250) until ``stop``,
-    each chunk holding ``DeviceLock`` shared when ``locked``; counts the images it evaluated."""
+    """A second worker: fashion-vit forward passes on batches of 500 images (the embedded studies' batch size)
+    until ``stop``, each holding ``DeviceLock`` shared when ``locked`` (as ``evaluate_chunks`` does); counts the
+    images it evaluated."""
     torch.set_num_threads(1)
     model = create_model("fashion-vit", weights=False).eval()
-    x = torch.randn(250, *input_shape_of(model))
+    x = torch.randn(500, *input_shape_of(model))
     lock = DeviceLock("cpu", lock_dir)
     with torch.inference_mode():
         model(x)
         started.set()
         while not stop.is_set():
             with lock.shared() if locked else contextlib.nullcontext():
-                for _ in range(2):
-                    model(x)
-                    images.value += 250
+                model(x)
+            images.value += 500
 
 
 def beside(rounds: int, batch: int, repeats: int) -> dict[str, Any]:

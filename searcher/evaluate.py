@@ -1,15 +1,19 @@
 """Top-1 / top-5 of any classifier on a :class:`~searcher.data.Split`.
 
 Batched, under ``torch.inference_mode``, with fp16 autocast on CUDA. :func:`evaluate_chunks` yields running
-counts after each chunk so a search can stop a hopeless trial early; :func:`evaluate` consumes it.
+counts after each chunk so a search can stop a hopeless trial early; :func:`evaluate` consumes it. Given a
+:class:`~searcher.cost.throughput.DeviceLock`, each batch holds it shared, so that no throughput measurement in
+another process runs beside it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -17,6 +21,9 @@ from tqdm.auto import tqdm
 
 from .data import Split
 from .errors import ConfigError, SearcherError
+
+if TYPE_CHECKING:
+    from .cost.throughput import DeviceLock
 
 __all__ = ["Accuracy", "NumericalError", "default_device", "evaluate", "evaluate_chunks"]
 
@@ -63,13 +70,14 @@ def default_device() -> torch.device:
 
 def evaluate_chunks(model: nn.Module, split: Split, batch_size: int = 256, chunk: int | None = None,
                     device: torch.device | str | None = None, limit: int | None = None,
-                    progress: bool = False) -> Iterator[Accuracy]:
+                    progress: bool = False, lock: DeviceLock | None = None) -> Iterator[Accuracy]:
     """Evaluate ``model`` on ``split`` and yield the running :class:`Accuracy` after every ``chunk`` images
     (after every batch when ``chunk`` is None) and at the end.
 
     Batches never straddle a chunk boundary, so the k-th report covers exactly the first ``k * chunk`` images.
     Each report is a separate object (collecting them gives the history). Stopping the iteration early is
-    how a search abandons a hopeless trial. Raises :class:`NumericalError` on NaN/inf logits and
+    how a search abandons a hopeless trial. ``lock``: held shared for each batch (released between batches).
+    Raises :class:`NumericalError` on NaN/inf logits and
     :class:`~searcher.errors.ConfigError` when the model's outputs do not fit the split's classes.
     """
     if batch_size < 1 or (chunk is not None and chunk < 1):
@@ -80,19 +88,21 @@ def evaluate_chunks(model: nn.Module, split: Split, batch_size: int = 256, chunk
     model.eval().to(device)
     acc = Accuracy(total=n_total)
     use_amp = device.type == "cuda"
+    hold = lock.shared if lock is not None else contextlib.nullcontext
     bar = tqdm(total=n_total, desc=f"eval {split.name}", unit="img", disable=not progress, leave=False)
     try:
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             for lo in range(0, n_total, chunk):
                 for images, labels in split.batches(batch_size, start=lo, stop=min(lo + chunk, n_total)):
-                    images, labels = images.to(device, non_blocking=True), labels.to(device)
-                    logits = model(images).float()  # (B, num_classes)
-                    _check_logits(logits, labels, split)
-                    k = min(5, logits.shape[-1])
-                    top = logits.topk(k, dim=-1).indices  # (B, k)
-                    hits = top == labels[:, None]  # (B, k)
-                    acc.correct1 += int(hits[:, 0].sum())
-                    acc.correct5 += int(hits.any(-1).sum())
+                    with hold():  # the counts below synchronise: the batch's work is done when it is released
+                        images, labels = images.to(device, non_blocking=True), labels.to(device)
+                        logits = model(images).float()  # (B, num_classes)
+                        _check_logits(logits, labels, split)
+                        k = min(5, logits.shape[-1])
+                        top = logits.topk(k, dim=-1).indices  # (B, k)
+                        hits = top == labels[:, None]  # (B, k)
+                        acc.correct1 += int(hits[:, 0].sum())
+                        acc.correct5 += int(hits.any(-1).sum())
                     acc.n += int(labels.shape[0])
                     bar.update(int(labels.shape[0]))
                     bar.set_postfix(top1=f"{acc.top1:.2f}")
@@ -113,11 +123,12 @@ def _check_logits(logits: torch.Tensor, labels: torch.Tensor, split: Split) -> N
 
 
 def evaluate(model: nn.Module, split: Split, batch_size: int = 256, device: torch.device | str | None = None,
-             limit: int | None = None, progress: bool = False) -> Accuracy:
-    """Top-1 and top-5 of ``model`` on ``split`` (the first ``limit`` images when given)."""
+             limit: int | None = None, progress: bool = False, lock: DeviceLock | None = None) -> Accuracy:
+    """Top-1 and top-5 of ``model`` on ``split`` (the first ``limit`` images when given); ``lock`` as in
+    :func:`evaluate_chunks`."""
     n_total = len(split) if limit is None else max(0, min(limit, len(split)))
     acc = Accuracy(total=n_total)
     # one chunk: a single report at the end
-    for acc in evaluate_chunks(model, split, batch_size, max(n_total, 1), device, limit, progress):  # noqa: B007
+    for acc in evaluate_chunks(model, split, batch_size, max(n_total, 1), device, limit, progress, lock):  # noqa: B007
         pass
     return acc

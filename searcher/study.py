@@ -6,7 +6,7 @@ search split in chunks, and stopped early (``TrialPruned``) once its accuracy's 
 the current Pareto front at its FLOPs. Throughput is measured in the trial when it is an objective, or a constraint
 (``--min-throughput``) and the candidate could still be Pareto-optimal (the front does not already dominate it);
 otherwise no decision depends on it, and only the final Pareto set is timed, after the search. Either way it is timed
-alone on the device: evaluation holds a per-device lock shared, chunk by chunk, timing holds it exclusively
+alone on the device: evaluation holds a per-device lock shared, batch by batch, timing holds it exclusively
 (:class:`~searcher.cost.throughput.DeviceLock`), so other workers of this host pause while one times. The
 candidate, FLOPs, throughput and accuracy are stored as trial user attributes (the Pareto set's later figures as
 study attributes, ``test:<trial>`` and ``throughput:<trial>``), so export and report need nothing but the storage.
@@ -49,7 +49,7 @@ from ._sigint import in_storage, on_sigint
 from .cost.throughput import Throughput, device_lock, measure
 from .data import Split, load_splits
 from .errors import ConfigError, SearcherError, StorageError
-from .evaluate import NumericalError, evaluate_chunks
+from .evaluate import NumericalError, evaluate, evaluate_chunks
 from .schedule import Schedule
 from .space import Candidate, SearchSpace, load_yaml
 from .units import parse_budget, parse_rate
@@ -668,8 +668,10 @@ def _objective(ctx: _Context, shared: bool = False):
             return best_here
 
         acc = None
-        chunks = evaluate_chunks(model, ctx.search, spec.batch_size, chunk=spec.chunk, limit=total)
-        for acc in device_lock().chunks(chunks):  # each chunk beside other evaluations, never beside a timing
+        chunks = evaluate_chunks(  # each batch beside other evaluations, never beside a timing
+            model, ctx.search, spec.batch_size, chunk=spec.chunk, limit=total, lock=device_lock()
+        )
+        for acc in chunks:
             if early_stop and acc.n < total and _upper_bound(acc.correct1, acc.n, total) < best_now():
                 trial.set_user_attr("top1_partial", acc.top1)
                 trial.set_user_attr("images_evaluated", acc.n)
@@ -1234,11 +1236,7 @@ def evaluate_test(
     if test is None:
         cand = candidate_of(trial)
         model = ctx.source.build(cand.arch, cand.schedule)
-        chunks = evaluate_chunks(model, test_split, spec.batch_size, chunk=spec.chunk, limit=spec.test_images)
-        acc = None
-        for acc in device_lock().chunks(chunks):  # noqa: B007 (the last report is the result)
-            pass
-        assert acc is not None, "empty test split"  # load_splits refuses one
+        acc = evaluate(model, test_split, spec.batch_size, limit=spec.test_images, lock=device_lock())
         test = {"top1": acc.top1, "top5": acc.top5, "images": acc.n}
         study.set_user_attr(f"test:{trial.number}", test)
     return test

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
+
 import pytest
 import torch
 from torch import nn
 
+from searcher.cost.throughput import DeviceLock
 from searcher.data import Split
 from searcher.errors import ConfigError, SearcherError
 from searcher.evaluate import Accuracy, NumericalError, default_device, evaluate, evaluate_chunks
@@ -84,6 +87,36 @@ def test_chunk_defaults_to_the_batch_and_can_stop_early() -> None:
         if report.top1 < 100:  # a search abandons the trial here
             break
     assert report.n == 10
+
+
+def _held(lock: DeviceLock) -> bool:
+    """Whether someone holds ``lock`` (asked through another open file, without waiting)."""
+    with open(lock.path, "a+") as other:
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
+
+
+def test_each_batch_holds_the_device_lock_shared(tmp_path) -> None:
+    """Every forward pass runs holding the lock shared, and it is released between batches (a throughput
+    measurement in another process can take it there), also when the caller stops early."""
+    lock = DeviceLock("cpu", tmp_path)
+    held: list[bool] = []
+
+    class Probe(Lookup):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            held.append(_held(lock))
+            return super().forward(x)
+
+    model = Probe(ranked_table(RANKS))
+    assert evaluate(model, id_split(), batch_size=7, device="cpu", lock=lock).n == N
+    assert held == [True, True, True] and not _held(lock)
+    for _ in evaluate_chunks(model, id_split(), batch_size=5, chunk=5, device="cpu", lock=lock):
+        assert not _held(lock)  # between batches
+        break
+    assert not _held(lock)
 
 
 def test_limit_and_empty() -> None:

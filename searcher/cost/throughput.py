@@ -208,11 +208,12 @@ def compare(
 class DeviceLock:
     """A readers-writer lock on one device, between the processes of this host (``flock``).
 
-    Work that only needs the device's results (evaluation) holds it :meth:`shared`, a chunk at a time; a throughput
-    measurement holds it :meth:`exclusive`: it waits for the chunks other processes are running, and their next
-    chunks wait for it, so it times the model alone, not beside another worker's evaluation. The measurement goes
-    first: a reader passes a gate that the measurement holds while it waits, so readers whose chunks overlap cannot
-    keep it waiting for ever. Uncontended, each call costs a few system calls.
+    Work that only needs the device's results (evaluation) holds it :meth:`shared`, a batch at a time
+    (:func:`~searcher.evaluate.evaluate_chunks`); a throughput measurement holds it :meth:`exclusive`: it waits for
+    the batches other processes are running, and their next batches wait for it, so it times the model alone, not
+    beside another worker's evaluation. The measurement goes first: a reader passes a gate that the measurement holds
+    while it waits, so readers whose batches overlap cannot keep it waiting for ever. Uncontended, each call costs a
+    few system calls.
 
     The lock files are ``<tmp>/searcher-<uid>/<device>.lock`` and ``.gate``, keyed by the GPU's UUID (the same GPU
     whatever ``CUDA_VISIBLE_DEVICES`` says) or ``cpu``. Only processes of one user on one host take part.
@@ -265,7 +266,7 @@ class DeviceLock:
         gate, lock = files
         fcntl.flock(gate, fcntl.LOCK_EX)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # waits for the chunks running now; new ones wait at the gate
+            fcntl.flock(lock, fcntl.LOCK_EX)  # waits for the batches running now; new ones wait at the gate
             try:
                 yield
             finally:
@@ -273,23 +274,6 @@ class DeviceLock:
         finally:
             fcntl.flock(gate, fcntl.LOCK_UN)
 
-    def chunks(self, it: Iterator[Any]) -> Iterator[Any]:
-        """Items of ``it`` (e.g. :func:`~searcher.evaluate.evaluate_chunks`), each computed holding the lock shared
-        and released between items."""
-        try:
-            while True:
-                with self.shared():
-                    item = next(it, _END)
-                if item is _END:
-                    return
-                yield item
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
-
-
-_END = object()
 
 
 def _device_key(device: torch.device) -> str:
