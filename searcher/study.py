@@ -1196,6 +1196,12 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
             _remove_empty(created)
             raise
         study.set_metric_names(spec.objectives)
+        if spec.early_stop and spec.sampler in ("nsga2", "gp"):
+            log.warning(
+                f"the {spec.sampler} sampler learns from complete trials only: a candidate stopped early teaches it "
+                "nothing (TPE and random do not need them); set early_stop: false in the study spec to evaluate "
+                "every candidate in full"
+            )
         study.set_user_attr("spec", {k: v for k, v in spec.to_dict().items() if k != "base_dir"})
         study.set_user_attr("budget_gflops", ctx.budget)
         study.set_user_attr("full_gflops", ctx.full_gflops)

@@ -186,9 +186,14 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.Captur
 
 
 @pytest.mark.parametrize("sampler", ["nsga2", "random", "gp"])
-def test_every_sampler_runs_a_study(tiny_spec: StudySpec, tmp_path: Path, sampler: str) -> None:
+def test_every_sampler_runs_a_study(
+    tiny_spec: StudySpec, tmp_path: Path, sampler: str, caplog: pytest.LogCaptureFixture
+) -> None:
     spec = tiny_spec.override(sampler=sampler, trials=6)
-    res = optimize(spec, tmp_path / "run", progress=False)
+    with caplog.at_level(logging.WARNING, logger="searcher.study"):
+        res = optimize(spec, tmp_path / "run", progress=False)
+    # nsga2 and gp read complete trials only: the user learns that early stopping starves them
+    assert ("learns from complete trials only" in caplog.text) == (sampler != "random")
     assert type(res.study.sampler).__name__.lower().startswith(sampler[:3])
     finished = [t for t in res.study.trials if t.state.is_finished()]
     assert len(finished) >= 6 and any(t.user_attrs.get("feasible") and not t.user_attrs.get("baseline")
