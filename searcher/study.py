@@ -1199,7 +1199,7 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
         if spec.early_stop and spec.sampler in ("nsga2", "gp"):
             log.warning(
                 f"the {spec.sampler} sampler learns from complete trials only: a candidate stopped early teaches it "
-                "nothing (TPE and random do not need them); set early_stop: false in the study spec to evaluate "
+                "nothing (TPE learns from them); set early_stop: false in the study spec to evaluate "
                 "every candidate in full"
             )
         study.set_user_attr("spec", {k: v for k, v in spec.to_dict().items() if k != "base_dir"})
