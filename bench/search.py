@@ -203,15 +203,15 @@ def part_sampler(args) -> None:
         rnd = run(args, model, budget, seed, tag="random", sampler="random")
         studies[seed] = {"TPE": tpe, "Random": rnd}
         for n in sorted({30, args.trials}):
-            cells = []
+            cells, row = [], {}
             for floor in ("chance", "baseline"):
-                a, b = hv(tpe, n, floor), hv(rnd, n, floor)
+                a, b = row[floor] = hv(tpe, n, floor), hv(rnd, n, floor)
                 hvs.append({"n": n, "floor": floor, "TPE": a, "Random": b})
                 cells.append(f"{a:.5f} | {b:.5f} | {a / b:.3f}" if b else f"{a:.5f} | {b:.5f} | -")
             ct, cr = cheapest_searched(tpe, n), cheapest_searched(rnd, n)
-            chance = hvs[-2]  # this row's hypervolumes at the 10 % reference
-            if ct != cr and chance["TPE"] != chance["Random"]:
-                cheaper_wins.append((ct < cr) == (chance["TPE"] > chance["Random"]))
+            a, b = row["chance"]
+            if ct != cr and a != b:
+                cheaper_wins.append((ct < cr) == (a > b))
             print(f"| {seed} | {n} | " + " | ".join(cells) + f" | {ct:.1%} / {cr:.1%} |", flush=True)
     for (n, floor), mean in pd.DataFrame(hvs).groupby(["n", "floor"], sort=False).mean().iterrows():
         a, b = mean["TPE"], mean["Random"]
