@@ -1,0 +1,73 @@
+"""The bookkeeping behind bench/search.py's figures (README's search tables): which trial is the pick, which
+baseline it is compared with, and the hypervolume of the first n candidates, on a hand-made study."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+_spec = importlib.util.spec_from_file_location("bench_search", Path(__file__).parents[1] / "bench" / "search.py")
+assert _spec is not None and _spec.loader is not None
+B = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(B)
+
+# (state, gflops, search top-1, test top-1, extra user attrs); trial numbers follow the list, baselines first as
+# `optimize` enqueues them. Budget 0.4 GFLOPs of an unreduced 1.0.
+TRIALS = [
+    (TrialState.COMPLETE, 0.39, 80.0, 78.5, {"baseline": "PiToMe r=14"}),
+    (TrialState.COMPLETE, 0.30, 75.0, 74.0, {"baseline": "top-k r=20"}),
+    (TrialState.COMPLETE, 0.35, 81.0, 80.0, {}),
+    (TrialState.COMPLETE, 0.38, 82.0, 79.0, {}),  # the best search top-1 under the budget: the pick
+    (TrialState.PRUNED, 0.38, 95.0, 0.0, {"duplicate_of": 3}),  # a repeat: not a candidate
+    (TrialState.PRUNED, 0.20, 60.0, 0.0, {"top1_partial": 60.0}),  # stopped early: not on the front
+    (TrialState.COMPLETE, 0.45, 90.0, 0.0, {"feasible": False}),  # over the budget
+    (TrialState.COMPLETE, 0.33, 78.0, 81.0, {}),  # the 7th candidate: after the repeat
+]
+
+
+def _result(trials=TRIALS) -> SimpleNamespace:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    test = {}
+    for number, (state, gflops, top1, test_top1, extra) in enumerate(trials):
+        attrs = {"feasible": True, "gflops": gflops, "top1": top1, "tokens": [50, 40],
+                 "candidate": {"reducer": "tome"}, **extra}
+        values = [top1, gflops] if state == TrialState.COMPLETE else None
+        study.add_trial(optuna.trial.create_trial(state=state, values=values, user_attrs=attrs))
+        test[number] = {"top1": test_top1}
+    return SimpleNamespace(study=study, budget=0.4, full_gflops=1.0, test=lambda t: test[t.number])
+
+
+def test_the_pick_is_the_best_searched_candidate_under_the_budget():
+    best = B.best_searched(_result())
+    assert (best["trial"], best["search_top1"], best["test_top1"]) == (3, 82.0, 79.0)
+
+
+def test_the_margin_is_against_the_best_baseline_at_the_same_or_lower_flops():
+    m = B.margin(_result())
+    assert m["baseline"] == "top-k r=20"  # PiToMe (39 %) costs more than the pick (38 %)
+    assert m["margin"] == pytest.approx(79.0 - 74.0)
+    assert m["margin_any"] == pytest.approx(79.0 - 78.5)  # against every baseline under the budget
+
+
+def test_a_pick_cheaper_than_every_baseline_is_compared_with_all_of_them():
+    cheap = [t for t in TRIALS if t[1] != 0.38] + [(TrialState.COMPLETE, 0.25, 83.0, 77.0, {})]
+    m = B.margin(_result(cheap))
+    assert (m["share"], m["baseline"]) == (0.25, "PiToMe r=14")
+    assert m["margin"] == pytest.approx(m["margin_any"]) == pytest.approx(77.0 - 78.5)
+
+
+def test_hypervolume_counts_the_first_n_candidates_and_the_chosen_reference():
+    res = _result()
+    # (0.30, 75) to 0.35, (0.35, 81) to 0.38, (0.38, 82) to the budget; chance level 10 %
+    # the repeat does not count: the first 6 candidates are trials 0-3, 5 and 6
+    assert B.hv(res, 6) == pytest.approx(0.05 * 65 + 0.03 * 71 + 0.02 * 72)
+    assert B.hv(res, 7) == pytest.approx(0.03 * 65 + 0.02 * 68 + 0.03 * 71 + 0.02 * 72)  # trial 7's (0.33, 78)
+    assert B.hv(res, 3) == pytest.approx(0.05 * 65 + 0.05 * 71)  # (0.39, 80) is dominated by (0.35, 81)
+    assert B.hv(res, 60, "baseline") == pytest.approx(0.03 * 1 + 0.02 * 2)  # above the best baseline's 80 %
+    assert B.cheapest_searched(res, 7) == pytest.approx(0.33)
+    assert B.cheapest_searched(res, 6) == pytest.approx(0.35)
