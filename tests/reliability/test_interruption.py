@@ -7,8 +7,8 @@ every interruption the finished trials seen so far must still be there, unchange
 heartbeat grace period, must finish the requested number of trials: no RUNNING trial left, every killed trial
 FAIL and retried, no candidate evaluated twice, no finished trial lost or changed.
 
-``slow``: 106 s measured on the project's 2-core machine with a training job running beside it (six starts of a
-fresh process, and the 30 s heartbeat grace before the last one).
+``slow``: about 60 s on the project's 2-core machine (six starts of a fresh process, about 7 s each, and what is
+left of the 30 s heartbeat grace before the last one).
 
 Ctrl-C on ``--workers 2`` (the journal file): SIGINT to the whole process group (a terminal's Ctrl-C) or to the
 parent alone, once or twice; about 30 s each (two starts of three processes). The trials of killed workers that
@@ -38,13 +38,14 @@ MAX_RETRY = 2  # ... and re-queue it at most this many times
 RUNNING = optuna.trial.TrialState.RUNNING
 FAIL = optuna.trial.TrialState.FAIL
 
-# one round per start: the signals sent, a short pause between them
+# one round per start: the signals sent, a short pause between them. The kills come first, so that most of the
+# heartbeat grace period that the last start waits for passes during the Ctrl-C rounds.
 ROUNDS = [
     ("SIGKILL", [signal.SIGKILL]),
-    ("SIGINT", [signal.SIGINT]),
+    ("SIGKILL", [signal.SIGKILL]),
     ("SIGKILL", [signal.SIGKILL]),
     ("SIGINT", [signal.SIGINT]),
-    ("SIGKILL", [signal.SIGKILL]),
+    ("SIGINT", [signal.SIGINT]),
     ("SIGINT twice", [signal.SIGINT, signal.SIGINT]),
 ]
 
