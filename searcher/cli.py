@@ -227,15 +227,40 @@ def cmd_optimize(args: argparse.Namespace) -> None:
 
 
 JSON_HELP = "print the result as JSON (machine-readable) instead of text"
+# (command line, what it does): the end of `searcher --help`
+EXAMPLES = [
+    ("searcher optimize --study studies/fashion-vit.yaml --budget 50%", "runs the embedded default (make demo)"),
+    (
+        "searcher optimize --study studies/deit-s-imagenet.yaml --budget 2.9GFLOPs "
+        "--storage postgresql://user@host/searcher --workers 4",
+        "runs 4 workers on PostgreSQL; the same command on other machines joins the study",
+    ),
+    ("searcher report --out runs/fashion-vit", "writes runs/fashion-vit/report.html, self-contained"),
+    ("searcher dashboard --out runs/fashion-vit", "opens the study in optuna-dashboard"),
+    ("searcher onnx runs/fashion-vit/configs/CONFIG.json model.onnx", "writes a Pareto config as ONNX, checked"),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="searcher", description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="searcher",
+        description="Find the fastest accurate way to run a Vision Transformer: Optuna studies over token-reduction\n"
+        "schedules (ToMe, ToFu, PiToMe, RAPID, top-k, DiffRate) and AutoFormer architectures under a FLOPs\n"
+        "budget, with fvcore-convention FLOPs and measured throughput as constraints.",
+        epilog="examples:\n"
+        + "".join(f"  # {what}\n  {line}\n" for line, what in EXAMPLES)
+        + "\nsearcher COMMAND --help describes each command. User mistakes exit with code 2 and one 'error:' line.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--version", action="version", version=f"searcher {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    commands = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    d = sub.add_parser("data", help="show where the data was found, split sizes and class balance")
+    def command(name: str, help: str, description: str = "") -> argparse.ArgumentParser:
+        """A command whose --help starts with the line `searcher --help` lists it with."""
+        return commands.add_parser(name, help=help, description=f"{help[0].upper()}{help[1:]}. {description}".strip())
+
+    d = command("data", help="show where the data was found, split sizes and class balance")
     d.add_argument(
         "--data-dir",
         help="directory with the Fashion-MNIST IDX files (default: $SEARCHER_DATA, "
@@ -244,13 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--study", help="show the data of this study spec instead (e.g. an ImageFolder)")
     d.add_argument("--json", action="store_true", help=JSON_HELP)
 
-    f = sub.add_parser("flops", help="analytic and fvcore GFLOPs per image, with a breakdown by part")
+    f = command("flops", help="analytic and fvcore GFLOPs per image, with a breakdown by part")
     f.add_argument("--model", required=True, help="timm name, fashion-vit, fashion-autoformer, autoformer-t|s|b")
     f.add_argument("--schedule", help="schedule JSON (or an exported config)")
     f.add_argument("--checkpoint", help="weights (FLOPs do not depend on them)")
     f.add_argument("--json", action="store_true", help=JSON_HELP)
 
-    e = sub.add_parser("evaluate", help="top-1/top-5 of a config, or of a model with a schedule, on a split")
+    e = command("evaluate", help="top-1/top-5 of a config, or of a model with a schedule, on a split")
     e.add_argument("config", nargs="?", help="an exported config JSON")
     e.add_argument("--model", help="model name (instead of a config)")
     e.add_argument("--schedule", help="schedule JSON to apply to --model")
@@ -261,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, help="evaluate the first N images only")
     e.add_argument("--json", action="store_true", help=JSON_HELP)
 
-    x = sub.add_parser("onnx", help="export a config's model to ONNX, checked against PyTorch in onnxruntime")
+    x = command("onnx", help="export a config's model to ONNX, checked against PyTorch in onnxruntime")
     x.add_argument("config", help="an exported config JSON")
     x.add_argument("out", metavar="OUT.onnx", help="the ONNX file to write")
     x.add_argument("--batch", default="dynamic", help="a fixed batch size, or 'dynamic' (default)")
@@ -272,7 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--data-dir", help="Fashion-MNIST directory (instead of the config's data)")
     x.add_argument("--json", action="store_true", help=JSON_HELP)
 
-    o = sub.add_parser("optimize", help="run (or resume) an Optuna study of token-reduction schedules")
+    o = command(
+        "optimize",
+        help="run (or resume) an Optuna study of token-reduction schedules",
+        description="The flags override the study spec. Everything the run writes goes to --out (default "
+        "runs/STUDY): the study (study.db unless --storage is given), configs/*.json of the Pareto set re-evaluated "
+        "on the test split, trials.csv and pareto.csv. The same command again resumes the study; Ctrl-C stops after "
+        "the current trial, a second Ctrl-C abandons it.",
+    )
     o.add_argument("--study", required=True, help="study spec YAML, e.g. studies/fashion-vit.yaml")
     o.add_argument("--budget", help="FLOPs budget per image: 3.3GFLOPs, 850MFLOPs or 60%% of the unreduced model")
     o.add_argument("--min-throughput", help="throughput floor, e.g. 1500img/s (a constraint)")
@@ -298,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("report", "write a self-contained HTML report of a study"),
         ("dashboard", "open a study in optuna-dashboard"),
     ):
-        c = sub.add_parser(name, help=text)
+        c = command(name, help=text)
         c.add_argument("--out", help="the run directory (holds study.db or study.journal)")
         c.add_argument("--study", help="study name (runs/NAME) or spec YAML")
         c.add_argument("--storage", help="storage URL, when the study is not under --out")
@@ -309,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--port", type=int, default=8080)
         c.add_argument("--json", action="store_true", help=JSON_HELP)
 
-    t = sub.add_parser(
+    t = command(
         "train",
         help="train an embedded default model on Fashion-MNIST (resumable)",
         description="Options left out take the defaults of searcher.train.TrainConfig; every option is recorded in "

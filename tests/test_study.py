@@ -3,6 +3,7 @@ resume, export, and the errors a user can cause."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
@@ -272,3 +273,23 @@ def test_early_stop_uses_the_front_other_workers_finish_meanwhile(
     else:
         assert ran.state == optuna.trial.TrialState.COMPLETE and ran.user_attrs["images_evaluated"] == 400
         assert res.stats["stopped_early"] == res.stats["images_saved_by_early_stop"] == 0
+
+
+def test_help_describes_every_command_and_its_examples_parse() -> None:
+    """The example command lines at the end of `searcher --help` parse, and the spec files they name are shipped;
+    each command's --help starts with the line that `searcher --help` lists it with."""
+    import shlex
+
+    from searcher.cli import EXAMPLES, build_parser
+
+    parser = build_parser()
+    root = Path(__file__).resolve().parents[1]
+    for line, _ in EXAMPLES:
+        assert line in parser.format_help()
+        args = parser.parse_args(shlex.split(line)[1:])
+        assert not getattr(args, "study", None) or (root / args.study).is_file(), line
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(commands.choices) == 9
+    for listed in commands._choices_actions:
+        help = listed.help
+        assert commands.choices[listed.dest].description.startswith(help[0].upper() + help[1:] + "."), listed.dest
