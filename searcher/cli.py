@@ -305,7 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
         "on the test split, trials.csv and pareto.csv. The same command again resumes the study; Ctrl-C stops after "
         "the current trial, a second Ctrl-C abandons it.",
     )
-    o.add_argument("--study", required=True, help="study spec YAML, e.g. studies/fashion-vit.yaml")
+    o.add_argument(
+        "--study", required=True, help="study spec: a YAML file, or the name of a shipped one (e.g. fashion-vit)"
+    )
     o.add_argument("--budget", help="FLOPs budget per image: 3.3GFLOPs, 850MFLOPs or 60%% of the unreduced model")
     o.add_argument("--min-throughput", help="throughput floor, e.g. 1500img/s (a constraint)")
     o.add_argument("--objectives", help="comma-separated: top1,gflops[,throughput]")

@@ -43,7 +43,7 @@ import yaml
 from .errors import ConfigError
 from .schedule import POSITION_MODES, RECIPES, Schedule
 
-__all__ = ["Range", "ArchSpace", "SearchSpace", "Candidate", "scale_levels", "solve_scale"]
+__all__ = ["Range", "ArchSpace", "SearchSpace", "Candidate", "find_spec", "scale_levels", "shipped", "solve_scale"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,34 @@ class Range:
         if self.log:
             d["log"] = True
         return d
+
+
+SHIPPED = Path(__file__).parent  # the shipped specs, package data: SHIPPED/studies/*.yaml, SHIPPED/spaces/*.yaml
+
+
+def shipped(kind: str) -> list[str]:
+    """Names of the shipped ``studies`` or ``spaces``."""
+    return sorted(p.stem for p in (SHIPPED / kind).glob("*.yaml"))
+
+
+def find_spec(value: str | Path, kind: str, base: str | Path | None = None) -> Path:
+    """The YAML file that ``value`` names: a path (as given, then relative to ``base``), or the bare name of a
+    shipped spec of ``kind`` (``studies`` or ``spaces``: ``fashion-vit`` is ``searcher/studies/fashion-vit.yaml``),
+    so that the shipped specs work from any directory and in a plain ``pip install``."""
+    path = Path(value).expanduser()
+    if path.is_file() or path.is_absolute():
+        return path
+    if base is not None and (Path(base) / path).is_file():
+        return Path(base) / path
+    if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1:
+        if (SHIPPED / kind / f"{path}.yaml").is_file():
+            return SHIPPED / kind / f"{path}.yaml"
+        what = "study spec" if kind == "studies" else "search space"
+        raise ConfigError(
+            f"no {what} {str(value)!r}: not a file, nor a shipped name ({', '.join(shipped(kind))}); "
+            "give a YAML path or one of those names"
+        )
+    return Path(base) / path if base is not None else path  # for load_yaml to say that it cannot be read
 
 
 def load_yaml(path: Path, what: str) -> Any:
@@ -411,7 +439,8 @@ class SearchSpace:
     # -- parsing -------------------------------------------------------------------------------------------
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
-        path = Path(path)
+        """A search space file, or the name of a shipped one (``deit-vit-224``: searcher/spaces/deit-vit-224.yaml)."""
+        path = find_spec(path, "spaces")
         d = load_yaml(path, "search space")
         try:
             return replace(cls.from_dict(d), name=path.stem)

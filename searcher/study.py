@@ -51,7 +51,7 @@ from .data import Split, load_splits
 from .errors import ConfigError, SearcherError, StorageError
 from .evaluate import NumericalError, evaluate, evaluate_chunks
 from .schedule import Schedule
-from .space import Candidate, SearchSpace, load_yaml
+from .space import Candidate, SearchSpace, find_spec, load_yaml
 from .units import parse_budget, parse_rate
 
 __all__ = [
@@ -98,7 +98,8 @@ class StudySpec:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> StudySpec:
-        path = Path(path)
+        """A study spec file, or the name of a shipped one (``fashion-vit``: ``searcher/studies/fashion-vit.yaml``)."""
+        path = find_spec(path, "studies")
         d = load_yaml(path, "study spec")
         if not isinstance(d, dict):
             raise ConfigError(f"study spec {path} must be a mapping of options, got {type(d).__name__}")
@@ -203,10 +204,7 @@ class StudySpec:
     def load_space(self) -> SearchSpace:
         if isinstance(self.space, dict):
             return SearchSpace.from_dict(self.space)
-        path = Path(self.space)
-        if not path.is_absolute() and not path.exists():
-            path = Path(self.base_dir) / path
-        return SearchSpace.from_yaml(path)
+        return SearchSpace.from_yaml(find_spec(self.space, "spaces", base=self.base_dir))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from searcher.errors import ConfigError
 from searcher.schedule import Schedule, tokens_per_block
-from searcher.space import ArchSpace, Candidate, Range, SearchSpace, scale_levels, solve_scale
+from searcher.space import ArchSpace, Candidate, Range, SearchSpace, find_spec, scale_levels, shipped, solve_scale
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,6 +71,30 @@ def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
         SearchSpace.from_yaml(p)
     with pytest.raises(ConfigError, match="cannot read"):
         SearchSpace.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_specs_are_found_by_path_then_by_shipped_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spec is a path (as given, then relative to the spec that names it) or the bare name of a shipped one,
+    which is package data: the repository's studies/ and spaces/ are links to the same files."""
+    assert "deit-s-imagenet" in shipped("studies") and "deit-vit-224" in shipped("spaces")
+    for kind in ("studies", "spaces"):
+        assert (ROOT / kind).resolve() == (ROOT / "searcher" / kind).resolve()
+        assert shipped(kind) == sorted(p.stem for p in (ROOT / kind).glob("*.yaml"))
+    monkeypatch.chdir(tmp_path)
+    assert find_spec("fashion-vit", "studies").resolve() == (ROOT / "studies" / "fashion-vit.yaml").resolve()
+    assert find_spec("deit-vit-224", "spaces").resolve() == (ROOT / "spaces" / "deit-vit-224.yaml").resolve()
+    (tmp_path / "fashion-vit").mkdir()  # a directory of that name does not hide the shipped spec
+    assert find_spec("fashion-vit", "studies").is_file()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "deit-vit-224.yaml").write_text("reducers: [tome]\n")
+    assert find_spec("deit-vit-224.yaml", "spaces", base=tmp_path / "mine") == tmp_path / "mine" / "deit-vit-224.yaml"
+    (tmp_path / "fashion-vit.yaml").write_text("reducers: [tome]\n")
+    assert find_spec("fashion-vit.yaml", "spaces") == Path("fashion-vit.yaml")  # a file here wins
+    with pytest.raises(ConfigError, match=r"no search space 'deit-s'.*deit-vit-224.*give a YAML path"):
+        find_spec("deit-s", "spaces")
+    assert find_spec("other/deit-s.yaml", "spaces") == Path("other/deit-s.yaml")  # load_yaml names it,
+    assert find_spec("gone.yaml", "spaces", base=tmp_path / "mine") == tmp_path / "mine" / "gone.yaml"  # where expected
+    assert SearchSpace.from_yaml("deit-vit-224").name == "deit-vit-224"
 
 
 def test_check_model_rejects_switch_beyond_depth_and_r_above_tokens() -> None:
