@@ -41,22 +41,13 @@ ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def threads() -> Any:
-    """One torch thread: a shared 2-core machine, where contention costs more than it gives."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
-@pytest.fixture(scope="module")
 def test_images(real_fashion_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     split = fashion_mnist(real_fashion_dir)["test"].subset(512)
     return split.normalize(split.images), split.labels
 
 
 @pytest.fixture(scope="module")
-def sources(threads: Any) -> dict[str, Any]:
+def sources() -> dict[str, Any]:
     return {name: open_source({"name": name}) for name in ("fashion-vit", "fashion-autoformer")}
 
 
@@ -85,7 +76,7 @@ def test_onnx_matches_pytorch_on_512_test_images(
     name: str, reducer: str, exported: Any, test_images: tuple[torch.Tensor, torch.Tensor]
 ) -> None:
     model, data = exported(name, reducer)
-    session = ort_session(data, threads=1)
+    session = ort_session(data)  # onnxruntime's threads, as `searcher onnx` checks
     images, labels = test_images
     result = compare_onnx(model, session, images, labels, "dynamic", chunk=128)
     assert result["images"] == 512
@@ -136,7 +127,7 @@ def test_dense_group_max_equals_scatter_reduce(monkeypatch: pytest.MonkeyPatch) 
 
 # ---------------------------------------------------------------------------------------------------- the CLI
 @pytest.fixture(scope="module")
-def vit_config(tmp_path_factory: pytest.TempPathFactory, threads: Any) -> Path:
+def vit_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("onnx") / "fashion-vit.rapid.json"
     from searcher.schedule import Schedule
 
