@@ -229,9 +229,9 @@ def cmd_optimize(args: argparse.Namespace) -> None:
 JSON_HELP = "print the result as JSON (machine-readable) instead of text"
 # (command line, what it does): the end of `searcher --help`
 EXAMPLES = [
-    ("searcher optimize --study studies/fashion-vit.yaml --budget 50%", "runs the embedded default (make demo)"),
+    ("searcher optimize --study fashion-vit --budget 50%", "runs the embedded default (make demo)"),
     (
-        "searcher optimize --study studies/deit-s-imagenet.yaml --budget 2.9GFLOPs "
+        "searcher optimize --study deit-s-imagenet --budget 2.9GFLOPs "
         "--storage postgresql://user@host/searcher --workers 4",
         "runs 4 workers on PostgreSQL; the same command on other machines joins the study",
     ),
