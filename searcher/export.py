@@ -95,7 +95,8 @@ def find_storage(out: str | Path | None = None, storage: str | None = None) -> s
             return url
     where = "does not exist" if not out.exists() else "holds neither study.db nor study.journal"
     raise StorageError(
-        f"no study in {out}: the directory {where}; run 'searcher optimize --out {out}' first, or pass --storage URL"
+        f"no study in {out}: the directory {where}; run 'searcher optimize --study SPEC --out {out}' first, "
+        "or pass --storage URL"
     )
 
 
