@@ -520,7 +520,11 @@ def _sampler(name: str, seed: int, n_objectives: int) -> optuna.samplers.BaseSam
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=10)
+    with warnings.catch_warnings():  # multivariate, group and constant_liar are "experimental" in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=10
+        )
 
 
 # ------------------------------------------------------------------------------------------------ helpers
