@@ -293,3 +293,29 @@ def test_help_describes_every_command_and_its_examples_parse() -> None:
     for listed in commands._choices_actions:
         help = listed.help
         assert commands.choices[listed.dest].description.startswith(help[0].upper() + help[1:] + "."), listed.dest
+
+
+def test_the_readme_s_python_study_runs(
+    tiny_spec: StudySpec, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's study example as written, on the tiny study (a spec file instead of a shipped name), 1 trial."""
+    import re
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "optimize(" in b]
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny_spec.to_dict()))
+    for old, new in {
+        '"fashion-vit"': repr(str(tmp_path / "tiny.yaml")),
+        "trials=60": "trials=1",
+        '"runs/fashion-vit-40"': repr(str(tmp_path / "run")),
+    }.items():
+        assert old in code, old
+        code = code.replace(old, new)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    result = namespace["result"]
+    assert (tmp_path / "run" / "study.db").is_file() and result.pareto
+    assert result.study.user_attrs["spec"]["budget"] == "40%"
+    assert "test_top1" in capsys.readouterr().out
