@@ -291,8 +291,8 @@ def test_help_describes_every_command_and_its_examples_parse() -> None:
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     assert len(commands.choices) == 9
     for listed in commands._choices_actions:
-        help = listed.help
-        assert commands.choices[listed.dest].description.startswith(help[0].upper() + help[1:] + "."), listed.dest
+        line = listed.help
+        assert commands.choices[listed.dest].description.startswith(line[0].upper() + line[1:] + "."), listed.dest
 
 
 def test_the_readme_s_python_study_runs(
