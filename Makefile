@@ -30,7 +30,7 @@ chromium:
 	  (apt-get update -q && apt-get install -y -q chromium fonts-dejavu-core) >/dev/null; fi
 
 demo: install data
-	$(BIN)/searcher optimize --study studies/fashion-vit.yaml --budget 50%
+	$(BIN)/searcher optimize --study fashion-vit --budget 50%
 
 lint: install
 	$(BIN)/ruff check searcher tests bench

@@ -1,7 +1,7 @@
 """Benchmark of deployment (issue 9): onnxruntime CPU throughput of the exported embedded ViT with RAPID at the
 demo's budget against the unreduced model's, and the time to export the largest embedded model.
 
-1. ``fashion-vit`` with RAPID at the demo's budget (``searcher optimize --study studies/fashion-vit.yaml
+1. ``fashion-vit`` with RAPID at the demo's budget (``searcher optimize --study fashion-vit
    --budget 50%``: 50 % of the unreduced GFLOPs), the published way to run a recipe at a budget: the least
    constant r whose schedule fits (``ModelSource.largest_constant_r``). Both models are exported as
    ``searcher onnx`` does (dynamic batch, opset 17) and timed in the same run, interleaved in shuffled order
