@@ -1197,6 +1197,11 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
                 (out / ".optimize.lock").unlink(missing_ok=True)
             _remove_empty(created)
             raise
+        try:
+            _check_resume(study, ctx, spec, storage_url)
+        except ConfigError:
+            _remove_empty(created)
+            raise
         study.set_metric_names(spec.objectives)
         if spec.early_stop and spec.sampler in ("nsga2", "gp"):
             log.warning(
@@ -1228,6 +1233,39 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
             "space's ranges, or try --sampler random"
         )
     return OptimizeResult(study, out, ctx.budget, ctx.full_gflops, pareto, stats, ctx, splits["test"])
+
+
+_SAME_MODEL = ("name", "family", "sha256", "arch", "kwargs")  # of ModelSource.describe(); the checkpoint may move
+
+
+def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_url: str) -> None:
+    """A study resumes under the budget, throughput floor and model it was started with: its trials' feasibility,
+    its baselines and its front were measured under them, and mixing would put over-budget configs on the front.
+    Trials, timeout, sampler, seed and workers may change."""
+    before = study.user_attrs
+    if "budget_gflops" not in before:  # a new study
+        return
+    old_spec = before.get("spec", {})
+    changes = []
+    if not math.isclose(before["budget_gflops"], ctx.budget, rel_tol=1e-9):
+        changes.append(
+            f"a budget of {old_spec.get('budget')} ({before['budget_gflops']:.4g} GFLOPs), not {spec.budget} "
+            f"({ctx.budget:.4g} GFLOPs)"
+        )
+    old_floor = parse_rate(old_spec["min_throughput"]) if old_spec.get("min_throughput") else None
+    if old_floor != ctx.min_throughput:
+        changes.append(
+            f"a throughput floor of {old_spec.get('min_throughput') or 'none'}, not {spec.min_throughput or 'none'}"
+        )
+    old_model, model = before.get("model_source", {}), ctx.source.describe()
+    if any(old_model.get(k) != model.get(k) for k in _SAME_MODEL):
+        changes.append(f"the model {old_model.get('name')} {old_model.get('sha256', '')[:12]}".rstrip()
+                       + f", not {model.get('name')} {model.get('sha256', '')[:12]}".rstrip())
+    if changes:
+        raise ConfigError(
+            f"study {spec.name!r} in {_redact(storage_url)} was run with {'; '.join(changes)}: resume it with "
+            "the settings it was started with, or start a new study with another --out (or --storage)"
+        )
 
 
 def test_result(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:

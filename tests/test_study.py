@@ -319,3 +319,31 @@ def test_the_readme_s_python_study_runs(
     assert (tmp_path / "run" / "study.db").is_file() and result.pareto
     assert result.study.user_attrs["spec"]["budget"] == "40%"
     assert "test_top1" in capsys.readouterr().out
+
+
+def test_a_study_resumes_only_under_its_budget_floor_and_model(tiny_spec: StudySpec, tmp_path: Path) -> None:
+    """Re-running with another budget, throughput floor or model is refused before any trial: its trials were
+    measured under the old ones (an over-budget config would reach the front). Trials, sampler and seed may change."""
+    out = tmp_path / "run"
+    spec = replace(tiny_spec, trials=1)
+    optimize(spec, out, progress=False)
+    url = f"sqlite:///{out / 'study.db'}"
+    before = load_study("tiny", url)
+    budget, n_trials = before.user_attrs["budget_gflops"], len(before.trials)
+    ckpt = tmp_path / "other.pth"
+    torch.manual_seed(1)
+    torch.save(VisionTransformer(**TINY).state_dict(), ckpt)
+    for change, words in [
+        ({"budget": "50%"}, "a budget of 60% "),
+        ({"min_throughput": "10img/s"}, "a throughput floor of none, not 10img/s"),
+        ({"checkpoint": str(ckpt)}, "the model vit_tiny_patch16_224"),
+    ]:
+        with pytest.raises(ConfigError, match="another --out") as e:
+            optimize(spec.override(**change), out, progress=False)
+        assert words in str(e.value), str(e.value)
+    study = load_study("tiny", url)  # untouched by the refused runs
+    assert len(study.trials) == n_trials
+    assert study.user_attrs["budget_gflops"] == budget and study.user_attrs["spec"]["budget"] == "60%"
+    finished = len([t for t in study.trials if t.state in FINISHED])
+    res = optimize(spec.override(trials=2, sampler="random", seed=3), out, progress=False)  # these may change
+    assert len([t for t in res.study.trials if t.state in FINISHED]) > finished
