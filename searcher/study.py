@@ -1239,9 +1239,9 @@ _SAME_MODEL = ("name", "family", "sha256", "arch", "kwargs")  # of ModelSource.d
 
 
 def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_url: str) -> None:
-    """A study resumes under the budget, throughput floor and model it was started with: its trials' feasibility,
-    its baselines and its front were measured under them, and mixing would put over-budget configs on the front.
-    Trials, timeout, sampler, seed and workers may change."""
+    """A study resumes under the budget, throughput floor, search split and model it was started with: its trials'
+    feasibility, accuracy, baselines and front were measured under them, and mixing would put over-budget configs,
+    or accuracies of another split, on the front. Trials, timeout, sampler, seed and workers may change."""
     before = study.user_attrs
     if "budget_gflops" not in before:  # a new study
         return
@@ -1257,10 +1257,19 @@ def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_u
         changes.append(
             f"a throughput floor of {old_spec.get('min_throughput') or 'none'}, not {spec.min_throughput or 'none'}"
         )
+    old_images = before.get("search_images", ctx.search_images)  # each check only where the study recorded it
+    if old_spec.get("data", spec.data) != spec.data or old_images != ctx.search_images:
+        changes.append(
+            f"the search split of data {old_spec.get('data')} ({old_images} images), not "
+            f"{spec.data} ({ctx.search_images} images)"
+        )
     old_model, model = before.get("model_source", {}), ctx.source.describe()
-    if any(old_model.get(k) != model.get(k) for k in _SAME_MODEL):
-        changes.append(f"the model {old_model.get('name')} {old_model.get('sha256', '')[:12]}".rstrip()
-                       + f", not {model.get('name')} {model.get('sha256', '')[:12]}".rstrip())
+    if old_model and any(old_model.get(k) != model.get(k) for k in _SAME_MODEL):
+
+        def name(m: dict[str, Any]) -> str:
+            return f"{m.get('name')} {(m.get('sha256') or '')[:12]}".strip()
+
+        changes.append(f"the model {name(old_model)}, not {name(model)}")
     if changes:
         raise ConfigError(
             f"study {spec.name!r} in {_redact(storage_url)} was run with {'; '.join(changes)}: resume it with "

@@ -321,9 +321,10 @@ def test_the_readme_s_python_study_runs(
     assert "test_top1" in capsys.readouterr().out
 
 
-def test_a_study_resumes_only_under_its_budget_floor_and_model(tiny_spec: StudySpec, tmp_path: Path) -> None:
-    """Re-running with another budget, throughput floor or model is refused before any trial: its trials were
-    measured under the old ones (an over-budget config would reach the front). Trials, sampler and seed may change."""
+def test_a_study_resumes_only_under_its_budget_floor_split_and_model(tiny_spec: StudySpec, tmp_path: Path) -> None:
+    """Re-running with another budget, throughput floor, search split or model is refused before any trial: its
+    trials were measured under the old ones (an over-budget config would reach the front). Trials, sampler and seed
+    may change."""
     out = tmp_path / "run"
     spec = replace(tiny_spec, trials=1)
     optimize(spec, out, progress=False)
@@ -337,6 +338,7 @@ def test_a_study_resumes_only_under_its_budget_floor_and_model(tiny_spec: StudyS
         ({"budget": "50%"}, "a budget of 60% "),
         ({"min_throughput": "10img/s"}, "a throughput floor of none, not 10img/s"),
         ({"checkpoint": str(ckpt)}, "the model vit_tiny_patch16_224"),
+        ({"search_images": 200}, "(400 images), not"),
     ]:
         with pytest.raises(ConfigError, match="another --out") as e:
             optimize(spec.override(**change), out, progress=False)
