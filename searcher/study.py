@@ -1192,14 +1192,10 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
             stack.enter_context(_sqlite_lock(storage_url, out))  # a busy study is refused before the model loads
             ctx, splits = _context(spec)
             study = _create_study(spec, storage_url)
+            _check_resume(study, ctx, spec, storage_url)
         except BaseException:
             if created:  # a new run directory goes, with the lock file just made in it
                 (out / ".optimize.lock").unlink(missing_ok=True)
-            _remove_empty(created)
-            raise
-        try:
-            _check_resume(study, ctx, spec, storage_url)
-        except ConfigError:
             _remove_empty(created)
             raise
         study.set_metric_names(spec.objectives)
