@@ -36,8 +36,10 @@ lint: install
 	$(BIN)/ruff check searcher tests bench
 	$(BIN)/mypy searcher
 
+# Tests in parallel (pytest-xdist): one worker per core, at most 4 (each holds torch and the models in memory);
+# worksteal, because a few tests take a minute each. `pytest` alone runs them in one process.
 test: install data postgres chromium lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --maxprocesses 4 --dist worksteal
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs .cache
