@@ -91,8 +91,10 @@ def evaluate_chunks(model: nn.Module, split: Split, batch_size: int = 256, chunk
     hold = lock.shared if lock is not None else contextlib.nullcontext
     bar = tqdm(total=n_total, desc=f"eval {split.name}", unit="img", disable=not progress, leave=False)
     try:
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            for lo in range(0, n_total, chunk):
+        for lo in range(0, n_total, chunk):
+            # inference mode and autocast are thread-wide: they end before each yield, so the caller runs outside
+            # them, and a caller that stops early (the generator left suspended) leaves no mode on behind it
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 for images, labels in split.batches(batch_size, start=lo, stop=min(lo + chunk, n_total)):
                     with hold():  # the counts below synchronise: the batch's work is done when it is released
                         images, labels = images.to(device, non_blocking=True), labels.to(device)
@@ -106,7 +108,7 @@ def evaluate_chunks(model: nn.Module, split: Split, batch_size: int = 256, chunk
                     acc.n += int(labels.shape[0])
                     bar.update(int(labels.shape[0]))
                     bar.set_postfix(top1=f"{acc.top1:.2f}")
-                yield dataclasses.replace(acc)
+            yield dataclasses.replace(acc)
     finally:  # also when the caller stops early
         bar.close()
 

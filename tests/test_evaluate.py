@@ -89,6 +89,23 @@ def test_chunk_defaults_to_the_batch_and_can_stop_early() -> None:
     assert report.n == 10
 
 
+def test_a_caller_runs_outside_inference_mode_between_chunks_and_after_stopping() -> None:
+    """Inference mode and autocast are thread-wide. Yielded from inside them, a caller ran in them between chunks
+    and, once it stopped early, after: with interleaved stopped trials ``optimize`` left inference mode on in the
+    user's thread (no gradients, models built of inference tensors) until 2026-12-07."""
+    model = Lookup(ranked_table(RANKS))
+    stopped = []
+    for _ in range(3):  # several evaluations stopped at once and left suspended, as a study's pruned trials are
+        chunks = evaluate_chunks(model, id_split(), batch_size=5, chunk=5, device="cpu")
+        next(chunks)
+        assert not torch.is_inference_mode_enabled() and torch.is_grad_enabled()
+        stopped.append(chunks)
+    assert all(r.n for r in evaluate_chunks(model, id_split(), batch_size=5, chunk=5, device="cpu"))
+    del stopped
+    assert not torch.is_inference_mode_enabled() and torch.is_grad_enabled()
+    assert model.inference and all(model.inference)  # the batches themselves ran in inference mode
+
+
 def _held(lock: DeviceLock) -> bool:
     """Whether someone holds ``lock`` (asked through another open file, without waiting)."""
     with open(lock.path, "a+") as other:
