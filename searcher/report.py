@@ -122,7 +122,7 @@ class ReportData:
     full_gflops: float | None
     states: dict[str, int]  # trials per state
     points: list[Point]  # every finished trial with its GFLOPs, by trial number
-    front: list[int]  # Pareto-optimal trials (search top-1 ↑, GFLOPs ↓), by GFLOPs
+    front: list[int]  # Pareto-optimal trials (search top-1 ↑, GFLOPs ↓, and img/s ↑ when an objective), by GFLOPs
     throughput_setup: str  # "device, batch N, dtype" of the measurements (or several, ";"-separated)
     history: list[dict[str, Any]]  # {"trial", "top1" (None unless feasible and complete), "best"}
     hypervolume: list[tuple[int, float]]  # (trial number, normalised hypervolume of the front after it)
@@ -321,6 +321,9 @@ def report_data(study: optuna.Study) -> ReportData:
             unplotted[t.state.name.lower()] = unplotted.get(t.state.name.lower(), 0) + 1
     if unplotted:
         notes.append("not plotted: " + ", ".join(f"{n} {s}" for s, n in unplotted.items()) + " trial(s)")
+    if "throughput" in objectives:
+        notes.append("throughput is an objective: outlined points are not dominated in top-1, GFLOPs and img/s "
+                     "together, so some of them look dominated on the Pareto plot; the throughput plot shows the rest")
     missing = len([p for p in points if p.pareto and p.test_top1 is None])
     if missing:
         notes.append(f"{missing} Pareto config(s) have no test-split result yet (rerun 'searcher optimize')")
@@ -407,7 +410,7 @@ def figures(data: ReportData) -> dict[str, Any]:
             widths = [2.0 if p.pareto else (0.5 if kind == "baseline" else 0.0) for p in pts]
             fig.add_trace(_markers([p.gflops for p in pts], pts, r, kind, colour[r], widths))
     front = [data.point(n) for n in data.front]
-    if front:
+    if front and "throughput" not in data.objectives:  # a front in three objectives is no staircase in this plane
         fig.add_trace(
             go.Scatter(
                 x=[p.gflops for p in front],

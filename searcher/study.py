@@ -169,6 +169,14 @@ class StudySpec:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
         if self.batch_size < 1 or self.chunk < 1:
             raise ConfigError("batch_size and chunk must be positive")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed must be in 0 to 2**32 - 1 (NumPy's range), got {self.seed}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigError(f"timeout must be a positive number of seconds, got {self.timeout}; leave it out to run "
+                              "until --trials are done")
+        for name in ("search_images", "test_images"):
+            if (n := getattr(self, name)) is not None and n < 1:
+                raise ConfigError(f"{name} must be at least 1, got {n}; leave it out to use the whole split")
         if (
             not isinstance(self.objectives, list)
             or not self.objectives
@@ -532,12 +540,23 @@ def candidate_of(trial: optuna.trial.FrozenTrial) -> Candidate:
     return Candidate.from_dict(trial.user_attrs["candidate"])
 
 
+def speed_is_an_objective(study: optuna.Study) -> bool:
+    """Whether the study maximises throughput too (``--objectives top1,gflops,throughput``)."""
+    return "throughput" in (study.metric_names or ())
+
+
+def _img_s(trial: optuna.trial.FrozenTrial) -> float:
+    return float((trial.user_attrs.get("throughput") or {}).get("img_s", 0.0))
+
+
 def pareto_trials(
-    study: optuna.Study, trials: list[optuna.trial.FrozenTrial] | None = None
+    study: optuna.Study, trials: list[optuna.trial.FrozenTrial] | None = None, speed: bool | None = None
 ) -> list[optuna.trial.FrozenTrial]:
-    """Feasible, complete trials not dominated in (top1 ↑, GFLOPs ↓), sorted by GFLOPs, the first trial of each
-    candidate only; of ``trials`` when given (a snapshot that other tables are made from too, while workers keep
-    adding trials)."""
+    """Feasible, complete trials not dominated in (top1 ↑, GFLOPs ↓), and img/s ↑ where throughput is an objective
+    (``speed``; None: read from the study), sorted by GFLOPs, the first trial of each candidate only; of ``trials``
+    when given (a snapshot that other tables are made from too, while workers keep adding trials)."""
+    if speed is None:
+        speed = speed_is_an_objective(study)
     done, seen = [], set()
     for t in study.get_trials(deepcopy=False) if trials is None else trials:
         if t.state == TrialState.COMPLETE and t.user_attrs.get("feasible") and "top1" in t.user_attrs:
@@ -545,25 +564,29 @@ def pareto_trials(
             if key not in seen:
                 seen.add(key)
                 done.append(t)
-    front = []
-    for t in done:
-        a, g = t.user_attrs["top1"], t.user_attrs["gflops"]
-        if not any(
-            (o.user_attrs["top1"] >= a and o.user_attrs["gflops"] <= g)
-            and (o.user_attrs["top1"] > a or o.user_attrs["gflops"] < g)
-            for o in done
-        ):
-            front.append(t)
+    def gains(t: optuna.trial.FrozenTrial) -> tuple[float, ...]:  # every coordinate maximised
+        return t.user_attrs["top1"], -t.user_attrs["gflops"], *((_img_s(t),) if speed else ())
+
+    points = [gains(t) for t in done]
+    front = [
+        t for t, p in zip(done, points, strict=True)
+        if not any(q != p and all(b >= a for a, b in zip(p, q, strict=True)) for q in points)
+    ]
     return sorted(front, key=lambda t: t.user_attrs["gflops"])
 
 
-def _front_points(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[tuple[float, float]]:
-    return [(t.user_attrs["gflops"], t.user_attrs["top1"]) for t in pareto_trials(study, trials)]
+def _front_points(
+    study: optuna.Study, trials: list[optuna.trial.FrozenTrial], speed: bool
+) -> list[tuple[float, float, float]]:
+    """(GFLOPs, search top-1, img/s) of the front; img/s is 0 unless throughput is an objective (``speed``)."""
+    return [(t.user_attrs["gflops"], t.user_attrs["top1"], _img_s(t) if speed else 0.0)
+            for t in pareto_trials(study, trials, speed)]
 
 
-def _best_at_or_below(front: list[tuple[float, float]], gflops: float) -> float:
-    """Best search top-1 among front points that cost at most ``gflops`` (−inf when none)."""
-    return max((acc for g, acc in front if g <= gflops + 1e-12), default=-math.inf)
+def _best_at_or_below(front: list[tuple[float, float, float]], gflops: float, img_s: float = 0.0) -> float:
+    """Best search top-1 among front points that cost at most ``gflops`` and run at ``img_s`` or faster (−inf when
+    none): a candidate that cannot beat it is dominated."""
+    return max((acc for g, acc, s in front if g <= gflops + 1e-12 and s >= img_s), default=-math.inf)
 
 
 def _upper_bound(correct: int, n: int, total: int, z: float = 3.0) -> float:
@@ -623,6 +646,7 @@ def _objective(ctx: _Context, shared: bool = False):
     one run holds alone), so the front that decides early stopping is read again before each decision instead of
     once per trial."""
     spec, space, source = ctx.spec, ctx.space, ctx.source
+    speed = "throughput" in spec.objectives
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
         t0 = time.perf_counter()
@@ -658,14 +682,18 @@ def _objective(ctx: _Context, shared: bool = False):
         # baselines (the published recipes) are always evaluated in full: they are what the search is compared with
         is_baseline = "baseline" in trial.user_attrs
         early_stop = spec.early_stop and not is_baseline
-        best_here = _best_at_or_below(_front_points(trial.study, finished), g)
+        # throughput as an objective: a candidate slower than the front is dominated only by faster points, so it is
+        # timed first and early stopping compares it with the front at its FLOPs and speed
+        tp = _timed(trial, ctx, cand) if speed else None
+        img_s = tp.img_s if tp else 0.0
+        best_here = _best_at_or_below(_front_points(trial.study, finished, speed), g, img_s)
         reading = 0.0  # seconds spent reading the front again: search overhead, not evaluation
 
         def best_now() -> float:
             nonlocal best_here, reading
             if shared:
                 t = time.perf_counter()
-                best_here = _best_at_or_below(_front_points(trial.study, _finished(trial.study)), g)
+                best_here = _best_at_or_below(_front_points(trial.study, _finished(trial.study), speed), g, img_s)
                 reading += time.perf_counter() - t
             return best_here
 
@@ -696,10 +724,7 @@ def _objective(ctx: _Context, shared: bool = False):
             # published recipes are timed all the same: they are what the search is compared with)
             trial.set_user_attr("not_timed", f"dominated by the front ({best_here:.2f}% at ≤ {g:.4g} GFLOPs)")
         elif ctx.times_trials:
-            t2 = time.perf_counter()
-            tp = _measure(ctx, cand)
-            trial.set_user_attr("throughput", tp.to_dict())
-            trial.set_user_attr("throughput_s", time.perf_counter() - t2)
+            tp = tp or _timed(trial, ctx, cand)
             values["throughput"] = tp.img_s
             if ctx.min_throughput is not None:
                 trial.set_constraint("throughput", ctx.min_throughput - tp.img_s)
@@ -1298,6 +1323,15 @@ def throughput_of(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[
     the trial when throughput is an objective or a constraint (then unless the front dominated it), else once the trial
     is on the final Pareto front."""
     return trial.user_attrs.get("throughput") or study.user_attrs.get(f"throughput:{trial.number}")
+
+
+def _timed(trial: optuna.Trial, ctx: _Context, cand: Candidate) -> Throughput:
+    """:func:`_measure`, recorded in the trial with the seconds it took."""
+    t = time.perf_counter()
+    tp = _measure(ctx, cand)
+    trial.set_user_attr("throughput", tp.to_dict())
+    trial.set_user_attr("throughput_s", time.perf_counter() - t)
+    return tp
 
 
 def _measure(ctx: _Context, cand: Candidate) -> Throughput:

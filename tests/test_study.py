@@ -22,6 +22,7 @@ from searcher.cli import main
 from searcher.errors import ConfigError, StorageError
 from searcher.evaluate import evaluate_chunks
 from searcher.export import export_run
+from searcher.report import report_data
 from searcher.schedule import Schedule
 from searcher.space import Candidate
 from searcher.study import DRAWS_PER_TRIAL, FINISHED, StudySpec, load_study, open_storage, optimize, pareto_trials
@@ -143,6 +144,58 @@ def test_a_throughput_floor_times_only_candidates_that_could_be_pareto_optimal(t
     assert frame.loc[[t.number for t in skipped], "not_timed"].str.startswith("dominated by the front").all()
 
 
+def test_with_throughput_as_an_objective_a_faster_config_joins_the_front() -> None:
+    """Two objectives: the front is in (top1, GFLOPs); with throughput a third, a less accurate config at the same
+    FLOPs that runs faster is Pareto-optimal too (the front printed and exported ignored img/s until 2026-12-07)."""
+    study = optuna.create_study(directions=["maximize", "minimize", "maximize"])
+    study.set_metric_names(["top1", "gflops", "throughput"])
+    for top1, gflops, img_s in [(80.0, 0.04, 100.0), (78.0, 0.04, 150.0), (77.0, 0.05, 120.0), (70.0, 0.02, 90.0)]:
+        study.add_trial(optuna.trial.create_trial(
+            values=[top1, gflops, img_s],
+            user_attrs={"top1": top1, "gflops": gflops, "feasible": True, "throughput": {"img_s": img_s},
+                        "candidate": {"top1": top1, "img_s": img_s}}))
+    three = [t.user_attrs["top1"] for t in pareto_trials(study)]
+    assert sorted(three) == [70.0, 78.0, 80.0]  # 77 % is slower, costlier and less accurate than 78 %
+    assert sorted(t.user_attrs["top1"] for t in pareto_trials(study, speed=False)) == [70.0, 80.0]
+
+
+@pytest.mark.parametrize("rival_img_s, stops", [(1e9, True), (1e-3, False)])
+def test_throughput_as_an_objective_stops_a_trial_only_against_faster_points(
+    tiny_spec: StudySpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rival_img_s: float, stops: bool
+) -> None:
+    """A perfect rival at no cost finishes while the trial evaluates: with throughput an objective it dominates the
+    trial only if it is also faster, so the trial (timed before its evaluation) stops against a fast rival and runs
+    in full, and joins the front, beside a slow one."""
+    url = f"journal:{tmp_path / 'study.journal'}"  # a shared storage: the front is read again before each chunk
+    spec = StudySpec.from_dict({**tiny_spec.to_dict(), "trials": 1, "storage": url, "baselines": False,
+                                "objectives": ["top1", "gflops", "throughput"]})
+    unreduced = Candidate("tome", Schedule.none(TINY["depth"]), None).to_dict()
+
+    def chunks_with_a_rival(*args, **kwargs):
+        for i, acc in enumerate(evaluate_chunks(*args, **kwargs)):
+            if i == 0:
+                rival = optuna.load_study(study_name=spec.name, storage=open_storage(url))
+                attrs = {"top1": 100.0, "gflops": 0.0, "feasible": True, "candidate": unreduced,
+                         "throughput": {"img_s": rival_img_s}}
+                rival.add_trial(optuna.trial.create_trial(values=[100.0, 0.0, rival_img_s], user_attrs=attrs))
+            yield acc
+
+    monkeypatch.setattr("searcher.study.evaluate_chunks", chunks_with_a_rival)
+    res = optimize(spec, tmp_path / "run", progress=False)
+    ran = res.study.trials[0]  # the rival is trial 1
+    assert ran.user_attrs["throughput"]["img_s"] > 0  # timed whether it stops or not
+    if stops:
+        assert ran.state == optuna.trial.TrialState.PRUNED and ran.user_attrs["images_evaluated"] == 250
+        assert [row["trial"] for row in res.pareto] == [1]
+    else:
+        assert ran.state == optuna.trial.TrialState.COMPLETE and ran.values[2] == ran.user_attrs["throughput"]["img_s"]
+        assert {row["trial"] for row in res.pareto} == {0, 1}  # the rival is better in top-1 and FLOPs, not speed
+    assert not any(k.startswith("throughput:") for k in res.study.user_attrs)  # nothing left to time at the end
+    data = report_data(res.study)
+    assert data.front == [row["trial"] for row in res.pareto]
+    assert any(note.startswith("throughput is an objective") for note in data.notes)
+
+
 def test_budget_below_the_cheapest_candidate_is_a_clear_error(tiny_spec: StudySpec, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="below the cheapest candidate"):
         optimize(tiny_spec.override(budget="1%"), tmp_path / "run", progress=False)
@@ -168,6 +221,11 @@ def test_second_optimize_on_a_busy_sqlite_study_is_refused(tiny_spec: StudySpec,
         ({"sampler": "magic"}, "unknown sampler"),
         ({"bogus": 1}, "unknown key"),
         ({"min_throughput": "fast"}, "img/s"),
+        ({"seed": -1}, "seed must be in 0 to 2**32 - 1"),  # NumPy's ValueError, with a traceback, until 2026-12-07
+        ({"seed": 2**32}, "seed must be in 0 to 2**32 - 1"),
+        ({"timeout": 0}, "timeout must be a positive"),  # ran nothing, then "no completed trial"
+        ({"search_images": 0}, "search_images must be at least 1"),
+        ({"test_images": -5}, "test_images must be at least 1"),
     ],
 )
 def test_bad_specs_name_the_problem(tiny_spec: StudySpec, change: dict, words: str) -> None:
