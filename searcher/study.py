@@ -676,16 +676,17 @@ def _objective(ctx: _Context, shared: bool = False):
             return _infeasible(trial, g, ctx, "over the FLOPs budget")
         trial.set_constraint("gflops", g - ctx.budget)
         trial.set_user_attr("search_s", time.perf_counter() - t0)
+        # throughput as an objective: a candidate slower than the front is dominated only by faster points, so it is
+        # timed first and early stopping compares it with the front at its FLOPs and speed (timed before the model
+        # to evaluate is built: building the timed copy unpatches the shared model)
+        tp = _timed(trial, ctx, cand) if speed else None
+        img_s = tp.img_s if tp else 0.0
         model = source.build(cand.arch, cand.schedule)
         t1 = time.perf_counter()
         total = ctx.search_images
         # baselines (the published recipes) are always evaluated in full: they are what the search is compared with
         is_baseline = "baseline" in trial.user_attrs
         early_stop = spec.early_stop and not is_baseline
-        # throughput as an objective: a candidate slower than the front is dominated only by faster points, so it is
-        # timed first and early stopping compares it with the front at its FLOPs and speed
-        tp = _timed(trial, ctx, cand) if speed else None
-        img_s = tp.img_s if tp else 0.0
         best_here = _best_at_or_below(_front_points(trial.study, finished, speed), g, img_s)
         reading = 0.0  # seconds spent reading the front again: search overhead, not evaluation
 

@@ -11,6 +11,7 @@ import sqlite3
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -22,6 +23,7 @@ from searcher.cli import main
 from searcher.errors import ConfigError, StorageError
 from searcher.evaluate import evaluate_chunks
 from searcher.export import export_run
+from searcher.patch import is_patched, token_state
 from searcher.report import report_data
 from searcher.schedule import Schedule
 from searcher.space import Candidate
@@ -171,8 +173,9 @@ def test_throughput_as_an_objective_stops_a_trial_only_against_faster_points(
                                 "objectives": ["top1", "gflops", "throughput"]})
     unreduced = Candidate("tome", Schedule.none(TINY["depth"]), None).to_dict()
 
-    def chunks_with_a_rival(*args, **kwargs):
-        for i, acc in enumerate(evaluate_chunks(*args, **kwargs)):
+    def chunks_with_a_rival(model, *args, **kwargs):
+        evaluated.append(is_patched(model) and token_state(model).schedule)  # the candidate's model is evaluated
+        for i, acc in enumerate(evaluate_chunks(model, *args, **kwargs)):
             if i == 0:
                 rival = optuna.load_study(study_name=spec.name, storage=open_storage(url))
                 attrs = {"top1": 100.0, "gflops": 0.0, "feasible": True, "candidate": unreduced,
@@ -180,10 +183,14 @@ def test_throughput_as_an_objective_stops_a_trial_only_against_faster_points(
                 rival.add_trial(optuna.trial.create_trial(values=[100.0, 0.0, rival_img_s], user_attrs=attrs))
             yield acc
 
+    evaluated: list[Any] = []
     monkeypatch.setattr("searcher.study.evaluate_chunks", chunks_with_a_rival)
     res = optimize(spec, tmp_path / "run", progress=False)
     ran = res.study.trials[0]  # the rival is trial 1
     assert ran.user_attrs["throughput"]["img_s"] > 0  # timed whether it stops or not
+    # timing builds a copy and unpatched the shared model before it was evaluated (caught on 2026-12-07)
+    assert evaluated[0] and evaluated[0].to_dict() == ran.user_attrs["candidate"]["schedule"]
+    assert not evaluated[0].is_identity
     if stops:
         assert ran.state == optuna.trial.TrialState.PRUNED and ran.user_attrs["images_evaluated"] == 250
         assert [row["trial"] for row in res.pareto] == [1]
