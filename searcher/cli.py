@@ -88,6 +88,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .data import load_splits
     from .evaluate import evaluate
 
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {args.limit}; leave it out to evaluate the whole split")
     if args.config:
         from .deploy import config_data, load_config, read_config
 
@@ -97,9 +99,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     else:
         if not args.model:
             raise ConfigError("give a CONFIG file or --model NAME")
-        from .models import create_model
+        from .models import EMBEDDED, create_model
         from .patch import apply
 
+        if args.model not in EMBEDDED and not args.data_dir:  # before loading (or downloading) the weights
+            raise ConfigError(f"give --data-dir DIR to evaluate {args.model}: an ImageNet-layout folder (one "
+                              "sub-folder of images per class, e.g. ImageNet's val); only the embedded "
+                              f"{' and '.join(EMBEDDED)} evaluate on Fashion-MNIST")
         model = create_model(args.model, checkpoint=args.checkpoint)
         if args.schedule:
             schedule = _read_schedule(args.schedule)
@@ -107,8 +113,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                 model = apply(model, schedule)
             except ConfigError as e:  # a schedule of another depth
                 raise ConfigError(f"schedule {args.schedule}: {e}") from e
-        data = {"kind": "fashion-mnist", "dir": args.data_dir}
-    split = load_splits(data)[args.split]
+        if args.model in EMBEDDED:
+            data = {"kind": "fashion-mnist", "dir": args.data_dir}
+        else:  # the model's timm data config (resize, crop, mean/std) and, for ImageNet folders, its class order
+            data = {"kind": "imagefolder", args.split: args.data_dir}
+    split = load_splits(data, model=model)[args.split]
     acc = evaluate(model, split, args.batch_size, limit=args.limit, progress=sys.stderr.isatty() and not args.json)
     result = {**acc.to_dict(), "split": args.split, "images": acc.n}
     emit(args, result, f"top-1 {acc.top1:.2f}%  top-5 {acc.top5:.2f}%  on {acc.n} images of {args.split}")
@@ -281,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--schedule", help="schedule JSON to apply to --model")
     e.add_argument("--checkpoint", help="local weights file or URL")
     e.add_argument("--split", default="test", choices=["search", "test", "train"])
-    e.add_argument("--data-dir", help="Fashion-MNIST directory (default: the config's, or the system's)")
+    e.add_argument("--data-dir", help="with a config: its data's directory (default: the config's); with --model: "
+                   "Fashion-MNIST's for the embedded models (default: the system's), else an ImageNet-layout folder")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--limit", type=int, help="evaluate the first N images only")
     e.add_argument("--json", action="store_true", help=JSON_HELP)

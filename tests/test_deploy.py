@@ -196,3 +196,31 @@ def test_cli_evaluate_config(
     assert result["split"] == "test" and result["images"] == 256 and 60 < result["top1"] <= result["top5"]
     assert main(["evaluate", str(tmp_path / "missing.json")]) == 2
     assert capsys.readouterr().err.startswith("error: config")
+
+
+def test_cli_evaluates_a_timm_model_on_an_imagenet_layout_folder(
+    tmp_path: Path, tiny_imagefolder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``evaluate --model`` with a timm model reads an ImageNet-layout ``--data-dir`` with the model's data config;
+    until 2026-12-07 it fed the model 32x32 Fashion-MNIST and died with a traceback."""
+    import timm
+
+    from searcher.data import load_splits
+    from searcher.evaluate import evaluate
+    from searcher.models import create_model
+
+    ckpt = tmp_path / "deit.pth"
+    torch.save(timm.create_model("deit_tiny_patch16_224").state_dict(), ckpt)
+    argv = ["evaluate", "--model", "deit_tiny_patch16_224", "--checkpoint", str(ckpt)]
+    assert main(argv) == 2  # which folder: one line, no traceback
+    err = capsys.readouterr().err
+    assert err.startswith("error: give --data-dir DIR to evaluate deit_tiny_patch16_224") and err.count("\n") == 1
+    assert main([*argv, "--data-dir", str(tiny_imagefolder), "--limit", "0"]) == 2
+    assert "--limit must be at least 1" in capsys.readouterr().err
+    assert main([*argv, "--data-dir", str(tiny_imagefolder), "--split", "test", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    model = create_model("deit_tiny_patch16_224", checkpoint=str(ckpt))
+    split = load_splits({"kind": "imagefolder", "test": str(tiny_imagefolder)}, model=model)["test"]
+    assert split.images.shape[1:] == (3, 224, 224)  # the model's data config, not Fashion-MNIST's
+    expected = evaluate(model, split, batch_size=8)
+    assert (result["split"], result["images"], result["top1"]) == ("test", 24, expected.top1)
