@@ -86,6 +86,25 @@ class TrainConfig:
         if isinstance(d.get("reducers"), list | str):
             d = d | {"reducers": tuple(d["reducers"].split(",") if isinstance(d["reducers"], str) else d["reducers"])}
         cfg = cls(**d)
+        for name, ok, what in (
+            ("epochs", cfg.epochs >= 1, "at least 1"),
+            ("batch_size", cfg.batch_size >= 1, "at least 1"),
+            ("lr", cfg.lr > 0, "positive"),
+            ("min_lr", 0 <= cfg.min_lr <= cfg.lr, "in [0, lr]"),
+            ("weight_decay", cfg.weight_decay >= 0, "at least 0"),
+            ("warmup_epochs", 0 <= cfg.warmup_epochs <= cfg.epochs, "in [0, epochs]"),
+            ("label_smoothing", 0 <= cfg.label_smoothing < 1, "in [0, 1)"),
+            ("translate", cfg.translate >= 0, "at least 0"),
+            ("drop_path", 0 <= cfg.drop_path < 1, "in [0, 1)"),
+            ("ema_decay", 0 <= cfg.ema_decay < 1, "in [0, 1)"),
+            ("extremes", 0 <= cfg.extremes <= 1, "a share of the steps in [0, 1]"),
+            ("threads", cfg.threads >= 0, "at least 0 (0: all cores)"),
+            ("checkpoint_every", cfg.checkpoint_every > 0, "a positive number of seconds"),
+            ("limit", cfg.limit is None or cfg.limit >= 1, "at least 1"),
+            ("eval_images", cfg.eval_images is None or cfg.eval_images >= 1, "at least 1"),
+        ):
+            if not ok:
+                raise ConfigError(f"{name} must be {what}, got {getattr(cfg, name)}")
         if not 0.0 <= cfg.reduce <= 1.0:
             raise ConfigError(f"reduce is a share of the steps in [0, 1], got {cfg.reduce}")
         if cfg.reduce_r < 1:

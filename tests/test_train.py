@@ -95,6 +95,15 @@ def test_drawn_reduction_schedules_remove_tokens_within_bounds() -> None:
         ({"reduce_r": 0}, "reduce_r"),
         ({"reducers": "tome,diffrate"}, "cannot be trained with"),
         ({"reducers": ["tome", "merge-all"]}, "cannot be trained with"),
+        # each wrote untrained weights (epochs), raised a torch traceback (lr) or ran on all images (limit) until
+        # 2026-12-07
+        ({"epochs": 0}, "epochs must be at least 1, got 0"),
+        ({"lr": -1.0}, "lr must be positive"),
+        ({"min_lr": 1e-2}, r"min_lr must be in \[0, lr\]"),
+        ({"limit": -3}, "limit must be at least 1"),
+        ({"warmup_epochs": 20}, r"warmup_epochs must be in \[0, epochs\]"),
+        ({"ema_decay": 1.0}, r"ema_decay must be in \[0, 1\)"),
+        ({"extremes": -0.1}, "extremes must be a share"),
     ],
 )
 def test_bad_reduction_options_are_clear_errors(options: dict, message: str) -> None:
