@@ -151,6 +151,8 @@ class StudySpec:
         typed("seed", int)
         typed("batch_size", int)
         typed("chunk", int)
+        typed("throughput_batch", int)
+        typed("throughput_repeats", int)
         typed("early_stop", bool)
         typed("baselines", bool)
         typed("checkpoint", str, allow_none=True)
@@ -167,8 +169,9 @@ class StudySpec:
             raise ConfigError(f"trials must be at least 1, got {self.trials}")
         if self.workers < 1:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
-        if self.batch_size < 1 or self.chunk < 1:
-            raise ConfigError("batch_size and chunk must be positive")
+        for name in ("batch_size", "chunk", "throughput_batch", "throughput_repeats"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.seed < 2**32:
             raise ConfigError(f"seed must be in 0 to 2**32 - 1 (NumPy's range), got {self.seed}")
         if self.timeout is not None and self.timeout <= 0:

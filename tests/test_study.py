@@ -233,6 +233,9 @@ def test_second_optimize_on_a_busy_sqlite_study_is_refused(tiny_spec: StudySpec,
         ({"timeout": 0}, "timeout must be a positive"),  # ran nothing, then "no completed trial"
         ({"search_images": 0}, "search_images must be at least 1"),
         ({"test_images": -5}, "test_images must be at least 1"),
+        ({"throughput_batch": 0}, "throughput_batch must be at least 1"),  # unchecked until 2026-12-07
+        ({"throughput_repeats": "5"}, "'throughput_repeats' must be int"),
+        ({"chunk": 0}, "chunk must be at least 1"),
     ],
 )
 def test_bad_specs_name_the_problem(tiny_spec: StudySpec, change: dict, words: str) -> None:
