@@ -17,6 +17,7 @@ import logging
 import signal
 import socket
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,9 @@ def ensure_metric_names(study: optuna.Study) -> list[str]:
     names = list(spec.get("objectives") or ["top1", "gflops", "throughput"][: len(study.directions)])
     if len(names) != len(study.directions):
         names = [f"objective {i}" for i in range(len(study.directions))]
-    study.set_metric_names(names)
+    with warnings.catch_warnings():  # experimental in Optuna 5, used on purpose
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(names)
     return names
 
 

@@ -230,6 +230,16 @@ def default_storage(out: Path, workers: int) -> str:
     return f"sqlite:///{out / 'study.db'}"
 
 
+@contextlib.contextmanager
+def experimental() -> Iterator[None]:
+    """Optuna features searcher uses on purpose (heartbeats and their retry callback, TPE's multivariate, group and
+    constant_liar, metric names, fail_stale_trials) warn as experimental: a warning for searcher's maintainers, kept
+    from its users (the CLI and the Python API alike)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
 def open_storage(url: str, write_ahead: bool = False) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``: ``sqlite:///…``, ``postgresql://…``, ``mysql://…`` or ``journal:PATH``.
 
@@ -238,8 +248,7 @@ def open_storage(url: str, write_ahead: bool = False) -> optuna.storages.BaseSto
     ``write_ahead``: switch an SQLite file to write-ahead logging (:func:`_write_ahead_log`), as ``optimize`` does;
     readers leave the file as it is."""
     try:
-        with warnings.catch_warnings():  # Optuna's retry callback is experimental: we use it on purpose
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with experimental():
             retry = _Retry(max_retry=MAX_RETRY)
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
@@ -256,13 +265,14 @@ def open_storage(url: str, write_ahead: bool = False) -> optuna.storages.BaseSto
             engine_kwargs = {"connect_args": {"timeout": 60}}
         else:
             engine_kwargs = {"pool_pre_ping": True}
-        storage = _RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=10,
-            grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=retry,
-        )
+        with experimental():
+            storage = _RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=10,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=retry,
+            )
         if write_ahead and url.startswith("sqlite"):
             _write_ahead_log(storage.engine)
         return storage
@@ -531,8 +541,7 @@ def _sampler(name: str, seed: int, n_objectives: int) -> optuna.samplers.BaseSam
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed)
-    with warnings.catch_warnings():  # multivariate, group and constant_liar are "experimental" in Optuna 5
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental():
         return optuna.samplers.TPESampler(
             seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=10
         )
@@ -1094,8 +1103,7 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
     errors = [e for _, e in sorted(results.items()) if e is not None and not isinstance(e, KeyboardInterrupt)]
     try:
         study = optuna.load_study(study_name=spec.name, storage=open_storage(storage_url))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with experimental():
             optuna.storages.fail_stale_trials(study)
     except Exception:
         if not errors:
@@ -1227,7 +1235,8 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
                 (out / ".optimize.lock").unlink(missing_ok=True)
             _remove_empty(created)
             raise
-        study.set_metric_names(spec.objectives)
+        with experimental():
+            study.set_metric_names(spec.objectives)
         if spec.early_stop and spec.sampler in ("nsga2", "gp"):
             log.warning(
                 f"the {spec.sampler} sampler learns from complete trials only: a candidate stopped early teaches it "

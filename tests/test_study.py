@@ -363,6 +363,22 @@ def test_help_describes_every_command_and_its_examples_parse() -> None:
         assert commands.choices[listed.dest].description.startswith(line[0].upper() + line[1:] + "."), listed.dest
 
 
+def test_optimize_from_python_leaves_the_caller_as_it_was(tiny_spec: StudySpec, tmp_path: Path) -> None:
+    """No Optuna ExperimentalWarning reaches a Python caller (heartbeats, TPE's options and metric names are used on
+    purpose: until 2026-12-07 two of them warned), and the thread's grad mode and SIGINT handler are restored."""
+    import signal
+    import warnings
+
+    handler = signal.getsignal(signal.SIGINT)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        optimize(tiny_spec.override(trials=2), tmp_path / "run", progress=False)
+        optimize(tiny_spec.override(trials=3), tmp_path / "run", progress=False)  # resumed
+    assert not [w for w in caught if issubclass(w.category, optuna.exceptions.ExperimentalWarning)]
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
 def test_the_readme_s_python_study_runs(
     tiny_spec: StudySpec, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
