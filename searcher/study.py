@@ -552,11 +552,6 @@ def candidate_of(trial: optuna.trial.FrozenTrial) -> Candidate:
     return Candidate.from_dict(trial.user_attrs["candidate"])
 
 
-def speed_is_an_objective(study: optuna.Study) -> bool:
-    """Whether the study maximises throughput too (``--objectives top1,gflops,throughput``)."""
-    return "throughput" in (study.metric_names or ())
-
-
 def _img_s(trial: optuna.trial.FrozenTrial) -> float:
     return float((trial.user_attrs.get("throughput") or {}).get("img_s", 0.0))
 
@@ -567,8 +562,8 @@ def pareto_trials(
     """Feasible, complete trials not dominated in (top1 ↑, GFLOPs ↓), and img/s ↑ where throughput is an objective
     (``speed``; None: read from the study), sorted by GFLOPs, the first trial of each candidate only; of ``trials``
     when given (a snapshot that other tables are made from too, while workers keep adding trials)."""
-    if speed is None:
-        speed = speed_is_an_objective(study)
+    if speed is None:  # --objectives top1,gflops,throughput
+        speed = "throughput" in (study.metric_names or ())
     done, seen = [], set()
     for t in study.get_trials(deepcopy=False) if trials is None else trials:
         if t.state == TrialState.COMPLETE and t.user_attrs.get("feasible") and "top1" in t.user_attrs:
