@@ -161,6 +161,8 @@ def _choices(where: str, value: Any, kind: type | tuple[type, ...], allowed: Seq
             raise ConfigError(f"{where} has a choice {v!r} of the wrong type")
         if allowed is not None and v not in allowed:
             raise ConfigError(f"{where} has an unknown choice {v!r}; allowed: {list(allowed)}")
+        if value.count(v) > 1:  # a repeated choice would be drawn twice as often
+            raise ConfigError(f"{where} lists {v!r} more than once; list each choice once")
     return tuple(value)
 
 

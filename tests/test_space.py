@@ -37,6 +37,7 @@ def test_shipped_spaces_load_and_round_trip(path: Path) -> None:
     [
         ({"reducers": []}, "non-empty"),
         ({"reducers": ["tome", "magic"]}, "unknown choice 'magic'"),
+        ({"reducers": ["tome", "rapid", "tome"]}, "lists 'tome' more than once"),  # accepted until 2026-12-07
         ({"bogus": 1}, "unknown key"),
         ({"schedule": {"r": {"low": 5, "high": 2}}}, "empty"),
         ({"schedule": {"r": {"low": -1, "high": 2}}}, "negative"),
