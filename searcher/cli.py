@@ -101,6 +101,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             raise ConfigError("give a CONFIG file or --model NAME")
         from .models import EMBEDDED, create_model
         from .patch import apply
+        from .schedule import read_schedule
 
         if args.model not in EMBEDDED and not args.data_dir:  # before loading (or downloading) the weights
             raise ConfigError(f"give --data-dir DIR to evaluate {args.model}: an ImageNet-layout folder (one "
@@ -108,7 +109,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                               f"{' and '.join(EMBEDDED)} evaluate on Fashion-MNIST")
         model = create_model(args.model, checkpoint=args.checkpoint)
         if args.schedule:
-            schedule = _read_schedule(args.schedule)
+            schedule = read_schedule(args.schedule)
             try:
                 model = apply(model, schedule)
             except ConfigError as e:  # a schedule of another depth
@@ -121,21 +122,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     acc = evaluate(model, split, args.batch_size, limit=args.limit, progress=sys.stderr.isatty() and not args.json)
     result = {**acc.to_dict(), "split": args.split, "images": acc.n}
     emit(args, result, f"top-1 {acc.top1:.2f}%  top-5 {acc.top5:.2f}%  on {acc.n} images of {args.split}")
-
-
-def _read_schedule(path: str):
-    from .schedule import Schedule
-
-    try:
-        d = json.loads(open(path).read())
-    except OSError as e:
-        raise ConfigError(f"cannot read schedule {path}: {e.strerror}; check --schedule") from e
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"schedule {path} is not valid JSON: {e}; write it as in DESIGN.md 'Schedule JSON'") from e
-    try:
-        return Schedule.from_dict(d.get("schedule", d) if isinstance(d, dict) else d)
-    except ConfigError as e:
-        raise ConfigError(f"schedule {path}: {e}") from e
 
 
 @command("onnx")

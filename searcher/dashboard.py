@@ -67,6 +67,8 @@ class Dashboard:
         from optuna_dashboard import wsgi
 
         self.host = host
+        if not 0 <= port <= 65535:  # the socket's OverflowError would be a traceback
+            raise ConfigError(f"port {port} is out of range; choose a --port from 0 (any free port) to 65535")
         try:
             self.server: WSGIServer = make_server(host, port, wsgi(storage), handler_class=_QuietHandler)
         except socket.gaierror as e:

@@ -15,15 +15,18 @@ costs can be computed without running a model.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 
 __all__ = [
+    "read_schedule",
     "SCHEDULE_VERSION",
     "OPS",
     "RECIPES",
@@ -569,3 +572,27 @@ def tokens_per_stage(schedule: Schedule, n_tokens: int, num_prefix: int = 1) -> 
     """Per block, (tokens entering attention, tokens entering the MLP): reduction sits between the two."""
     counts = tokens_per_block(schedule, n_tokens, num_prefix)
     return list(zip(counts[:-1], counts[1:], strict=True))
+
+
+SCHEDULE_EXAMPLE = '{"version": 1, "layers": [{"op": "tome", "r": 8}, ...]}'  # one layer per block
+
+
+def read_schedule(path: str | Path, depth: int | None = None) -> Schedule:
+    """A schedule JSON file (:meth:`Schedule.to_dict`), or an exported config (its ``schedule``); ``depth`` (when
+    given) must equal the number of layers."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"schedule file {p} does not exist; pass the path of a schedule JSON or of an exported config"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read schedule {p}: {e}; write it as {SCHEDULE_EXAMPLE}, one layer per block, "
+                          "or pass an exported config") from None
+    if isinstance(data, dict) and "schedule" in data and "layers" not in data:  # an exported config
+        data = data["schedule"]
+    try:
+        return Schedule.from_dict(data, depth=depth)
+    except ConfigError as e:
+        raise ConfigError(f"schedule {p}: {e}") from None

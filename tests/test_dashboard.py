@@ -77,6 +77,12 @@ def test_a_busy_port_is_a_clear_error(storage_url: str) -> None:
             Dashboard(open_storage(storage_url), "127.0.0.1", port)
 
 
+@pytest.mark.parametrize("port", [-1, 65536, 99999])
+def test_a_port_out_of_range_is_a_clear_error(storage_url: str, port: int) -> None:
+    with pytest.raises(ConfigError, match=f"port {port} is out of range"):  # a traceback until 2026-12-07
+        Dashboard(open_storage(storage_url), "127.0.0.1", port)
+
+
 def test_a_missing_study_is_a_clear_error(storage_url: str, tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="no study 'nope'"):
         dashboard_command("nope", None, storage_url, "127.0.0.1", 0)

@@ -39,7 +39,6 @@ AutoFormer-S 5.17 G. Under this project's convention (no norms, relative positio
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 from collections.abc import Callable, Iterator, Mapping
@@ -52,7 +51,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..schedule import Layer, Schedule, effective_r, tokens_per_stage
+from ..schedule import Layer, Schedule, effective_r, read_schedule, tokens_per_stage
 
 __all__ = [
     "PARTS",
@@ -638,22 +637,6 @@ def _num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _read_schedule(path: str | Path, depth: int) -> Schedule:
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"schedule file {p} does not exist; pass the path of a schedule JSON") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"cannot read schedule {p}: {e}; write it as in DESIGN.md 'Schedule JSON'") from None
-    if isinstance(data, dict) and "schedule" in data and "layers" not in data:  # an exported config
-        data = data["schedule"]
-    try:
-        return Schedule.from_dict(data, depth=depth)
-    except ConfigError as e:
-        raise ConfigError(f"schedule {p}: {e}") from None
-
-
 def flops_report(model_name: str, schedule_path: str | Path | None = None,
                  checkpoint: str | None = None) -> dict[str, Any]:
     """What ``searcher flops --model M [--schedule FILE] --json`` prints (DESIGN.md "Contracts"):
@@ -668,7 +651,7 @@ def flops_report(model_name: str, schedule_path: str | Path | None = None,
     holding one). Errors a user can cause raise :class:`~searcher.errors.SearcherError`."""
     model = _build_for_costs(model_name, checkpoint)
     shape = describe(model)
-    schedule = _read_schedule(schedule_path, shape.depth) if schedule_path is not None else None
+    schedule = read_schedule(schedule_path, shape.depth) if schedule_path is not None else None
     analytic = count(shape, schedule)
     fv = fvcore_flops(model, schedule)
     params = _num_params(model)

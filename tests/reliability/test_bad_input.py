@@ -98,7 +98,7 @@ CASES = [
     Case("schedule-missing-file", "flops --model fashion-vit --schedule {bad}/nope.json", "{bad}/nope.json",
          "pass the path"),
     Case("schedule-not-json", "flops --model fashion-vit --schedule {bad}/not-json.json", "{bad}/not-json.json",
-         "Schedule JSON"),
+         '"layers": [{{"op": "tome", "r": 8}}'),  # the format itself (it named a file users do not have)
     Case("schedule-wrong-version", "flops --model fashion-vit --schedule {bad}/sched-version.json",
          "{bad}/sched-version.json", "version 1"),
     Case("schedule-wrong-depth", "flops --model fashion-vit --schedule {bad}/sched-depth.json",
@@ -144,7 +144,8 @@ CASES = [
     Case("ckpt-wrong-model", "optimize --study {bad}/ckpt-wrong.yaml --out {out}", "{bad}/wrong-model.pth",
          "another model"),
     Case("ckpt-nan-weights", "optimize --study {bad}/ckpt-nan.yaml --out {out}", "{bad}/nan.pth", "damaged"),
-    Case("ckpt-evaluate-truncated", "evaluate --model vit_tiny_patch16_224 --checkpoint {bad}/truncated.pth",
+    Case("ckpt-evaluate-truncated",
+         "evaluate --model vit_tiny_patch16_224 --checkpoint {bad}/truncated.pth --data-dir {bad}",
          "{bad}/truncated.pth", "complete"),
     Case("autoformer-ckpt-truncated", "flops --model autoformer-t --checkpoint {bad}/af-truncated.pth",
          "{bad}/af-truncated.pth", "download it again"),
