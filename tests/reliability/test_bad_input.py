@@ -54,6 +54,8 @@ CASES = [
     Case("objectives-unknown", "optimize --study {tiny} --objectives top1,latency --out {out}", "latency", "top1"),
     Case("trials-zero", "optimize --study {tiny} --trials 0 --out {out}", "trials", "at least 1"),
     Case("sampler-unknown", "optimize --study {tiny} --sampler magic --out {out}", "'magic'", "use one of"),
+    Case("seed-negative", "optimize --study {tiny} --seed -1 --out {out}", "got -1", "0 to 2**32 - 1"),
+    Case("timeout-zero", "optimize --study {tiny} --timeout 0 --out {out}", "timeout", "positive number of seconds"),
     # -- study spec YAML ---------------------------------------------------------------------------------------
     Case("spec-missing-file", "optimize --study {bad}/nope.yaml --out {out}", "{bad}/nope.yaml", "check the path"),
     Case("spec-invalid-yaml", "optimize --study {bad}/invalid.yaml --out {out}",
@@ -179,6 +181,11 @@ CASES = [
          "/dev/null/train", "writable --out"),
     Case("train-missing-data", "train --out {out} --epochs 1 --limit 64 --data-dir {bad}/no-such-dir",
          "{bad}/no-such-dir", "--data-dir"),
+    Case("train-epochs-zero", "train --out {out} --epochs 0", "epochs", "at least 1"),
+    Case("train-lr-negative", "train --out {out} --lr=-1", "lr", "positive"),
+    Case("evaluate-timm-without-data-dir", "evaluate --model vit_tiny_patch16_224", "vit_tiny_patch16_224",
+         "--data-dir"),
+    Case("evaluate-limit-zero", "evaluate --model fashion-vit --limit 0", "--limit", "at least 1"),
 ]
 
 # also run as real processes: the console script's exit code and stderr, not only main()'s return value
