@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -78,7 +79,7 @@ def cmd_flops(args: argparse.Namespace) -> None:
     emit(
         args,
         r,
-        f"{args.model}: {r['gflops']:.4f} GFLOPs analytic, {r['fvcore_gflops']:.4f} fvcore, "
+        f"{r['model']}: {r['gflops']:.4f} GFLOPs analytic, {r['fvcore_gflops']:.4f} fvcore, "
         f"{r['params'] / 1e6:.3f} M params\n{parts}",
     )
 
@@ -95,7 +96,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
         config = read_config(args.config)
         model = load_config(args.config, weights=args.checkpoint)
-        data = config_data(config, args.data_dir)
+        data = config_data(config, args.data_dir, args.split)
     else:
         if not args.model:
             raise ConfigError("give a CONFIG file or --model NAME")
@@ -265,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help=JSON_HELP)
 
     f = command("flops", help="analytic and fvcore GFLOPs per image, with a breakdown by part")
-    f.add_argument("--model", required=True, help="timm name, fashion-vit, fashion-autoformer, autoformer-t|s|b")
-    f.add_argument("--schedule", help="schedule JSON (or an exported config)")
+    f.add_argument("--model", help="timm name, fashion-vit, fashion-autoformer, autoformer-t|s|b[-supernet] "
+                   "(default: the config's)")
+    f.add_argument("--schedule", help="schedule JSON, or an exported config (its model arguments and subnet too)")
     f.add_argument("--checkpoint", help="weights (FLOPs do not depend on them)")
     f.add_argument("--json", action="store_true", help=JSON_HELP)
 
@@ -276,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--schedule", help="schedule JSON to apply to --model")
     e.add_argument("--checkpoint", help="local weights file or URL")
     e.add_argument("--split", default="test", choices=["search", "test", "train"])
-    e.add_argument("--data-dir", help="with a config: its data's directory (default: the config's); with --model: "
+    e.add_argument("--data-dir", help="with a config: where its data is on this machine (default: where it was "
+                   "searched): the Fashion-MNIST directory, or the ImageNet-layout folder of --split; with --model: "
                    "Fashion-MNIST's for the embedded models (default: the system's), else an ImageNet-layout folder")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--limit", type=int, help="evaluate the first N images only")
@@ -290,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--checkpoint", help="weights file, when not where the config says")
     x.add_argument("--split", default="test", choices=["search", "test", "train"], help="images for the check")
     x.add_argument("--images", type=int, default=512, help="images to compare ONNX and PyTorch on (default 512)")
-    x.add_argument("--data-dir", help="Fashion-MNIST directory (instead of the config's data)")
+    x.add_argument("--data-dir", help="where the config's data is on this machine: the Fashion-MNIST directory, or "
+                   "the ImageNet-layout folder of --split")
     x.add_argument("--json", action="store_true", help=JSON_HELP)
 
     o = command(
@@ -401,6 +405,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `searcher … | head`: the reader left; say nothing more (Python's own advice)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -524,6 +524,10 @@ def _resolve_classes(classes: str | Path | Sequence[str] | None, folders: Iterab
             if set(folders) <= set(names):
                 log.info("class folders are %s WordNet ids; using that label order", subset)
                 return names
+            if isinstance(model, torch.nn.Module) and getattr(model, "num_classes", None) == len(names):
+                raise DataError(f"{where} has class folders {folders[:3]} that are not {subset} WordNet ids, but "
+                                f"the model classifies the {len(names)} {subset} classes; give the folder whose "
+                                "sub-folders are the classes (e.g. ImageNet's val/, not its root)")
         return folders
     if isinstance(classes, str | Path):
         path = Path(classes).expanduser()

@@ -311,17 +311,29 @@ def load_config(path: str | Path, weights: str | None = None, *, verify: bool = 
     return _load(read_config(path), str(path), weights, verify)[0]
 
 
-def config_data(config: Mapping[str, Any], data_dir: str | Path | None = None) -> dict[str, Any]:
-    """The data spec a config was measured on (``metrics.data``; Fashion-MNIST when it records none), with
-    ``data_dir`` as the Fashion-MNIST directory when given."""
+def config_data(config: Mapping[str, Any], data_dir: str | Path | None = None,
+                split: str | None = None) -> dict[str, Any]:
+    """The data spec a config was measured on (``metrics.data``; Fashion-MNIST when it records none).
+
+    ``data_dir`` moves the data: the Fashion-MNIST directory, or, for an ImageNet-layout config, the folder of
+    ``split`` (its other splits are left out, so folders that exist only on the search machine are not needed;
+    the class order stays the config's)."""
     spec = dict((config.get("metrics") or {}).get("data") or {"kind": "fashion-mnist"})
-    if data_dir is not None:
-        if str(spec.get("kind", "fashion-mnist")).lower() != "fashion-mnist":
-            raise ConfigError(
-                f"--data-dir is a Fashion-MNIST directory, but the config was measured on {spec.get('kind')!r} "
-                "data; drop --data-dir"
-            )
+    if data_dir is None:
+        return spec
+    kind = str(spec.get("kind", "fashion-mnist")).lower()
+    if kind == "fashion-mnist":
         spec["dir"] = str(data_dir)
+    elif kind == "imagefolder":
+        if split is None:
+            raise ConfigError("a data directory for an imagefolder config needs the split it holds")
+        part = spec.get(split)
+        part = dict(part) if isinstance(part, Mapping) else {}  # per_class, files and seed stay the config's
+        spec = {k: v for k, v in spec.items() if k not in ("train", "search", "test")}
+        spec[split] = {**part, "root": str(data_dir)}
+    else:
+        raise ConfigError(f"the config was measured on {spec.get('kind')!r} data, which --data-dir cannot move; "
+                          "drop --data-dir")
     return spec
 
 
@@ -579,7 +591,7 @@ def to_onnx(
     else:
         where, cfg = str(config), read_config(config)
     _check_writable(out)
-    splits = load_splits(config_data(cfg, data_dir))
+    splits = load_splits(config_data(cfg, data_dir, split))
     if split not in splits:
         raise ConfigError(f"the data has no {split!r} split; choose one of {sorted(splits)}")
     model, source = _load(cfg, where, weights, verify=True)

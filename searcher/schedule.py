@@ -423,12 +423,18 @@ class Schedule:
                 raise ConfigError("the diffrate recipe takes prune_kept/merge_kept lists, not r; remove r")
             return _diffrate_recipe(depth, params, opts)
         keep = params.pop("keep", None)
+        blocks = params.pop("blocks", None) if kind == "topk" else None
+        active = set(range(depth)) if blocks is None else {int(b) for b in blocks}
+        if any(not 0 <= b < depth for b in active):
+            raise ConfigError(f"topk blocks must be block indices in [0, {depth}), got {sorted(active)}")
         if keep is not None:
             if kind not in ("pitome", "topk"):
                 raise ConfigError(
                     f"'keep' (a keep rate) applies to the pitome and topk recipes, not {kind!r}"
                 )
-            rs = _rs_from_keep(keep, depth, n_tokens, num_prefix)
+            # the keep rate applies in the active blocks only (EViT: 0.7 at blocks 3, 6 and 9)
+            kappas = [k if i in active else 1.0 for i, k in enumerate(_per_layer(keep, depth, "keep"))]
+            rs = _rs_from_keep(kappas, depth, n_tokens, num_prefix)
         elif isinstance(r, Sequence) and not isinstance(r, str | bytes):
             rs = _pad([_check_value("recipe", "r", v, int, None) for v in r], depth, "the r list")  # type: ignore[misc]
         else:
@@ -477,12 +483,8 @@ class Schedule:
                 **opts,
             )
         # topk
-        blocks = params.pop("blocks", None)
         per_op = {"topk-prune": take(["fuse"])}
         no_leftovers()
-        active = set(range(depth)) if blocks is None else {int(b) for b in blocks}
-        if any(not 0 <= b < depth for b in active):
-            raise ConfigError(f"topk blocks must be block indices in [0, {depth}), got {sorted(active)}")
         rs = [rv if i in active else 0 for i, rv in enumerate(rs)]
         ops = ["topk-prune" if i in active else "none" for i in range(depth)]
         layers = tuple(

@@ -845,11 +845,21 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
 
     space = spec.load_space()
     checkpoint = spec.checkpoint
-    if checkpoint and "://" not in checkpoint and not Path(checkpoint).is_absolute():
-        checkpoint = str(Path(spec.base_dir) / checkpoint) if not Path(checkpoint).exists() else checkpoint
+    if checkpoint and "://" not in checkpoint:  # the working directory's, else the spec's; recorded absolute
+        path = Path(checkpoint).expanduser()
+        if not path.is_absolute() and not path.exists():
+            path = Path(spec.base_dir) / path
+        checkpoint = str(path.resolve())
     source = ModelSource.open(spec.model, checkpoint, arch_space=space.architecture, model_kwargs=spec.model_kwargs)
     space.check_model(source.depths(space.architecture), source.n_tokens, source.num_prefix)
     splits = load_splits(spec.data)
+    for name, split in splits.items():  # before the study exists: a mismatch would fail every trial
+        if tuple(split.images.shape[1:]) != tuple(source.input_shape):
+            raise ConfigError(
+                f"the {name} split's images are {tuple(split.images.shape[1:])} but {spec.model} takes "
+                f"{tuple(source.input_shape)}; set the data's 'model' (or 'data_config': {{input_size: "
+                f"{list(source.input_shape)}}}) to match the model"
+            )
     full = source.flops(
         source.full_arch(space.architecture),
         Schedule.none(source.depth_of(source.full_arch(space.architecture))),

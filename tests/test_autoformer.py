@@ -369,3 +369,15 @@ def test_relative_attention_matches_dense_official_form() -> None:
     torch.testing.assert_close(ours, ref)
     for a, b in zip(torch.autograd.grad(ours.sum(), inputs), torch.autograd.grad(ref.sum(), inputs), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_create_model_knows_the_autoformer_names() -> None:
+    """``searcher evaluate --model autoformer-t`` builds the paper's searched subnet; ``-supernet`` the whole one."""
+    from searcher.models import create_model
+    from searcher.models.autoformer import AutoFormerSubnet
+
+    sub = create_model("autoformer-t")
+    assert isinstance(sub, AutoFormerSubnet) and sub.config == SUBNETS["autoformer-t"]
+    assert isinstance(create_model("autoformer-t-supernet"), AutoFormerSupernet)
+    with pytest.raises(ConfigError, match="takes no model arguments"):
+        create_model("autoformer-t", img_size=64)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from timm.models.vision_transformer import VisionTransformer
 import searcher
 from searcher.cli import main
 from searcher.cost.flops import flops
-from searcher.deploy import CONFIG_VERSION, check_input, config_for, load_config, read_config
+from searcher.deploy import CONFIG_VERSION, check_input, config_data, config_for, load_config, read_config
 from searcher.errors import CheckpointError, ConfigError, SearcherError
 from searcher.models.autoformer_space import get_subnet
 from searcher.patch import is_patched
@@ -217,10 +218,43 @@ def test_cli_evaluates_a_timm_model_on_an_imagenet_layout_folder(
     assert err.startswith("error: give --data-dir DIR to evaluate deit_tiny_patch16_224") and err.count("\n") == 1
     assert main([*argv, "--data-dir", str(tiny_imagefolder), "--limit", "0"]) == 2
     assert "--limit must be at least 1" in capsys.readouterr().err
-    assert main([*argv, "--data-dir", str(tiny_imagefolder), "--split", "test", "--json"]) == 0
+    # ant/bee/cat are not ImageNet classes: labels 0-2 would score a 1000-class head against tench, goldfish…
+    assert main([*argv, "--data-dir", str(tiny_imagefolder)]) == 2
+    assert "not imagenet-1k WordNet ids" in capsys.readouterr().err
+    val = tmp_path / "val"  # the same images in ImageNet class folders (tench, goldfish, great white shark)
+    for cls, wnid in zip(("ant", "bee", "cat"), ("n01440764", "n01443537", "n01484850"), strict=True):
+        shutil.copytree(tiny_imagefolder / cls, val / wnid)
+    assert main([*argv, "--data-dir", str(val), "--split", "test", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     model = create_model("deit_tiny_patch16_224", checkpoint=str(ckpt))
-    split = load_splits({"kind": "imagefolder", "test": str(tiny_imagefolder)}, model=model)["test"]
+    split = load_splits({"kind": "imagefolder", "test": str(val)}, model=model)["test"]
+    assert split.labels.unique().tolist() == [0, 1, 2]  # the model's label indices of those classes
     assert split.images.shape[1:] == (3, 224, 224)  # the model's data config, not Fashion-MNIST's
     expected = evaluate(model, split, batch_size=8)
     assert (result["split"], result["images"], result["top1"]) == ("test", 24, expected.top1)
+
+
+def test_cli_evaluates_an_imagefolder_config_where_its_data_now_is(
+    tmp_path: Path, tiny_imagefolder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A config searched on folders of another machine: ``--data-dir`` gives the folder of ``--split`` (keeping
+    the config's per_class); the other splits are not needed. Until 2026-12-07 it was refused for any
+    imagefolder config."""
+    import timm
+
+    ckpt = tmp_path / "deit.pth"
+    torch.save(timm.create_model("deit_tiny_patch16_224").state_dict(), ckpt)
+    gone = tmp_path / "elsewhere"
+    data = {"kind": "imagefolder", "model": "deit_tiny_patch16_224",
+            "search": {"root": str(gone / "train"), "per_class": 2}, "test": str(gone / "val")}
+    config = config_for("deit_tiny_patch16_224", Schedule.constant(12, 8), checkpoint=str(ckpt), data=data)
+    path = _write(tmp_path / "c.json", config)
+    assert main(["evaluate", str(path)]) == 2  # the folders it was searched on are not here
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["evaluate", str(path), "--data-dir", str(tiny_imagefolder), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 24
+    assert main(["evaluate", str(path), "--split", "search", "--data-dir", str(tiny_imagefolder), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 6  # 2 per class, as the config's search split
+    moved = config_data(config, tiny_imagefolder, "test")
+    assert moved["test"] == {"root": str(tiny_imagefolder)} and "search" not in moved
+    assert config_data(config) == data

@@ -287,6 +287,9 @@ def test_count_and_describe_errors() -> None:
         describe(nn.Linear(2, 2))
     with pytest.raises(ConfigError, match="arch"):
         describe(meta_timm("deit_tiny_patch16_224"), SUBNETS["autoformer-t"])
+    # a hybrid's patch embedding is a CNN ending in a strided convolution: its FLOPs are not modelled
+    with pytest.raises(ConfigError, match="hybrid ViTs are not modelled"):
+        describe(meta_timm("vit_tiny_r_s16_p8_224"))
     assert count(shape, Schedule.constant(12, 8).to_dict()).total == count(shape, Schedule.constant(12, 8)).total
 
 
@@ -316,3 +319,34 @@ def test_flops_report(tmp_path: Any) -> None:
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ConfigError, match="cannot read"):
         F.flops_report("fashion-vit", tmp_path / "bad.json")
+
+
+def test_flops_report_of_an_exported_config(tmp_path: Any) -> None:
+    """An exported config is counted with its own model: the AutoFormer subnet it runs and timm's model
+    arguments, not the whole supernet or the default resolution."""
+    import timm
+
+    from searcher.deploy import config_for
+    from searcher.models.autoformer_space import get_space
+
+    small = get_space("fashion-autoformer").smallest().to_dict()
+    schedule = Schedule.constant(small["depth"], 4)
+    config = config_for("fashion-autoformer", schedule, small)
+    path = tmp_path / "af.json"
+    path.write_text(json.dumps(config))
+    r = F.flops_report(None, path)
+    assert r["model"] == "fashion-autoformer"
+    assert r["gflops"] == pytest.approx(config["metrics"]["gflops"], rel=1e-9)
+    assert r["gflops"] < F.flops_report("fashion-autoformer")["gflops"]
+    assert r["gflops"] == pytest.approx(r["fvcore_gflops"], rel=1e-9)
+    with pytest.raises(ConfigError, match="a config of fashion-autoformer, not fashion-vit"):
+        F.flops_report("fashion-vit", path)
+
+    vit = tmp_path / "vit.json"  # timm kwargs: a 64-pixel DeiT-Ti (16 patches), not the 224-pixel default
+    tiny = Schedule.constant(12, 1)
+    vit.write_text(json.dumps({"model": {"name": "deit_tiny_patch16_224", "kwargs": {"img_size": 64}},
+                               "schedule": tiny.to_dict()}))
+    expected = F.flops(timm.create_model("deit_tiny_patch16_224", img_size=64), tiny)
+    assert F.flops_report(None, vit)["gflops"] == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ConfigError, match="give --model"):
+        F.flops_report(None, None)

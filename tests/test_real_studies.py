@@ -94,3 +94,27 @@ def test_real_scale_study_runs_on_a_tiny_imagenet(name: str, imagenet: Path, tmp
     if spec.diffrate_baseline:  # DiffRate's published DeiT-S schedule runs as a baseline
         (published,) = [t for t in trials if t.user_attrs.get("baseline") == "diffrate published"]
         assert published.user_attrs["tokens"][0] == 197 and published.user_attrs["tokens"][-1] == 3
+
+
+def test_a_model_that_takes_other_images_than_the_data_is_refused_before_the_study(
+    imagenet: Path, tmp_path: Path
+) -> None:
+    """A timm model built at 112 pixels on data prepared for 224 (the data's ``model`` is the 224-pixel DeiT-S):
+    one error before the study exists; until 2026-12-07 every trial failed with timm's assertion and the failed
+    study pinned the wrong data, so the corrected spec was refused at the same ``--out``."""
+    from searcher.errors import ConfigError
+
+    spec = StudySpec.from_yaml(STUDIES / "deit-s-imagenet.yaml")
+    data = {**spec.data, "search": {"root": str(imagenet / "train"), "per_class": 2}, "test": str(imagenet / "val")}
+    (tmp_path / "specs").mkdir()
+    torch.save(timm.create_model(spec.model, pretrained=False, **SMALL, img_size=112).state_dict(),
+               tmp_path / "specs" / "w.pth")
+    spec = replace(spec, data=data, budget="60%", checkpoint="w.pth", base_dir=str(tmp_path / "specs"),
+                   model_kwargs={**SMALL, "img_size": 112}, trials=1, baselines=False, diffrate_baseline=None)
+    with pytest.raises(ConfigError, match=r"images are \(3, 224, 224\) but deit_small_patch16_224 takes \(3, 112"):
+        optimize(spec, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "study.db").exists()
+    # fixed as the message says; the checkpoint, relative to the spec's folder, is recorded as an absolute path
+    spec = replace(spec, data={**data, "data_config": {"input_size": [3, 112, 112]}}, batch_size=4, chunk=4)
+    res = optimize(spec, tmp_path / "out", progress=False)
+    assert res.pareto and res.study.user_attrs["model_source"]["checkpoint"] == str(tmp_path / "specs" / "w.pth")

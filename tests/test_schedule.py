@@ -194,6 +194,10 @@ def test_other_recipes() -> None:
     evit = Schedule.recipe("topk", depth=12, r=20, blocks=[3, 6, 9], fuse=False)
     assert [i for i, x in enumerate(evit.layers) if x.op == "topk-prune"] == [3, 6, 9]
     assert evit.rs[3] == 20 and evit.layers[3].kw == {"fuse": False}
+    # EViT's keep rate 0.7 applies at blocks 3, 6 and 9 only: the tokens stay whole until block 3
+    evit_keep = Schedule.recipe("topk", depth=12, keep=0.7, n_tokens=197, blocks=[3, 6, 9])
+    assert evit_keep.rs == [0, 0, 0, 58, 0, 0, 41, 0, 0, 29, 0, 0]  # floor(196·0.3), floor(138·0.3), floor(97·0.3)
+    assert tokens_per_block(evit_keep, 197)[3:5] == [197, 139]
     with pytest.raises(ConfigError, match="known recipes"):
         Schedule.recipe("evit", depth=12, r=2)
     with pytest.raises(ConfigError, match="n_tokens"):

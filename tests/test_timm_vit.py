@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 from timm.models.deit import VisionTransformerDistilled
-from timm.models.vision_transformer import Block, ResPostBlock, VisionTransformer
+from timm.models.vision_transformer import Block, ParallelThingsBlock, ResPostBlock, VisionTransformer
 from torch import nn
 
 import searcher.models.timm_vit as timm_vit
@@ -273,6 +273,9 @@ def test_errors() -> None:
     post = VisionTransformer(**TINY, block_fn=ResPostBlock)
     with pytest.raises(ConfigError, match="ResPostBlock"):
         apply(post, Schedule.constant(3, 8))
+    parallel = VisionTransformer(**TINY, block_fn=ParallelThingsBlock)  # no .attn: named, not an AttributeError
+    with pytest.raises(ConfigError, match="ParallelThingsBlock with NoneType"):
+        apply(parallel, Schedule.constant(3, 8))
     model.set_grad_checkpointing(True)
     with pytest.raises(ConfigError, match="checkpointing"):
         apply(model, Schedule.constant(3, 8))

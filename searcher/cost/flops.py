@@ -39,8 +39,10 @@ AutoFormer-S 5.17 G. Under this project's convention (no norms, relative positio
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -364,7 +366,8 @@ def _describe_timm(model: Any) -> ModelShape:
 
     pe = model.patch_embed
     conv = getattr(pe, "proj", None)
-    if not isinstance(conv, nn.Conv2d) or conv.groups != 1 or tuple(conv.stride) != tuple(conv.kernel_size):
+    if (getattr(pe, "backbone", None) is not None or not isinstance(conv, nn.Conv2d) or conv.groups != 1
+            or tuple(conv.stride) != tuple(conv.kernel_size)):
         raise ConfigError(f"{type(model).__name__}: the patch embedding is not one strided convolution "
                           "(hybrid ViTs are not modelled)")
     kh, kw = conv.kernel_size
@@ -576,7 +579,9 @@ def fvcore_flops(model: nn.Module, schedule: Schedule | Mapping[str, Any] | None
     reducers introduce no other op with multiply-adds (their scores are ``matmul``, the CLS row ``einsum``).
     The caller's model is not changed: a schedule or arch is applied to a copy.
     """
-    from fvcore.nn import FlopCountAnalysis
+    with warnings.catch_warnings():  # fvcore.nn scripts its focal loss at import: torch deprecates jit.script
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+        from fvcore.nn import FlopCountAnalysis
 
     from ..models.autoformer import AutoFormerSupernet
     from ..patch import apply
@@ -613,17 +618,19 @@ def fvcore_flops(model: nn.Module, schedule: Schedule | Mapping[str, Any] | None
 
 
 # ------------------------------------------------------------------------------------------------- report
-def _build_for_costs(name: str, checkpoint: str | None) -> nn.Module:
-    """The model ``searcher flops`` counts: AutoFormer names through ``create_autoformer`` (the searched subnet
-    extracted, or the whole supernet), anything else through ``create_model`` without downloading weights
-    (FLOPs do not depend on them); a ``checkpoint`` is loaded, so a wrong one is still an error."""
-    from ..models import create_model
-    from ..models.autoformer import create_autoformer
-    from ..models.autoformer_space import SUBNETS
-
-    if name.removesuffix("-supernet") in SUBNETS:
-        return create_autoformer(name, checkpoint)
-    return create_model(name, weights=False, checkpoint=checkpoint)
+def _config_model(path: str | Path) -> dict[str, Any]:
+    """The model an exported config names (``name``, timm ``kwargs``, AutoFormer ``arch``); {} for a plain
+    schedule JSON (and for a file that cannot be read: :func:`read_schedule` says why)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    if not isinstance(data, dict) or "schedule" not in data or not isinstance(data.get("model"), dict):
+        return {}
+    kwargs = data["model"].get("kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"{path}: model.kwargs must be a mapping of timm model arguments, got {kwargs!r}")
+    return {"name": data["model"].get("name"), "kwargs": kwargs, "arch": data.get("arch")}
 
 
 def _num_params(model: nn.Module) -> int:
@@ -637,7 +644,7 @@ def _num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def flops_report(model_name: str, schedule_path: str | Path | None = None,
+def flops_report(model_name: str | None, schedule_path: str | Path | None = None,
                  checkpoint: str | None = None) -> dict[str, Any]:
     """What ``searcher flops --model M [--schedule FILE] --json`` prints (DESIGN.md "Contracts"):
     ``{"gflops", "fvcore_gflops", "params", "breakdown"}`` (DESIGN.md's convention; the breakdown in GFLOPs by
@@ -647,9 +654,23 @@ def flops_report(model_name: str, schedule_path: str | Path | None = None,
     and for models with relative positions ``rel_pos_dense`` and ``rel_pos_none`` (see :func:`count`).
 
     ``model_name``: a timm name, an embedded model or ``autoformer-t|s|b[-supernet]`` (random weights unless
-    ``checkpoint``: FLOPs do not depend on them). ``schedule_path``: a schedule JSON (or an exported config
-    holding one). Errors a user can cause raise :class:`~searcher.errors.SearcherError`."""
-    model = _build_for_costs(model_name, checkpoint)
+    ``checkpoint``: FLOPs do not depend on them); None: the exported config's. ``schedule_path``: a schedule
+    JSON, or an exported config: its model arguments (timm ``kwargs``) and AutoFormer subnet (``arch``) are
+    counted too. Errors a user can cause raise :class:`~searcher.errors.SearcherError`."""
+    from ..models import create_model
+    from ..models.autoformer import AutoFormerSupernet, extract_subnet
+
+    config = _config_model(schedule_path) if schedule_path is not None else {}
+    if model_name is None:
+        if not config.get("name"):
+            raise ConfigError("give --model NAME, or an exported config (which names its model) as --schedule")
+        model_name = str(config["name"])
+    elif config.get("name") and config["name"] != model_name:
+        raise ConfigError(f"{schedule_path} is a config of {config['name']}, not {model_name}; "
+                          f"pass --model {config['name']} or leave --model out")
+    model = create_model(model_name, weights=False, checkpoint=checkpoint, **config.get("kwargs", {}))
+    if config.get("arch") and isinstance(model, AutoFormerSupernet):  # the config's subnet, not the supernet
+        model = extract_subnet(model, config["arch"])
     shape = describe(model)
     schedule = read_schedule(schedule_path, shape.depth) if schedule_path is not None else None
     analytic = count(shape, schedule)

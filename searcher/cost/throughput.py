@@ -108,7 +108,8 @@ def input_shape_of(model: nn.Module) -> tuple[int, ...]:
     pe = getattr(model, "patch_embed", None)
     conv = getattr(pe, "proj", None)
     if pe is not None and isinstance(conv, nn.Conv2d) and getattr(pe, "img_size", None) is not None:
-        return (conv.in_channels, *(int(v) for v in pe.img_size))
+        chans = getattr(pe, "in_chans", None) or conv.in_channels  # a hybrid's convolution follows its backbone
+        return (int(chans), *(int(v) for v in pe.img_size))
     cfg = getattr(model, "pretrained_cfg", None) or {}
     if cfg.get("input_size"):
         return tuple(int(v) for v in cfg["input_size"])

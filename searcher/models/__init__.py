@@ -165,6 +165,12 @@ def create_model(name: str, *, weights: bool = True, checkpoint: str | None = No
     """Build a model by name. ``weights=False`` gives random weights (enough for costs and training)."""
     if name in EMBEDDED:
         return _build_embedded(name, weights)
+    if name.removesuffix("-supernet") in AUTOFORMER_NAMES:  # the searched subnet, or the whole supernet
+        from .autoformer import create_autoformer
+
+        if kwargs:
+            raise ConfigError(f"{name} takes no model arguments (got {sorted(kwargs)})")
+        return create_autoformer(name, checkpoint)
     import timm
 
     if timm.is_model(name):

@@ -148,12 +148,10 @@ class TimmViTAdapter(Adapter):
         assert isinstance(model, VisionTransformer)
         blocks = list(model.blocks)
         for i, blk in enumerate(blocks):
-            if type(blk) not in (Block, ReducingBlock) or type(blk.attn) not in (
-                Attention,
-                ReducingAttention,
-            ):
+            attn = getattr(blk, "attn", None)  # parallel blocks (ParallelThingsBlock) have none
+            if type(blk) not in (Block, ReducingBlock) or type(attn) not in (Attention, ReducingAttention):
                 raise ConfigError(
-                    f"block {i} is a {type(blk).__name__} with {type(blk.attn).__name__}; token reduction "
+                    f"block {i} is a {type(blk).__name__} with {type(attn).__name__}; token reduction "
                     "supports timm's pre-norm Block with the standard Attention"
                 )
         schedule.check_depth(len(blocks))
