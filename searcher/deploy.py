@@ -296,6 +296,10 @@ def _load(config: Mapping[str, Any], where: str, weights: str | None, verify: bo
     except ConfigError as e:
         raise ConfigError(f"{where} does not fit {config['model']['name']}: {e}") from e
     if verify and config.get("check"):
+        shape = tuple(config["check"].get("input", {}).get("shape", ()))[1:]
+        if shape != tuple(source.input_shape):
+            raise ConfigError(f"{where}: the check input is images of {shape}, but {config['model']['name']} takes "
+                              f"{tuple(source.input_shape)}; the config was edited or belongs to another model")
         verify_check(model, config["check"], where)
     return model, source
 

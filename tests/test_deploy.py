@@ -129,6 +129,20 @@ def test_unreadable_configs(tmp_path: Path) -> None:
         read_config(tmp_path / "list.json")
 
 
+
+def test_an_edited_check_input_shape_is_a_clear_error(
+    configs: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The check logits are recomputed on the recorded input: of another image size, one line (it was timm's
+    AssertionError traceback until 2026-12-07)."""
+    path = _write(tmp_path / "c.json", _mutate(configs["fashion-vit"],
+                                               lambda c: c["check"]["input"].update(shape=[2, 1, 64, 64])))
+    assert main(["evaluate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "the check input is images of (1, 64, 64), but fashion-vit takes (1, 32, 32)" in err
+    assert err.count("\n") == 1
+
+
 # ------------------------------------------------------------------------------------ weights and other models
 def test_changed_embedded_weights_are_a_sha256_error(configs: dict, tmp_path: Path) -> None:
     path = _write(tmp_path / "c.json", _mutate(configs["fashion-vit"], lambda c: c["model"].update(sha256="0" * 64)))
