@@ -1125,6 +1125,15 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
         log.warning(what)
 
 
+def _parent_died(signum: int, frame: Any) -> None:
+    """A worker's SIGUSR1 handler: its parent died, which is one Ctrl-C (stop after the current trial). Linux sends
+    the death signal each time the thread that holds the worker ends (as the parent dies its threads end one by one,
+    and the worker passes from one to the next), so the signal is SIGUSR1, turned into a single SIGINT here: a
+    second would abandon the trial."""
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 def _worker_main(spec: StudySpec, storage_url: str, worker: int, parent: int, conn: Any, verbosity: int) -> None:
     """A worker process of :func:`_run_workers`: in a process group of its own (only its parent passes Ctrl-C on),
     stopped after its current trial when the parent dies; sends its error (or None) back through ``conn``. It logs
@@ -1136,8 +1145,9 @@ def _worker_main(spec: StudySpec, storage_url: str, worker: int, parent: int, co
     if sys.platform == "linux":
         import ctypes
 
+        signal.signal(signal.SIGUSR1, _parent_died)
         with contextlib.suppress(Exception):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGUSR1)  # PR_SET_PDEATHSIG
         if os.getppid() != parent:  # it died before that: nobody waits for this worker
             return
     result: BaseException | None = None

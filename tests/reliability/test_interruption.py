@@ -213,7 +213,7 @@ def _pid_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-@pytest.mark.parametrize("how", ["group", "parent", "parent twice"])
+@pytest.mark.parametrize("how", ["group", "parent", "parent twice", "parent killed"])
 def test_ctrl_c_on_several_workers_stops_them_all_cleanly(
     tiny: SimpleNamespace, tmp_path: Path, how: str
 ) -> None:
@@ -230,6 +230,10 @@ def test_ctrl_c_on_several_workers_stops_them_all_cleanly(
     journal = f"journal:{out / 'study.journal'}"
     argv = ["optimize", "--study", str(spec), "--out", str(out), "--workers", "2"]
     log = tmp_path / "optimize.log"
+
+    def owners_of(trials_now: list) -> set[int]:
+        return {t.system_attrs["searcher:owner"]["pid"] for t in trials_now if "searcher:owner" in t.system_attrs}
+
     with start_cli(argv, tmp_path, log, new_session=True) as proc:
         def mid_run() -> bool:  # a trial finished, and both workers are in a trial
             trials_now = trials_of(journal)
@@ -242,24 +246,31 @@ def test_ctrl_c_on_several_workers_stops_them_all_cleanly(
         t0 = time.monotonic()
         if how == "group":  # what a terminal's Ctrl-C does: SIGINT to every process of the foreground group
             os.killpg(proc.pid, signal.SIGINT)
+        elif how == "parent killed":  # each worker is told once (Linux tells it as each of the parent's threads
+            proc.kill()  # ends: until 2026-12-07 that was two presses, and the trials were abandoned)
         else:
             proc.send_signal(signal.SIGINT)
             if how == "parent twice":  # 20 ms apart: the workers are still in their trials
                 time.sleep(0.02)
                 proc.send_signal(signal.SIGINT)
         rc = proc.wait(timeout=STOP_BOUND_S)
+        if how == "parent killed":  # the workers finish their trials on their own
+            wait_for(lambda: not [p for p in owners_of(trials_of(journal)) if _pid_alive(p)], STOP_BOUND_S,
+                     "the workers to stop", None, log)
         stopped_s = time.monotonic() - t0
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]
-    assert "stopping after the current trials" in text, text[-3000:]
+    assert how == "parent killed" or "stopping after the current trials" in text, text[-3000:]
     trials_now = trials_of(journal)
     assert not [t.number for t in trials_now if t.state == RUNNING], [(t.number, t.state.name) for t in trials_now]
-    owners = {t.system_attrs["searcher:owner"]["pid"] for t in trials_now if "searcher:owner" in t.system_attrs}
+    owners = owners_of(trials_now)
     assert len(owners) >= 2 and not [p for p in owners if _pid_alive(p)], "a worker outlived searcher optimize"
     abandoned = [t for t in trials_now if t.state == FAIL]
     if how == "parent twice":  # the trials still running are abandoned: failed, with the reason
         assert rc == 130 and "interrupted" in text, text[-3000:]
         assert all("abandoned with Ctrl-C" in t.user_attrs.get("fail_reason", "") for t in abandoned), abandoned
+    elif how == "parent killed":  # the running trials finish (nobody is left to export them)
+        assert rc == -signal.SIGKILL and not abandoned, [(t.number, t.user_attrs) for t in abandoned]
     else:  # one press: a normal stop, with the results exported
         assert rc == 0, text[-3000:]
         assert not abandoned and (out / "trials.csv").is_file()
@@ -277,6 +288,24 @@ def test_ctrl_c_on_several_workers_stops_them_all_cleanly(
     now = {t.number: fingerprint(t) for t in finished}
     assert all(now.get(n) == fp for n, fp in before.items()), "a finished trial was lost or changed"
     print(f"{how}: stopped {stopped_s:.1f} s after the first SIGINT (rc {rc}, {len(abandoned)} abandoned)")
+
+
+def test_a_parent_that_dies_is_one_ctrl_c_however_often_linux_says_so() -> None:
+    """A worker learns of its parent's death by SIGUSR1 (PR_SET_PDEATHSIG), sent again as each of the dying
+    parent's threads ends (seen: two, 100 ms apart). It is one press: the trial finishes. Until 2026-12-07 the
+    death signal was SIGINT itself, and the second abandoned the trials."""
+    from searcher.study import _graceful_sigint, _parent_died
+
+    study = optuna.create_study()
+    previous = signal.signal(signal.SIGUSR1, _parent_died)
+    try:
+        with _graceful_sigint(study, announce=False) as pressed:
+            for _ in range(3):
+                os.kill(os.getpid(), signal.SIGUSR1)
+                time.sleep(0.05)
+            assert pressed["n"] == 1
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
 
 
 def test_second_ctrl_c_waits_for_the_storage_call_it_lands_in() -> None:
