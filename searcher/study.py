@@ -223,11 +223,17 @@ class StudySpec:
 
 # ------------------------------------------------------------------------------------------------ storage
 def default_storage(out: Path, workers: int) -> str:
-    """SQLite for one worker; a journal file for several local workers (SQLite is not safe for that)."""
-    journal = out / "study.journal"
+    """SQLite for one worker; a journal file for several local workers (SQLite is not safe for that). A study
+    begun in ``study.db`` stays there: several workers on it are refused rather than started on a new study."""
+    journal, db = out / "study.journal", out / "study.db"
+    if workers > 1 and db.exists() and not journal.exists():
+        raise ConfigError(
+            f"{out} holds a study in SQLite ({db.name}), which one process at a time can run; resume it without "
+            "--workers, or run several workers on a new --out (a journal file), or with --storage postgresql://…"
+        )
     if workers > 1 or journal.exists():
         return f"journal:{journal}"
-    return f"sqlite:///{out / 'study.db'}"
+    return f"sqlite:///{db}"
 
 
 @contextlib.contextmanager
@@ -317,11 +323,14 @@ _OWNER = "searcher:owner"  # system attribute: the process that runs a trial (jo
 class _Retry(RetryHeartbeatStaleTrialCallback):
     """Optuna's retry of a stale trial (a WAITING copy with its parameters and user attributes, and the
     ``failed_trial`` / ``retry_history`` system attributes, at most ``max_retry`` times), without what belonged to
-    the dead attempt: its ``fail_reason`` and its owner."""
+    the dead attempt: its ``fail_reason``, its verdicts on the constraints (the retry measures again; Optuna warns
+    of a constraint set twice) and its owner."""
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != "fail_reason"}
-        trial.system_attrs = {k: v for k, v in trial.system_attrs.items() if k != _OWNER}
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items()
+                            if k not in ("fail_reason", "feasible", "infeasible")}
+        trial.system_attrs = {k: v for k, v in trial.system_attrs.items()
+                              if k != _OWNER and not k.startswith("constraints:")}
         super().__call__(study, trial)
 
 
@@ -682,6 +691,7 @@ def _objective(ctx: _Context, shared: bool = False):
         if over:
             return _infeasible(trial, g, ctx, "over the FLOPs budget")
         trial.set_constraint("gflops", g - ctx.budget)
+        trial.set_user_attr("feasible", True)  # under the budget; a throughput floor may still say otherwise
         trial.set_user_attr("search_s", time.perf_counter() - t0)
         # throughput as an objective: a candidate slower than the front is dominated only by faster points, so it is
         # timed first and early stopping compares it with the front at its FLOPs and speed (timed before the model
@@ -723,7 +733,6 @@ def _objective(ctx: _Context, shared: bool = False):
         trial.set_user_attr("top5", acc.top5)
         trial.set_user_attr("images_evaluated", acc.n)
         trial.set_user_attr("eval_s", time.perf_counter() - t1 - reading)
-        trial.set_user_attr("feasible", True)
         values: dict[str, float] = {"top1": acc.top1, "gflops": g}
         floor_only = ctx.times_trials and "throughput" not in spec.objectives
         if floor_only and not is_baseline and acc.top1 < best_now():
@@ -738,6 +747,7 @@ def _objective(ctx: _Context, shared: bool = False):
                 trial.set_constraint("throughput", ctx.min_throughput - tp.img_s)
                 if tp.img_s < ctx.min_throughput:
                     trial.set_user_attr("feasible", False)
+                    trial.set_user_attr("infeasible", f"below the throughput floor ({tp.img_s:.4g} img/s)")
         return tuple(values.get(o, 0.0) for o in spec.objectives)
 
     def recorded(trial: optuna.Trial) -> tuple[float, ...]:
@@ -867,10 +877,13 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
     budget = parse_budget(str(spec.budget)).resolve(full)
     cheapest = source.cheapest_gflops(space)
     if cheapest > budget:
+        reduces = set(space.reducers) != {"none"}
+        how = ("the smallest subnet, " if space.architecture else "") + (
+            f"every block at r={int(space.r.high)}" if reduces else "no tokens removed")
+        fix = "widen schedule.r" if reduces else "list a reducer in the space"
         raise ConfigError(
             f"budget {spec.budget} ({budget:.4g} GFLOPs) is below the cheapest candidate of the "
-            f"space ({cheapest:.4g} GFLOPs: every block at r={int(space.r.high)}); raise the budget "
-            "or widen schedule.r"
+            f"space ({cheapest:.4g} GFLOPs: {how}); raise the budget or {fix}"
         )
     if spec.diffrate_baseline:  # a wrong depth or count is an error now, not a failed trial later
         depth = source.depth_of(source.full_arch(space.architecture))
@@ -1177,13 +1190,16 @@ def _create_study(spec: StudySpec, storage_url: str) -> optuna.Study:
         directions=[OBJECTIVES[o] for o in spec.objectives],  # type: ignore[misc]
         sampler=_sampler(spec.sampler, spec.seed, len(spec.objectives)),
     )
-    if list(study.directions) != [
+    directions = [
         optuna.study.StudyDirection.MAXIMIZE if OBJECTIVES[o] == "maximize" else optuna.study.StudyDirection.MINIMIZE
         for o in spec.objectives
-    ]:
+    ]
+    names = study.metric_names  # the trials' values are in this order: another order would mix them up
+    if list(study.directions) != directions or (names is not None and list(names) != list(spec.objectives)):
+        was = f" ({','.join(names)})" if names else ""
         raise StorageError(
-            f"study {spec.name!r} in {_redact(storage_url)} was created with other objectives; "
-            "use another --out or --storage, or the objectives it was created with"
+            f"study {spec.name!r} in {_redact(storage_url)} was created with other objectives{was}, not "
+            f"{','.join(spec.objectives)}; use another --out or --storage, or the objectives it was created with"
         )
     return study
 
@@ -1297,9 +1313,10 @@ def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_u
     old_spec = before.get("spec", {})
     changes = []
     if not math.isclose(before["budget_gflops"], ctx.budget, rel_tol=1e-9):
+        digits = next(d for d in (4, 6, 8, 12, 17) if f"{before['budget_gflops']:.{d}g}" != f"{ctx.budget:.{d}g}")
         changes.append(
-            f"a budget of {old_spec.get('budget')} ({before['budget_gflops']:.4g} GFLOPs), not {spec.budget} "
-            f"({ctx.budget:.4g} GFLOPs)"
+            f"a budget of {old_spec.get('budget')} ({before['budget_gflops']:.{digits}g} GFLOPs), not {spec.budget} "
+            f"({ctx.budget:.{digits}g} GFLOPs)"
         )
     old_floor = parse_rate(old_spec["min_throughput"]) if old_spec.get("min_throughput") else None
     if old_floor != ctx.min_throughput:
@@ -1402,7 +1419,8 @@ def _stats(study: optuna.Study, ctx: _Context, wall: float) -> dict[str, Any]:
     trials = study.get_trials(deepcopy=False)
     finished = [t for t in trials if t.state in FINISHED]
     feasible = [  # a repeat is feasible: only a candidate under the budget is looked up among earlier ones
-        t for t in finished if is_repeat(t) or t.user_attrs.get("gflops", math.inf) <= ctx.budget * (1 + 1e-9)
+        t for t in finished if is_repeat(t) or (
+            t.user_attrs.get("gflops", math.inf) <= ctx.budget * (1 + 1e-9) and "infeasible" not in t.user_attrs)
     ]
     work = sum(t.user_attrs.get(k, 0.0) for t in finished for k in ("eval_s", "throughput_s"))
     trial_wall = sum(

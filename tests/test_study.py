@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import json
 import logging
+import re
 import sqlite3
 import sys
 from dataclasses import replace
@@ -20,14 +21,23 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from searcher.cli import main
-from searcher.errors import ConfigError, StorageError
+from searcher.errors import ConfigError, SearcherError, StorageError
 from searcher.evaluate import evaluate_chunks
 from searcher.export import export_run
 from searcher.patch import is_patched, token_state
 from searcher.report import report_data
 from searcher.schedule import Schedule
 from searcher.space import Candidate
-from searcher.study import DRAWS_PER_TRIAL, FINISHED, StudySpec, load_study, open_storage, optimize, pareto_trials
+from searcher.study import (
+    DRAWS_PER_TRIAL,
+    FINISHED,
+    StudySpec,
+    is_repeat,
+    load_study,
+    open_storage,
+    optimize,
+    pareto_trials,
+)
 
 TINY = dict(img_size=32, patch_size=4, in_chans=1, num_classes=10, embed_dim=32, depth=4, num_heads=2)
 
@@ -115,7 +125,10 @@ def test_an_unreachable_throughput_floor_times_every_evaluated_candidate(tiny_sp
     for t in evaluated:
         assert t.user_attrs["throughput"]["img_s"] > 0
         assert t.constraints["throughput"] > 0 and t.user_attrs["feasible"] is False  # under the floor
+        assert t.user_attrs["infeasible"].startswith("below the throughput floor")
     assert res.pareto == []
+    # the summary's share counts the floor too (it said 100 % feasible until 2026-12-07)
+    assert res.stats["feasible_share"] == sum(map(is_repeat, res.study.trials)) / res.stats["trials"] < 1
 
 
 def test_a_throughput_floor_times_only_candidates_that_could_be_pareto_optimal(tiny_spec: StudySpec,
@@ -204,8 +217,11 @@ def test_throughput_as_an_objective_stops_a_trial_only_against_faster_points(
 
 
 def test_budget_below_the_cheapest_candidate_is_a_clear_error(tiny_spec: StudySpec, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="below the cheapest candidate"):
+    with pytest.raises(ConfigError, match=r"below the cheapest candidate .*every block at r=32\); raise the budget "
+                       "or widen schedule.r"):
         optimize(tiny_spec.override(budget="1%"), tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match=r"no tokens removed\); raise the budget or list a reducer in the space"):
+        optimize(replace(tiny_spec, space={"reducers": ["none"]}, budget="90%"), tmp_path / "run", progress=False)
 
 
 def test_second_optimize_on_a_busy_sqlite_study_is_refused(tiny_spec: StudySpec, tmp_path: Path) -> None:
@@ -408,7 +424,7 @@ def test_the_readme_s_python_study_runs(
 def test_a_study_resumes_only_under_its_budget_floor_split_and_model(tiny_spec: StudySpec, tmp_path: Path) -> None:
     """Re-running with another budget, throughput floor, search split or model is refused before any trial: its
     trials were measured under the old ones (an over-budget config would reach the front). Trials, sampler and seed
-    may change."""
+    may change; the objectives, not even their order."""
     out = tmp_path / "run"
     spec = replace(tiny_spec, trials=1)
     optimize(spec, out, progress=False)
@@ -427,8 +443,16 @@ def test_a_study_resumes_only_under_its_budget_floor_split_and_model(tiny_spec: 
         with pytest.raises(ConfigError, match="another --out") as e:
             optimize(spec.override(**change), out, progress=False)
         assert words in str(e.value), str(e.value)
+    # a budget within rounding of the study's: the message shows the digits where they differ
+    with pytest.raises(ConfigError, match="another --out") as e:
+        optimize(spec.override(budget=f"{budget:.4g}GFLOPs"), out, progress=False)
+    shown = re.findall(r"\(([0-9.e+-]+) GFLOPs\)", str(e.value))
+    assert len(shown) == 2 and shown[0] != shown[1] and float(shown[0]) == pytest.approx(budget), str(e.value)
+    # the objectives in another order: the stored values would be read as the other objective's
+    with pytest.raises(SearcherError, match=r"other objectives \(top1,gflops\), not gflops,top1; use another --out"):
+        optimize(spec.override(objectives=["gflops", "top1"]), out, progress=False)
     study = load_study("tiny", url)  # untouched by the refused runs
-    assert len(study.trials) == n_trials
+    assert len(study.trials) == n_trials and study.metric_names == ["top1", "gflops"]
     assert study.user_attrs["budget_gflops"] == budget and study.user_attrs["spec"]["budget"] == "60%"
     finished = len([t for t in study.trials if t.state in FINISHED])
     res = optimize(spec.override(trials=2, sampler="random", seed=3), out, progress=False)  # these may change

@@ -141,6 +141,22 @@ def test_a_second_optimize_on_a_busy_sqlite_study_is_refused(tiny: SimpleNamespa
             check_complete_attrs(t)
 
 
+def test_several_workers_on_a_sqlite_run_directory_are_refused(tiny: SimpleNamespace, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """``--workers 2`` on a run directory whose study is in ``study.db``: one error line, and nothing else is
+    started. Until 2026-12-07 it began a second study in ``study.journal`` beside it, and later runs, exports and
+    reports read that one."""
+    from searcher.cli import main
+
+    spec, out = tiny.write_spec(tmp_path / "tiny.yaml", trials=2), tmp_path / "run"
+    assert main(["optimize", "--study", str(spec), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["optimize", "--study", str(spec), "--out", str(out), "--trials", "4", "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds a study in SQLite (study.db)" in err and "without --workers" in err
+    assert not (out / "study.journal").exists() and len(trials_of(f"sqlite:///{out / 'study.db'}")) >= 2
+
+
 def test_a_worker_error_reaches_the_parent_as_the_same_error(tiny: SimpleNamespace, tmp_path: Path,
                                                               capfd: pytest.CaptureFixture[str]) -> None:
     """A worker that fails (here: its checkpoint is gone) stops the others and its error is raised by the parent

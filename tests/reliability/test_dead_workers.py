@@ -116,6 +116,9 @@ def test_stale_checks_fail_only_the_trials_of_dead_workers(tmp_path: Path) -> No
         assert storage.get_trial(ids[what]).system_attrs[_OWNER] == me
         if owner is not None:
             storage.set_trial_system_attr(ids[what], _OWNER, owner)
+        # what the dead attempt had found out: the retry measures again (Optuna warned of a constraint set twice)
+        storage.set_trial_system_attr(ids[what], "constraints:gflops", -0.5)
+        storage.set_trial_user_attr(ids[what], "feasible", True)
     plain = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "s.journal")))
     ids["no owner, fresh"] = plain.create_new_trial(sid)  # a worker that has not recorded itself yet
     assert me["host_id"] == _host_id() and me["pid"] == os.getpid()
@@ -124,7 +127,7 @@ def test_stale_checks_fail_only_the_trials_of_dead_workers(tmp_path: Path) -> No
     assert "is gone" in storage.get_trial(ids["gone"]).user_attrs["fail_reason"]
     assert "another process" in storage.get_trial(ids["pid reused"]).user_attrs["fail_reason"]
     # failing them (what Optuna's optimize loop runs before each trial) retries them without the dead attempt's
-    # reason and owner
+    # reason, verdicts and owner
     optuna.storages.fail_stale_trials(study)
     trials = study.get_trials(deepcopy=False)
     assert {t._trial_id for t in trials if t.state == FAIL} == {ids["gone"], ids["pid reused"]}
@@ -133,6 +136,7 @@ def test_stale_checks_fail_only_the_trials_of_dead_workers(tmp_path: Path) -> No
         storage.get_trial(ids[w]).number for w in ("gone", "pid reused"))
     for t in retries:
         assert "fail_reason" not in t.user_attrs and _OWNER not in t.system_attrs
+        assert "feasible" not in t.user_attrs and "constraints:gflops" not in t.system_attrs
         assert len(t.system_attrs["retry_history"]) <= MAX_RETRY
     assert [t.state for t in trials if t._trial_id in (ids["another host"], ids["no owner, fresh"])] == [RUNNING] * 2
 
