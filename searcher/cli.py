@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from . import __version__
 from .errors import ConfigError, SearcherError
@@ -198,8 +199,10 @@ def cmd_optimize(args: argparse.Namespace) -> None:
         seed=args.seed,
         objectives=args.objectives.split(",") if args.objectives else None,
     )
+    from .export import check_replaceable, export_run, pareto_table
+
+    check_replaceable(Path(args.out or Path("runs") / spec.name))  # now, not after the study: where it exports
     result = optimize(spec, args.out, progress=not args.json and sys.stderr.isatty())
-    from .export import export_run, pareto_table
 
     files = export_run(result.study, result.out)
     table = pareto_table(result.pareto)

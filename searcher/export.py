@@ -93,9 +93,10 @@ def find_storage(out: str | Path | None = None, storage: str | None = None) -> s
     ):
         if (out / name).is_file():
             return url
-    where = "does not exist" if not out.exists() else "holds neither study.db nor study.journal"
+    where = ("the directory does not exist" if not out.exists() else "it is a file, not a run directory"
+             if not out.is_dir() else "the directory holds neither study.db nor study.journal")
     raise StorageError(
-        f"no study in {out}: the directory {where}; run 'searcher optimize --study SPEC --out {out}' first, "
+        f"no study in {out}: {where}; run 'searcher optimize --study SPEC --out {out}' first, "
         "or pass --storage URL"
     )
 
@@ -366,6 +367,22 @@ def _writable_dir(out: Path) -> list[Path]:
     return created
 
 
+def check_replaceable(out: Path) -> None:
+    """What an export replaces must be an earlier export's: ``configs/`` holding configs only, and the two CSV files
+    (anything else there is the user's, and would be lost)."""
+    configs = out / "configs"
+    foreign = [p.name for p in configs.iterdir() if p.suffix != ".json" or not p.is_file()] if configs.is_dir() else []
+    if configs.exists() and not configs.is_dir():
+        foreign = ["(a file, not a directory)"]
+    for name in ("trials.csv", "pareto.csv"):
+        if (out / name).is_dir():
+            raise ConfigError(f"{out / name} is a directory; each export replaces that file: move it away, or export "
+                              "to another --out")
+    if foreign:
+        raise ConfigError(f"{configs} holds {', '.join(sorted(foreign)[:3])}, which is not an exported config; each "
+                          "export replaces configs/ with the Pareto set's: move it away, or export to another --out")
+
+
 def _remove_empty(dirs: Sequence[Path]) -> None:
     for d in reversed(dirs):
         with contextlib.suppress(OSError):
@@ -418,6 +435,7 @@ def export_study(
     if not states.get("COMPLETE"):
         what = "no trial" if not trials else f"no completed trial ({', '.join(f'{n} {s}' for s, n in states.items())})"
         raise StorageError(f"study {study.study_name!r} has {what}; run 'searcher optimize' first")
+    check_replaceable(out)
     created = _writable_dir(out)  # fail fast, before the models are rebuilt
     try:
         # 1. compute everything

@@ -129,6 +129,7 @@ class ReportData:
     importances: dict[str, dict[str, float]]  # objective → parameter → importance
     early_stop: dict[str, Any] = field(default_factory=dict)  # searcher.study.early_stop_savings
     notes: list[str] = field(default_factory=list)
+    min_throughput: str | None = None  # the spec's throughput floor (a constraint), e.g. "1500img/s"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -342,6 +343,7 @@ def report_data(study: optuna.Study) -> ReportData:
         importances=_importances(feasible, objectives),
         early_stop=early_stop_savings(trials, study.user_attrs.get("search_images")),
         notes=notes,
+        min_throughput=spec.get("min_throughput"),
     )
 
 
@@ -576,6 +578,8 @@ def render_html(data: ReportData, figs: Mapping[str, Any] | None = None) -> str:
             else ""
         )
         budget = f" · budget {data.budget_gflops:.4g} GFLOPs{share}"
+    if data.min_throughput:
+        budget += f" · throughput floor {html.escape(str(data.min_throughput))}"
     if data.early_stop.get("stopped_early"):
         states += f"; {describe_early_stop(data.early_stop)}"
     sections = []

@@ -235,6 +235,7 @@ def test_broken_inputs_are_clear_errors_and_write_nothing(tmp_path: Path, run_di
         ((None, out, f"sqlite:///{garbage}"), StorageError, "cannot open storage"),
         ((None, out, "bogus://host/db"), ConfigError, "unsupported storage URL"),
         ((None, blocker / "out", db), ConfigError, "cannot write to .*a-file/out"),
+        ((None, blocker, None), StorageError, "no study in .*a-file: it is a file, not a run directory"),
         ((None, None, None), ConfigError, "pass --out DIR"),
     ]
     for args, kind, words in cases:
@@ -244,6 +245,24 @@ def test_broken_inputs_are_clear_errors_and_write_nothing(tmp_path: Path, run_di
     assert not (tmp_path / "missing.db").exists() and not (tmp_path / "missing.journal").exists()
     assert garbage.read_bytes() == b"this is not an SQLite database" * 100
     assert blocker.read_text() == ""
+
+
+def test_an_export_never_replaces_what_is_not_an_export(run_dir: Path, tmp_path: Path) -> None:
+    """``configs/`` is replaced by each export and the CSVs overwritten: a user's directory named ``trials.csv``,
+    a file named ``configs``, or a note in ``configs/`` is refused, not deleted (it was, until 2026-12-07)."""
+    db = f"sqlite:///{run_dir / 'study.db'}"
+    for name, make, words in [
+        ("trials.csv", lambda p: (p.mkdir(), (p / "keep.txt").write_text("mine")), "is a directory"),
+        ("configs", lambda p: p.write_text("mine"), "a file, not a directory"),
+        ("configs", lambda p: (p.mkdir(), (p / "notes.md").write_text("mine")), "holds notes.md"),
+    ]:
+        out = tmp_path / f"out-{len(list(tmp_path.iterdir()))}"
+        out.mkdir()
+        make(out / name)
+        before = _snapshot(out)
+        with pytest.raises(ConfigError, match=words):
+            export_command(None, out, db)
+        assert _snapshot(out) == before
 
 
 def test_a_study_still_running_is_exported_with_a_note(run_dir: Path, exported: dict, tmp_path: Path) -> None:

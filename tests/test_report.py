@@ -187,6 +187,9 @@ def test_report_data_has_one_point_per_finished_trial(study: optuna.Study) -> No
     study.set_user_attr("search_images", 1000)
     assert report_data(study).early_stop["images_saved_by_early_stop"] == 2 * 750
     json.dumps(data.to_dict())  # plain data
+    assert "throughput floor" not in render_html(data)
+    study.set_user_attr("spec", {**study.user_attrs.get("spec", {}), "min_throughput": "1500img/s"})
+    assert " · throughput floor 1500img/s" in render_html(report_data(study))  # the header names the constraint
 
 
 def test_running_and_failed_trials_are_counted_not_plotted(study: optuna.Study) -> None:

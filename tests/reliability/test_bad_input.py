@@ -168,6 +168,8 @@ CASES = [
     Case("export-storage-unreachable", "export --storage postgresql+psycopg://me@127.0.0.1:9/db --out {out}",
          "127.0.0.1:9", "reachable"),
     Case("export-no-study-in-out", "export --out {ws}/empty-run", "{ws}/empty-run", "searcher optimize"),
+    Case("optimize-out-configs-is-a-file", "optimize --study {tiny} --out {bad}/run-configs-file",
+         "{bad}/run-configs-file/configs", "move it away"),
     Case("report-unknown-study", "report --study nope --storage sqlite:///{bad}/done.db --out {out}", "'nope'",
          "check --study"),
     # -- unwritable --out --------------------------------------------------------------------------------------
@@ -222,6 +224,8 @@ def bad(tiny: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Path
     _spec(bad, "embedded-ckpt.yaml", root, model="fashion-vit", model_kwargs={})
     _spec(bad, "unknown-model.yaml", root, model="resnet-9000", checkpoint=None, model_kwargs={})
     _spec(bad, "data-missing.yaml", root, data={"kind": "fashion-mnist", "dir": str(bad / "no-such-dir")})
+    (bad / "run-configs-file").mkdir()
+    (bad / "run-configs-file" / "configs").write_text("the user's, not an export's")
     # search spaces
     ok = {"reducers": ["tome", "rapid"], "schedule": {"r": {"low": 0, "high": 32}}}
     _space(bad, "space-unknown-key", root, {**ok, "reducer": ["tome"]})
