@@ -66,8 +66,10 @@ def cmd_data(args: argparse.Namespace) -> None:
         f"  {first.num_classes} classes, images {shape} (uint8, cached)",
     ]
     for n, s in splits.items():
-        counts = s.class_counts()
-        lines.append(f"  {n:<7} {len(s):>7} images   per class {min(counts)}-{max(counts)}")
+        counts = [c for c in s.class_counts() if c]  # an ImageNet subset folder holds some of the model's classes
+        present = f" of {len(counts)} classes" if len(counts) < s.num_classes else ""
+        lines.append(f"  {n:<7} {len(s):>7} images   per class {min(counts, default=0)}-{max(counts, default=0)}"
+                     f"{present}")
     emit(args, result, "\n".join(lines))
 
 
@@ -257,7 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, help: str, description: str = "") -> argparse.ArgumentParser:
         """A command whose --help starts with the line `searcher --help` lists it with."""
-        return commands.add_parser(name, help=help, description=f"{help[0].upper()}{help[1:]}. {description}".strip())
+        sub = commands.add_parser(name, help=help, description=f"{help[0].upper()}{help[1:]}. {description}".strip())
+        # -v after the command too (`searcher optimize … -v`); SUPPRESS keeps a -v given before it
+        sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress details")
+        return sub
 
     d = command("data", help="show where the data was found, split sizes and class balance")
     d.add_argument(

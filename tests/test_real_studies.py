@@ -118,3 +118,16 @@ def test_a_model_that_takes_other_images_than_the_data_is_refused_before_the_stu
     spec = replace(spec, data={**data, "data_config": {"input_size": [3, 112, 112]}}, batch_size=4, chunk=4)
     res = optimize(spec, tmp_path / "out", progress=False)
     assert res.pareto and res.study.user_attrs["model_source"]["checkpoint"] == str(tmp_path / "specs" / "w.pth")
+
+
+def test_data_summary_of_an_imagenet_subset(imagenet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``searcher data`` on two of ImageNet's classes: labels index the model's 1000, and the counts say how many
+    of them the folders hold (it printed "per class 0-3" until 2026-12-07)."""
+    from searcher.cli import main
+
+    d = yaml.safe_load((STUDIES / "deit-s-imagenet.yaml").read_text())
+    d["data"].update(search={"root": str(imagenet / "train"), "per_class": 2}, test=str(imagenet / "val"))
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
+    assert main(["data", "--study", str(tmp_path / "s.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "1000 classes" in out and "per class 2-2 of 2 classes" in out and "per class 3-3 of 2 classes" in out

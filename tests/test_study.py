@@ -377,6 +377,8 @@ def test_help_describes_every_command_and_its_examples_parse() -> None:
     for listed in commands._choices_actions:
         line = listed.help
         assert commands.choices[listed.dest].description.startswith(line[0].upper() + line[1:] + "."), listed.dest
+    # -v before the command or after it
+    assert [parser.parse_args(a).verbose for a in (["report"], ["-v", "report"], ["report", "-v"])] == [0, 1, 1]
 
 
 def test_optimize_from_python_leaves_the_caller_as_it_was(tiny_spec: StudySpec, tmp_path: Path) -> None:
