@@ -301,3 +301,20 @@ def test_r0_runs_exactly_the_unpatched_ops() -> None:
     apply(model, Schedule.none(len(model.blocks)))
     assert op_counts() == plain
     assert plain["aten::scaled_dot_product_attention"] == len(model.blocks)
+
+
+def test_forward_intermediates_of_a_reduced_model() -> None:
+    """timm's ``forward_intermediates``: the tokens each block keeps (NLC); the patch-grid maps (NCHW) need every
+    token, so asking for them while tokens are removed is a clear error (it was a reshape error)."""
+    model = build("vit")
+    x = images(model)
+    schedule = Schedule.constant(3, 8)
+    apply(model, schedule)
+    _, tokens = model.forward_intermediates(x, output_fmt="NLC")  # after each block, prefix tokens left out
+    n = model.patch_embed.num_patches + model.num_prefix_tokens
+    assert [t.shape[1] for t in tokens] == [c - model.num_prefix_tokens for c in tokens_per_block(schedule, n)[1:]]
+    with pytest.raises(ConfigError, match="output_fmt='NLC'"):
+        model.forward_intermediates(x)
+    apply(model, Schedule.none(3))
+    _, maps = model.forward_intermediates(x)
+    assert maps[0].shape[-2:] == model.patch_embed.grid_size

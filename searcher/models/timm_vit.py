@@ -123,8 +123,23 @@ def _reducing_model_class(cls: type) -> type:
         avg = (tokens * s).sum(dim=1) / s.sum(dim=1)  # size-weighted mean
         return avg if pool_type == "avg" else 0.5 * (tokens.amax(dim=1) + avg)
 
+    def forward_intermediates(self: Any, x: Tensor, *args: Any, **kwargs: Any) -> Any:
+        state: TokenState = self._searcher_state
+        if kwargs.get("output_fmt", "NCHW") == "NCHW" and not args and any(
+            not layer.is_identity for layer in state.schedule.layers
+        ):
+            raise ConfigError(
+                "forward_intermediates(output_fmt='NCHW') reshapes every block's tokens to the patch grid, but this "
+                "model's schedule removes tokens; pass output_fmt='NLC' (the tokens each block keeps), or "
+                "searcher.remove(model) first"
+            )
+        return cls.forward_intermediates(self, x, *args, **kwargs)  # type: ignore[attr-defined]
+
     name = f"Reducing{cls.__name__}"
-    new_cls = type(name, (cls,), {"pool": pool, "__module__": __name__, "__qualname__": name})
+    body = {"pool": pool, "__module__": __name__, "__qualname__": name}
+    if hasattr(cls, "forward_intermediates"):
+        body["forward_intermediates"] = forward_intermediates
+    new_cls = type(name, (cls,), body)
     if name not in globals():  # importable by name, so a patched model can be pickled (torch.save)
         globals()[name] = new_cls
     _MODEL_CLASSES[cls] = new_cls
