@@ -370,14 +370,15 @@ def _writable_dir(out: Path) -> list[Path]:
 def check_replaceable(out: Path) -> None:
     """What an export replaces must be an earlier export's: ``configs/`` holding configs only, and the two CSV files
     (anything else there is the user's, and would be lost)."""
-    configs = out / "configs"
-    foreign = [p.name for p in configs.iterdir() if p.suffix != ".json" or not p.is_file()] if configs.is_dir() else []
-    if configs.exists() and not configs.is_dir():
-        foreign = ["(a file, not a directory)"]
     for name in ("trials.csv", "pareto.csv"):
         if (out / name).is_dir():
             raise ConfigError(f"{out / name} is a directory; each export replaces that file: move it away, or export "
                               "to another --out")
+    configs = out / "configs"
+    if configs.is_dir():
+        foreign = [p.name for p in configs.iterdir() if p.suffix != ".json" or not p.is_file()]
+    else:
+        foreign = ["(a file, not a directory)"] if configs.exists() else []
     if foreign:
         raise ConfigError(f"{configs} holds {', '.join(sorted(foreign)[:3])}, which is not an exported config; each "
                           "export replaces configs/ with the Pareto set's: move it away, or export to another --out")
