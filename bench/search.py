@@ -93,6 +93,9 @@ def best_searched(res: OptimizeResult) -> dict[str, Any]:
     """The searched config a user would take (highest search top-1 under the budget, baselines excluded), with its
     test top-1."""
     searched = [t for t in feasible(res) if "baseline" not in t.user_attrs]
+    if not searched:
+        raise SystemExit(f"study {res.study.study_name} has no searched trial, only the published recipes: raise "
+                         "--trials above their number")
     best = max(searched, key=lambda t: (t.user_attrs["top1"], -t.user_attrs["gflops"]))
     cand = best.user_attrs["candidate"]
     return {
@@ -202,7 +205,7 @@ def part_sampler(args) -> None:
         tpe = run(args, model, budget, seed)
         rnd = run(args, model, budget, seed, tag="random", sampler="random")
         studies[seed] = {"TPE": tpe, "Random": rnd}
-        for n in sorted({30, args.trials}):
+        for n in sorted(n for n in {30, args.trials} if n <= args.trials):
             cells, row = [], {}
             for floor in ("chance", "baseline"):
                 a, b = row[floor] = hv(tpe, n, floor), hv(rnd, n, floor)
@@ -331,6 +334,9 @@ def main(argv: list[str] | None = None) -> None:
     first, _, last = args.sampler_seeds.partition("-")
     args.sampler_seeds = list(range(int(first), int(last) + 1)) if last else list(range(int(first)))
     parts = set(args.parts.split(","))
+    known = {"margins", "joint", "sampler", "overhead", "scale"}
+    if parts - known:
+        ap.error(f"unknown part(s) {sorted(parts - known)}; choose from {sorted(known)}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     args.results = {}  # (model, budget, tag, seed) -> OptimizeResult
     for part in (part_margins, part_joint, part_sampler, part_overhead):
@@ -338,6 +344,7 @@ def main(argv: list[str] | None = None) -> None:
             part(args)
     if "scale" in parts:
         part_scale(args)
+    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "results.json"  # merged with earlier runs of the bench (other parts, models, budgets)
     summary = json.loads(path.read_text()) if path.exists() else {}
     for key, res in args.results.items():

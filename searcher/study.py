@@ -1281,6 +1281,13 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
         study.set_user_attr("model_source", ctx.source.describe())
         if spec.baselines:
             _enqueue_baselines(study, ctx)
+            recipes = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")]
+            if spec.trials < len(recipes) and any(t.state == TrialState.WAITING for t in recipes):
+                # the search is compared with every published recipe: none is left waiting
+                log.warning(f"{spec.trials} trials are fewer than the {len(recipes)} published recipes each study "
+                            f"runs first; running {len(recipes)}")
+                spec = replace(spec, trials=len(recipes))
+                ctx = replace(ctx, spec=spec)
         t0 = time.perf_counter()
         if spec.workers > 1:
             _run_workers(spec, storage_url, study, progress)

@@ -216,6 +216,19 @@ def test_throughput_as_an_objective_stops_a_trial_only_against_faster_points(
     assert any(note.startswith("throughput is an objective") for note in data.notes)
 
 
+def test_fewer_trials_than_published_recipes_still_run_every_recipe(
+    tiny_spec: StudySpec, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--trials 1`` with two searched reducers: both constant-r recipes run (the search is compared with each),
+    with a warning; until 2026-12-07 the second stayed WAITING and the study ended."""
+    with caplog.at_level(logging.WARNING, logger="searcher.study"):
+        res = optimize(tiny_spec.override(trials=1), tmp_path / "run", progress=False)
+    assert "1 trials are fewer than the 2 published recipes each study runs first; running 2" in caplog.text
+    recipes = [t for t in res.study.trials if t.user_attrs.get("baseline")]
+    assert len(recipes) == 2 and all(t.state in FINISHED for t in recipes)
+    assert not [t for t in res.study.trials if t.state == optuna.trial.TrialState.WAITING]
+
+
 def test_budget_below_the_cheapest_candidate_is_a_clear_error(tiny_spec: StudySpec, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"below the cheapest candidate .*every block at r=32\); raise the budget "
                        "or widen schedule.r"):
@@ -419,6 +432,7 @@ def test_the_readme_s_python_study_runs(
     exec(compile(code, "README.md", "exec"), namespace)
     result = namespace["result"]
     assert (tmp_path / "run" / "study.db").is_file() and result.pareto
+    assert len(list((tmp_path / "run" / "configs").glob("*.json"))) == len(result.pareto)
     assert result.study.user_attrs["spec"]["budget"] == "40%"
     assert "test_top1" in capsys.readouterr().out
 
