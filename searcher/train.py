@@ -248,6 +248,9 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
     ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True)
     n = len(train_split)
     steps_per_epoch = n // cfg.batch_size  # the last partial batch is dropped
+    if steps_per_epoch == 0:
+        raise ConfigError(f"{n} training images make no batch of {cfg.batch_size}; raise --limit or lower "
+                          "--batch-size")
     total = steps_per_epoch * cfg.epochs
     step, elapsed = 0, 0.0
     ckpt = out / "checkpoint.pt"
@@ -270,6 +273,8 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
         ema.module.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
         step, elapsed = state["step"], state["elapsed"]
+        if "rng" in state:  # drop path draws from torch's global generator
+            torch.set_rng_state(state["rng"])
         init = state.get("init", init)  # the weights the run started from, not those there now
         log.info("resumed %s at step %d/%d", ckpt, step, total)
 
@@ -283,6 +288,7 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
                 "step": step,
                 "elapsed": elapsed,
                 "init": init,
+                "rng": torch.get_rng_state(),
             },
             ckpt,
         )
@@ -319,7 +325,7 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
             loss.backward()
             loss_sum += loss.item()
         if not math.isfinite(loss_sum):
-            raise RuntimeError(f"training diverged at step {step} (loss {loss_sum}); lower --lr")
+            raise ConfigError(f"training diverged at step {step} (loss {loss_sum}); lower --lr")
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
         ema.update(model, step=step)

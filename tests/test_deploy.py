@@ -272,3 +272,23 @@ def test_cli_evaluates_an_imagefolder_config_where_its_data_now_is(
     moved = config_data(config, tiny_imagefolder, "test")
     assert moved["test"] == {"root": str(tiny_imagefolder)} and "search" not in moved
     assert config_data(config) == data
+
+
+def test_cli_evaluates_an_embedded_model_with_other_weights(
+    tmp_path: Path, real_fashion_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``evaluate --model fashion-vit --checkpoint FILE`` (weights from ``searcher train``) scores those weights;
+    until 2026-12-07 it scored the shipped ones, and a missing file went unnoticed."""
+    from searcher.models import create_model
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "untrained.pth"
+    torch.save(create_model("fashion-vit", weights=False).state_dict(), ckpt)
+    argv = ["evaluate", "--model", "fashion-vit", "--limit", "300", "--data-dir", str(real_fashion_dir), "--json"]
+    assert main(argv) == 0
+    shipped = json.loads(capsys.readouterr().out)["top1"]
+    assert main([*argv, "--checkpoint", str(ckpt)]) == 0
+    untrained = json.loads(capsys.readouterr().out)["top1"]
+    assert shipped > 70 and untrained < 40
+    assert main([*argv, "--checkpoint", str(tmp_path / "missing.pth")]) == 2
+    assert "missing.pth does not exist" in capsys.readouterr().err

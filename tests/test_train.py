@@ -20,11 +20,12 @@ def small(tmp_path: Path, data_dir: Path, name: str, **kw) -> TrainConfig:
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path: Path, make_fashion) -> None:
     data_dir = make_fashion(n_train=4000, n_test=100)
-    meta = train(small(tmp_path, data_dir, "straight"))
+    kw = dict(drop_path=0.1)  # its masks come from torch's global generator, which the checkpoint keeps too
+    meta = train(small(tmp_path, data_dir, "straight", **kw))
     assert meta is not None and 0 <= meta["accuracy"]["test_top1"] <= 100
-    assert train(small(tmp_path, data_dir, "resumed"), stop_at=4) is None  # 6 steps in all: stop after 4
+    assert train(small(tmp_path, data_dir, "resumed", **kw), stop_at=4) is None  # 6 steps in all: stop after 4
     assert (tmp_path / "resumed" / "checkpoint.pt").exists()
-    train(small(tmp_path, data_dir, "resumed"))
+    train(small(tmp_path, data_dir, "resumed", **kw))
     a = load_file(str(tmp_path / "straight" / "fashion-vit.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "fashion-vit.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -37,6 +38,17 @@ def test_resume_with_other_options_is_refused(tmp_path: Path, make_fashion) -> N
     train(small(tmp_path, data_dir, "run"), stop_at=1)
     with pytest.raises(ConfigError, match="lr"):
         train(small(tmp_path, data_dir, "run", lr=5e-4))
+
+
+def test_no_full_batch_or_a_diverging_run_is_a_clear_error(tmp_path: Path, make_fashion) -> None:
+    """Fewer training images than a batch: an error, not untrained weights written as trained (until 2026-12-07);
+    a loss that becomes NaN: the user's error (lower the learning rate), not a traceback."""
+    data_dir = make_fashion(n_train=4000, n_test=100)
+    with pytest.raises(ConfigError, match="96 training images make no batch of 128"):
+        train(small(tmp_path, data_dir, "tiny", batch_size=128))
+    assert not (tmp_path / "tiny" / "fashion-vit.safetensors").exists()
+    with pytest.raises(ConfigError, match="diverged .* lower --lr"):
+        train(small(tmp_path, data_dir, "hot", lr=1e6, warmup_epochs=0))
 
 
 def test_unknown_training_option_is_an_error() -> None:
