@@ -177,15 +177,17 @@ def _build(cfg: TrainConfig) -> tuple[nn.Module, Any, dict | None]:
     if cfg.model not in EMBEDDED:
         raise ConfigError(f"'searcher train' trains the embedded models {list(EMBEDDED)}, not {cfg.model!r}")
     torch.manual_seed(cfg.seed)
-    kwargs: dict[str, Any] = (
-        {"drop_path_rate": cfg.drop_path} if EMBEDDED[cfg.model].family == "timm-vit" and cfg.drop_path else {}
-    )
-    if kwargs:
+    model: nn.Module
+    if not cfg.drop_path:
+        model = create_model(cfg.model, weights=False)
+    elif EMBEDDED[cfg.model].family == "timm-vit":
         from timm.models.vision_transformer import VisionTransformer
 
-        model: nn.Module = VisionTransformer(**EMBEDDED[cfg.model].kwargs, **kwargs)
-    else:
-        model = create_model(cfg.model, weights=False)
+        model = VisionTransformer(**EMBEDDED[cfg.model].kwargs, drop_path_rate=cfg.drop_path)
+    else:  # the supernet (it ignored --drop-path until 2026-12-07)
+        from .models.autoformer import create_supernet
+
+        model = create_supernet(EMBEDDED[cfg.model].kwargs["preset"], drop_path_rate=cfg.drop_path)
     init = _load_init(cfg, model) if cfg.init is not None else None
     space = None
     if EMBEDDED[cfg.model].family == "autoformer":

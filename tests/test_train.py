@@ -160,3 +160,16 @@ def test_init_from_a_weights_file_loads_it_and_records_it_as_loaded(tmp_path: Pa
     save_file({k: v * 1.01 if v.is_floating_point() else v for k, v in shipped.items()}, str(weights))  # replaced
     meta = train(cfg)
     assert meta is not None and meta["training"]["init"]["sha256"] == first != sha256_file(weights)
+
+
+@pytest.mark.parametrize("model", ["fashion-vit", "fashion-autoformer"])
+def test_drop_path_reaches_either_model(model: str) -> None:
+    """``--drop-path`` builds the model with stochastic depth (the supernet was built without it until 2026-12-07)."""
+    from timm.layers import DropPath
+
+    from searcher.train import _build
+
+    built, _, _ = _build(TrainConfig(model=model, drop_path=0.1))
+    assert any(isinstance(m, DropPath) for m in built.modules())
+    plain, _, _ = _build(TrainConfig(model=model))
+    assert not any(isinstance(m, DropPath) for m in plain.modules())
