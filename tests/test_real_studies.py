@@ -71,12 +71,13 @@ def test_real_scale_study_runs_on_a_tiny_imagenet(name: str, imagenet: Path, tmp
         with torch.device("meta"):
             real = count(describe(timm.create_model(spec.model))).total
         budget = f"{100 * parse_budget(budget).resolve(real) / real:.2f}%"
+    recipes = sum(r != "none" for r in spec.load_space().reducers) + bool(spec.diffrate_baseline)
     spec = replace(
         spec,
         budget=budget,
         checkpoint=_checkpoint(spec.model, tmp_path / "weights.pth"),
         model_kwargs=SMALL if timm_model else {},
-        trials=8 if spec.diffrate_baseline else 3,  # DeiT-S: its 7 baselines (DiffRate's last) and one search
+        trials=recipes + 1,  # the published recipes (DeiT-S: 7, DiffRate's last) and one search
         batch_size=4,
         chunk=4,
         throughput_batch=2,

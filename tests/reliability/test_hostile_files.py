@@ -140,7 +140,8 @@ def test_train_refuses_a_hostile_resume_checkpoint(
     out.mkdir()
     for name in ("zip", "beside-weights"):
         (out / "checkpoint.pt").write_bytes(hostile[name].read_bytes())
-        rc = main(["train", "--out", str(out), "--epochs", "1", "--limit", "64", "--data-dir", str(tiny.root / "idx")])
+        rc = main(["train", "--out", str(out), "--epochs", "1", "--limit", "64", "--batch-size", "32",
+                   "--data-dir", str(tiny.root / "idx")])
         err = capsys.readouterr().err
         assert rc == 2 and err.startswith("error: ") and "checkpoint.pt" in err and err.count("\n") == 1, err
         assert not marker.exists()
