@@ -37,6 +37,7 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._sigint import on_sigint
 from .data import Split, load_splits
 from .errors import CheckpointError, ConfigError
 from .evaluate import evaluate
@@ -300,56 +301,70 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
     last_save = t_start = time.perf_counter()
     elapsed0 = elapsed
     seen = 0
-    while step < total:
-        epoch, i = divmod(step, steps_per_epoch)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
-        idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-        g = torch.Generator().manual_seed(cfg.seed * 1000003 + step)
-        images = train_split.normalize(augment(train_split.images[idx], cfg.translate, cfg.flip, g))
-        labels = train_split.labels[idx]
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(cfg, step, total, steps_per_epoch)
-        opt.zero_grad(set_to_none=True)
-        subnets = [_draw_subnet(space, cfg.extremes, g)] if space is not None else [None]
-        if space is not None and cfg.sandwich:
-            subnets.append(space.largest())
-        reduced = bool(cfg.reduce) and float(torch.rand((), generator=g)) < cfg.reduce
-        loss_sum = 0.0
-        for sub in subnets:
-            if cfg.reduce:
-                remove(model)
-            if sub is not None:
-                model.set_sample_config(sub)  # type: ignore[operator]
-            if reduced:
-                depth = sub.depth if sub is not None else len(model.blocks)  # type: ignore[arg-type]
-                apply(model, _draw_schedule(cfg, depth, g))
-            loss = F.cross_entropy(model(images), labels, label_smoothing=cfg.label_smoothing)
-            loss.backward()
-            loss_sum += loss.item()
-        if not math.isfinite(loss_sum):
-            raise ConfigError(f"training diverged at step {step} (loss {loss_sum}); lower --lr")
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        ema.update(model, step=step)
-        step += 1
-        seen += len(idx)
-        now = time.perf_counter()
-        elapsed = elapsed0 + (now - t_start)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum / len(subnets):.3f}", img_s=f"{seen / max(now - t_start, 1e-9):.0f}")
-        end_of_epoch = step % steps_per_epoch == 0
-        if not interactive and (step % 100 == 0 or end_of_epoch):
-            print(
-                f"step {step}/{total} epoch {step / steps_per_epoch:.2f} loss {loss_sum / len(subnets):.4f} "
-                f"{seen / max(now - t_start, 1e-9):.0f} img/s elapsed {elapsed / 60:.1f} min",
-                flush=True,
-            )
-        if end_of_epoch or now - last_save > cfg.checkpoint_every or step == total or step == stop_at:
-            save()
-            last_save = now
-        if step == stop_at:
-            bar.close()
-            return None
+    pressed: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        """First Ctrl-C: finish this step and save it (the same command resumes from there); second: stop now."""
+        pressed.append(signum)
+        if len(pressed) > 1:
+            raise KeyboardInterrupt
+        print("\nstopping after this step, saving a checkpoint (Ctrl-C again to stop now)", file=sys.stderr)
+
+    with on_sigint(handler):
+        while step < total:
+            epoch, i = divmod(step, steps_per_epoch)
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            g = torch.Generator().manual_seed(cfg.seed * 1000003 + step)
+            images = train_split.normalize(augment(train_split.images[idx], cfg.translate, cfg.flip, g))
+            labels = train_split.labels[idx]
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(cfg, step, total, steps_per_epoch)
+            opt.zero_grad(set_to_none=True)
+            subnets = [_draw_subnet(space, cfg.extremes, g)] if space is not None else [None]
+            if space is not None and cfg.sandwich:
+                subnets.append(space.largest())
+            reduced = bool(cfg.reduce) and float(torch.rand((), generator=g)) < cfg.reduce
+            loss_sum = 0.0
+            for sub in subnets:
+                if cfg.reduce:
+                    remove(model)
+                if sub is not None:
+                    model.set_sample_config(sub)  # type: ignore[operator]
+                if reduced:
+                    depth = sub.depth if sub is not None else len(model.blocks)  # type: ignore[arg-type]
+                    apply(model, _draw_schedule(cfg, depth, g))
+                loss = F.cross_entropy(model(images), labels, label_smoothing=cfg.label_smoothing)
+                loss.backward()
+                loss_sum += loss.item()
+            if not math.isfinite(loss_sum):
+                raise ConfigError(f"training diverged at step {step} (loss {loss_sum}); lower --lr")
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            ema.update(model, step=step)
+            step += 1
+            seen += len(idx)
+            now = time.perf_counter()
+            elapsed = elapsed0 + (now - t_start)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / len(subnets):.3f}", img_s=f"{seen / max(now - t_start, 1e-9):.0f}")
+            end_of_epoch = step % steps_per_epoch == 0
+            if not interactive and (step % 100 == 0 or end_of_epoch):
+                print(
+                    f"step {step}/{total} epoch {step / steps_per_epoch:.2f} loss {loss_sum / len(subnets):.4f} "
+                    f"{seen / max(now - t_start, 1e-9):.0f} img/s elapsed {elapsed / 60:.1f} min",
+                    flush=True,
+                )
+            stopping = bool(pressed)  # once: a press from here on waits for the next step
+            if end_of_epoch or now - last_save > cfg.checkpoint_every or step in (total, stop_at) or stopping:
+                save()
+                last_save = now
+            if stopping:
+                bar.close()
+                raise KeyboardInterrupt(f"stopped after step {step} of {total}, saved; the same command resumes")
+            if step == stop_at:
+                bar.close()
+                return None
     bar.close()
     return _finish(cfg, ema.module, space, splits, elapsed, command, out, init)
 

@@ -33,6 +33,39 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path: Path, make_fashion) -> N
     assert saved["training"]["seed"] == 0 and saved["data"]["checksums"]
 
 
+def test_ctrl_c_saves_the_step_it_finishes_and_the_run_resumes_exactly(
+    tmp_path: Path, make_fashion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first Ctrl-C finishes the step and saves it (until 2026-12-07 the work since the last checkpoint, up to
+    an epoch, was lost); the same command then ends as an uninterrupted run does."""
+    import os
+    import signal
+
+    import searcher.train as train_module
+
+    data_dir = make_fashion(n_train=4000, n_test=100)
+    train(small(tmp_path, data_dir, "straight"))
+    lr_at = train_module._lr_at
+
+    sent: list[int] = []
+
+    def pressed_in_step_0(cfg: TrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
+        if step == 0 and not sent:  # once (it is called for each parameter group)
+            sent.append(step)
+            os.kill(os.getpid(), signal.SIGINT)
+        return lr_at(cfg, step, total, steps_per_epoch)
+
+    monkeypatch.setattr(train_module, "_lr_at", pressed_in_step_0)
+    with pytest.raises(KeyboardInterrupt, match="stopped after step 1 of 6, saved"):
+        train(small(tmp_path, data_dir, "stopped"))
+    assert torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)["step"] == 1
+    monkeypatch.setattr(train_module, "_lr_at", lr_at)
+    train(small(tmp_path, data_dir, "stopped"))
+    a = load_file(str(tmp_path / "straight" / "fashion-vit.safetensors"))
+    b = load_file(str(tmp_path / "stopped" / "fashion-vit.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_with_other_options_is_refused(tmp_path: Path, make_fashion) -> None:
     data_dir = make_fashion(n_train=4000, n_test=100)
     train(small(tmp_path, data_dir, "run"), stop_at=1)
