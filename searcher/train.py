@@ -13,9 +13,10 @@ on; the model learns to work on merged and pruned tokens, so a search loses less
 shipped supernet is fine-tuned with reduction in the loop.
 
 Runs are deterministic on CPU: the data order of epoch ``e`` and the augmentation and subnet of step ``s`` come
-from generators seeded with ``(seed, e)`` and ``(seed, s)``, so a run resumed from a checkpoint continues
-exactly as if it had not stopped. Checkpoints are written atomically every ``checkpoint_every`` seconds and at
-the end of every epoch.
+from generators seeded with ``(seed, e)`` and ``(seed, s)`` (drop path from torch's global generator, whose state
+the checkpoint keeps), so a run resumed from a checkpoint continues exactly as if it had not stopped. Checkpoints
+are written atomically every ``checkpoint_every`` seconds, at the end of every epoch, and after the step a first
+Ctrl-C lands in (a second stops at once).
 """
 
 from __future__ import annotations
