@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from . import __version__
 from .errors import ConfigError, SearcherError
@@ -201,9 +200,9 @@ def cmd_optimize(args: argparse.Namespace) -> None:
         seed=args.seed,
         objectives=args.objectives.split(",") if args.objectives else None,
     )
-    from .export import check_replaceable, export_run, pareto_table
+    from .export import check_replaceable, export_run, pareto_table, run_dir
 
-    check_replaceable(Path(args.out or Path("runs") / spec.name))  # now, not after the study: where it exports
+    check_replaceable(run_dir(spec.name, args.out))  # now, not after the study: where it exports
     result = optimize(spec, args.out, progress=not args.json and sys.stderr.isatty())
 
     files = export_run(result.study, result.out)

@@ -599,12 +599,8 @@ def to_onnx(
     if split not in splits:
         raise ConfigError(f"the data has no {split!r} split; choose one of {sorted(splits)}")
     model, source = _load(cfg, where, weights, verify=True)
+    source.check_images(splits[split], "give the data the model was searched on")
     source_shape = tuple(source.input_shape)
-    if tuple(splits[split].images.shape[1:]) != source_shape:
-        raise ConfigError(
-            f"the {split} split's images are {tuple(splits[split].images.shape[1:])} but {cfg['model']['name']} "
-            f"takes {source_shape}; give the data the model was searched on"
-        )
 
     t0 = time.perf_counter()
     data_bytes = onnx_bytes(model, source_shape, batch, opset)

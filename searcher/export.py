@@ -113,8 +113,13 @@ def study_target(
         spec = StudySpec.from_yaml(study)
         study, storage = spec.name, storage or spec.storage
     if out is None and storage is None and study:
-        out = Path("runs") / study
+        out = run_dir(study)
     return study, Path(out) if out is not None else None, storage
+
+
+def run_dir(study_name: str, out: str | Path | None = None) -> Path:
+    """The run directory of a study: ``out``, by default ``runs/<study>``."""
+    return Path(out) if out is not None else Path("runs") / study_name
 
 
 def open_study(study_name: str | None, out: str | Path | None = None, storage: str | None = None) -> optuna.Study:
@@ -516,8 +521,7 @@ def export_command(
     ``out`` (default ``runs/<study>``) and return a summary (``--json``; :func:`export_text` prints it)."""
     study_name, out, storage = study_target(study_name, out, storage)
     study = open_study(study_name, out, storage)
-    target = out if out is not None else Path("runs") / study.study_name
-    result = export_study(study, target, command=command)
+    result = export_study(study, run_dir(study.study_name, out), command=command)
     return result.to_dict()
 
 

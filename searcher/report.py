@@ -633,12 +633,12 @@ def report_command(
     """``searcher report``: find the study (``--out DIR``, or ``--study NAME --storage URL``) and write its report
     to ``path`` (default ``<out>/report.html``, or ``runs/<study>/report.html``). Returns a summary for ``--json``:
     ``{"study", "report", "trials", "points", "pareto", "early_stop", "notes"}``."""
-    from .export import open_study, study_target
+    from .export import open_study, run_dir, study_target
 
     study_name, out, storage = study_target(study_name, out, storage)
     study = open_study(study_name, out, storage)
     if path is None:
-        path = (Path(out) if out is not None else Path("runs") / study.study_name) / "report.html"
+        path = run_dir(study.study_name, out) / "report.html"
     written, data = write_report(study, path)
     return {
         "study": data.study,

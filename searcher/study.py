@@ -863,13 +863,9 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
     source = ModelSource.open(spec.model, checkpoint, arch_space=space.architecture, model_kwargs=spec.model_kwargs)
     space.check_model(source.depths(space.architecture), source.n_tokens, source.num_prefix)
     splits = load_splits(spec.data)
-    for name, split in splits.items():  # before the study exists: a mismatch would fail every trial
-        if tuple(split.images.shape[1:]) != tuple(source.input_shape):
-            raise ConfigError(
-                f"the {name} split's images are {tuple(split.images.shape[1:])} but {spec.model} takes "
-                f"{tuple(source.input_shape)}; set the data's 'model' (or 'data_config': {{input_size: "
-                f"{list(source.input_shape)}}}) to match the model"
-            )
+    for split in splits.values():  # before the study exists: a mismatch would fail every trial
+        source.check_images(split, f"set the data's 'model' (or 'data_config': {{input_size: "
+                                   f"{list(source.input_shape)}}}) to match the model")
     full = source.flops(
         source.full_arch(space.architecture),
         Schedule.none(source.depth_of(source.full_arch(space.architecture))),
@@ -1219,8 +1215,7 @@ def _optimize_loop(
     # Optuna fails (and our callback re-queues) stale trials only before it runs a trial; a worker killed in the
     # study's last trial would stay RUNNING for ever when the resumed study has nothing left to run. Both storage
     # kinds count: RDB by heartbeat, the journal file by owner process (open_storage).
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental():
         optuna.storages.fail_stale_trials(study)
     bar = _Progress(study, spec.trials, progress)
     try:
@@ -1241,8 +1236,9 @@ def _optimize_loop(
 
 def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = True) -> OptimizeResult:
     """Run (or resume) the study of ``spec`` and re-evaluate its Pareto set on the test split."""
-    out = Path(out or Path("runs") / spec.name)
-    from .export import _remove_empty, _writable_dir
+    from .export import _remove_empty, _writable_dir, run_dir
+
+    out = run_dir(spec.name, out or None)
 
     created = _writable_dir(out)  # removed again when the study cannot start: nothing half-written
     try:

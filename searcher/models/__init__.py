@@ -269,6 +269,13 @@ class ModelSource:
         model = create_model(name, checkpoint=checkpoint, **(model_kwargs or {}))
         return cls(name, model, "timm-vit", checkpoint, model_kwargs=model_kwargs)
 
+    def check_images(self, split: Any, fix: str) -> None:
+        """A :class:`~searcher.data.Split` whose images are not this model's input (C, H, W) is an error (the
+        model would fail on every batch), ending with ``fix``."""
+        shape, wanted = tuple(split.images.shape[1:]), tuple(self.input_shape)
+        if shape != wanted:
+            raise ConfigError(f"the {split.name} split's images are {shape} but {self.name} takes {wanted}; {fix}")
+
     # -- architecture ---------------------------------------------------------------------------------------
     def _subnet(self, arch: dict[str, Any] | None):
         from .autoformer_space import SubnetConfig
