@@ -129,7 +129,8 @@ def read_state_dict(path_or_url: str) -> dict[str, Any]:
 
 
 def load_timm_checkpoint(model: nn.Module, path_or_url: str) -> nn.Module:
-    """Load weights into a timm model; a checkpoint of another model, or with NaN weights, is an error."""
+    """Load weights into a timm model (or an embedded model: ``create_model`` with a checkpoint); a checkpoint of
+    another model, or with NaN weights, is an error."""
     import torch
 
     sd = read_state_dict(path_or_url)
