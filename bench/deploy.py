@@ -3,7 +3,7 @@ demo's budget against the unreduced model's, and the time to export the largest 
 
 1. ``fashion-vit`` with RAPID at the demo's budget (``searcher optimize --study fashion-vit
    --budget 50%``: 50 % of the unreduced GFLOPs), the published way to run a recipe at a budget: the least
-   constant r whose schedule fits (``ModelSource.largest_constant_r``). Both models are exported as
+   constant r whose schedule fits (``ModelSource.constant_r_for_budget``). Both models are exported as
    ``searcher onnx`` does (dynamic batch, opset 17) and timed in the same run, interleaved in shuffled order
    each round, at one batch size; the table gives img/s (median run), and the ratio reduced / unreduced as
    the median of the per-round ratios. PyTorch eager (fused attention) is timed alongside, for reference.
@@ -42,7 +42,7 @@ def rapid_at_budget(source: Any, arch: dict | None, budget: str) -> tuple[Schedu
     depth = source.depth_of(arch)
     full = source.flops(arch, Schedule.none(depth))
     goal = parse_budget(budget).resolve(full)
-    r = source.largest_constant_r(arch, lambda rs: Schedule.recipe("rapid", depth, rs), goal)
+    r = source.constant_r_for_budget(arch, lambda rs: Schedule.recipe("rapid", depth, rs), goal)
     schedule = Schedule.recipe("rapid", depth, r)
     return schedule, source.flops(arch, schedule), full
 

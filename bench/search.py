@@ -48,7 +48,7 @@ from optuna.trial import TrialState
 
 from searcher.report import hypervolume
 from searcher.space import load_yaml
-from searcher.study import FINISHED, OptimizeResult, StudySpec, is_repeat, optimize
+from searcher.study import FINISHED, OptimizeResult, StudySpec, is_evaluated, optimize
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = {name: ROOT / "studies" / f"{name}.yaml" for name in ("fashion-vit", "fashion-autoformer")}
@@ -78,8 +78,9 @@ def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 def feasible(res: OptimizeResult, n: int | None = None) -> list[optuna.trial.FrozenTrial]:
     """Complete trials under the budget, among the first ``n`` candidates evaluated (a draw of a candidate already
-    evaluated reuses its result and does not count toward a study's trials: it is left out here)."""
-    evaluated = [t for t in finished(res.study) if not is_repeat(t)]
+    evaluated reuses its result, one over the budget is not evaluated: neither counts toward a study's trials, and
+    both are left out here)."""
+    evaluated = [t for t in finished(res.study) if is_evaluated(t)]
     return [
         t
         for t in evaluated[:n]
@@ -294,7 +295,7 @@ def part_scale(args) -> None:
             finally:
                 torch.set_num_threads(threads)
             whole = time.perf_counter() - t0  # + loading, and testing and timing the Pareto set: not in the rate
-            trials = [t for t in finished(res.study) if not is_repeat(t)]  # candidates evaluated, as --trials counts
+            trials = [t for t in finished(res.study) if is_evaluated(t)]  # candidates evaluated, as --trials counts
             numbers = [t.number for t in res.study.get_trials(deepcopy=False)]
             rate = len(trials) / (res.stats["wall_s"] / 60)
             rates[workers, each].append(rate)

@@ -218,6 +218,7 @@ def cmd_optimize(args: argparse.Namespace) -> None:
     }
     st = result.stats
     repeats = f"{st['repeats']} repeats of an earlier candidate, " if st["repeats"] else ""
+    repeats += f"{st['over_budget']} draws over the budget, " if st["over_budget"] else ""
     text = (
         f"study {spec.name}: {st['trials']} trials ({describe_early_stop(st)}, {repeats}{st['failed']} failed), "
         f"{100 * st['feasible_share']:.0f}% feasible; budget {result.budget:.4g} of {result.full_gflops:.4g} "

@@ -689,7 +689,7 @@ def _objective(ctx: _Context, shared: bool = False):
         trial.set_user_attr("gflops", g)
         trial.set_user_attr("tokens", source.tokens(cand))
         if over:
-            return _infeasible(trial, g, ctx, "over the FLOPs budget")
+            return _infeasible(trial, g, ctx, OVER_BUDGET)
         trial.set_constraint("gflops", g - ctx.budget)
         trial.set_user_attr("feasible", True)  # under the budget; a throughput floor may still say otherwise
         trial.set_user_attr("search_s", time.perf_counter() - t0)
@@ -783,6 +783,21 @@ def _twin(finished: list[optuna.trial.FrozenTrial], cand: Candidate) -> optuna.t
 def is_repeat(trial: optuna.trial.FrozenTrial) -> bool:
     """Whether the trial drew a candidate already evaluated (:func:`_reuse`): it does not count toward ``trials``."""
     return "duplicate_of" in trial.user_attrs
+
+
+OVER_BUDGET = "over the FLOPs budget"  # the ``infeasible`` reason of a draw recorded unevaluated (:func:`_infeasible`)
+
+
+def is_over_budget(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the trial drew a candidate over the FLOPs budget (``per-block`` r, ``per-layer`` architecture: the
+    budget-aware draws never are), recorded unevaluated: it does not count toward ``trials``."""
+    return trial.user_attrs.get("infeasible") == OVER_BUDGET
+
+
+def is_evaluated(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a finished trial is a candidate evaluated (in full or stopped early), what ``trials`` counts: not a
+    repeat of one already evaluated, nor a draw over the budget."""
+    return not (is_repeat(trial) or is_over_budget(trial))
 
 
 def early_stop_savings(trials: list[optuna.trial.FrozenTrial], search_images: int | None) -> dict[str, Any]:
@@ -913,7 +928,7 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
             continue
         params = space.baseline_params(red, depth, max_depth, arch_params)
         if space.parametrisation == "per-block":
-            r = source.largest_constant_r(
+            r = source.constant_r_for_budget(
                 arch,
                 lambda rs, red=red, p=params: build_schedule(source, red, depth, rs, **_recipe_params(red, p)),
                 ctx.budget,
@@ -961,18 +976,20 @@ class _Progress:
     def show(self, trials: list[optuna.trial.FrozenTrial]) -> None:
         if self.bar.disable:
             return
-        evaluated = [t for t in trials if not is_repeat(t)]
+        evaluated = [t for t in trials if is_evaluated(t)]
         feasible = [t for t in evaluated if t.user_attrs.get("feasible")]
         best = max((t.user_attrs.get("top1", 0.0) for t in feasible), default=float("nan"))
         self.bar.n = min(len(evaluated), self.bar.total)
-        self.bar.set_postfix(feasible=len(feasible), repeats=len(trials) - len(evaluated), best_top1=f"{best:.2f}")
+        over = sum(map(is_over_budget, trials))
+        self.bar.set_postfix(feasible=len(feasible), repeats=sum(map(is_repeat, trials)),
+                             **({"over_budget": over} if over else {}), best_top1=f"{best:.2f}")
         self.bar.refresh()
 
     def close(self) -> None:
         self.bar.close()
 
 
-DRAWS_PER_TRIAL = 3  # a study stops after this many draws per trial asked for, repeats included
+DRAWS_PER_TRIAL = 3  # a study stops after this many draws per trial asked for, repeats and over-budget draws included
 
 
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -981,8 +998,8 @@ def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 def _counts(finished: list[optuna.trial.FrozenTrial]) -> tuple[int, int]:
     """(candidates evaluated, finished trials). A trial that drew a candidate already evaluated reuses its result
-    (:func:`_reuse`): it costs no evaluation and does not count toward the study's ``trials``."""
-    return sum(not is_repeat(t) for t in finished), len(finished)
+    (:func:`_reuse`), one over the budget is recorded unevaluated: neither counts toward the study's ``trials``."""
+    return sum(map(is_evaluated, finished)), len(finished)
 
 
 def _done(finished: list[optuna.trial.FrozenTrial], trials: int) -> bool:
@@ -1201,9 +1218,15 @@ def _create_study(spec: StudySpec, storage_url: str) -> optuna.Study:
 
 
 def _optimize_loop(
-    spec: StudySpec, ctx: _Context, storage_url: str, progress: bool, worker: int = 0, announce: bool = True
+    spec: StudySpec,
+    ctx: _Context,
+    storage_url: str,
+    progress: bool,
+    worker: int = 0,
+    announce: bool = True,
+    study: optuna.Study | None = None,
 ) -> optuna.Study:
-    study = _create_study(spec, storage_url)
+    study = study or _create_study(spec, storage_url)
     # Every process's sampler starts from the seed: a resumed run, or a second worker, would draw the first run's
     # candidates again. They draw from (seed, worker, trials started so far) instead; a fresh run keeps the seed.
     started = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
@@ -1288,17 +1311,23 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
         if spec.workers > 1:
             _run_workers(spec, storage_url, study, progress)
         else:
-            _optimize_loop(spec, ctx, storage_url, progress)
+            _optimize_loop(spec, ctx, storage_url, progress, study=study)
         wall = time.perf_counter() - t0
     pareto = evaluate_pareto(study, ctx, splits["test"], spec)
     stats = _stats(study, ctx, wall)
-    evaluated = stats["trials"] - stats["repeats"]
+    evaluated = stats["trials"] - stats["repeats"] - stats["over_budget"]
     if evaluated < spec.trials and stats["trials"] >= DRAWS_PER_TRIAL * spec.trials:
+        if stats["over_budget"] >= stats["repeats"]:
+            why = (f"{stats['over_budget']} draws were over the budget. Per-block or per-layer draws "
+                   "rarely meet a tight budget: use the budget-aware parametrisation (the default), narrow the ranges, "
+                   "or raise the budget")
+        else:
+            why = ("the other draws repeated a candidate already evaluated. The space holds few candidates under "
+                   "this budget, or the sampler keeps to one region of it; widen the space's ranges, or try "
+                   "--sampler random")
         log.warning(
             f"stopped after {stats['trials']} draws ({DRAWS_PER_TRIAL} per trial asked for), with {evaluated} of the "
-            f"{spec.trials} candidates asked for evaluated: the other draws repeated a candidate already evaluated. "
-            "The space holds few candidates under this budget, or the sampler keeps to one region of it; widen the "
-            "space's ranges, or try --sampler random"
+            f"{spec.trials} candidates asked for evaluated: {why}"
         )
     return OptimizeResult(study, out, ctx.budget, ctx.full_gflops, pareto, stats, ctx, splits["test"])
 
@@ -1434,6 +1463,7 @@ def _stats(study: optuna.Study, ctx: _Context, wall: float) -> dict[str, Any]:
     return {
         "trials": len(finished),
         "repeats": sum(map(is_repeat, finished)),  # draws of a candidate already evaluated
+        "over_budget": sum(map(is_over_budget, finished)),  # draws over the budget, recorded unevaluated
         "complete": sum(t.state == TrialState.COMPLETE for t in finished),
         "failed": sum(t.state == TrialState.FAIL for t in trials),
         "feasible_share": len(feasible) / max(len(finished), 1),

@@ -32,6 +32,8 @@ from searcher.study import (
     DRAWS_PER_TRIAL,
     FINISHED,
     StudySpec,
+    is_evaluated,
+    is_over_budget,
     is_repeat,
     load_study,
     open_storage,
@@ -72,9 +74,15 @@ def test_optimize_runs_resumes_and_exports(
     tiny_spec: StudySpec, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     out = tmp_path / "run"
-    with caplog.at_level(logging.WARNING, logger="searcher.study"):
-        res = optimize(tiny_spec, out, progress=False)
+    optuna.logging.enable_propagation()
+    try:
+        with caplog.at_level(logging.INFO):
+            res = optimize(tiny_spec, out, progress=False)
+    finally:
+        optuna.logging.disable_propagation()
     assert "draws" not in caplog.text  # every candidate asked for was found
+    # Optuna says once that the study is new, not then that it uses an existing one
+    assert "A new study created" in caplog.text and "Using an existing study" not in caplog.text
     study = res.study
     finished = [t for t in study.trials if t.state in FINISHED]
     evaluated = [t for t in finished if "duplicate_of" not in t.user_attrs]
@@ -302,6 +310,33 @@ def test_gp_without_scipy_is_a_clear_error(tiny_spec: StudySpec, monkeypatch: py
     monkeypatch.setitem(sys.modules, "scipy", None)  # import scipy raises ImportError
     with pytest.raises(ConfigError, match=r"gp sampler needs scipy.*searcher\[gp\]"):
         tiny_spec.override(sampler="gp")
+
+
+def test_draws_over_the_budget_do_not_count_toward_trials(
+    tiny_spec: StudySpec, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # per-block r drawn independently often misses a tight budget: such draws are recorded, unevaluated, and the
+    # study goes on until it has evaluated the candidates asked for
+    space = {"reducers": ["tome"], "schedule": {"parametrisation": "per-block", "r": {"low": 0, "high": 16}}}
+    spec = StudySpec.from_dict({**tiny_spec.to_dict(), "space": space, "budget": "60%", "trials": 6})
+    res = optimize(spec, tmp_path / "run", progress=False)
+    finished = [t for t in res.study.trials if t.state in FINISHED]
+    over = [t for t in finished if is_over_budget(t)]
+    evaluated = [t for t in finished if is_evaluated(t)]
+    assert over and res.stats["over_budget"] == len(over)
+    assert len(evaluated) == 6 and all("images_evaluated" in t.user_attrs for t in evaluated)
+    assert not any("images_evaluated" in t.user_attrs or t.user_attrs["feasible"] for t in over)
+    assert all(t.user_attrs["gflops"] > res.budget for t in over)
+    assert res.stats["feasible_share"] == pytest.approx(len(evaluated) / len(finished))
+
+    # at a budget that only the heaviest draws meet, the study stops at its cap of draws, and says why and what to do
+    spec = StudySpec.from_dict({**spec.to_dict(), "budget": "52%", "baselines": False, "trials": 4})
+    with caplog.at_level(logging.WARNING, logger="searcher.study"):
+        res = optimize(spec, tmp_path / "tight", progress=False)
+    assert res.stats["trials"] == DRAWS_PER_TRIAL * 4 and res.stats["over_budget"] > DRAWS_PER_TRIAL * 4 - 4
+    n = res.stats["over_budget"]
+    assert f"with {12 - n} of the 4 candidates asked for evaluated: {n} draws were over the budget" in caplog.text
+    assert "budget-aware parametrisation" in caplog.text
 
 
 def test_a_candidate_drawn_twice_is_evaluated_once(

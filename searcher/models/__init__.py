@@ -340,7 +340,7 @@ class ModelSource:
 
         return min(self.flops(arch, cheapest(red)) for red in space.reducers)
 
-    def largest_constant_r(self, arch: dict[str, Any] | None, build: Any, budget: float) -> int:
+    def constant_r_for_budget(self, arch: dict[str, Any] | None, build: Any, budget: float) -> int:
         """The least constant r whose schedule fits ``budget``, i.e. the most FLOPs under it (how the published
         recipes are run at a budget)."""
         depth = self.depth_of(arch)
