@@ -269,9 +269,12 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
         saved = asdict(TrainConfig()) | state["config"]  # options added since the checkpoint take their default
         differ = sorted(k for k, v in asdict(cfg).items() if k not in _RESUMABLE and saved.get(k) != v)
         if differ:
+            weights = out / f"{cfg.model}.safetensors"
+            what = "resume with the same options, or use a new --out"
+            if weights.exists():  # written when the run finished: more epochs are a new run from its weights
+                what = f"it has finished; to train its weights further, use --init {weights} with a new --out"
             raise ConfigError(
-                f"{ckpt} was written with other training options ({', '.join(differ)}); resume "
-                "with the same options, or use a new --out"
+                f"{ckpt} was written with other training options ({', '.join(differ)}); {what}"
             )
         model.load_state_dict(state["model"])
         ema.module.load_state_dict(state["ema"])

@@ -71,6 +71,13 @@ def test_resume_with_other_options_is_refused(tmp_path: Path, make_fashion) -> N
     train(small(tmp_path, data_dir, "run"), stop_at=1)
     with pytest.raises(ConfigError, match="lr"):
         train(small(tmp_path, data_dir, "run", lr=5e-4))
+    # a finished run cannot be extended (its learning rate has decayed to the end of its schedule): the error
+    # says how to train its weights further
+    train(small(tmp_path, data_dir, "run"))
+    weights = tmp_path / "run" / "fashion-vit.safetensors"
+    with pytest.raises(ConfigError, match=f"epochs.*it has finished; .* use --init {weights} with a new --out"):
+        train(small(tmp_path, data_dir, "run", epochs=3))
+    train(small(tmp_path, data_dir, "more", init=str(weights)))  # which works
 
 
 def test_no_full_batch_or_a_diverging_run_is_a_clear_error(tmp_path: Path, make_fashion) -> None:
