@@ -292,6 +292,41 @@ def test_cls_attention_matches_full_softmax() -> None:
     torch.testing.assert_close(cls_attention(q[:, :, 0], k, 0.5, bias), full)
 
 
+def _official_tome_merge(metric: torch.Tensor, x: torch.Tensor, r: int, class_token: bool) -> torch.Tensor:
+    """facebookresearch/ToMe ``bipartite_soft_matching`` + ``merge_wavg`` (sizes all 1), line for line."""
+    metric = metric / metric.norm(dim=-1, keepdim=True)
+    a, b = metric[..., ::2, :], metric[..., 1::2, :]
+    scores = a @ b.transpose(-1, -2)
+    if class_token:
+        scores[..., 0, :] = -math.inf
+    node_max, node_idx = scores.max(dim=-1)
+    edge_idx = node_max.argsort(dim=-1, descending=True)[..., None]
+    unm_idx, src_idx = edge_idx[..., r:, :], edge_idx[..., :r, :]
+    dst_idx = node_idx[..., None].gather(dim=-2, index=src_idx)
+    if class_token:
+        unm_idx = unm_idx.sort(dim=1)[0]
+
+    def merge(t: torch.Tensor) -> torch.Tensor:
+        src, dst = t[..., ::2, :], t[..., 1::2, :]
+        n, t1, c = src.shape
+        unm = src.gather(dim=-2, index=unm_idx.expand(n, t1 - r, c))
+        src = src.gather(dim=-2, index=src_idx.expand(n, r, c))
+        return torch.cat([unm, dst.scatter_reduce(-2, dst_idx.expand(n, r, c), src, reduce="sum")], dim=1)
+
+    size = torch.ones_like(x[..., :1])
+    return merge(x * size) / merge(size)
+
+
+@pytest.mark.parametrize("prefix", [0, 1])
+def test_tome_token_order_is_the_official_one(prefix: int) -> None:
+    """The official code sorts the unmerged A tokens back into their original order only ``if class_token``;
+    without one they stay in match order, which sets the next block's split (sorted always until 2026-12-07:
+    logits 8.7e-3 off the official code on a ViT without class token)."""
+    inp = make_input(batch=2, prefix=prefix)
+    (x, sizes, _, _), _ = run("tome", inp, 5)
+    assert torch.allclose(x, _official_tome_merge(inp.metric, inp.x, 5, class_token=bool(prefix)), atol=1e-6)
+
+
 def test_bipartite_scores_protect_prefix() -> None:
     metric = torch.randn(1, 7, 4)
     s = bipartite_scores(metric, num_prefix=3)  # A = 0,2,4,6; B = 1,3,5 → rows 0,1 and column 0 protected

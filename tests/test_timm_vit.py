@@ -281,6 +281,10 @@ def test_errors() -> None:
         apply(model, Schedule.constant(3, 8))
     model.set_grad_checkpointing(False)
     apply(model, Schedule.constant(3, 8))
+    with pytest.raises(ConfigError, match="checkpointing"):  # turned on after apply: refused too, not a bad backward
+        model.set_grad_checkpointing(True)
+    assert not model.grad_checkpointing
+    model.set_grad_checkpointing(False)
     with pytest.raises(ValueError, match="attn_mask"):
         model.blocks[0](torch.randn(1, 65, 32), attn_mask=torch.zeros(1, 1, 65, 65))
 
@@ -315,6 +319,57 @@ def test_forward_intermediates_of_a_reduced_model() -> None:
     assert [t.shape[1] for t in tokens] == [c - model.num_prefix_tokens for c in tokens_per_block(schedule, n)[1:]]
     with pytest.raises(ConfigError, match="output_fmt='NLC'"):
         model.forward_intermediates(x)
+    with pytest.raises(ConfigError, match="output_fmt='NLC'"):  # indices given by position, as timm users do
+        model.forward_intermediates(x, [0, 1, 2])
+    _, tokens = model.forward_intermediates(x, [2], False, False, False, "NLC")
+    assert [t.shape[1] for t in tokens] == [tokens_per_block(schedule, n)[-1] - model.num_prefix_tokens]
     apply(model, Schedule.none(3))
     _, maps = model.forward_intermediates(x)
     assert maps[0].shape[-2:] == model.patch_embed.grid_size
+
+
+def test_concurrent_forwards_of_one_patched_model() -> None:
+    """Threads running one patched model at once (a serving thread pool, ``nn.DataParallel``'s replicas) each see
+    their own tokens (one shared state until 2026-12-07: errors and silently wrong logits); a pickled or copied
+    model keeps its schedule, not the last forward's tensors."""
+    import io
+    import threading
+
+    model = build("vit")
+    apply(model, Schedule.constant(3, 6), trace_source=True)
+    xs = [images(model, batch=b) for b in (1, 4)]
+    with torch.no_grad():
+        refs = [model(x) for x in xs]
+    bad: list[str] = []
+
+    def work(i: int) -> None:
+        for _ in range(15):
+            try:
+                with torch.no_grad():
+                    if not torch.equal(model(xs[i]), refs[i]):
+                        bad.append("wrong logits")
+            except Exception as e:  # noqa: BLE001 - what a thread saw is the test's result
+                bad.append(repr(e))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in (0, 1, 0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad
+    avg = build("avg-pool")
+    apply(avg, Schedule.constant(3, 6))
+    with torch.no_grad():
+        features = avg.forward_features(xs[1])
+        assert torch.equal(avg.forward_head(features), avg(xs[1]))  # pooled with the sizes of its forward
+        with pytest.raises(ConfigError, match="sizes of the last forward_features"):  # not an unweighted mean
+            avg.forward_head(features[:1])
+    state = token_state(model)
+    assert state.source is not None and state.history  # this thread's last forward
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    assert token_state(loaded).source is None and token_state(loaded).schedule == state.schedule
+    with torch.no_grad():
+        assert torch.equal(loaded(xs[1]), refs[1])

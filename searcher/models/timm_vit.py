@@ -11,6 +11,7 @@ Protected prefix tokens come from ``num_prefix_tokens`` (CLS, DeiT's distillatio
 
 from __future__ import annotations
 
+import inspect
 import logging
 from functools import partial
 from typing import Any
@@ -111,13 +112,14 @@ def _reducing_model_class(cls: type) -> type:
         state: TokenState = self._searcher_state
         pool_type = self.global_pool if pool_type is None else pool_type
         sizes = state.sizes
-        if (
-            sizes is None
-            or self.attn_pool is not None
-            or pool_type not in ("avg", "avgmax")
-            or sizes.shape[:2] != x.shape[:2]
-        ):
+        if sizes is None or self.attn_pool is not None or pool_type not in ("avg", "avgmax"):
             return cls.pool(self, x, pool_type)  # type: ignore[attr-defined]
+        if sizes.shape[:2] != x.shape[:2]:  # the weights are the sizes of this thread's last forward
+            raise ConfigError(
+                f"forward_head weights the tokens by the sizes of the last forward_features in this thread "
+                f"({sizes.shape[0]} images of {sizes.shape[1]} tokens), not of these ({x.shape[0]} of {x.shape[1]}); "
+                "pass it the output of that forward_features, or call the model"
+            )
         start = 0 if self.pool_include_prefix else self.num_prefix_tokens
         tokens, s = x[:, start:], sizes[:, start:].to(x.dtype)  # (B, T, C), (B, T, 1)
         avg = (tokens * s).sum(dim=1) / s.sum(dim=1)  # size-weighted mean
@@ -125,7 +127,9 @@ def _reducing_model_class(cls: type) -> type:
 
     def forward_intermediates(self: Any, x: Tensor, *args: Any, **kwargs: Any) -> Any:
         state: TokenState = self._searcher_state
-        if kwargs.get("output_fmt", "NCHW") == "NCHW" and not args and any(
+        bound = inspect.signature(cls.forward_intermediates).bind(self, x, *args, **kwargs)  # type: ignore[attr-defined]
+        bound.apply_defaults()
+        if bound.arguments.get("output_fmt") == "NCHW" and any(
             not layer.is_identity for layer in state.schedule.layers
         ):
             raise ConfigError(
@@ -135,8 +139,15 @@ def _reducing_model_class(cls: type) -> type:
             )
         return cls.forward_intermediates(self, x, *args, **kwargs)  # type: ignore[attr-defined]
 
+    def set_grad_checkpointing(self: Any, enable: bool = True) -> None:
+        if enable:  # a recomputed block would reduce its tokens again, out of step with the state
+            raise ConfigError("token reduction does not support gradient checkpointing; searcher.remove(model) "
+                              "first, or train without it")
+        cls.set_grad_checkpointing(self, enable)  # type: ignore[attr-defined]
+
     name = f"Reducing{cls.__name__}"
-    body = {"pool": pool, "__module__": __name__, "__qualname__": name}
+    body = {"pool": pool, "set_grad_checkpointing": set_grad_checkpointing, "__module__": __name__,
+            "__qualname__": name}
     if hasattr(cls, "forward_intermediates"):
         body["forward_intermediates"] = forward_intermediates
     new_cls = type(name, (cls,), body)

@@ -3,8 +3,10 @@
 The ToMe split (Bolya et al., ICLR'23, sec. 3) alternates the *whole* sequence into sets A (even indices) and
 B (odd indices). Protected prefix tokens stay where they are in that alternation but can neither be a source
 (their A rows are ``-inf``) nor a destination (their B columns are ``-inf``) — for CLS (A[0]) and DeiT's
-distillation token (B[0]) this is exactly the official code. The output order is ``[prefix, unmerged A in
-original order, B]``, also as in the official code.
+distillation token (B[0]) this is exactly the official code. The output order is ``[prefix, unmerged A, B]``,
+as in the official code: with prefix tokens the unmerged A tokens are in their original order, without (a model
+with no class token) in descending order of their best match, as the official code leaves them (it sorts only
+``if class_token``), which sets the split of the next block.
 """
 
 from __future__ import annotations
@@ -65,13 +67,15 @@ def bipartite_plan(
     """The plan of a ToMe-style step: the ``r`` A tokens with the highest ``rank`` (B, |A|) leave A.
 
     With ``node_idx`` (B, |A|) (each A token's best B token) they merge into it (``mode``); without it they
-    are dropped. Protected rows must rank ``-inf``. Output order: ``[prefix, unmerged A (original order),
-    B]``.
+    are dropped. Protected rows must rank ``-inf``. Output order: ``[prefix, unmerged A, B]``, the unmerged A
+    tokens in their original order when there is a prefix, else by descending ``rank`` (both as the official ToMe).
     """
     batch = rank.shape[0]
     na, nb, pa, pb = split_sizes(n_tokens, num_prefix)
     edge_idx = rank.argsort(dim=-1, descending=True)  # (B, Na)
-    unm_idx = edge_idx[:, r:].sort(dim=-1).values[:, pa:]  # (B, Na - r - pa) unprotected, in original order
+    unm_idx = edge_idx[:, r:]  # (B, Na - r)
+    if num_prefix:  # the protected rows rank last: sorted, they come first and are dropped
+        unm_idx = unm_idx.sort(dim=-1).values[:, pa:]  # (B, Na - r - pa) unprotected, in original order
     src_idx = edge_idx[:, :r]  # (B, r)
     dev = rank.device
     prefix = torch.arange(num_prefix, device=dev).expand(batch, -1)

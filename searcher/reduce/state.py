@@ -40,8 +40,9 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch import Tensor
@@ -79,8 +80,50 @@ def index_positions(batch: int, n_tokens: int, num_prefix: int, device: Any = No
     return rc.unsqueeze(0).expand(batch, -1, -1)
 
 
+T = TypeVar("T")
+
+
+class _Forward(threading.local):
+    """The per-forward fields of a :class:`TokenState`, one set per thread: forwards of one patched model in
+    several threads at once (a thread pool serving it, ``nn.DataParallel``'s replicas, which share the state) each
+    see their own tokens."""
+
+    def __init__(self) -> None:
+        self.sizes: Tensor | None = None
+        self.positions: Tensor | None = None
+        self.source: Tensor | None = None
+        self.block = 0
+        self.n_tokens = 0
+        self.batch = 0
+        self.device: torch.device | None = None
+        self.history: list[int] = []
+
+
+class _PerForward(Generic[T]):
+    """An attribute of the calling thread's :class:`_Forward`."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: TokenState, objtype: type | None = None) -> T:
+        return getattr(obj._forward, self.name)  # type: ignore[no-any-return]
+
+    def __set__(self, obj: TokenState, value: T) -> None:
+        setattr(obj._forward, self.name, value)
+
+
 class TokenState:
-    """Token sizes, positions and sources of one forward pass, plus the schedule and the block counter."""
+    """Token sizes, positions and sources of one forward pass (of the calling thread), plus the schedule and the
+    block counter. Pickling or copying keeps the configuration, not the last forward's tensors."""
+
+    sizes = _PerForward[Tensor | None]()  # (B, N, 1) float32, None while all ones
+    positions = _PerForward[Tensor | None]()  # (B, N, 2) float32 (row, col), when track_positions
+    source = _PerForward[Tensor | None]()  # (B, N, N0) float32 0/1, when trace_source
+    block = _PerForward[int]()  # index of the next block to call reduce()
+    n_tokens = _PerForward[int]()  # current sequence length
+    batch = _PerForward[int]()  # batch size of the current forward
+    device = _PerForward[torch.device | None]()  # device of the current forward
+    history = _PerForward[list[int]]()  # tokens after each block of the last forward
 
     def __init__(
         self,
@@ -101,14 +144,14 @@ class TokenState:
         # carry (row, col) through reductions; by default when the schedule asks for tracked positions
         self.track_positions = schedule.tracks_positions if track_positions is None else track_positions
         self.grid = grid  # (H, W) patch grid; square when None
-        self.sizes: Tensor | None = None  # (B, N, 1) float32, None while all ones
-        self.positions: Tensor | None = None  # (B, N, 2) float32 (row, col), when track_positions
-        self.source: Tensor | None = None  # (B, N, N0) float32 0/1, when trace_source
-        self.block = 0  # index of the next block to call reduce()
-        self.n_tokens = 0  # current sequence length
-        self.batch = 0  # batch size of the current forward
-        self.device: torch.device | None = None  # device of the current forward
-        self.history: list[int] = []  # tokens after each block of the last forward
+        self._forward = _Forward()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "_forward"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        self._forward = _Forward()
 
     # -- per-forward reset ----------------------------------------------------------------------------------
     def begin(self, x: Tensor) -> None:
