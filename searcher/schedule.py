@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,11 @@ class Layer:
     params: tuple[tuple[str, Param], ...] = ()  # sorted (name, value) pairs; see OPS[op].params
 
     def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise ConfigError(f"unknown op {self.op!r}; known ops: {sorted(OPS)}")
+        if not isinstance(self.r, numbers.Integral) or isinstance(self.r, bool) or self.r < 0:
+            raise ConfigError(f"'r' must be an integer >= 0 (tokens removed in the block), got {self.r!r}")
+        object.__setattr__(self, "r", int(self.r))
         object.__setattr__(self, "params", tuple(sorted(dict(self.params).items())))
 
     @property
@@ -145,10 +151,11 @@ def _type_name(t: type) -> str:
 def _check_value(where: str, name: str, value: Any, t: type, choices: tuple[str, ...] | None) -> Param:
     if t is bool:
         ok = isinstance(value, bool)
-    elif t is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif t is int:  # numpy's integers too
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        value = int(value) if ok else value
     elif t is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
         value = float(value) if ok else value
     else:
         ok = isinstance(value, str)
@@ -244,6 +251,14 @@ class Schedule:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise ConfigError(
+                    f"layer {i} is {layer!r}, not a Layer; build schedules with Schedule.from_list, recipe or "
+                    "from_dict"
+                )
+        if not isinstance(self.prop_attn, bool):  # "false" would switch it on
+            raise ConfigError(f"'prop_attn' must be a boolean, got {self.prop_attn!r}")
         if self.positions not in POSITION_MODES:
             raise ConfigError(f"'positions' must be one of {list(POSITION_MODES)}, got {self.positions!r}")
         if self.version != SCHEDULE_VERSION:
@@ -363,6 +378,8 @@ class Schedule:
         **params: Any,
     ) -> Schedule:
         """Per-block ``r``; a list shorter than ``depth`` is padded with 0 (ToMe's ``parse_r``)."""
+        if hasattr(rs, "tolist"):  # a numpy array or a tensor
+            rs = rs.tolist()
         if isinstance(rs, str | bytes) or not isinstance(rs, Sequence):
             raise ConfigError(f"r must be a list of integers, one per block, got {rs!r}")
         depth = _check_depth(len(rs) if depth is None else depth)
@@ -413,6 +430,8 @@ class Schedule:
         ``prop_attn`` defaults to on, except for ``pitome`` (off, as in the official timm patch).
         """
         depth = _check_depth(depth)
+        if hasattr(r, "tolist"):  # a numpy array or scalar, or a tensor
+            r = r.tolist()
         if prop_attn is None:
             prop_attn = kind != "pitome"
         opts: dict[str, Any] = {"prop_attn": prop_attn, "positions": positions}
@@ -424,6 +443,11 @@ class Schedule:
             return _diffrate_recipe(depth, params, opts)
         keep = params.pop("keep", None)
         blocks = params.pop("blocks", None) if kind == "topk" else None
+        if blocks is not None and not (
+            isinstance(blocks, Sequence) and not isinstance(blocks, str | bytes)
+            and all(isinstance(b, numbers.Integral) and not isinstance(b, bool) for b in blocks)
+        ):
+            raise ConfigError(f"topk blocks must be a list of block indices such as [3, 6, 9], got {blocks!r}")
         active = set(range(depth)) if blocks is None else {int(b) for b in blocks}
         if any(not 0 <= b < depth for b in active):
             raise ConfigError(f"topk blocks must be block indices in [0, {depth}), got {sorted(active)}")
@@ -432,9 +456,12 @@ class Schedule:
                 raise ConfigError(
                     f"'keep' (a keep rate) applies to the pitome and topk recipes, not {kind!r}"
                 )
+            if r:
+                raise ConfigError("give either r or a keep rate, not both")
             # the keep rate applies in the active blocks only (EViT: 0.7 at blocks 3, 6 and 9)
             kappas = [k if i in active else 1.0 for i, k in enumerate(_per_layer(keep, depth, "keep"))]
-            rs = _rs_from_keep(kappas, depth, n_tokens, num_prefix)
+            fused = kind == "topk" and params.get("fuse", True) is True  # EViT keeps ceil(κT) + the fused token
+            rs = _rs_from_keep(kappas, depth, n_tokens, num_prefix, fused)
         elif isinstance(r, Sequence) and not isinstance(r, str | bytes):
             rs = _pad([_check_value("recipe", "r", v, int, None) for v in r], depth, "the r list")  # type: ignore[misc]
         else:
@@ -502,8 +529,10 @@ def _per_layer(value: Any, depth: int, name: str) -> list[Any]:
     return [value] * depth
 
 
-def _rs_from_keep(keep: Any, depth: int, n_tokens: int | None, num_prefix: int) -> list[int]:
-    """``r = floor(T - Tκ)`` block by block over the patch tokens T that remain (PiToMe / EViT keep rates)."""
+def _rs_from_keep(keep: Any, depth: int, n_tokens: int | None, num_prefix: int, fused: bool = False) -> list[int]:
+    """``r = floor(T - Tκ)`` block by block over the patch tokens T that remain (PiToMe / EViT keep rates): the
+    ``ceil(κT)`` tokens kept; ``fused``: one less, the token the pruned ones are fused into (EViT's ``fuse_token``:
+    it keeps ``ceil(κT)`` patch tokens and adds the fused one)."""
     if n_tokens is None:
         raise ConfigError("a keep rate needs n_tokens (tokens entering block 0, prefix included)")
     kappas = _per_layer(keep, depth, "keep")
@@ -514,6 +543,8 @@ def _rs_from_keep(keep: Any, depth: int, n_tokens: int | None, num_prefix: int) 
             raise ConfigError(f"keep rates must be in (0, 1], got {kappa}")
         patches = t - num_prefix
         r = math.floor(patches - patches * kappa)
+        if fused:
+            r = max(0, r - 1)
         rs.append(r)
         t -= effective_r(r, t, num_prefix)
     return rs

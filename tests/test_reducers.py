@@ -327,6 +327,21 @@ def test_tome_token_order_is_the_official_one(prefix: int) -> None:
     assert torch.allclose(x, _official_tome_merge(inp.metric, inp.x, 5, class_token=bool(prefix)), atol=1e-6)
 
 
+def test_diffrate_similarity_sizes_stay_positive() -> None:
+    """``sizes="similarity"`` scales each merged token's size by its similarity; a token pointing away from every
+    kept one adds nothing (it made the size −6.96 and proportional attention NaN until 2026-12-07)."""
+    s = Schedule.recipe("diffrate", depth=2, prune_kept=[10, 10], merge_kept=[2, 2], sizes="similarity")
+    state = TokenState(s, 1)
+    x = torch.zeros(1, 10, 4)
+    x[0, 0, 2], x[0, 1, 0] = 1.0, 1.0
+    x[0, 2:] = torch.tensor([-1.0, 0.1, 0, 0])  # anti-correlated with the kept patch token
+    state.begin(x)
+    state.reduce(x, torch.randn(1, 1, 10, 4), cls_attn=torch.tensor([[0.5, 0.4] + [0.1 / 8] * 8]))
+    assert state.sizes is not None and state.sizes.flatten().tolist() == [1.0, 1.0]
+    mask = state.attn_mask()
+    assert mask is not None and torch.isfinite(mask).all()
+
+
 def test_bipartite_scores_protect_prefix() -> None:
     metric = torch.randn(1, 7, 4)
     s = bipartite_scores(metric, num_prefix=3)  # A = 0,2,4,6; B = 1,3,5 → rows 0,1 and column 0 protected

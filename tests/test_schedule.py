@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -195,9 +197,13 @@ def test_other_recipes() -> None:
     assert [i for i, x in enumerate(evit.layers) if x.op == "topk-prune"] == [3, 6, 9]
     assert evit.rs[3] == 20 and evit.layers[3].kw == {"fuse": False}
     # EViT's keep rate 0.7 applies at blocks 3, 6 and 9 only: the tokens stay whole until block 3
+    # EViT keeps ceil(0.7·196) = 138 patch tokens + CLS + the fused token: 140, then 1 + ceil(0.7·139) + 1 = 100
+    # and 1 + ceil(0.7·99) + 1 = 72 (one token fewer per stage until 2026-12-07: the fused token counted as kept)
     evit_keep = Schedule.recipe("topk", depth=12, keep=0.7, n_tokens=197, blocks=[3, 6, 9])
-    assert evit_keep.rs == [0, 0, 0, 58, 0, 0, 41, 0, 0, 29, 0, 0]  # floor(196·0.3), floor(138·0.3), floor(97·0.3)
-    assert tokens_per_block(evit_keep, 197)[3:5] == [197, 139]
+    assert evit_keep.rs == [0, 0, 0, 57, 0, 0, 40, 0, 0, 28, 0, 0]
+    assert tokens_per_block(evit_keep, 197)[3:] == [197] + [140] * 3 + [100] * 3 + [72] * 3
+    unfused = Schedule.recipe("topk", depth=12, keep=0.7, n_tokens=197, blocks=[3, 6, 9], fuse=False)
+    assert tokens_per_block(unfused, 197)[-1] == 1 + math.ceil(0.7 * math.ceil(0.7 * math.ceil(0.7 * 196)))
     with pytest.raises(ConfigError, match="known recipes"):
         Schedule.recipe("evit", depth=12, r=2)
     with pytest.raises(ConfigError, match="n_tokens"):
@@ -245,3 +251,28 @@ def test_layer_make_and_replace() -> None:
     assert s.to_dict()["prop_attn"] is False and s.positions == "index"
     with pytest.raises(ConfigError, match="positions"):
         Schedule.constant(2, 1).replace(positions="nope")
+
+
+def test_schedules_built_in_python_are_checked_like_json() -> None:
+    """The constructors a Python user calls check what ``from_dict`` checks (until 2026-12-07 ``prop_attn="false"``
+    switched proportional attention on, and a bad layer failed only in the forward pass); numpy and torch
+    integers are integers."""
+    import numpy as np
+
+    with pytest.raises(ConfigError, match="'prop_attn' must be a boolean"):
+        Schedule.constant(3, 3, prop_attn="false")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="layer 0 is 8, not a Layer"):
+        Schedule(layers=(8, 8))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="unknown op 'bogus'"):
+        Layer("bogus", 2)
+    with pytest.raises(ConfigError, match="'r' must be an integer >= 0"):
+        Layer("tome", -5)
+    with pytest.raises(ConfigError, match=r"topk blocks must be a list of block indices such as \[3, 6, 9\], got 3"):
+        Schedule.recipe("topk", depth=12, r=2, blocks=3)
+    with pytest.raises(ConfigError, match="topk blocks must be a list"):
+        Schedule.recipe("topk", depth=12, r=2, blocks=["a"])
+    with pytest.raises(ConfigError, match="either r or a keep rate"):
+        Schedule.recipe("pitome", depth=12, r=5, keep=0.9, n_tokens=197)
+    assert Schedule.from_list(np.array([3, 2, 1])).rs == [3, 2, 1] == Schedule.from_list([np.int64(3), 2, 1]).rs
+    assert Schedule.recipe("tome", 3, np.int64(2)).rs == [2, 2, 2] == Schedule.recipe("tome", 3, torch.tensor(2)).rs
+    assert Schedule.from_dict(Schedule.constant(3, np.int64(2)).to_dict()).rs == [2, 2, 2]

@@ -281,6 +281,10 @@ def test_errors() -> None:
         apply(model, Schedule.constant(3, 8))
     model.set_grad_checkpointing(False)
     apply(model, Schedule.constant(3, 8))
+    registers = build("registers")  # 5 prefix tokens: a DiffRate schedule keeping 3 is refused by apply, as by flops
+    with pytest.raises(ConfigError, match="diffrate keeps 3 tokens but the model has 5 protected prefix tokens"):
+        apply(registers, Schedule.recipe("diffrate", 3, prune_kept=[3] * 3, merge_kept=[3] * 3))
+    assert not is_patched(registers)
     with pytest.raises(ConfigError, match="checkpointing"):  # turned on after apply: refused too, not a bad backward
         model.set_grad_checkpointing(True)
     assert not model.grad_checkpointing

@@ -5,7 +5,8 @@ Per block: sort patch tokens by CLS attention (descending), keep the first ``pru
 included), then merge every token ranked beyond ``merge_kept`` into its most similar kept token — cosine of
 the hidden states, unweighted mean (``scatter_reduce('mean')`` in the official code). Tokens entering the MLP:
 ``min(N, prune_kept, merge_kept)``. Sizes are summed (``sizes="sum"``, default) or, as the official code does,
-with every merged token's size scaled by its similarity (``sizes="similarity"``; can make sizes non-integer).
+with every merged token's size scaled by its similarity (``sizes="similarity"``; can make sizes non-integer;
+a similarity below 0 counts as 0, so that sizes stay positive for proportional attention's ``log s``).
 Prefix tokens never receive merges: when only they are kept, the rest is pruned.
 A block that keeps everything is the identity (the official code still re-sorts; order does not change
 logits).
@@ -59,5 +60,5 @@ def diffrate(
     if p:
         sim[:, :, :p] = -math.inf
     node_max, dst = sim.max(dim=-1)  # (B, R)
-    scale = node_max if sizes == "similarity" else None
+    scale = node_max.clamp(min=0.0) if sizes == "similarity" else None
     return Plan(keep=keep, src=src, dst=dst, mode="avg", size_scale=scale)
