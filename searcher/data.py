@@ -40,6 +40,7 @@ __all__ = [
     "read_idx",
     "image_folder",
     "data_config_for",
+    "resolve_data_spec",
     "load_splits",
     "cache_dir",
     "atomic_write_bytes",
@@ -113,6 +114,14 @@ class Split:
 
     def class_counts(self) -> list[int]:
         return torch.bincount(self.labels, minlength=self.num_classes).tolist()
+
+    def fingerprint(self, n: int | None = None) -> str:
+        """sha256 of the first ``n`` images as the model sees them (pixels after the geometric transform,
+        normalisation), their labels and the class names: equal for the same images wherever they lie."""
+        h = hashlib.sha256(json.dumps([self.classes, list(self.mean), list(self.std)]).encode())
+        h.update(self.labels[:n].contiguous().numpy().data)
+        h.update(self.images[:n].contiguous().numpy().data)  # hashed in place (no copy of a large split)
+        return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------- utilities
@@ -460,9 +469,16 @@ def _class_folders(root: Path) -> list[str]:
 
 
 def _images_in(root: Path, cls: str) -> list[str]:
-    """Image paths under ``root/cls`` (recursively, hidden entries skipped), relative to root, sorted."""
+    """Image paths under ``root/cls`` (recursively, hidden entries skipped, symlinks followed, each folder once:
+    a link to a folder already walked or above the class folder is a loop), relative to root, sorted."""
     out = []
+    start, seen = os.path.realpath(root / cls), set()
     for dirpath, dirnames, filenames in os.walk(root / cls, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen or start.startswith(real + os.sep):
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         rel = Path(dirpath).relative_to(root).as_posix()
         out += [f"{rel}/{f}" for f in filenames
@@ -521,13 +537,18 @@ def _resolve_classes(classes: str | Path | Sequence[str] | None, folders: Iterab
             from timm.data import ImageNetInfo
 
             names = list(ImageNetInfo(subset).label_names())
-            if set(folders) <= set(names):
+            others = [f for f in folders if f not in set(names)]
+            if not others:
                 log.info("class folders are %s WordNet ids; using that label order", subset)
                 return names
+            if len(others) < len(folders):  # some are: the others are strays, not classes of their own
+                raise DataError(f"{where} mixes {subset} WordNet-id class folders with {len(others)} other "
+                                f"folder(s) {others[:5]}; move those out, or give 'classes' explicitly")
             if isinstance(model, torch.nn.Module) and getattr(model, "num_classes", None) == len(names):
-                raise DataError(f"{where} has class folders {folders[:3]} that are not {subset} WordNet ids, but "
+                raise DataError(f"{where} has class folders {others[:3]} that are not {subset} WordNet ids, but "
                                 f"the model classifies the {len(names)} {subset} classes; give the folder whose "
-                                "sub-folders are the classes (e.g. ImageNet's val/, not its root)")
+                                "sub-folders are the ImageNet classes (such as ImageNet's val/, not its root), or "
+                                "a model trained on these classes")
         return folders
     if isinstance(classes, str | Path):
         path = Path(classes).expanduser()
@@ -751,6 +772,46 @@ def load_splits(spec: dict | None = None, model: Any = None) -> dict[str, Split]
     raise ConfigError(f"unknown data kind {kind!r}; use 'fashion-mnist' or 'imagefolder'")
 
 
+def resolve_data_spec(spec: dict | None, base_dir: str | Path | None = None,
+                      splits: dict[str, Split] | None = None) -> dict:
+    """``spec`` (a study's ``data``) made independent of the working directory: relative folders are the working
+    directory's when they exist there, else ``base_dir``'s (the spec's folder), and are made absolute; with the
+    ``splits`` loaded from it, an ImageFolder spec's automatic class order is written out (the ImageNet subset's
+    name, or the folder names), so that a config re-evaluated on one split's folder keeps its labels."""
+    out = dict(spec or {"kind": "fashion-mnist"})
+
+    def absolute(path: Any) -> str:
+        p = Path(path).expanduser()
+        if not p.is_absolute() and not p.exists() and base_dir is not None and (Path(base_dir) / p).exists():
+            p = Path(base_dir) / p
+        return str(p.resolve())
+
+    kind = str(out.get("kind", "fashion-mnist")).lower()
+    if kind == "fashion-mnist" and out.get("dir"):
+        out["dir"] = absolute(out["dir"])
+    if kind == "imagefolder":
+        for name in ("train", "search", "test"):
+            part = out.get(name)
+            if isinstance(part, str | Path):
+                out[name] = absolute(part)
+            elif isinstance(part, dict) and part.get("root"):
+                out[name] = {**part, "root": absolute(part["root"])}
+                if isinstance(part.get("files"), str | Path):
+                    out[name]["files"] = absolute(part["files"])
+        if isinstance(out.get("classes"), str | Path) and Path(out["classes"]).expanduser().exists():
+            out["classes"] = absolute(out["classes"])
+        if out.get("classes") is None and splits:
+            classes = next(iter(splits.values())).classes
+            subset = _imagenet_subset(out.get("model"))
+            if subset:
+                from timm.data import ImageNetInfo
+
+                out["classes"] = subset if list(ImageNetInfo(subset).label_names()) == classes else list(classes)
+            else:
+                out["classes"] = list(classes)
+    return out
+
+
 def _check_keys(spec: dict, allowed: Sequence[str], what: str) -> None:
     unknown = sorted(set(spec) - set(allowed))
     if unknown:
@@ -789,11 +850,13 @@ def _imagefolder_splits(spec: dict, model: Any) -> dict[str, Split]:
         for name, p in parts.items()
     }
     names = list(splits)
+    real = {  # the files themselves: symlinked class folders (how ImageNet subsets are made) point at one image
+        name: {os.path.realpath(Path(split.meta["root"]) / p) for p in split.meta["files"]}
+        for name, split in splits.items()
+    }
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            ra, rb = Path(splits[a].meta["root"]).resolve(), Path(splits[b].meta["root"]).resolve()
-            shared = ({str(ra / p) for p in splits[a].meta["files"]}
-                      & {str(rb / p) for p in splits[b].meta["files"]})
+            shared = real[a] & real[b]
             if shared:
                 raise DataError(f"the {a!r} and {b!r} splits share {len(shared)} images (e.g. "
                                 f"{min(shared)}); use separate folders or disjoint file lists: the search "

@@ -321,16 +321,22 @@ def config_data(config: Mapping[str, Any], data_dir: str | Path | None = None,
 
     ``data_dir`` moves the data: the Fashion-MNIST directory, or, for an ImageNet-layout config, the folder of
     ``split`` (its other splits are left out, so folders that exist only on the search machine are not needed;
-    the class order stays the config's)."""
+    the class order stays the config's). A config that records its class order (exported since 2026-12-07)
+    needs only the folder of ``split`` in any case."""
     spec = dict((config.get("metrics") or {}).get("data") or {"kind": "fashion-mnist"})
-    if data_dir is None:
-        return spec
     kind = str(spec.get("kind", "fashion-mnist")).lower()
+    if data_dir is None:
+        if kind == "imagefolder" and split in spec and spec.get("classes") is not None:
+            spec = {k: v for k, v in spec.items() if k not in ("train", "search", "test") or k == split}
+        return spec
     if kind == "fashion-mnist":
         spec["dir"] = str(data_dir)
     elif kind == "imagefolder":
         if split is None:
             raise ConfigError("a data directory for an imagefolder config needs the split it holds")
+        if spec.get("classes") is None:
+            log.warning("the config records no class order (exported before 2026-12-07): labels follow the class "
+                        f"folders of {data_dir}, which must hold every class of the model")
         part = spec.get(split)
         part = dict(part) if isinstance(part, Mapping) else {}  # per_class, files and seed stay the config's
         spec = {k: v for k, v in spec.items() if k not in ("train", "search", "test")}
@@ -599,7 +605,7 @@ def to_onnx(
     if split not in splits:
         raise ConfigError(f"the data has no {split!r} split; choose one of {sorted(splits)}")
     model, source = _load(cfg, where, weights, verify=True)
-    source.check_images(splits[split], "give the data the model was searched on")
+    source.check_data(splits[split], "give the data the model was searched on")
     source_shape = tuple(source.input_shape)
 
     t0 = time.perf_counter()

@@ -117,7 +117,7 @@ def _check_logits(logits: torch.Tensor, labels: torch.Tensor, split: Split) -> N
     if logits.ndim != 2 or logits.shape[0] != labels.shape[0]:
         raise ConfigError(f"the model returned shape {tuple(logits.shape)} for a batch of {labels.shape[0]} "
                           f"images; expected ({labels.shape[0]}, {split.num_classes}) class logits")
-    if logits.shape[1] < split.num_classes:
+    if logits.shape[1] != split.num_classes:  # labels would be scored against other logits
         raise ConfigError(f"the model has {logits.shape[1]} outputs but split {split.name!r} has "
                           f"{split.num_classes} classes; is it the right model for this data?")
     if not torch.isfinite(logits).all():

@@ -47,7 +47,7 @@ from optuna.trial import TrialState
 
 from ._sigint import in_storage, on_sigint
 from .cost.throughput import Throughput, device_lock, measure
-from .data import Split, load_splits
+from .data import Split, data_config_for, load_splits, resolve_data_spec
 from .errors import ConfigError, SearcherError, StorageError
 from .evaluate import NumericalError, evaluate, evaluate_chunks
 from .schedule import Schedule
@@ -877,10 +877,14 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
         checkpoint = str(path.resolve())
     source = ModelSource.open(spec.model, checkpoint, arch_space=space.architecture, model_kwargs=spec.model_kwargs)
     space.check_model(source.depths(space.architecture), source.n_tokens, source.num_prefix)
-    splits = load_splits(spec.data)
+    data = resolve_data_spec(spec.data, spec.base_dir)
+    splits = load_splits(data)
+    # recorded with absolute folders and the class order written out: exported configs re-evaluate anywhere
+    spec = replace(spec, data=resolve_data_spec(data, splits=splits))
     for split in splits.values():  # before the study exists: a mismatch would fail every trial
-        source.check_images(split, f"set the data's 'model' (or 'data_config': {{input_size: "
-                                   f"{list(source.input_shape)}}}) to match the model")
+        source.check_data(split, f"set the data's 'model' (or 'data_config': {{input_size: "
+                                 f"{list(source.input_shape)}}}) to match the model")
+    _check_preprocessing(spec, source)
     full = source.flops(
         source.full_arch(space.architecture),
         Schedule.none(source.depth_of(source.full_arch(space.architecture))),
@@ -909,6 +913,24 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
             raise ConfigError(f"diffrate_baseline does not fit {spec.model} ({depth} blocks): {e}") from e
     min_tp = parse_rate(spec.min_throughput) if spec.min_throughput else None
     return _Context(spec, space, source, splits["search"], budget, full, min_tp), splits
+
+
+def _check_preprocessing(spec: StudySpec, source: Any) -> None:
+    """Warn when an ImageFolder is preprocessed as another timm model than the one searched, with another data
+    config (mean/std, crop, interpolation): easy to miss when a shipped spec is copied and only ``model`` edited."""
+    named = spec.data.get("model")
+    if (spec.data.get("kind") != "imagefolder" or source.family != "timm-vit" or not isinstance(named, str)
+            or named == spec.model):
+        return
+    keys = ("mean", "std", "crop_pct", "crop_mode", "interpolation", "input_size")
+    theirs, ours = data_config_for(named), data_config_for(source.model)
+    differ = [k for k in keys if theirs.get(k) != ours.get(k)]
+    if differ:
+        log.warning(
+            f"the data is preprocessed as {named} but the model is {spec.model}, whose timm data config differs "
+            f"({', '.join(f'{k} {theirs.get(k)} vs {ours.get(k)}' for k in differ)}); set the data's model to "
+            f"{spec.model} unless that is meant"
+        )
 
 
 def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
@@ -1279,7 +1301,8 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
             stack.enter_context(_sqlite_lock(storage_url, out))  # a busy study is refused before the model loads
             ctx, splits = _context(spec)
             study = _create_study(spec, storage_url)
-            _check_resume(study, ctx, spec, storage_url)
+            _check_resume(study, ctx, spec, storage_url, splits)
+            spec = ctx.spec  # its data resolved (absolute folders, the class order): what the study records
         except BaseException:
             if created:  # a new run directory goes, with the lock file just made in it
                 (out / ".optimize.lock").unlink(missing_ok=True)
@@ -1297,6 +1320,14 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
         study.set_user_attr("budget_gflops", ctx.budget)
         study.set_user_attr("full_gflops", ctx.full_gflops)
         study.set_user_attr("search_images", ctx.search_images)
+        study.set_user_attr("search_fingerprint", splits["search"].fingerprint(ctx.search_images))
+        test_fp = splits["test"].fingerprint(spec.test_images)
+        if study.user_attrs.get("test_fingerprint", test_fp) != test_fp:  # other test images: measure again
+            stale = [k for k, v in study.user_attrs.items() if k.startswith("test:") and v is not None]
+            for k in stale:
+                study.set_user_attr(k, None)
+            log.info(f"the test split changed: the Pareto set's {len(stale)} test results will be measured again")
+        study.set_user_attr("test_fingerprint", test_fp)
         study.set_user_attr("model_source", ctx.source.describe())
         if spec.baselines:
             _enqueue_baselines(study, ctx)
@@ -1335,7 +1366,9 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
 _SAME_MODEL = ("name", "family", "sha256", "arch", "kwargs")  # of ModelSource.describe(); the checkpoint may move
 
 
-def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_url: str) -> None:
+def _check_resume(
+    study: optuna.Study, ctx: _Context, spec: StudySpec, storage_url: str, splits: dict[str, Split]
+) -> None:
     """A study resumes under the budget, throughput floor, search split and model it was started with: its trials'
     feasibility, accuracy, baselines and front were measured under them, and mixing would put over-budget configs,
     or accuracies of another split, on the front. Trials, timeout, sampler, seed and workers may change."""
@@ -1356,11 +1389,17 @@ def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_u
             f"a throughput floor of {old_spec.get('min_throughput') or 'none'}, not {spec.min_throughput or 'none'}"
         )
     old_images = before.get("search_images", ctx.search_images)  # each check only where the study recorded it
-    if old_spec.get("data", spec.data) != spec.data or old_images != ctx.search_images:
-        changes.append(
-            f"the search split of data {old_spec.get('data')} ({old_images} images), not "
-            f"{spec.data} ({ctx.search_images} images)"
-        )
+    old_data = old_spec.get("data", spec.data)
+    if "search_fingerprint" in before:  # the images themselves (wherever they lie now), as the model sees them
+        same = before["search_fingerprint"] == splits["search"].fingerprint(ctx.search_images)
+    else:  # a study begun before 2026-12-07: its data spec as written
+        same = old_data == spec.data
+    if old_images != ctx.search_images:
+        changes.append(f"a search split of {old_images} images, not {ctx.search_images}")
+    elif not same and old_data in (spec.data, ctx.spec.data):
+        changes.append("other search images under the same data spec (the images or their preprocessing changed)")
+    elif not same:
+        changes.append(f"the search split of data {old_data}, not {ctx.spec.data}")
     old_model, model = before.get("model_source", {}), ctx.source.describe()
     if old_model and any(old_model.get(k) != model.get(k) for k in _SAME_MODEL):
 

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -693,6 +694,24 @@ def test_overlapping_splits_are_refused(tiny_imagefolder: Path) -> None:
             "test": {"root": str(tiny_imagefolder), "per_class": 4}}
     with pytest.raises(DataError, match="'search' and 'test' splits share"):
         load_splits(spec)
+
+
+def test_symlinked_folders_are_followed_once(tiny_imagefolder: Path, tmp_path: Path) -> None:
+    """A test split made of symlinks to the search split's class folders (how ImageNet subsets are made) shares
+    its images; links inside a class folder back to it, or above it, are loops, not more images (until
+    2026-12-07: the overlap went unseen, a loop counted each image 41 times or never ended)."""
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for cls in ("ant", "bee"):
+        (linked / cls).symlink_to(tiny_imagefolder / cls)
+    spec = {"kind": "imagefolder", "model": SMALL, "search": str(tiny_imagefolder), "test": str(linked)}
+    with pytest.raises(DataError, match="'search' and 'test' splits share 16 images"):
+        load_splits(spec)
+    loops = tmp_path / "loops"
+    shutil.copytree(tiny_imagefolder / "ant", loops / "ant")
+    (loops / "ant" / "self").symlink_to(loops / "ant")
+    (loops / "ant" / "up").symlink_to(loops)
+    assert len(image_folder(loops, SMALL)) == 8
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -257,11 +257,12 @@ def test_cli_evaluates_an_imagefolder_config_where_its_data_now_is(
     import timm
 
     ckpt = tmp_path / "deit.pth"
-    torch.save(timm.create_model("deit_tiny_patch16_224").state_dict(), ckpt)
+    torch.save(timm.create_model("deit_tiny_patch16_224", num_classes=3).state_dict(), ckpt)  # the folder's classes
     gone = tmp_path / "elsewhere"
     data = {"kind": "imagefolder", "model": "deit_tiny_patch16_224",
             "search": {"root": str(gone / "train"), "per_class": 2}, "test": str(gone / "val")}
-    config = config_for("deit_tiny_patch16_224", Schedule.constant(12, 8), checkpoint=str(ckpt), data=data)
+    config = config_for("deit_tiny_patch16_224", Schedule.constant(12, 8), checkpoint=str(ckpt), data=data,
+                        kwargs={"num_classes": 3})
     path = _write(tmp_path / "c.json", config)
     assert main(["evaluate", str(path)]) == 2  # the folders it was searched on are not here
     assert "does not exist" in capsys.readouterr().err

@@ -132,3 +132,59 @@ def test_data_summary_of_an_imagenet_subset(imagenet: Path, tmp_path: Path, caps
     assert main(["data", "--study", str(tmp_path / "s.yaml")]) == 0
     out = capsys.readouterr().out
     assert "1000 classes" in out and "per class 2-2 of 2 classes" in out and "per class 3-3 of 2 classes" in out
+
+
+def test_a_study_checks_the_classes_and_records_where_its_data_is(imagenet: Path, tmp_path: Path) -> None:
+    """Until 2026-12-07: a 1000-class model on a folder of other classes scored 0 % without a word, a stray folder
+    beside ImageNet's class folders dropped the ImageNet label order for every split, a study recorded its data
+    folders as written (relative to where it ran) and compared them as text on resume."""
+    import shutil
+
+    from searcher.deploy import config_data
+    from searcher.errors import ConfigError, DataError
+    from searcher.export import export_run
+
+    spec = StudySpec.from_yaml(STUDIES / "deit-s-imagenet.yaml")
+    (tmp_path / "specs").mkdir()
+    torch.save(timm.create_model(spec.model, pretrained=False, **SMALL).state_dict(), tmp_path / "specs" / "w.pth")
+    spec = replace(spec, budget="60%", checkpoint="w.pth", base_dir=str(tmp_path / "specs"), model_kwargs=SMALL,
+                   trials=1, baselines=False, diffrate_baseline=None, batch_size=4, chunk=4)
+
+    def run(train: Path | str, val: Path | str, out: str = "out"):  # the class order automatic, not imagenet-1k
+        data = {**{k: v for k, v in spec.data.items() if k != "classes"},
+                "search": {"root": str(train), "per_class": 2}, "test": str(val)}
+        return optimize(replace(spec, data=data), tmp_path / out, progress=False)
+
+    other = tmp_path / "pets"  # not ImageNet's classes
+    for split in ("train", "val"):
+        for cls in ("cat", "dog"):
+            shutil.copytree(imagenet / split / WNIDS[0], other / split / cls)
+    with pytest.raises(ConfigError, match="has 1000 outputs but the search split has 2 classes"):
+        run(other / "train", other / "val")
+    assert not (tmp_path / "out").exists()
+    stray = tmp_path / "stray"
+    shutil.copytree(imagenet, stray)
+    (stray / "val" / "backup").mkdir()
+    shutil.copy(imagenet / "val" / WNIDS[0] / "0.JPEG", stray / "val" / "backup")
+    with pytest.raises(DataError, match=r"mixes imagenet-1k WordNet-id class folders with 1 other folder\(s\) "
+                                        r"\['backup'\]"):
+        run(stray / "train", stray / "val")
+
+    # folders relative to the spec's: recorded absolute, with the class order (the ImageNet subset's)
+    shutil.copytree(imagenet, tmp_path / "specs" / "imagenet")
+    res = run("imagenet/train", "imagenet/val")
+    data = res.study.user_attrs["spec"]["data"]
+    assert data["search"]["root"] == str(tmp_path / "specs" / "imagenet" / "train")
+    assert data["test"] == str(tmp_path / "specs" / "imagenet" / "val") and data["classes"] == "imagenet-1k"
+    (config,) = [p for p in export_run(res.study, res.out) if p.suffix == ".json"]
+    import json
+
+    cfg = json.loads(config.read_text())
+    assert cfg["metrics"]["data"] == data
+    assert set(config_data(cfg, None, "test")) == {"kind", "model", "classes", "test"}  # the search folder not needed
+    # the same images elsewhere resume the study; other images at the same place do not
+    shutil.move(tmp_path / "specs" / "imagenet", tmp_path / "moved")
+    assert run(tmp_path / "moved" / "train", tmp_path / "moved" / "val").study.user_attrs["spec"]["data"] != data
+    shutil.copy(tmp_path / "moved" / "train" / WNIDS[0] / "1.JPEG", tmp_path / "moved" / "train" / WNIDS[0] / "0.JPEG")
+    with pytest.raises(ConfigError, match="other search images under the same data spec"):
+        run(tmp_path / "moved" / "train", tmp_path / "moved" / "val")

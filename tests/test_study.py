@@ -489,7 +489,7 @@ def test_a_study_resumes_only_under_its_budget_floor_split_and_model(tiny_spec: 
         ({"budget": "50%"}, "a budget of 60% "),
         ({"min_throughput": "10img/s"}, "a throughput floor of none, not 10img/s"),
         ({"checkpoint": str(ckpt)}, "the model vit_tiny_patch16_224"),
-        ({"search_images": 200}, "(400 images), not"),
+        ({"search_images": 200}, "a search split of 400 images, not 200"),
     ]:
         with pytest.raises(ConfigError, match="another --out") as e:
             optimize(spec.override(**change), out, progress=False)

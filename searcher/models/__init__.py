@@ -270,12 +270,21 @@ class ModelSource:
         model = create_model(name, checkpoint=checkpoint, **(model_kwargs or {}))
         return cls(name, model, "timm-vit", checkpoint, model_kwargs=model_kwargs)
 
-    def check_images(self, split: Any, fix: str) -> None:
+    def check_data(self, split: Any, fix: str) -> None:
         """A :class:`~searcher.data.Split` whose images are not this model's input (C, H, W) is an error (the
-        model would fail on every batch), ending with ``fix``."""
+        model would fail on every batch), ending with ``fix``; so is one with another number of classes than the
+        model has outputs (its labels would be scored against other logits)."""
         shape, wanted = tuple(split.images.shape[1:]), tuple(self.input_shape)
         if shape != wanted:
             raise ConfigError(f"the {split.name} split's images are {shape} but {self.name} takes {wanted}; {fix}")
+        outputs = getattr(self.model, "num_classes", None)
+        if isinstance(outputs, int) and outputs != split.num_classes:
+            raise ConfigError(
+                f"{self.name} has {outputs} outputs but the {split.name} split has {split.num_classes} classes "
+                f"({', '.join(split.classes[:3])}{', …' if split.num_classes > 3 else ''}): it is not the model for "
+                "this data; an ImageNet model needs class folders named by WordNet id (n01440764, …), another "
+                "model its own head (model_kwargs: {num_classes: N} and a checkpoint trained on these classes)"
+            )
 
     # -- architecture ---------------------------------------------------------------------------------------
     def _subnet(self, arch: dict[str, Any] | None):
