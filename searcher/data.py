@@ -384,6 +384,9 @@ def data_config_for(model: Any, overrides: dict | None = None) -> dict:
     else:
         raise ConfigError(f"cannot derive a data config from {type(model).__name__}; give a timm model name "
                           "or a dict such as {'input_size': [3, 224, 224], 'crop_pct': 0.875}")
+    for k in ("mean", "std"):  # one number for every channel, as timm's ``--mean 0.5`` takes it
+        if _is_number(args.get(k)):
+            args[k] = [args[k]]
     if args.get("crop_pct") is not None and not _is_number(args["crop_pct"]):
         raise ConfigError(f"data config crop_pct={args['crop_pct']!r} must be a number in (0, 1]")
     if args.get("crop_pct") == 0:  # resolve_data_config would silently replace a falsy 0 by its default
@@ -491,7 +494,7 @@ def _read_file_list(files: str | Path | Sequence[str]) -> tuple[list[str], str]:
     if isinstance(files, str | Path):
         path = Path(files).expanduser()
         try:
-            lines = path.read_text().splitlines()
+            lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is not part of a path
         except (OSError, UnicodeDecodeError) as e:
             raise DataError(f"cannot read file list {path}: {e}") from e
         where = str(path)
@@ -554,7 +557,7 @@ def _resolve_classes(classes: str | Path | Sequence[str] | None, folders: Iterab
         path = Path(classes).expanduser()
         if path.is_file():
             try:
-                names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+                names = [ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
             except (OSError, UnicodeDecodeError) as e:
                 raise DataError(f"cannot read class list {path}: {e}") from e
         else:
@@ -597,13 +600,14 @@ def _select(root: Path, classes: list[str], folders: list[str], files: str | Pat
                 raise DataError(f"{where}: {rel!r} must be a path relative to {root} that starts with its "
                                 "class folder, such as 'n01440764/img_001.JPEG'")
             if parts[0] not in known:
-                raise DataError(f"{where}: {rel!r} is in folder {parts[0]!r}, which is not a class")
+                raise DataError(f"{where}: {rel!r} is in folder {parts[0]!r}, which is not a class; entries are "
+                                f"paths relative to {root}, starting with the class folder")
             if not (root / rel).is_file():
                 raise DataError(f"{where}: {root / rel} does not exist")
             by_class.setdefault(parts[0], []).append(rel)
     if per_class is not None:
         if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
-            raise ConfigError(f"per_class must be a positive integer, got {per_class!r}")
+            raise ConfigError(f"per_class of the split in {root} must be a positive integer, got {per_class!r}")
         for cls, paths in by_class.items():
             if len(paths) < per_class:
                 log.warning("class %s has only %d images in %s (per_class=%d); using all of them",

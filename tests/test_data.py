@@ -483,6 +483,8 @@ def test_explicit_file_list(tiny_imagefolder: Path, tmp_path: Path) -> None:
     as_list = image_folder(tiny_imagefolder, SMALL, files=listed)
     assert torch.equal(as_list.images, split.images)
     assert image_folder(tiny_imagefolder, SMALL, files=path, per_class=1).class_counts() == [1, 1, 1]
+    path.write_text("\ufeff" + "\n".join(listed), encoding="utf-8")  # saved by an editor with a byte-order mark
+    assert image_folder(tiny_imagefolder, SMALL, files=path).class_counts() == [2, 1, 1]
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -490,7 +492,7 @@ def test_explicit_file_list(tiny_imagefolder: Path, tmp_path: Path) -> None:
     ("../escape/img.jpg", "must be a path relative"),
     ("/abs/ant/img_0.JPEG", "must be a path relative"),
     ("img_0.JPEG", "must be a path relative"),
-    ("dog/img_0.JPEG", "not a class"),
+    ("dog/img_0.JPEG", "not a class; entries are paths relative to"),
 ])
 def test_bad_file_list_entries(tiny_imagefolder: Path, tmp_path: Path, entry: str, message: str) -> None:
     path = tmp_path / "files.txt"
@@ -635,6 +637,8 @@ def test_data_config_sources(tiny_imagefolder: Path) -> None:
             data._geometric_transform(data_config)
     with pytest.raises(ConfigError, match="needs the model"):
         image_folder("/nowhere")
+    one = data.data_config_for("deit_small_patch16_224", {"mean": 0.5, "std": 0.5})  # one value for every channel
+    assert one["mean"] == one["std"] == [0.5] * 3
 
 
 def test_class_order_options(tmp_path: Path) -> None:
