@@ -12,9 +12,10 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from . import __version__
-from .errors import ConfigError, SearcherError
+from .errors import ConfigError, DataError, SearcherError
 
 __all__ = ["main", "build_parser"]
 
@@ -49,7 +50,15 @@ def cmd_data(args: argparse.Namespace) -> None:
         spec = dict(StudySpec.from_yaml(args.study).data)
     else:
         spec = {"kind": "fashion-mnist", "dir": args.data_dir}
-    splits = load_splits(spec)
+    try:
+        splits = load_splits(spec)
+    except DataError as e:
+        d = Path(args.data_dir or "").expanduser()
+        if (args.study or not args.data_dir or not d.is_dir() or any(d.rglob("*-ubyte*"))
+                or not any(p.is_dir() for p in d.iterdir())):  # not an image folder given for Fashion-MNIST
+            raise
+        raise DataError(f"{d} holds no Fashion-MNIST IDX files; an ImageNet-layout folder is described by a study "
+                        "spec, which says how to preprocess it: searcher data --study SPEC") from e
     first = next(iter(splits.values()))
     result = {
         "dataset": spec.get("kind", "fashion-mnist"),
@@ -93,6 +102,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}; leave it out to evaluate the whole split")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.num_classes is not None and (args.config or args.num_classes < 1):
+        raise ConfigError("--num-classes goes with --model (a config records its model's head), and is at least 1")
     if args.config:
         from .deploy import config_data, load_config, read_config
 
@@ -110,7 +123,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             raise ConfigError(f"give --data-dir DIR to evaluate {args.model}: an ImageNet-layout folder (one "
                               "sub-folder of images per class, e.g. ImageNet's val); only the embedded "
                               f"{' and '.join(EMBEDDED)} evaluate on Fashion-MNIST")
-        model = create_model(args.model, checkpoint=args.checkpoint)
+        kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
+        model = create_model(args.model, checkpoint=args.checkpoint, **kwargs)
         if args.schedule:
             schedule = read_schedule(args.schedule)
             try:
@@ -289,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", help="with a config: where its data is on this machine (default: where it was "
                    "searched): the Fashion-MNIST directory, or the ImageNet-layout folder of --split; with --model: "
                    "Fashion-MNIST's for the embedded models (default: the system's), else an ImageNet-layout folder")
+    e.add_argument("--num-classes", type=int, help="with a timm --model: its head's classes, when a --checkpoint was "
+                   "trained on other classes than the pretrained model (timm's --num-classes)")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--limit", type=int, help="evaluate the first N images only")
     e.add_argument("--json", action="store_true", help=JSON_HELP)

@@ -391,6 +391,9 @@ def _one_error_line(stderr: str) -> str:
 def test_cli_user_errors(make_fashion, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["data", "--data-dir", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in _one_error_line(capsys.readouterr().err)
+    (tmp_path / "folder" / "cat").mkdir(parents=True)  # an ImageNet-layout folder: described by a study spec
+    assert main(["data", "--data-dir", str(tmp_path / "folder")]) == 2
+    assert "searcher data --study SPEC" in _one_error_line(capsys.readouterr().err)
     d = make_fashion()
     bad = _break(d, "train-images-idx3-ubyte", b"\x00\x00\x08\x03\x00\x00")
     assert main(["data", "--data-dir", str(d)]) == 2

@@ -270,6 +270,12 @@ def test_cli_evaluates_an_imagefolder_config_where_its_data_now_is(
     assert json.loads(capsys.readouterr().out)["images"] == 24
     assert main(["evaluate", str(path), "--split", "search", "--data-dir", str(tiny_imagefolder), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["images"] == 6  # 2 per class, as the config's search split
+    # the same weights without a config: a timm name with its head's classes, as timm's --num-classes
+    base = ["evaluate", "--model", "deit_tiny_patch16_224", "--checkpoint", str(ckpt), "--data-dir",
+            str(tiny_imagefolder), "--json"]
+    assert main(base) == 2 and "size mismatch for head.weight" in capsys.readouterr().err
+    assert main([*base, "--num-classes", "3"]) == 0 and json.loads(capsys.readouterr().out)["images"] == 24
+    assert main([*base, "--batch-size", "0"]) == 2 and "--batch-size must be at least 1" in capsys.readouterr().err
     moved = config_data(config, tiny_imagefolder, "test")
     assert moved["test"] == {"root": str(tiny_imagefolder)} and "search" not in moved
     assert config_data(config) == data

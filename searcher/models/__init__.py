@@ -165,6 +165,8 @@ def _build_embedded(name: str, weights: bool) -> nn.Module:
 def create_model(name: str, *, weights: bool = True, checkpoint: str | None = None, **kwargs: Any) -> nn.Module:
     """Build a model by name. ``weights=False`` gives random weights (enough for costs and training)."""
     if name in EMBEDDED:  # the shipped weights, or a checkpoint of it (e.g. from `searcher train`)
+        if kwargs:
+            raise ConfigError(f"{name} takes no model arguments (got {sorted(kwargs)})")
         model = _build_embedded(name, weights and not checkpoint)
         return load_timm_checkpoint(model, checkpoint).eval() if checkpoint else model
     if name.removesuffix("-supernet") in AUTOFORMER_NAMES:  # the searched subnet, or the whole supernet
