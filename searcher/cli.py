@@ -212,7 +212,7 @@ def cmd_optimize(args: argparse.Namespace) -> None:
         workers=args.workers,
         sampler=args.sampler,
         seed=args.seed,
-        objectives=args.objectives.split(",") if args.objectives else None,
+        objectives=args.objectives.split(",") if args.objectives is not None else None,
     )
     from .export import check_replaceable, export_run, pareto_table, run_dir
 

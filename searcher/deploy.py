@@ -140,6 +140,8 @@ def validate_config(config: Any, where: str = "config") -> dict[str, Any]:
     if "version" not in config:
         raise ConfigError(f"{where} has no 'version'; is it a config written by 'searcher export'?")
     version = config["version"]
+    if isinstance(version, str) and version.strip() == str(CONFIG_VERSION):
+        raise ConfigError(f"{where}: 'version' must be the number {CONFIG_VERSION}, not the string {version!r}")
     if version != CONFIG_VERSION or isinstance(version, bool):
         raise ConfigError(
             f"{where} is config version {version!r}, but this searcher reads version {CONFIG_VERSION}; export "
@@ -283,7 +285,8 @@ def verify_check(model: nn.Module, check: Mapping[str, Any], where: str = "confi
         raise CheckpointError(
             f"{where}: the model rebuilt from this config does not compute the recorded check logits (largest "
             f"difference {diff:.3g}, tolerance {atol:g}); the weights or the model differ from the ones it was "
-            "exported with — load it with the weights the study used, or pass verify=False to skip the check"
+            "exported with — load it with the weights the study used (--checkpoint FILE), or, in Python, pass "
+            "verify=False to skip the check"
         )
     return diff
 
@@ -429,12 +432,23 @@ def export_mode(model: nn.Module) -> Iterator[nn.Module]:
             setattr(m, "fused_attn", fused)  # noqa: B010
 
 
+def _onnx_modules() -> tuple[Any, Any]:
+    """``onnx`` and ``onnxruntime``, or a clear error: they are the ``onnx`` extra, not needed to search."""
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as e:
+        raise ConfigError(f"ONNX export needs the onnx and onnxruntime packages ({e.name} is missing): "
+                          "pip install 'searcher[onnx]'") from None
+    return onnx, onnxruntime
+
+
 def onnx_bytes(
     model: nn.Module, input_shape: tuple[int, ...] | list[int], batch: int | str = "dynamic", opset: int = MIN_OPSET
 ) -> bytes:
     """``model`` (patched, eval) exported to ONNX and checked with ``onnx.checker``: input ``images``
     (batch, C, H, W) float32, output ``logits``; ``batch`` an integer or ``"dynamic"``."""
-    import onnx
+    onnx, _ = _onnx_modules()
 
     batch = parse_batch(batch)
     opset = _check_opset(opset)
@@ -470,7 +484,7 @@ def onnx_bytes(
 def ort_session(data: bytes | str | Path, threads: int | None = None) -> Any:
     """An onnxruntime CPU session of an ONNX model (bytes or a path); ``threads`` intra-op threads (default:
     onnxruntime's, one per physical core)."""
-    import onnxruntime as ort
+    _, ort = _onnx_modules()
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
@@ -560,7 +574,8 @@ def _check_writable(out: Path) -> None:
         raise ConfigError(f"{out} is a directory; give the path of the .onnx file to write")
     parent = out.parent
     if not parent.is_dir():
-        raise ConfigError(f"cannot write {out}: the directory {parent} does not exist; create it or choose another OUT")
+        why = "is a file, not a directory" if parent.exists() else "does not exist"
+        raise ConfigError(f"cannot write {out}: {parent} {why}; choose another OUT")
     probe = parent / f".{out.name}.{os.getpid()}.probe"
     try:
         probe.write_bytes(b"")
@@ -591,6 +606,7 @@ def to_onnx(
     """
     from .data import atomic_write_bytes, load_splits
 
+    _onnx_modules()  # before the model and the data load
     batch = parse_batch(batch)
     opset = _check_opset(opset)
     out = Path(out)

@@ -639,6 +639,8 @@ def report_command(
     study = open_study(study_name, out, storage)
     if path is None:
         path = run_dir(study.study_name, out) / "report.html"
+    elif not str(path).strip() or Path(path).name in ("", ".", ".."):
+        raise ConfigError(f"--html {str(path)!r} names no file; give a path such as report.html")
     written, data = write_report(study, path)
     return {
         "study": data.study,

@@ -128,6 +128,21 @@ def find_spec(value: str | Path, kind: str, base: str | Path | None = None) -> P
     return Path(base) / path if base is not None else path  # for load_yaml to say that it cannot be read
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: Path, what: str) -> Any:
     """A YAML file through the safe loader; unreadable or malformed files are a :class:`ConfigError` whose one-line
     message names the file and, for a syntax error, its line and column."""
@@ -138,7 +153,11 @@ def load_yaml(path: Path, what: str) -> Any:
     except UnicodeDecodeError as e:
         raise ConfigError(f"{what} {path} is not UTF-8 text (byte {e.start}); save it as UTF-8 YAML") from e
     try:
-        return yaml.safe_load(text)
+        loader = _UniqueKeyLoader(text)  # a SafeLoader: plain data only
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
         if isinstance(e, yaml.reader.ReaderError):  # a character YAML does not allow: a position, not a mark

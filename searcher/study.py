@@ -139,7 +139,11 @@ class StudySpec:
                 and bool not in (kinds if isinstance(kinds, tuple) else (kinds,))
                 or not isinstance(v, kinds)
             ):
-                raise ConfigError(f"'{name}' must be {getattr(kinds, '__name__', kinds)}, got {v!r}")
+                words = {str: "a string", dict: "a mapping", int: "an integer", float: "a number",
+                         bool: "true or false", list: "a list"}
+                wanted = " or ".join(dict.fromkeys(words.get(k, k.__name__) for k in
+                                                   (kinds if isinstance(kinds, tuple) else (kinds,))))
+                raise ConfigError(f"'{name}' must be {wanted}, got {v!r}")
 
         for name in ("name", "model"):
             typed(name, str)
@@ -174,7 +178,7 @@ class StudySpec:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.seed < 2**32:
             raise ConfigError(f"seed must be in 0 to 2**32 - 1 (NumPy's range), got {self.seed}")
-        if self.timeout is not None and self.timeout <= 0:
+        if self.timeout is not None and not (self.timeout > 0 and math.isfinite(self.timeout)):
             raise ConfigError(f"timeout must be a positive number of seconds, got {self.timeout}; leave it out to run "
                               "until --trials are done")
         for name in ("search_images", "test_images"):
@@ -262,10 +266,23 @@ def open_storage(url: str, write_ahead: bool = False) -> optuna.storages.BaseSto
             path = url[len("journal:") :]
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             return _JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)), retry)
-        if url.split(":", 1)[0].split("+", 1)[0] not in ("sqlite", "postgresql", "mysql"):
+        scheme = url.split(":", 1)[0].split("+", 1)[0]
+        if scheme not in ("sqlite", "postgresql", "mysql"):
             raise ConfigError(
                 f"unsupported storage URL {url!r}; use sqlite:///PATH, postgresql://…, mysql://… or journal:PATH"
             )
+        if scheme == "sqlite" and url.split("?", 1)[0] in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
+            raise ConfigError(f"{url} is an in-memory database, gone when the run ends (and each connection gets "
+                              "its own); give a file: sqlite:///PATH")
+        if url.startswith("postgresql://") or url.startswith("postgresql+psycopg:"):
+            try:
+                import psycopg  # noqa: F401  (SQLAlchemy's default driver is psycopg2: either will do)
+            except ImportError:
+                try:
+                    import psycopg2  # noqa: F401
+                except ImportError:
+                    raise ConfigError("a PostgreSQL storage needs a driver: pip install 'searcher[postgres]' "
+                                      "(psycopg)") from None
         engine_kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             engine_kwargs = {"connect_args": {"timeout": 60}}
@@ -890,6 +907,11 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
         Schedule.none(source.depth_of(source.full_arch(space.architecture))),
     )
     budget = parse_budget(str(spec.budget)).resolve(full)
+    if budget > full * (1 + 1e-9):  # as a share above 100 % is refused: nothing to search (a unit prefix off?)
+        raise ConfigError(
+            f"budget {spec.budget} ({budget:.4g} GFLOPs) is above the unreduced model's {full:.4g} GFLOPs, so "
+            f"nothing needs removing; give a budget below it, such as {full / 2:.3g}GFLOPs or 50%"
+        )
     cheapest = source.cheapest_gflops(space)
     if cheapest > budget:
         reduces = set(space.reducers) != {"none"}

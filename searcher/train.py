@@ -104,6 +104,7 @@ class TrainConfig:
             ("checkpoint_every", cfg.checkpoint_every > 0, "a positive number of seconds"),
             ("limit", cfg.limit is None or cfg.limit >= 1, "at least 1"),
             ("eval_images", cfg.eval_images is None or cfg.eval_images >= 1, "at least 1"),
+            ("seed", cfg.seed >= 0, "at least 0"),
         ):
             if not ok:
                 raise ConfigError(f"{name} must be {what}, got {getattr(cfg, name)}")
@@ -111,7 +112,12 @@ class TrainConfig:
             raise ConfigError(f"reduce is a share of the steps in [0, 1], got {cfg.reduce}")
         if cfg.reduce_r < 1:
             raise ConfigError(f"reduce_r must be >= 1 token per block, got {cfg.reduce_r}")
+        from .models import EMBEDDED
         from .schedule import RECIPES
+
+        if cfg.model in EMBEDDED and EMBEDDED[cfg.model].family != "autoformer" and (cfg.sandwich or cfg.extremes):
+            raise ConfigError(f"--sandwich and --extremes choose the subnets a supernet trains; {cfg.model} is not "
+                              "a supernet: leave them out")
 
         trainable = [r for r in RECIPES if r != "diffrate"]  # DiffRate takes kept-token lists, not r
         bad = [r for r in cfg.reducers if r not in trainable]

@@ -381,3 +381,21 @@ def test_create_model_knows_the_autoformer_names() -> None:
     assert isinstance(create_model("autoformer-t-supernet"), AutoFormerSupernet)
     with pytest.raises(ConfigError, match="takes no model arguments"):
         create_model("autoformer-t", img_size=64)
+
+
+def test_torch_export_before_any_forward_leaves_eager_forwards_right() -> None:
+    """The relative-position index of the patch grid is cached per process; computed first under ``torch.export``,
+    the cache held the tracer's placeholder, and every later forward of any AutoFormer computed wrong logits
+    without an error (until 2026-12-07)."""
+    from searcher.models import create_model
+    from searcher.models.autoformer import _cached_grid_index
+
+    model = create_model("fashion-autoformer")
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    _cached_grid_index.cache_clear()
+    exported = torch.export.export(model, (x,))
+    with torch.no_grad():
+        after = model(x)
+        _cached_grid_index.cache_clear()
+        fresh = model(x)
+        assert torch.equal(after, fresh) and torch.allclose(exported.module()(x), fresh, atol=1e-5)

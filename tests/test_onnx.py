@@ -183,6 +183,18 @@ def test_cli_unwritable_out_exits_2_before_exporting(
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 
+def test_without_the_onnx_extra_the_cli_says_what_to_install(
+    vit_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnx and onnxruntime are the ``onnx`` extra: a plain install's ``searcher onnx`` ended in a traceback."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
+    assert main(["onnx", str(vit_config), str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'searcher[onnx]'" in err and "onnxruntime is missing" in err and err.count("\n") == 1
+
+
 def test_failed_write_leaves_nothing(
     vit_config: Path, tmp_path: Path, exported: Any, real_fashion_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

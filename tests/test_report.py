@@ -215,6 +215,9 @@ def test_unwritable_report_path_is_a_clear_error(study: optuna.Study, tmp_path: 
     blocker.write_text("")
     with pytest.raises(ConfigError, match="cannot write the report"):
         write_report(study, blocker / "report.html")
+    for empty in ("", "."):  # --html "": a traceback ("PosixPath('.') has an empty name") until 2026-12-07
+        with pytest.raises(ConfigError, match="names no file"):
+            report_command("synthetic", None, f"sqlite:///{tmp_path / 'study.db'}", empty)
 
 
 # ---------------------------------------------------------------------------------------------------- page

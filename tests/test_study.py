@@ -75,11 +75,14 @@ def test_optimize_runs_resumes_and_exports(
 ) -> None:
     out = tmp_path / "run"
     optuna.logging.enable_propagation()
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO)  # the CLI, in an earlier test, may have quietened it
     try:
         with caplog.at_level(logging.INFO):
             res = optimize(tiny_spec, out, progress=False)
     finally:
         optuna.logging.disable_propagation()
+        optuna.logging.set_verbosity(verbosity)
     assert "draws" not in caplog.text  # every candidate asked for was found
     # Optuna says once that the study is new, not then that it uses an existing one
     assert "A new study created" in caplog.text and "Using an existing study" not in caplog.text
@@ -243,6 +246,17 @@ def test_budget_below_the_cheapest_candidate_is_a_clear_error(tiny_spec: StudySp
         optimize(tiny_spec.override(budget="1%"), tmp_path / "run", progress=False)
     with pytest.raises(ConfigError, match=r"no tokens removed\); raise the budget or list a reducer in the space"):
         optimize(replace(tiny_spec, space={"reducers": ["none"]}, budget="90%"), tmp_path / "run", progress=False)
+    # above the unreduced model, as a share above 100 % is: until 2026-12-07 it ran, every recipe at r = 0
+    with pytest.raises(ConfigError, match=r"budget 3.3GFLOPs \(3.3 GFLOPs\) is above the unreduced model's"):
+        optimize(tiny_spec.override(budget="3.3GFLOPs"), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_key_given_twice_in_a_spec_is_an_error(tmp_path: Path) -> None:
+    """PyYAML keeps the last of two equal keys: a spec naming two studies ran the second, silently."""
+    (tmp_path / "s.yaml").write_text("name: fashion-vit\nmodel: fashion-vit\nname: other\n")
+    with pytest.raises(ConfigError, match="line 3, column 1: key 'name' appears twice"):
+        StudySpec.from_yaml(tmp_path / "s.yaml")
 
 
 def test_second_optimize_on_a_busy_sqlite_study_is_refused(tiny_spec: StudySpec, tmp_path: Path) -> None:
@@ -271,7 +285,7 @@ def test_second_optimize_on_a_busy_sqlite_study_is_refused(tiny_spec: StudySpec,
         ({"search_images": 0}, "search_images must be at least 1"),
         ({"test_images": -5}, "test_images must be at least 1"),
         ({"throughput_batch": 0}, "throughput_batch must be at least 1"),  # unchecked until 2026-12-07
-        ({"throughput_repeats": "5"}, "'throughput_repeats' must be int"),
+        ({"throughput_repeats": "5"}, "'throughput_repeats' must be an integer"),
         ({"chunk": 0}, "chunk must be at least 1"),
     ],
 )
@@ -508,3 +522,15 @@ def test_a_study_resumes_only_under_its_budget_floor_split_and_model(tiny_spec: 
     finished = len([t for t in study.trials if t.state in FINISHED])
     res = optimize(spec.override(trials=3, sampler="random", seed=3), out, progress=False)  # these may change
     assert len([t for t in res.study.trials if t.state in FINISHED]) > finished
+
+
+def test_storages_that_cannot_hold_a_study_are_clear_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An in-memory SQLite URL (each connection its own empty database: Optuna's 'no such table' traceback until
+    2026-12-07) and PostgreSQL without a driver (Optuna's "Failed to import DB access module") name the fix."""
+    for url in ("sqlite://", "sqlite:///:memory:"):
+        with pytest.raises(ConfigError, match="in-memory database.*sqlite:///PATH"):
+            open_storage(url)
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    monkeypatch.setitem(sys.modules, "psycopg2", None)
+    with pytest.raises(ConfigError, match=r"pip install 'searcher\[postgres\]'"):
+        open_storage("postgresql://user@db.example/searcher")

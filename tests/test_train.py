@@ -94,6 +94,12 @@ def test_no_full_batch_or_a_diverging_run_is_a_clear_error(tmp_path: Path, make_
 def test_unknown_training_option_is_an_error() -> None:
     with pytest.raises(ConfigError, match="unknown training options"):
         TrainConfig.from_dict({"model": "fashion-vit", "epochz": 3})
+    with pytest.raises(ConfigError, match="seed must be at least 0"):
+        TrainConfig.from_dict({"model": "fashion-vit", "seed": -1})
+    for option in ({"extremes": 0.4}, {"sandwich": True}):  # ignored without a word until 2026-12-07
+        with pytest.raises(ConfigError, match="fashion-vit is not a supernet"):
+            TrainConfig.from_dict({"model": "fashion-vit", **option})
+    assert TrainConfig.from_dict({"model": "fashion-autoformer", "extremes": 0.4}).extremes == 0.4
 
 
 def test_augment_translates_and_flips_within_bounds() -> None:

@@ -619,18 +619,21 @@ def fvcore_flops(model: nn.Module, schedule: Schedule | Mapping[str, Any] | None
 
 # ------------------------------------------------------------------------------------------------- report
 def _config_model(path: str | Path) -> dict[str, Any]:
-    """The model an exported config names (``name``, timm ``kwargs``, AutoFormer ``arch``); {} for a plain
-    schedule JSON (and for a file that cannot be read: :func:`read_schedule` says why)."""
+    """The model an exported config names (``name``, timm ``kwargs``, AutoFormer ``arch``), the config checked as
+    ``evaluate`` checks it (version, fields); {} for a plain schedule JSON. A file that cannot be read is the
+    error :func:`read_schedule` gives."""
+    from ..deploy import read_config
+    from ..schedule import read_schedule
+
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        read_schedule(path)  # raises, saying why
+        raise
+    if not isinstance(data, dict) or "schedule" not in data or "layers" in data:
         return {}
-    if not isinstance(data, dict) or "schedule" not in data or not isinstance(data.get("model"), dict):
-        return {}
-    kwargs = data["model"].get("kwargs") or {}
-    if not isinstance(kwargs, dict):
-        raise ConfigError(f"{path}: model.kwargs must be a mapping of timm model arguments, got {kwargs!r}")
-    return {"name": data["model"].get("name"), "kwargs": kwargs, "arch": data.get("arch")}
+    config = read_config(path)
+    return {"name": config["model"]["name"], "kwargs": config["model"].get("kwargs") or {}, "arch": config.get("arch")}
 
 
 def _num_params(model: nn.Module) -> int:

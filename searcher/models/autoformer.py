@@ -92,8 +92,16 @@ def relative_index(positions: Tensor, max_relative_position: int) -> Tensor:
     return idx
 
 
-@functools.lru_cache(maxsize=64)
 def _grid_index(num_patches: int, max_relative_position: int, device: torch.device) -> Tensor:
+    """The relative-table index of the unreduced patch grid, cached per process; computed afresh while a tracer
+    (``torch.export``, ``torch.compile``) runs, whose placeholder tensors must not outlive it in the cache."""
+    if torch.compiler.is_compiling():
+        return relative_index(grid_positions(num_patches, device)[None], max_relative_position)
+    return _cached_grid_index(num_patches, max_relative_position, device)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_grid_index(num_patches: int, max_relative_position: int, device: torch.device) -> Tensor:
     with torch.inference_mode(False), torch.no_grad():  # usable later under autograd
         return relative_index(grid_positions(num_patches, device)[None], max_relative_position)
 
@@ -102,9 +110,9 @@ class TokenPositions:
     """Per-forward token bookkeeping of an AutoFormer: (row, col) of every patch token and the relative-table
     index they imply; :class:`ReducedTokens` adds a token reducer. Created afresh by each forward.
 
-    ``mode="tracked"`` (default): positions follow the tokens through pruning, sorting and merging
+    ``mode="tracked"``: positions follow the tokens through pruning, sorting and merging
     (size-weighted centroids), and relative distances are computed from them; ``"anchored"``: the same, but a
-    merged token keeps the position of the token it merged into. ``mode="index"``: the official
+    merged token keeps the position of the token it merged into (the schedules' default). ``mode="index"``: the official
     behaviour, which re-derives positions from sequence indices of whatever length the sequence has (wrong
     after a reduction; kept to measure the difference). Until a reduction changes the tokens both modes use
     the cached grid index.
@@ -742,7 +750,7 @@ class AutoFormerAdapter(Adapter):
     """Token reduction in an :class:`AutoFormerSupernet` (its sampled subnet) or an extracted
     :class:`AutoFormerSubnet`. Patching attaches one :class:`~searcher.reduce.state.TokenState` to the model;
     each forward wraps it in a :class:`ReducedTokens` that the blocks call between attention and MLP. The
-    schedule's ``positions`` picks tracked (default) or index-derived relative positions; ``gp`` pooling is
+    schedule's ``positions`` picks anchored (default), tracked or index-derived relative positions; ``gp`` pooling is
     size-weighted. With every ``r = 0`` the patched model computes bit-identical logits."""
 
     name = "autoformer"

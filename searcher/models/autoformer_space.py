@@ -10,6 +10,8 @@ way.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -37,8 +39,21 @@ class SubnetConfig:
     version: int = SUBNET_CONFIG_VERSION
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mlp_ratio", tuple(float(r) for r in self.mlp_ratio))
-        object.__setattr__(self, "num_heads", tuple(int(h) for h in self.num_heads))
+        def integer(name: str, v: Any) -> int:  # 13.9 layers or 3.5 heads are a mistake, not 13 or 3
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise ConfigError(f"AutoFormer subnet {name} must be an integer, got {v!r}")
+            return int(v)
+
+        def ratio(v: Any) -> float:
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise ConfigError(f"AutoFormer subnet mlp_ratio must be finite numbers, got {v!r}")
+            return float(v)
+
+        object.__setattr__(self, "embed_dim", integer("embed_dim", self.embed_dim))
+        object.__setattr__(self, "depth", integer("depth", self.depth))
+        object.__setattr__(self, "version", integer("version", self.version))
+        object.__setattr__(self, "mlp_ratio", tuple(ratio(r) for r in self.mlp_ratio))
+        object.__setattr__(self, "num_heads", tuple(integer("num_heads", h) for h in self.num_heads))
         if self.version != SUBNET_CONFIG_VERSION:
             raise ConfigError(f"AutoFormer subnet config version {self.version} is not supported "
                               f"(this searcher reads version {SUBNET_CONFIG_VERSION})")
@@ -48,8 +63,9 @@ class SubnetConfig:
         if len(self.mlp_ratio) != self.depth or len(self.num_heads) != self.depth:
             raise ConfigError(f"AutoFormer subnet needs one mlp_ratio and one num_heads per layer: "
                               f"{self.depth=}, {len(self.mlp_ratio)=}, {len(self.num_heads)=}")
-        if min(self.num_heads) <= 0 or min(self.mlp_ratio) <= 0:
-            raise ConfigError(f"AutoFormer subnet needs positive heads and MLP ratios, got {self}")
+        if min(self.num_heads) <= 0 or min(self.hidden_dims()) <= 0:
+            raise ConfigError(f"AutoFormer subnet needs positive heads and MLP widths (embed_dim × mlp_ratio), "
+                              f"got {self}")
 
     def hidden_dims(self) -> list[int]:
         """MLP hidden width per layer, ``int(embed_dim * mlp_ratio)`` as in ``TransformerEncoderLayer``."""
@@ -80,15 +96,17 @@ class SubnetConfig:
         if isinstance(embed, (list, tuple)):
             if len(set(embed)) != 1:
                 raise ConfigError(f"AutoFormer subnets use one embed_dim in every layer, got {list(embed)}")
+            if "depth" in d and len(embed) != d["depth"]:
+                raise ConfigError(f"AutoFormer subnet config lists {len(embed)} embed_dims for {d['depth']} layers")
             d["embed_dim"] = embed[0]
         known = {f.name for f in fields(cls)}
         unknown, missing = sorted(set(d) - known), sorted(known - {"version"} - set(d))
         if unknown or missing:
-            raise ConfigError(f"AutoFormer subnet config: unknown keys {unknown}, missing keys {missing} "
-                              f"(expected {sorted(known)})")
+            what = "; ".join(f"{k} keys {v}" for k, v in (("unknown", unknown), ("missing", missing)) if v)
+            raise ConfigError(f"AutoFormer subnet config: {what} (expected {sorted(known)})")
         try:
-            return cls(embed_dim=int(d["embed_dim"]), depth=int(d["depth"]), mlp_ratio=tuple(d["mlp_ratio"]),
-                       num_heads=tuple(d["num_heads"]), version=int(d.get("version", SUBNET_CONFIG_VERSION)))
+            return cls(embed_dim=d["embed_dim"], depth=d["depth"], mlp_ratio=tuple(d["mlp_ratio"]),
+                       num_heads=tuple(d["num_heads"]), version=d.get("version", SUBNET_CONFIG_VERSION))
         except (TypeError, ValueError) as e:
             if isinstance(e, ConfigError):
                 raise
