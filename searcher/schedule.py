@@ -601,6 +601,16 @@ def tokens_per_block(schedule: Schedule, n_tokens: int, num_prefix: int = 1) -> 
     return counts
 
 
+def check_fits(schedule: Schedule, n_tokens: int, num_prefix: int, pools_patches: bool) -> None:
+    """What a model checks when a schedule is applied: the token counts are valid (:func:`tokens_per_block`), and a
+    model that averages its patch tokens (``pools_patches``) keeps at least one of them (0/0 would be NaN)."""
+    counts = tokens_per_block(schedule, n_tokens, num_prefix)
+    if pools_patches and counts[-1] <= num_prefix:
+        block = next(i for i, c in enumerate(counts[1:]) if c <= num_prefix)
+        raise ConfigError(f"layer {block}: the schedule keeps no patch token, but the model averages its patch "
+                          "tokens; keep at least one more token than the prefix")
+
+
 def tokens_per_stage(schedule: Schedule, n_tokens: int, num_prefix: int = 1) -> list[tuple[int, int]]:
     """Per block, (tokens entering attention, tokens entering the MLP): reduction sits between the two."""
     counts = tokens_per_block(schedule, n_tokens, num_prefix)

@@ -399,3 +399,57 @@ def test_torch_export_before_any_forward_leaves_eager_forwards_right() -> None:
         _cached_grid_index.cache_clear()
         fresh = model(x)
         assert torch.equal(after, fresh) and torch.allclose(exported.module()(x), fresh, atol=1e-5)
+
+
+def test_a_preset_takes_the_files_pooling_and_head(tmp_path: Path) -> None:
+    """An AutoFormer-T file trained with ``gp=False``, or fine-tuned on 100 classes, loads as autoformer-t with its
+    own pooling and head (until 2026-12-07 the preset's gp=True was used silently, and another head was refused
+    with advice the CLI could not follow); a change_qkv=False file, whose shapes say nothing, is refused."""
+    import argparse
+
+    state = create_supernet("autoformer-t").state_dict()
+    torch.save({"model": state, "args": argparse.Namespace(gp=False)}, tmp_path / "cls.pth")
+    assert load_checkpoint(tmp_path / "cls.pth", "autoformer-t").gp is False
+    head = {"head.weight": torch.zeros(100, state["head.weight"].shape[1]), "head.bias": torch.zeros(100)}
+    torch.save({"model": {**state, **head}}, tmp_path / "c100.pth")
+    model = load_checkpoint(tmp_path / "c100.pth", "autoformer-t")
+    assert model.num_classes == 100 and model.gp
+    torch.save({"model": state, "args": argparse.Namespace(change_qkv=False)}, tmp_path / "fixed.pth")
+    with pytest.raises(CheckpointError, match="change_qkv=False"):
+        load_checkpoint(tmp_path / "fixed.pth", "autoformer-t")
+
+
+def test_a_schedule_keeping_no_patch_token_is_refused_where_patches_are_averaged() -> None:
+    """DiffRate down to the class token: AutoFormer's ``gp`` (and timm's ``avg``) pooling averaged nothing and
+    computed NaN logits without an error until 2026-12-07; with CLS pooling the class token is enough."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    from searcher.models import create_model
+
+    kept = [65] * 6 + [1]
+    schedule = Schedule.recipe("diffrate", depth=7, prune_kept=kept, merge_kept=kept)
+    with pytest.raises(ConfigError, match="layer 6: the schedule keeps no patch token"):
+        apply(create_model("fashion-autoformer"), schedule)
+    tiny = dict(img_size=32, patch_size=4, in_chans=1, num_classes=10, embed_dim=32, depth=7, num_heads=2)
+    with pytest.raises(ConfigError, match="keeps no patch token"):
+        apply(VisionTransformer(**tiny, global_pool="avg"), schedule)
+    model = apply(VisionTransformer(**tiny).eval(), schedule)  # the class token pools
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.randn(2, 1, 32, 32))).all()
+
+
+def test_the_embedded_supernet_loads_an_official_format_file_given_as_a_path(tmp_path: Path) -> None:
+    """``{'model': state, 'args': Namespace}`` (how AutoFormer saves) and a ``Path``: both refused until
+    2026-12-07 for the embedded supernet ("Weights only load failed", "'PosixPath' has no attribute")."""
+    import argparse
+
+    from searcher.models import create_model
+
+    shipped = create_model("fashion-autoformer")
+    torch.save({"model": shipped.state_dict(), "args": argparse.Namespace(gp=True)}, tmp_path / "f.pth")
+    loaded = create_model("fashion-autoformer", checkpoint=tmp_path / "f.pth")
+    assert all(torch.equal(a, b) for a, b in zip(shipped.state_dict().values(), loaded.state_dict().values(),
+                                                 strict=True))
+    torch.save({"model": shipped.state_dict(), "args": _NotAllowed()}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match="pickles .*_NotAllowed, and searcher unpickles nothing but tensors"):
+        create_model("fashion-autoformer", checkpoint=tmp_path / "evil.pth")

@@ -98,23 +98,34 @@ def load_embedded_weights(name: str, model: nn.Module) -> nn.Module:
     return model
 
 
-def read_state_dict(path_or_url: str) -> dict[str, Any]:
+def read_state_dict(path_or_url: str | Path) -> dict[str, Any]:
     """Tensors of a checkpoint without executing code: safetensors, or ``torch.load(weights_only=True)``; a URL
     goes through torch.hub's cache. Unwraps ``{'model'|'state_dict'|'state_dict_ema': …}`` and ``module.``."""
+    import argparse
+    import re
+
     import torch
 
+    path_or_url = str(path_or_url)
     try:
-        if path_or_url.startswith(("http://", "https://")):
-            sd: Any = torch.hub.load_state_dict_from_url(path_or_url, map_location="cpu", weights_only=True)
-        elif path_or_url.endswith(".safetensors"):
-            from safetensors.torch import load_file
+        with torch.serialization.safe_globals([argparse.Namespace]):  # training args, as timm and AutoFormer save
+            if path_or_url.startswith(("http://", "https://")):
+                sd: Any = torch.hub.load_state_dict_from_url(path_or_url, map_location="cpu", weights_only=True)
+            elif path_or_url.endswith(".safetensors"):
+                from safetensors.torch import load_file
 
-            sd = load_file(path_or_url)
-        else:
-            sd = torch.load(path_or_url, map_location="cpu", weights_only=True)
+                sd = load_file(path_or_url)
+            else:
+                sd = torch.load(path_or_url, map_location="cpu", weights_only=True)
     except FileNotFoundError as e:
         raise CheckpointError(f"checkpoint {path_or_url} does not exist; check --checkpoint") from e
     except Exception as e:  # truncated zip, pickle with forbidden globals, bad safetensors header, …
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found:
+            raise CheckpointError(
+                f"{path_or_url} pickles {found.group(1)}, and searcher unpickles nothing but tensors (no code from "
+                "files); if you trust the file, re-save its weights alone: torch.save(model.state_dict(), path)"
+            ) from e
         raise CheckpointError(
             f"cannot load checkpoint {path_or_url}: {str(e).splitlines()[0][:200]}; is it a "
             "complete PyTorch or safetensors weights file?"
@@ -128,7 +139,7 @@ def read_state_dict(path_or_url: str) -> dict[str, Any]:
     return {k.removeprefix("module."): v for k, v in sd.items()}
 
 
-def load_timm_checkpoint(model: nn.Module, path_or_url: str) -> nn.Module:
+def load_timm_checkpoint(model: nn.Module, path_or_url: str | Path) -> nn.Module:
     """Load weights into a timm model (or an embedded model: ``create_model`` with a checkpoint); a checkpoint of
     another model, or with NaN weights, is an error."""
     import torch
@@ -162,7 +173,8 @@ def _build_embedded(name: str, weights: bool) -> nn.Module:
     return model.eval()
 
 
-def create_model(name: str, *, weights: bool = True, checkpoint: str | None = None, **kwargs: Any) -> nn.Module:
+def create_model(name: str, *, weights: bool = True, checkpoint: str | Path | None = None, **kwargs: Any
+                 ) -> nn.Module:
     """Build a model by name. ``weights=False`` gives random weights (enough for costs and training)."""
     if name in EMBEDDED:  # the shipped weights, or a checkpoint of it (e.g. from `searcher train`)
         if kwargs:

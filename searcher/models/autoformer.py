@@ -17,6 +17,7 @@ reordered or merged; the official index-derived positions are the special case o
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..patch import Adapter, register_adapter
 from ..reduce.state import TokenState
-from ..schedule import POSITION_MODES, Schedule
+from ..schedule import POSITION_MODES, Schedule, check_fits
 from .autoformer_checkpoint import (
     check_state_dict,
     identify_preset,
@@ -687,7 +688,11 @@ def load_checkpoint(path_or_url: str | Path, space: str | SearchSpace | Supernet
         config = (get_space(space).supernet if isinstance(space, str) else
                   space.supernet if isinstance(space, SearchSpace) else space)
         what = f"the {space if isinstance(space, str) else 'requested'} supernet"
-        found = identify_preset(inferred)
+        # what the file says of its training (global pooling, from its args) and its head (a fine-tuned one
+        # classifies other classes) are the file's; the backbone's dims must be the preset's
+        config = dataclasses.replace(config, num_classes=inferred.num_classes,
+                                     gp=inferred.gp if args is not None and hasattr(args, "gp") else config.gp)
+        found = identify_preset(dataclasses.replace(inferred, num_classes=1000))
         if found is not None and config != inferred:
             what += f" (the file is the {found} supernet)"
     with torch.device("meta"):  # no random init of weights that are about to be replaced
@@ -769,6 +774,7 @@ class AutoFormerAdapter(Adapter):
         assert isinstance(model, _AutoFormerBase)
         schedule.check_depth(len(model._active_blocks()))
         grid = model.grid_size
+        check_fits(schedule, grid * grid + 1, 1, bool(model.gp))
         model._searcher_state = TokenState(schedule, 1, has_cls=True, trace_source=trace_source,
                                            grid=(grid, grid))
         return model

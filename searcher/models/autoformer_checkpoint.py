@@ -136,6 +136,9 @@ def infer_supernet_config(state: Mapping[str, Tensor], args: argparse.Namespace 
     if rem:
         raise CheckpointError(f"{name}: qkv has {qkv_rows} rows, not a multiple of 3 * head_dim "
                               f"({head_dim}); not an AutoFormer supernet with change_qkv")
+    if getattr(args, "change_qkv", True) is False:  # the same shapes can mean other q/k/v slices
+        raise CheckpointError(f"{name} was trained with change_qkv=False (fixed q/k/v widths); searcher models "
+                              "the change_qkv supernets of the released AutoFormer files")
     return SupernetConfig(img_size=int(img_size), patch_size=int(patch), in_chans=int(in_chans),
                           num_classes=int(num_classes), embed_dim=int(E), depth=depth, num_heads=heads,
                           mlp_ratio=hidden / E, head_dim=head_dim, qkv_bias="blocks.0.attn.qkv.bias" in state,

@@ -26,7 +26,7 @@ from ..patch import Adapter, register_adapter
 from ..reduce.matching import cls_attention
 from ..reduce.registry import NEEDS_CLS_ATTENTION
 from ..reduce.state import TokenState
-from ..schedule import Schedule, tokens_per_block
+from ..schedule import Schedule, check_fits
 
 __all__ = ["ReducingAttention", "ReducingBlock", "TimmViTAdapter", "ADAPTER"]
 
@@ -183,7 +183,9 @@ class TimmViTAdapter(Adapter):
         schedule.check_depth(len(blocks))
         n_patches = getattr(model.patch_embed, "num_patches", None)
         if n_patches is not None:  # what a schedule keeps against the prefix (DiffRate), before any forward
-            tokens_per_block(schedule, n_patches + model.num_prefix_tokens, model.num_prefix_tokens)
+            averages = (model.global_pool in ("avg", "avgmax", "max") and getattr(model, "attn_pool", None) is None
+                        and not getattr(model, "pool_include_prefix", False))
+            check_fits(schedule, n_patches + model.num_prefix_tokens, model.num_prefix_tokens, averages)
         has_cls = getattr(model, "cls_token", None) is not None
         if not has_cls and any(not x.is_identity and x.op in NEEDS_CLS_ATTENTION for x in schedule.layers):
             raise ConfigError("this schedule ranks tokens by CLS attention but the model has no class token")
