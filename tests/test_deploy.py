@@ -90,7 +90,7 @@ def _mutate(config: dict, change: Any) -> dict:
 
 BAD = {
     "version 2": (lambda c: c.update(version=2), "config version 2, but this searcher reads version 1"),
-    "version '1'": (lambda c: c.update(version="1"), "config version '1'"),
+    "version '1'": (lambda c: c.update(version="1"), "'version' must be the number 1, not the string '1'"),
     "no version": (lambda c: c.pop("version"), "has no 'version'"),
     "unknown field": (lambda c: c.update(colour="red"), "unknown field(s) ['colour'] in the config"),
     "unknown model field": (lambda c: c["model"].update(url="x"), "unknown field(s) ['url'] in 'model'"),
