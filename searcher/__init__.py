@@ -23,6 +23,7 @@ _LAZY = {
     "tokens_per_block": ".schedule",
     "apply": ".patch",
     "remove": ".patch",
+    "token_state": ".patch",
     "flops": ".cost.flops",
     "load_config": ".deploy",
 }

@@ -54,8 +54,8 @@ def cmd_data(args: argparse.Namespace) -> None:
         splits = load_splits(spec)
     except DataError as e:
         d = Path(args.data_dir or "").expanduser()
-        if (args.study or not args.data_dir or not d.is_dir() or any(d.rglob("*-ubyte*"))
-                or not any(p.is_dir() for p in d.iterdir())):  # not an image folder given for Fashion-MNIST
+        if (args.study or not args.data_dir or not d.is_dir() or not any(p.is_dir() for p in d.iterdir())
+                or any(d.glob("*-ubyte*")) or any(d.glob("*/*-ubyte*"))):  # not an image folder given instead
             raise
         raise DataError(f"{d} holds no Fashion-MNIST IDX files; an ImageNet-layout folder is described by a study "
                         "spec, which says how to preprocess it: searcher data --study SPEC") from e

@@ -116,11 +116,16 @@ class Split:
         return torch.bincount(self.labels, minlength=self.num_classes).tolist()
 
     def fingerprint(self, n: int | None = None) -> str:
-        """sha256 of the first ``n`` images as the model sees them (pixels after the geometric transform,
-        normalisation), their labels and the class names: equal for the same images wherever they lie."""
+        """sha256 of what identifies the first ``n`` images: labels, class names, normalisation and, for an
+        ImageFolder split, each file (path within its root, size) and the data config — equal for the same files
+        wherever they lie, whichever Pillow decodes them — else the pixels themselves."""
         h = hashlib.sha256(json.dumps([self.classes, list(self.mean), list(self.std)]).encode())
         h.update(self.labels[:n].contiguous().numpy().data)
-        h.update(self.images[:n].contiguous().numpy().data)  # hashed in place (no copy of a large split)
+        if "sizes" in self.meta:
+            files = [self.meta["files"][:n], self.meta["sizes"][:n], self.meta.get("data_config")]
+            h.update(json.dumps(files).encode())
+        else:
+            h.update(self.images[:n].contiguous().numpy().data)  # hashed in place (no copy of a large split)
         return h.hexdigest()
 
 
@@ -726,7 +731,8 @@ def _image_folder_split(root: Path, cfg: dict, class_list: list[str], folders: l
         images = _decode_all(root, rel, transform, (shape[0], shape[1], shape[2]), workers, f"decode {name}")
         tensors = {"images": images, "labels": labels}
         _cache_save(key, tensors)
-    meta = {"kind": "imagefolder", "root": str(root), "files": rel, "data_config": cfg,
+    meta = {"kind": "imagefolder", "root": str(root), "files": rel, "sizes": [st[1] for st in stats],
+            "data_config": cfg,
             "per_class": per_class, "seed": seed,
             "file_list": str(files) if isinstance(files, str | Path) else None,
             "cache": str(_cache_path(key))}
@@ -802,8 +808,8 @@ def resolve_data_spec(spec: dict | None, base_dir: str | Path | None = None,
                 out[name] = {**part, "root": absolute(part["root"])}
                 if isinstance(part.get("files"), str | Path):
                     out[name]["files"] = absolute(part["files"])
-        if isinstance(out.get("classes"), str | Path) and Path(out["classes"]).expanduser().exists():
-            out["classes"] = absolute(out["classes"])
+        if isinstance(out.get("classes"), str | Path) and Path(out["classes"]).expanduser().is_file():
+            out["classes"] = absolute(out["classes"])  # a class-list file (else an ImageNet subset's name)
         if out.get("classes") is None and splits:
             classes = next(iter(splits.values())).classes
             subset = _imagenet_subset(out.get("model"))

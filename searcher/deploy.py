@@ -574,7 +574,7 @@ def _check_writable(out: Path) -> None:
         raise ConfigError(f"{out} is a directory; give the path of the .onnx file to write")
     parent = out.parent
     if not parent.is_dir():
-        why = "is a file, not a directory" if parent.exists() else "does not exist"
+        why = "is a file, not a directory" if parent.exists() else "does not exist; create it or"
         raise ConfigError(f"cannot write {out}: {parent} {why}; choose another OUT")
     probe = parent / f".{out.name}.{os.getpid()}.probe"
     try:

@@ -114,7 +114,8 @@ def remove(model: nn.Module) -> nn.Module:
 
 
 def token_state(model: nn.Module) -> TokenState:
-    """The patched model's per-forward :class:`TokenState` (sizes, positions, source map)."""
+    """The patched model's per-forward :class:`TokenState` (sizes, positions, source map, history): those of the
+    last forward in the calling thread (each thread that runs the model has its own)."""
     state = find_adapter(model).state(model)
     if state is None:
         raise ConfigError("this model is not patched; call searcher.apply(model, schedule) first")

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import numbers
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,9 +100,10 @@ class Layer:
     def __post_init__(self) -> None:
         if self.op not in OPS:
             raise ConfigError(f"unknown op {self.op!r}; known ops: {sorted(OPS)}")
-        if not isinstance(self.r, numbers.Integral) or isinstance(self.r, bool) or self.r < 0:
+        r = _as_int(self.r)
+        if r is None or r < 0:
             raise ConfigError(f"'r' must be an integer >= 0 (tokens removed in the block), got {self.r!r}")
-        object.__setattr__(self, "r", int(self.r))
+        object.__setattr__(self, "r", r)
         object.__setattr__(self, "params", tuple(sorted(dict(self.params).items())))
 
     @property
@@ -148,12 +150,22 @@ def _type_name(t: type) -> str:
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}[t]
 
 
+def _as_int(value: Any) -> int | None:
+    """``value`` as an int when it is an integer (Python, numpy, a 0-d integer tensor: ``__index__``), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def _check_value(where: str, name: str, value: Any, t: type, choices: tuple[str, ...] | None) -> Param:
     if t is bool:
         ok = isinstance(value, bool)
-    elif t is int:  # numpy's integers too
-        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-        value = int(value) if ok else value
+    elif t is int:  # numpy's integers and 0-d integer tensors too
+        ok = _as_int(value) is not None
+        value = _as_int(value) if ok else value
     elif t is float:
         ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
         value = float(value) if ok else value
@@ -442,10 +454,12 @@ class Schedule:
                 raise ConfigError("the diffrate recipe takes prune_kept/merge_kept lists, not r; remove r")
             return _diffrate_recipe(depth, params, opts)
         keep = params.pop("keep", None)
-        blocks = params.pop("blocks", None) if kind == "topk" else None
+        blocks: Any = params.pop("blocks", None) if kind == "topk" else None
+        if hasattr(blocks, "tolist"):  # a numpy array or a tensor
+            blocks = blocks.tolist()
         if blocks is not None and not (
             isinstance(blocks, Sequence) and not isinstance(blocks, str | bytes)
-            and all(isinstance(b, numbers.Integral) and not isinstance(b, bool) for b in blocks)
+            and all(_as_int(b) is not None for b in blocks)
         ):
             raise ConfigError(f"topk blocks must be a list of block indices such as [3, 6, 9], got {blocks!r}")
         active = set(range(depth)) if blocks is None else {int(b) for b in blocks}
@@ -456,7 +470,7 @@ class Schedule:
                 raise ConfigError(
                     f"'keep' (a keep rate) applies to the pitome and topk recipes, not {kind!r}"
                 )
-            if r:
+            if any(r) if isinstance(r, Sequence) else r:
                 raise ConfigError("give either r or a keep rate, not both")
             # the keep rate applies in the active blocks only (EViT: 0.7 at blocks 3, 6 and 9)
             kappas = [k if i in active else 1.0 for i, k in enumerate(_per_layer(keep, depth, "keep"))]

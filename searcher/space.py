@@ -134,8 +134,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its keys may be overridden here
+                continue
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                twice = key in seen
+            except TypeError:  # a list or mapping as a key
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a key must be a plain value, got {key!r}", key_node.start_mark
+                ) from None
+            if twice:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
                 )

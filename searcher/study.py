@@ -50,7 +50,7 @@ from .cost.throughput import Throughput, device_lock, measure
 from .data import Split, data_config_for, load_splits, resolve_data_spec
 from .errors import ConfigError, SearcherError, StorageError
 from .evaluate import NumericalError, evaluate, evaluate_chunks
-from .schedule import Schedule
+from .schedule import Schedule, check_fits
 from .space import Candidate, SearchSpace, find_spec, load_yaml
 from .units import parse_budget, parse_rate
 
@@ -907,7 +907,9 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
         Schedule.none(source.depth_of(source.full_arch(space.architecture))),
     )
     budget = parse_budget(str(spec.budget)).resolve(full)
-    if budget > full * (1 + 1e-9):  # as a share above 100 % is refused: nothing to search (a unit prefix off?)
+    if full < budget <= full * (1 + 1e-3):  # the unreduced model's FLOPs as printed, rounded up
+        budget = full
+    if budget > full:  # as a share above 100 % is refused: nothing to search (a unit prefix off?)
         raise ConfigError(
             f"budget {spec.budget} ({budget:.4g} GFLOPs) is above the unreduced model's {full:.4g} GFLOPs, so "
             f"nothing needs removing; give a budget below it, such as {full / 2:.3g}GFLOPs or 50%"
@@ -925,12 +927,13 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
     if spec.diffrate_baseline:  # a wrong depth or count is an error now, not a failed trial later
         depth = source.depth_of(source.full_arch(space.architecture))
         try:
-            Schedule.recipe(
+            published = Schedule.recipe(
                 "diffrate",
                 depth,
                 prune_kept=spec.diffrate_baseline["prune_kept"],
                 merge_kept=spec.diffrate_baseline["merge_kept"],
             )
+            check_fits(published, source.n_tokens, source.num_prefix, source.averages_patches)
         except ConfigError as e:
             raise ConfigError(f"diffrate_baseline does not fit {spec.model} ({depth} blocks): {e}") from e
     min_tp = parse_rate(spec.min_throughput) if spec.min_throughput else None
@@ -945,7 +948,7 @@ def _check_preprocessing(spec: StudySpec, source: Any) -> None:
             or named == spec.model):
         return
     keys = ("mean", "std", "crop_pct", "crop_mode", "interpolation", "input_size")
-    theirs, ours = data_config_for(named), data_config_for(source.model)
+    theirs, ours = data_config_for(named, spec.data.get("data_config")), data_config_for(source.model)
     differ = [k for k in keys if theirs.get(k) != ours.get(k)]
     if differ:
         log.warning(
@@ -1323,7 +1326,8 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
             stack.enter_context(_sqlite_lock(storage_url, out))  # a busy study is refused before the model loads
             ctx, splits = _context(spec)
             study = _create_study(spec, storage_url)
-            _check_resume(study, ctx, spec, storage_url, splits)
+            search_fp = splits["search"].fingerprint(ctx.search_images)
+            _check_resume(study, ctx, spec, storage_url, search_fp)
             spec = ctx.spec  # its data resolved (absolute folders, the class order): what the study records
         except BaseException:
             if created:  # a new run directory goes, with the lock file just made in it
@@ -1342,7 +1346,7 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
         study.set_user_attr("budget_gflops", ctx.budget)
         study.set_user_attr("full_gflops", ctx.full_gflops)
         study.set_user_attr("search_images", ctx.search_images)
-        study.set_user_attr("search_fingerprint", splits["search"].fingerprint(ctx.search_images))
+        study.set_user_attr("search_fingerprint", search_fp)
         test_fp = splits["test"].fingerprint(spec.test_images)
         if study.user_attrs.get("test_fingerprint", test_fp) != test_fp:  # other test images: measure again
             stale = [k for k, v in study.user_attrs.items() if k.startswith("test:") and v is not None]
@@ -1388,9 +1392,7 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
 _SAME_MODEL = ("name", "family", "sha256", "arch", "kwargs")  # of ModelSource.describe(); the checkpoint may move
 
 
-def _check_resume(
-    study: optuna.Study, ctx: _Context, spec: StudySpec, storage_url: str, splits: dict[str, Split]
-) -> None:
+def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_url: str, search_fp: str) -> None:
     """A study resumes under the budget, throughput floor, search split and model it was started with: its trials'
     feasibility, accuracy, baselines and front were measured under them, and mixing would put over-budget configs,
     or accuracies of another split, on the front. Trials, timeout, sampler, seed and workers may change."""
@@ -1413,7 +1415,7 @@ def _check_resume(
     old_images = before.get("search_images", ctx.search_images)  # each check only where the study recorded it
     old_data = old_spec.get("data", spec.data)
     if "search_fingerprint" in before:  # the images themselves (wherever they lie now), as the model sees them
-        same = before["search_fingerprint"] == splits["search"].fingerprint(ctx.search_images)
+        same = before["search_fingerprint"] == search_fp
     else:  # a study begun before 2026-12-07: its data spec as written
         same = old_data == spec.data
     if old_images != ctx.search_images:

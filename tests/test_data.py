@@ -738,3 +738,28 @@ def test_bad_specs(spec: dict, message: str) -> None:
 def test_fashion_spec(make_fashion) -> None:
     d = make_fashion()
     assert len(load_splits({"kind": "fashion-mnist", "dir": str(d)})["search"]) == 2000
+
+
+def test_resolve_data_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_imagefolder: Path) -> None:
+    """A study's data made independent of where it runs: relative folders are the working directory's, else the
+    spec's folder's, made absolute; an ImageNet subset's name stays a name (a folder called ``imagenet-1k`` in the
+    working directory is not a class list); the automatic class order is written out; resolving twice changes
+    nothing (every worker resolves the spec it is given)."""
+    from searcher.data import resolve_data_spec
+
+    spec_dir, cwd = tmp_path / "specs", tmp_path / "cwd"
+    (spec_dir / "val").mkdir(parents=True)
+    (cwd / "train").mkdir(parents=True)
+    (cwd / "imagenet-1k").mkdir()
+    monkeypatch.chdir(cwd)
+    data = {"kind": "imagefolder", "model": "deit_tiny_patch16_224", "classes": "imagenet-1k",
+            "search": {"root": "train", "per_class": 2}, "test": "val"}
+    out = resolve_data_spec(data, spec_dir)
+    assert out["search"] == {"root": str(cwd / "train"), "per_class": 2}  # the working directory's first
+    assert out["test"] == str(spec_dir / "val") and out["classes"] == "imagenet-1k"
+    assert resolve_data_spec(out, spec_dir) == out
+    assert resolve_data_spec({"kind": "fashion-mnist", "dir": "train"})["dir"] == str(cwd / "train")
+    assert resolve_data_spec(None) == {"kind": "fashion-mnist"}
+    auto = {"kind": "imagefolder", "model": SMALL, "search": str(tiny_imagefolder)}
+    splits = load_splits(auto)
+    assert resolve_data_spec(auto, splits=splits)["classes"] == ["ant", "bee", "cat"]

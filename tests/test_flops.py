@@ -316,6 +316,9 @@ def test_flops_report(tmp_path: Any) -> None:
     json.dumps(reduced)
     with pytest.raises(ConfigError, match="does not exist"):
         F.flops_report("fashion-vit", tmp_path / "missing.json")
+    wrapped = tmp_path / "wrapped.json"  # {"schedule": …} without a model, as read_schedule takes it
+    wrapped.write_text(json.dumps({"schedule": Schedule.constant(6, 8).to_dict()}))
+    assert F.flops_report("fashion-vit", wrapped)["gflops"] == reduced["gflops"]
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ConfigError, match="cannot read"):
         F.flops_report("fashion-vit", tmp_path / "bad.json")

@@ -253,10 +253,19 @@ def test_budget_below_the_cheapest_candidate_is_a_clear_error(tiny_spec: StudySp
 
 
 def test_a_key_given_twice_in_a_spec_is_an_error(tmp_path: Path) -> None:
-    """PyYAML keeps the last of two equal keys: a spec naming two studies ran the second, silently."""
+    """PyYAML keeps the last of two equal keys: a spec naming two studies ran the second, silently. Merge keys
+    (``<<: *anchor``) may still be overridden, and a list as a key is one clear error."""
     (tmp_path / "s.yaml").write_text("name: fashion-vit\nmodel: fashion-vit\nname: other\n")
     with pytest.raises(ConfigError, match="line 3, column 1: key 'name' appears twice"):
         StudySpec.from_yaml(tmp_path / "s.yaml")
+    (tmp_path / "merge.yaml").write_text("name: merged\nmodel: fashion-vit\nbase: &b {batch_size: 64, chunk: 500}\n"
+                                         "sizes: {<<: *b, chunk: 250}\n")
+    from searcher.space import load_yaml
+
+    assert load_yaml(tmp_path / "merge.yaml", "study spec")["sizes"] == {"batch_size": 64, "chunk": 250}
+    (tmp_path / "list-key.yaml").write_text("? [1, 2]\n: 3\n")
+    with pytest.raises(ConfigError, match="a key must be a plain value"):
+        StudySpec.from_yaml(tmp_path / "list-key.yaml")
 
 
 def test_second_optimize_on_a_busy_sqlite_study_is_refused(tiny_spec: StudySpec, tmp_path: Path) -> None:
@@ -534,3 +543,44 @@ def test_storages_that_cannot_hold_a_study_are_clear_errors(monkeypatch: pytest.
     monkeypatch.setitem(sys.modules, "psycopg2", None)
     with pytest.raises(ConfigError, match=r"pip install 'searcher\[postgres\]'"):
         open_storage("postgresql://user@db.example/searcher")
+
+
+def test_resume_compares_images_and_tests_a_changed_test_split_again(
+    tiny_spec: StudySpec, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The test split may change between runs: the Pareto set's stored test results are measured again on the new
+    one. A study begun before fingerprints were recorded resumes by its data spec, and records one."""
+    out = tmp_path / "run"
+    res = optimize(tiny_spec.override(trials=2), out, progress=False)
+    assert {v["images"] for k, v in res.study.user_attrs.items() if k.startswith("test:")} == {300}
+    with caplog.at_level(logging.INFO, logger="searcher.study"):
+        res = optimize(replace(tiny_spec, trials=2, test_images=100), out, progress=False)
+    assert "the test split changed" in caplog.text
+    assert {v["images"] for k, v in res.study.user_attrs.items() if k.startswith("test:") and v} == {100}
+    with contextlib.closing(sqlite3.connect(out / "study.db")) as con, con:
+        con.execute("DELETE FROM study_user_attributes WHERE key = 'search_fingerprint'")
+    res = optimize(replace(tiny_spec, trials=2, test_images=100), out, progress=False)
+    assert "search_fingerprint" in res.study.user_attrs
+
+
+def test_data_preprocessed_as_another_model_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    """A copied spec whose ``model`` was edited but whose data still names the old one: another mean/std/crop
+    than the searched model's is a warning, unless the data's own ``data_config`` makes them agree."""
+    from types import SimpleNamespace
+
+    import timm
+
+    from searcher.study import _check_preprocessing
+
+    source = SimpleNamespace(family="timm-vit", model=timm.create_model("vit_tiny_patch16_224.augreg_in21k_ft_in1k"))
+    data = {"kind": "imagefolder", "model": "deit_tiny_patch16_224", "search": "x"}
+    spec = StudySpec.from_dict({"name": "s", "model": "vit_tiny_patch16_224.augreg_in21k_ft_in1k", "data": data,
+                                "space": "deit-vit-224"})
+    with caplog.at_level(logging.WARNING, logger="searcher.study"):
+        _check_preprocessing(spec, source)
+    assert "preprocessed as deit_tiny_patch16_224" in caplog.text and "mean" in caplog.text
+    caplog.clear()
+    same = {"mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 0.9}
+    with caplog.at_level(logging.WARNING, logger="searcher.study"):
+        _check_preprocessing(replace(spec, data={**data, "data_config": same}), source)
+    assert not caplog.text

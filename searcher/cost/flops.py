@@ -630,8 +630,8 @@ def _config_model(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         read_schedule(path)  # raises, saying why
         raise
-    if not isinstance(data, dict) or "schedule" not in data or "layers" in data:
-        return {}
+    if not isinstance(data, dict) or "layers" in data or not isinstance(data.get("model"), dict):
+        return {}  # a schedule (or {"schedule": …} without a model)
     config = read_config(path)
     return {"name": config["model"]["name"], "kwargs": config["model"].get("kwargs") or {}, "arch": config.get("arch")}
 

@@ -284,6 +284,15 @@ class ModelSource:
         model = create_model(name, checkpoint=checkpoint, **(model_kwargs or {}))
         return cls(name, model, "timm-vit", checkpoint, model_kwargs=model_kwargs)
 
+    @property
+    def averages_patches(self) -> bool:
+        """Whether the model pools by averaging its patch tokens (a schedule must keep at least one)."""
+        if self.family == "autoformer":
+            return bool(self.model.gp)
+        from .timm_vit import averages_patches
+
+        return averages_patches(self.model)  # type: ignore[arg-type]
+
     def check_data(self, split: Any, fix: str) -> None:
         """A :class:`~searcher.data.Split` whose images are not this model's input (C, H, W) is an error (the
         model would fail on every batch), ending with ``fix``; so is one with another number of classes than the

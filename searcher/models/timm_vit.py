@@ -157,6 +157,12 @@ def _reducing_model_class(cls: type) -> type:
     return new_cls
 
 
+def averages_patches(model: VisionTransformer) -> bool:
+    """Whether the model pools its patch tokens alone by averaging them (then a schedule must keep one)."""
+    return (model.global_pool in ("avg", "avgmax", "max") and getattr(model, "attn_pool", None) is None
+            and not getattr(model, "pool_include_prefix", False))
+
+
 class TimmViTAdapter(Adapter):
     """Adapter for timm's ``VisionTransformer`` and its subclasses (DeiT-distilled)."""
 
@@ -183,9 +189,8 @@ class TimmViTAdapter(Adapter):
         schedule.check_depth(len(blocks))
         n_patches = getattr(model.patch_embed, "num_patches", None)
         if n_patches is not None:  # what a schedule keeps against the prefix (DiffRate), before any forward
-            averages = (model.global_pool in ("avg", "avgmax", "max") and getattr(model, "attn_pool", None) is None
-                        and not getattr(model, "pool_include_prefix", False))
-            check_fits(schedule, n_patches + model.num_prefix_tokens, model.num_prefix_tokens, averages)
+            check_fits(schedule, n_patches + model.num_prefix_tokens, model.num_prefix_tokens,
+                       averages_patches(model))
         has_cls = getattr(model, "cls_token", None) is not None
         if not has_cls and any(not x.is_identity and x.op in NEEDS_CLS_ATTENTION for x in schedule.layers):
             raise ConfigError("this schedule ranks tokens by CLS attention but the model has no class token")

@@ -66,7 +66,7 @@ CASES = [
     Case("spec-not-a-mapping", "optimize --study {bad}/list.yaml --out {out}", "{bad}/list.yaml", "mapping"),
     Case("spec-unknown-key", "optimize --study {bad}/unknown-key.yaml --out {out}", "{bad}/unknown-key.yaml", "bogus"),
     Case("spec-wrong-type", "optimize --study {bad}/trials-word.yaml --out {out}", "{bad}/trials-word.yaml", "int"),
-    Case("spec-data-not-a-mapping", "optimize --study {bad}/data-list.yaml --out {out}", "data-list.yaml", "dict"),
+    Case("spec-data-not-a-mapping", "optimize --study {bad}/data-list.yaml --out {out}", "data-list.yaml", "a mapping"),
     Case("spec-missing-model", "optimize --study {bad}/no-model.yaml --out {out}", "no-model.yaml", "'model'"),
     Case("spec-name-with-slash", "optimize --study {bad}/slash-name.yaml --out {out}", "slash-name.yaml", "plain"),
     Case("spec-unknown-data-kind", "optimize --study {bad}/data-kind.yaml --out {out}", "'mnist'", "fashion-mnist"),
@@ -126,7 +126,8 @@ CASES = [
          "--limit 8", "{bad}/cfg-tiny-nosha.json", "weights the study used"),
     Case("onnx-config-wrong-version", "onnx {bad}/cfg-version.json {out}.onnx", "{bad}/cfg-version.json",
          "export the study again"),
-    Case("onnx-out-unwritable", "onnx {bad}/cfg-tiny.json /dev/null/m.onnx", "/dev/null/m.onnx", "create it"),
+    Case("onnx-out-unwritable", "onnx {bad}/cfg-tiny.json /dev/null/m.onnx", "/dev/null/m.onnx",
+         "not a directory; choose another OUT"),
     # -- data files --------------------------------------------------------------------------------------------
     Case("data-missing-dir", "data --data-dir {bad}/no-such-dir", "{bad}/no-such-dir", "--data-dir"),
     Case("data-missing-file", "data --data-dir {bad}/idx-partial", "{bad}/idx-partial", "reinstall"),
