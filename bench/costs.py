@@ -61,7 +61,7 @@ def random_schedule(rng: random.Random, depth: int, n_tokens: int, num_prefix: i
     for i in range(depth):
         op = rng.choice(ops)
         if op == "diffrate":
-            lo = max(1, num_prefix)
+            lo = num_prefix + 1  # a patch token stays: models that average them refuse to keep none
             layers.append(Layer.make(op, layer=i, depth=depth, prune_kept=rng.randint(lo, n_tokens + 1),
                                      merge_kept=rng.randint(lo, n_tokens + 1)))
         else:

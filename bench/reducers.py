@@ -5,9 +5,8 @@ round, all configurations interleaved in the same round (in a shuffled order), a
 reported, so the ratios to the unreduced timm model are measured under the same machine load. On CUDA: AMP
 fp16, synchronised.
 
-GFLOPs here are an analytic fvcore-convention count (one multiply-add = one FLOP; qkv, q·kᵀ, attn·v, proj,
-MLP, patch embedding, head, and the reducers' own similarity matmuls and CLS-attention rows);
-``searcher.flops`` (a later issue) replaces it.
+GFLOPs are ``searcher.flops``: the analytic fvcore-convention count (one multiply-add = one FLOP; qkv, q·kᵀ,
+attn·v, proj, MLP, patch embedding, head, and the reducers' own similarity matmuls and CLS-attention rows).
 
 ``official-tome`` is a re-implementation of the official ToMe timm patch's forward (facebookresearch/ToMe:
 explicit softmax attention with the log-size bias, ``k.mean(1)`` metric, ``scatter_reduce`` merges), used only
@@ -35,37 +34,13 @@ import torch
 from timm.models.vision_transformer import Attention, Block, VisionTransformer
 from torch import Tensor
 
+from searcher.cost.flops import flops
 from searcher.patch import apply, remove
 from searcher.schedule import Schedule, tokens_per_stage
 
 logger = logging.getLogger("bench.reducers")
 
 KINDS = ("tome", "tofu", "pitome", "rapid", "topk")
-
-
-# -- analytic FLOPs ------------------------------------------------------------------------------------------
-def gflops(model: VisionTransformer, schedule: Schedule | None) -> float:
-    """fvcore-convention GFLOPs per image, from the token count entering each block's attention and MLP."""
-    blk = model.blocks[0]
-    c, heads = model.embed_dim, blk.attn.num_heads
-    hd = c // heads
-    hidden = blk.mlp.fc1.out_features
-    p = model.num_prefix_tokens
-    n0 = model.patch_embed.num_patches + p
-    schedule = schedule or Schedule.none(len(model.blocks))
-    total = model.patch_embed.num_patches * c * math.prod(model.patch_embed.proj.weight.shape[1:])
-    for (na, nm), layer in zip(tokens_per_stage(schedule, n0, p), schedule.layers, strict=True):
-        total += 4 * na * c * c + 2 * na * na * c  # qkv + proj, q·kᵀ + attn·v
-        total += 2 * nm * c * hidden  # fc1 + fc2
-        if na != nm or not layer.is_identity:
-            if layer.op in ("tome", "tofu-prune", "tofu-merge", "rapid-prune", "rapid-merge"):
-                total += ((na + 1) // 2) * (na // 2) * hd  # A·Bᵀ over head-averaged keys
-            if layer.op == "pitome":
-                total += (na - p) ** 2 * hd
-            if layer.op in ("rapid-merge", "topk-prune", "diffrate"):
-                total += na * c  # the CLS attention row
-    total += c * model.num_classes
-    return total / 1e9
 
 
 # -- official ToMe forward, re-implemented for timing ---------------------------------------------------------
@@ -206,14 +181,15 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
         logger.info("%s: round %d/%d done", name, i + 1, args.rounds)
     stat = statistics.median if args.stat == "median" else min
     base_t = stat(configs[0].times or [])
-    base_g = gflops(model, None)
+    depth = len(model.blocks)
+    base_g = flops(model, Schedule.none(depth))
     rows = []
     n0 = model.patch_embed.num_patches + model.num_prefix_tokens
     for cfg in configs:
         t = stat(cfg.times or [])
         sched = cfg.schedule
         final = tokens_per_stage(sched, n0)[-1][1] if sched is not None else n0
-        g = gflops(model, sched)
+        g = flops(model, sched or Schedule.none(depth))
         rows.append((name, cfg.name, cfg.r, final, g, g / base_g, args.batch / t, base_t / t))
     return rows
 

@@ -19,8 +19,10 @@ _spec.loader.exec_module(B)
 # (state, gflops, search top-1, test top-1, extra user attrs); trial numbers follow the list, baselines first as
 # `optimize` enqueues them. Budget 0.4 GFLOPs of an unreduced 1.0.
 TRIALS = [
-    (TrialState.COMPLETE, 0.39, 80.0, 78.5, {"baseline": "PiToMe r=14"}),
-    (TrialState.COMPLETE, 0.30, 75.0, 74.0, {"baseline": "top-k r=20"}),
+    (TrialState.COMPLETE, 0.39, 80.0, 78.5, {"baseline": "pitome constant r", "candidate": {
+        "reducer": "pitome", "schedule": {"layers": [{"op": "pitome", "r": 14}] * 2}}}),
+    (TrialState.COMPLETE, 0.30, 75.0, 74.0, {"baseline": "topk constant r", "candidate": {
+        "reducer": "topk", "schedule": {"layers": [{"op": "none"}, {"op": "topk-prune", "r": 20}]}}}),
     (TrialState.COMPLETE, 0.35, 81.0, 80.0, {}),
     (TrialState.COMPLETE, 0.38, 82.0, 79.0, {}),  # the best search top-1 under the budget: the pick
     (TrialState.PRUNED, 0.38, 95.0, 0.0, {"duplicate_of": 3}),  # a repeat: not a candidate
