@@ -362,7 +362,10 @@ def main(argv: list[str] | None = None) -> None:
     path = args.out / "results.json"  # merged with earlier runs of the bench (other parts, models, budgets)
     summary = json.loads(path.read_text()) if path.exists() else {}
     for key, res in args.results.items():
-        summary["|".join(map(str, key))] = {"stats": res.stats, "budget_gflops": res.budget}
+        name, old = "|".join(map(str, key)), summary.get("|".join(map(str, key)))
+        if old and old["stats"].get("trials") == res.stats["trials"]:
+            continue  # a finished study only read again: the saved entry keeps the wall time of its run
+        summary[name] = {"stats": res.stats, "budget_gflops": res.budget}
     path.write_text(json.dumps(summary, indent=1, default=str))
 
 
