@@ -358,3 +358,20 @@ def test_flops_report_of_an_exported_config(tmp_path: Any) -> None:
         path.write_text(json.dumps({**config, **change}))
         with pytest.raises(ConfigError, match=message):
             F.flops_report(None, path)
+
+
+def test_flops_of_a_dynamic_img_size_model_at_another_size() -> None:
+    """``dynamic_img_size=True`` runs at any size: ``img_size`` counts the tokens of that size (the configured
+    size was counted, whatever the input, until 2026-12-07); a fixed-size model refuses it."""
+    import timm
+
+    tiny = dict(patch_size=8, embed_dim=32, depth=3, num_heads=2, num_classes=10)
+    dynamic = timm.create_model("vit_small_patch16_224", img_size=32, dynamic_img_size=True, **tiny)
+    schedule = Schedule.constant(3, 4)
+    for size in (48, (40, 64)):
+        fixed = timm.create_model("vit_small_patch16_224", img_size=size, **tiny)
+        assert F.flops(dynamic, schedule, img_size=size) == pytest.approx(F.flops(fixed, schedule), rel=1e-12)
+    assert F.flops(dynamic, schedule) == F.flops(timm.create_model("vit_small_patch16_224", img_size=32, **tiny),
+                                                  schedule)
+    with pytest.raises(ConfigError, match="dynamic_img_size=True"):
+        F.flops(fixed, schedule, img_size=32)

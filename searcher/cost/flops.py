@@ -45,7 +45,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -449,15 +449,26 @@ def _patched_schedule(model: nn.Module) -> Schedule | None:
 
 
 def flops(model: nn.Module, schedule: Schedule | Mapping[str, Any] | None = None, arch: Any = None, *,
-          rel_pos: str = "tables") -> float:
+          rel_pos: str = "tables", img_size: int | tuple[int, int] | None = None) -> float:
     """Analytic GFLOPs per image of ``model`` with ``schedule`` (fvcore convention, no forward pass).
 
     ``schedule`` None: the schedule the model is patched with, or no reduction. ``arch``: the AutoFormer subnet
-    (supernets only). ``rel_pos``: see :func:`count`.
+    (supernets only). ``rel_pos``: see :func:`count`. ``img_size``: for a timm model built with
+    ``dynamic_img_size=True``, the input it runs at (default: the size it was built for).
     """
     if schedule is None:
         schedule = _patched_schedule(model)
-    return count(describe(model, arch), schedule, rel_pos=rel_pos).total
+    shape = describe(model, arch)
+    if img_size is not None:
+        pe = getattr(model, "patch_embed", None)
+        if not getattr(model, "dynamic_img_size", False) or pe is None:
+            raise ConfigError("img_size applies to a timm ViT built with dynamic_img_size=True; this model runs "
+                              "only at the size it was built for")
+        from timm.layers import to_2tuple
+
+        (h, w), (ph, pw) = to_2tuple(img_size), to_2tuple(pe.patch_size)
+        shape = replace(shape, num_patches=(h // ph) * (w // pw))
+    return count(shape, schedule, rel_pos=rel_pos).total
 
 
 # ------------------------------------------------------------------------------------------------- fvcore
