@@ -135,7 +135,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             data = {"kind": "fashion-mnist", "dir": args.data_dir}
         else:  # the model's timm data config (resize, crop, mean/std) and, for ImageNet folders, its class order
             data = {"kind": "imagefolder", args.split: args.data_dir}
-    split = load_splits(data, model=model)[args.split]
+    splits = load_splits(data, model=model)
+    if args.split not in splits:
+        raise ConfigError(f"the data has no {args.split!r} split; choose --split from {sorted(splits)}")
+    split = splits[args.split]
     acc = evaluate(model, split, args.batch_size, limit=args.limit, progress=sys.stderr.isatty() and not args.json)
     result = {**acc.to_dict(), "split": args.split, "images": acc.n}
     emit(args, result, f"top-1 {acc.top1:.2f}%  top-5 {acc.top5:.2f}%  on {acc.n} images of {args.split}")
@@ -232,7 +235,7 @@ def cmd_optimize(args: argparse.Namespace) -> None:
     }
     st = result.stats
     repeats = f"{st['repeats']} repeats of an earlier candidate, " if st["repeats"] else ""
-    repeats += f"{st['over_budget']} draws over the budget, " if st["over_budget"] else ""
+    repeats += f"{st['over_budget']} draw{'s' * (st['over_budget'] > 1)} over the budget, " if st["over_budget"] else ""
     text = (
         f"study {spec.name}: {st['trials']} trials ({describe_early_stop(st)}, {repeats}{st['failed']} failed), "
         f"{100 * st['feasible_share']:.0f}% feasible; budget {result.budget:.4g} of {result.full_gflops:.4g} "

@@ -299,6 +299,17 @@ class Schedule:
         """True when no block reduces tokens."""
         return all(layer.is_identity for layer in self.layers)
 
+    def capped(self, n_tokens: int, num_prefix: int = 1) -> Schedule:
+        """The same computation with each ``r`` cut to what its block removes (:func:`effective_r`), so that two
+        spellings of one schedule (r = 30 or 32 where the cap is 25) are one candidate."""
+        layers, t = [], n_tokens
+        for i, layer in enumerate(self.layers):
+            if OPS[layer.op].uses_r:
+                layer = dataclasses.replace(layer, r=effective_r(layer.r, t, num_prefix))
+            layers.append(layer)
+            t = _tokens_out(layer, t, num_prefix, i)
+        return self.replace(layers=tuple(layers))
+
     def check_depth(self, depth: int) -> None:
         """Raise :class:`ConfigError` unless the schedule has exactly ``depth`` entries."""
         if self.depth != depth:

@@ -694,6 +694,7 @@ def _objective(ctx: _Context, shared: bool = False):
                 ctx.budget,
                 lambda red, depth, rs, **p: build_schedule(source, red, depth, rs, **p),
             )
+        cand = replace(cand, schedule=cand.schedule.capped(source.n_tokens, source.num_prefix))  # one spelling
         g = source.flops(cand.arch, cand.schedule)
         over = g > ctx.budget * (1 + 1e-9)
         finished = [] if over else _finished(trial.study)  # an over-budget draw is recorded each time, unevaluated
@@ -980,6 +981,10 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
                 lambda rs, red=red, p=params: build_schedule(source, red, depth, rs, **_recipe_params(red, p)),
                 ctx.budget,
             )
+            if r > int(space.r.high):  # no constant r of the space meets the budget: no recipe to compare with
+                log.warning(f"no constant r up to {int(space.r.high)} of {red} meets the budget: its published "
+                            "recipe is left out")
+                continue
             params.update({f"r{i}": r for i in range(max_depth)})
         study.enqueue_trial(params, user_attrs={"baseline": f"{red} constant r"}, skip_if_exists=True)
     if ctx.spec.diffrate_baseline:
@@ -1352,7 +1357,8 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
             stale = [k for k, v in study.user_attrs.items() if k.startswith("test:") and v is not None]
             for k in stale:
                 study.set_user_attr(k, None)
-            log.info(f"the test split changed: the Pareto set's {len(stale)} test results will be measured again")
+            log.warning(f"the test split is not the one this study was tested on ({spec.data.get('test')} now): "
+                        f"its {len(stale)} stored test results will be measured again")
         study.set_user_attr("test_fingerprint", test_fp)
         study.set_user_attr("model_source", ctx.source.describe())
         if spec.baselines:

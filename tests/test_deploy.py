@@ -276,6 +276,10 @@ def test_cli_evaluates_an_imagefolder_config_where_its_data_now_is(
     assert main(base) == 2 and "size mismatch for head.weight" in capsys.readouterr().err
     assert main([*base, "--num-classes", "3"]) == 0 and json.loads(capsys.readouterr().out)["images"] == 24
     assert main([*base, "--batch-size", "0"]) == 2 and "--batch-size must be at least 1" in capsys.readouterr().err
+    here = _write(tmp_path / "here.json", {**config, "metrics": {**config["metrics"], "data": {
+        "kind": "imagefolder", "model": "deit_tiny_patch16_224", "test": str(tiny_imagefolder)}}})
+    assert main(["evaluate", str(here), "--split", "train"]) == 2  # a KeyError traceback until 2026-12-07
+    assert "the data has no 'train' split; choose --split from ['test']" in capsys.readouterr().err
     moved = config_data(config, tiny_imagefolder, "test")
     assert moved["test"] == {"root": str(tiny_imagefolder)} and "search" not in moved
     assert config_data(config) == data

@@ -276,3 +276,14 @@ def test_schedules_built_in_python_are_checked_like_json() -> None:
     assert Schedule.from_list(np.array([3, 2, 1])).rs == [3, 2, 1] == Schedule.from_list([np.int64(3), 2, 1]).rs
     assert Schedule.recipe("tome", 3, np.int64(2)).rs == [2, 2, 2] == Schedule.recipe("tome", 3, torch.tensor(2)).rs
     assert Schedule.from_dict(Schedule.constant(3, np.int64(2)).to_dict()).rs == [2, 2, 2]
+
+
+def test_capped_schedules_are_one_spelling_of_one_computation() -> None:
+    """r beyond what a block can remove (ToMe's 50 % cap) changes nothing: capped, two such schedules are equal,
+    so a study sees one candidate (a per-block draw was evaluated again beside the constant-r recipe it equals,
+    and listed twice in the Pareto set, until 2026-12-07)."""
+    a = Schedule.from_list([32, 30, 25, 18, 14, 30], "topk-prune")
+    b = Schedule.from_list([32] * 6, "topk-prune")
+    assert a != b and a.capped(65) == b.capped(65)
+    assert a.capped(65).rs == [32, 16, 8, 4, 2, 1] and tokens_per_block(a.capped(65), 65) == tokens_per_block(a, 65)
+    assert a.capped(65).capped(65) == a.capped(65)
