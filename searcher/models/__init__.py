@@ -102,9 +102,10 @@ def read_state_dict(path_or_url: str | Path) -> dict[str, Any]:
     """Tensors of a checkpoint without executing code: safetensors, or ``torch.load(weights_only=True)``; a URL
     goes through torch.hub's cache. Unwraps ``{'model'|'state_dict'|'state_dict_ema': …}`` and ``module.``."""
     import argparse
-    import re
 
     import torch
+
+    from .autoformer_checkpoint import forbidden_global
 
     path_or_url = str(path_or_url)
     try:
@@ -120,12 +121,9 @@ def read_state_dict(path_or_url: str | Path) -> dict[str, Any]:
     except FileNotFoundError as e:
         raise CheckpointError(f"checkpoint {path_or_url} does not exist; check --checkpoint") from e
     except Exception as e:  # truncated zip, pickle with forbidden globals, bad safetensors header, …
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if found:
-            raise CheckpointError(
-                f"{path_or_url} pickles {found.group(1)}, and searcher unpickles nothing but tensors (no code from "
-                "files); if you trust the file, re-save its weights alone: torch.save(model.state_dict(), path)"
-            ) from e
+        forbidden = forbidden_global(path_or_url, e)
+        if forbidden:
+            raise forbidden from e
         raise CheckpointError(
             f"cannot load checkpoint {path_or_url}: {str(e).splitlines()[0][:200]}; is it a "
             "complete PyTorch or safetensors weights file?"

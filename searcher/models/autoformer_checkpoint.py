@@ -56,6 +56,17 @@ def _load(path_or_url: str | Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def forbidden_global(name: str, e: BaseException) -> CheckpointError | None:
+    """The error for a file whose pickle names a global that the safe unpickler refuses (torch's "Unsupported
+    global"), or None for another failure."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+    if not found:
+        return None
+    return CheckpointError(f"{name} pickles {found.group(1)}, and searcher unpickles nothing but tensors and "
+                           "argparse.Namespace (no code from files); if you trust the file, re-save its weights "
+                           "alone: torch.save(model.state_dict(), path)")
+
+
 def read_checkpoint(path_or_url: str | Path) -> tuple[dict[str, Tensor], argparse.Namespace | None]:
     """The model state dict of an AutoFormer checkpoint and its training ``args`` (None when absent).
 
@@ -69,12 +80,9 @@ def read_checkpoint(path_or_url: str | Path) -> tuple[dict[str, Tensor], argpars
     except CheckpointError:
         raise
     except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if found:
-            raise CheckpointError(
-                f"{name} pickles {found.group(1)}, and searcher unpickles nothing but tensors and "
-                "argparse.Namespace (no code from files); if you trust the file, re-save its state dict alone "
-                "with torch.save({'model': model.state_dict()}, path)") from e
+        forbidden = forbidden_global(name, e)
+        if forbidden:
+            raise forbidden from e
         raise CheckpointError(f"{name} is not a readable PyTorch checkpoint ({e}); the file is corrupt or "
                               "not a checkpoint — download it again") from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError) as e:
