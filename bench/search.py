@@ -258,11 +258,16 @@ def part_sampler(args) -> None:
                 "best of them, test": near["test"].max(),
             }
             rows.append(row)
-            print(f"| {seed} | {tag} | {row['near-best']} | {row['Spearman']:.2f} | {row['pick, test']:.2f} | "
+            print(f"| {seed} | {tag} | {row['near-best']} | {_num(row['Spearman'])} | {row['pick, test']:.2f} | "
                   f"{row['best of them, test']:.2f} |", flush=True)
     for tag, mean in pd.DataFrame(rows).groupby("sampler").mean().iterrows():
-        print(f"| mean | {tag} | {mean['near-best']:.1f} | {mean['Spearman']:.2f} | {mean['pick, test']:.2f} | "
+        print(f"| mean | {tag} | {mean['near-best']:.1f} | {_num(mean['Spearman'])} | {mean['pick, test']:.2f} | "
               f"{mean['best of them, test']:.2f} |")
+
+
+def _num(x: float) -> str:
+    """A table cell: "-" where there is no figure (a correlation of fewer than 3 candidates; pandas' mean skips it)."""
+    return "-" if math.isnan(x) else f"{x:.2f}"
 
 
 def part_overhead(args) -> None:
@@ -313,6 +318,10 @@ def part_scale(args) -> None:
             rate = len(trials) / (res.stats["wall_s"] / 60)
             rates[workers, each].append(rate)
             ms = 1e3 * sum(t.user_attrs.get("eval_s", 0.0) for t in trials) / max(res.stats["images_evaluated"], 1)
+            args.scale[f"scale|{model}|{budget}|s{seed}|{workers}x{each}"] = {
+                "stats": res.stats, "trials": len(trials), "trials_per_min": rate, "whole_s": whole,
+                "unique_numbers": len(set(numbers)) == len(numbers), "speedup": rate / rates[configs[0]][-1],
+            }
             print(
                 f"| {seed} | {workers} | {each} | {res.stats['wall_s']:.0f} s | {rate:.2f} | {len(trials)} | "
                 f"{res.stats['repeats']} | {ms:.2f} | {whole:.0f} s | {len(set(numbers)) == len(numbers)} | "
@@ -353,6 +362,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"unknown part(s) {sorted(parts - known)}; choose from {sorted(known)}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     args.results = {}  # (model, budget, tag, seed) -> OptimizeResult
+    args.scale = {}  # "scale|model|budget|seed|workers x threads" -> its figures
     for part in (part_margins, part_joint, part_sampler, part_overhead):
         if part.__name__.removeprefix("part_") in parts:
             part(args)
@@ -366,6 +376,7 @@ def main(argv: list[str] | None = None) -> None:
         if old and old["stats"].get("trials") == res.stats["trials"]:
             continue  # a finished study only read again: the saved entry keeps the wall time of its run
         summary[name] = {"stats": res.stats, "budget_gflops": res.budget}
+    summary.update(args.scale)
     path.write_text(json.dumps(summary, indent=1, default=str))
 
 

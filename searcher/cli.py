@@ -97,7 +97,7 @@ def cmd_flops(args: argparse.Namespace) -> None:
 
 @command("evaluate")
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .data import load_splits
+    from .data import load_split
     from .evaluate import evaluate
 
     if args.limit is not None and args.limit < 1:
@@ -135,10 +135,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             data = {"kind": "fashion-mnist", "dir": args.data_dir}
         else:  # the model's timm data config (resize, crop, mean/std) and, for ImageNet folders, its class order
             data = {"kind": "imagefolder", args.split: args.data_dir}
-    splits = load_splits(data, model=model)
-    if args.split not in splits:
-        raise ConfigError(f"the data has no {args.split!r} split; choose --split from {sorted(splits)}")
-    split = splits[args.split]
+    split = load_split(data, args.split, model=model)
     acc = evaluate(model, split, args.batch_size, limit=args.limit, progress=sys.stderr.isatty() and not args.json)
     result = {**acc.to_dict(), "split": args.split, "images": acc.n}
     emit(args, result, f"top-1 {acc.top1:.2f}%  top-5 {acc.top5:.2f}%  on {acc.n} images of {args.split}")

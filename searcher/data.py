@@ -42,6 +42,7 @@ __all__ = [
     "data_config_for",
     "resolve_data_spec",
     "load_splits",
+    "load_split",
     "cache_dir",
     "atomic_write_bytes",
 ]
@@ -780,6 +781,14 @@ def load_splits(spec: dict | None = None, model: Any = None) -> dict[str, Split]
         _check_keys(spec, _IMAGEFOLDER_KEYS, "the imagefolder data spec")
         return _imagefolder_splits(spec, model)
     raise ConfigError(f"unknown data kind {kind!r}; use 'fashion-mnist' or 'imagefolder'")
+
+
+def load_split(spec: dict | None, name: str, model: Any = None) -> Split:
+    """The split ``name`` of :func:`load_splits`; an error naming the splits there are when it is missing."""
+    splits = load_splits(spec, model=model)
+    if name not in splits:
+        raise ConfigError(f"the data has no {name!r} split; choose --split from {sorted(splits)}")
+    return splits[name]
 
 
 def resolve_data_spec(spec: dict | None, base_dir: str | Path | None = None,

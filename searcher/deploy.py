@@ -604,7 +604,7 @@ def to_onnx(
     seconds, the comparison and onnxruntime's throughput (at the static batch, or ``throughput_batch``,
     default 64, for a dynamic one).
     """
-    from .data import atomic_write_bytes, load_splits
+    from .data import atomic_write_bytes, load_split
 
     _onnx_modules()  # before the model and the data load
     batch = parse_batch(batch)
@@ -617,18 +617,16 @@ def to_onnx(
     else:
         where, cfg = str(config), read_config(config)
     _check_writable(out)
-    splits = load_splits(config_data(cfg, data_dir, split))
-    if split not in splits:
-        raise ConfigError(f"the data has no {split!r} split; choose one of {sorted(splits)}")
+    data = load_split(config_data(cfg, data_dir, split), split)
     model, source = _load(cfg, where, weights, verify=True)
-    source.check_data(splits[split], "give the data the model was searched on")
+    source.check_data(data, "give the data the model was searched on")
     source_shape = tuple(source.input_shape)
 
     t0 = time.perf_counter()
     data_bytes = onnx_bytes(model, source_shape, batch, opset)
     export_s = time.perf_counter() - t0
 
-    part = splits[split].subset(images)
+    part = data.subset(images)
     x = part.normalize(part.images)
     session = ort_session(data_bytes)
     check = compare_onnx(model, session, x, part.labels, batch)

@@ -4,6 +4,7 @@ baseline it is compared with, and the hypervolume of the first n candidates, on 
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -73,3 +74,24 @@ def test_hypervolume_counts_the_first_n_candidates_and_the_chosen_reference():
     assert B.hv(res, 60, "baseline") == pytest.approx(0.03 * 1 + 0.02 * 2)  # above the best baseline's 80 %
     assert B.cheapest_searched(res, 7) == pytest.approx(0.33)
     assert B.cheapest_searched(res, 6) == pytest.approx(0.35)
+
+
+def test_the_scale_part_saves_its_figures(tmp_path, monkeypatch, capsys):
+    """``--parts scale`` printed its table but wrote ``{}`` to results.json (until 2026-12-07)."""
+    def fake_optimize(spec, out, progress):
+        res = _result()
+        res.stats = {"wall_s": 60.0 / spec.workers, "images_evaluated": 100, "repeats": 0}
+        return res
+
+    monkeypatch.setattr(B, "optimize", fake_optimize)
+    B.main(["--parts", "scale", "--models", "fashion-vit", "--budgets", "40", "--scale-trials", "2",
+            "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert len(saved) == 3 and all(k.startswith("scale|fashion-vit|40|s0|") for k in saved)  # 1 x 1, 2 x n, 1 x all
+    two = next(v for k, v in saved.items() if "|2x" in k)
+    assert two["trials"] == 7 and two["speedup"] == pytest.approx(2.0) and two["unique_numbers"]  # not the repeat
+    assert "2 worker(s)" in capsys.readouterr().out
+
+
+def test_a_correlation_of_too_few_candidates_is_a_dash():
+    assert B._num(float("nan")) == "-" and B._num(0.375) == "0.38"

@@ -280,6 +280,9 @@ def test_cli_evaluates_an_imagefolder_config_where_its_data_now_is(
         "kind": "imagefolder", "model": "deit_tiny_patch16_224", "test": str(tiny_imagefolder)}}})
     assert main(["evaluate", str(here), "--split", "train"]) == 2  # a KeyError traceback until 2026-12-07
     assert "the data has no 'train' split; choose --split from ['test']" in capsys.readouterr().err
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(ConfigError, match=r"no 'train' split; choose --split from \['test'\]"):
+        searcher.deploy.to_onnx(here, tmp_path / "m.onnx", split="train")  # the same check, before the model loads
     moved = config_data(config, tiny_imagefolder, "test")
     assert moved["test"] == {"root": str(tiny_imagefolder)} and "search" not in moved
     assert config_data(config) == data
