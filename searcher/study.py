@@ -52,7 +52,7 @@ from .errors import ConfigError, SearcherError, StorageError
 from .evaluate import NumericalError, evaluate, evaluate_chunks
 from .schedule import Schedule, check_fits
 from .space import Candidate, SearchSpace, find_spec, load_yaml
-from .units import parse_budget, parse_rate
+from .units import parse_budget, parse_rate, written_as
 
 __all__ = [
     "StudySpec", "open_storage", "optimize", "load_study", "pareto_trials", "candidate_of", "test_result",
@@ -1407,6 +1407,9 @@ def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_u
         return
     old_spec = before.get("spec", {})
     changes = []
+    if written_as(spec.budget, before["budget_gflops"]):  # the budget as a summary printed it
+        ctx.budget = before["budget_gflops"]
+        ctx.spec = replace(ctx.spec, budget=old_spec.get("budget", ctx.spec.budget))  # recorded as it began
     if not math.isclose(before["budget_gflops"], ctx.budget, rel_tol=1e-9):
         digits = next(d for d in (4, 6, 8, 12, 17) if f"{before['budget_gflops']:.{d}g}" != f"{ctx.budget:.{d}g}")
         changes.append(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .errors import ConfigError
 
-__all__ = ["Budget", "parse_budget", "parse_rate", "format_gflops"]
+__all__ = ["Budget", "parse_budget", "parse_rate", "format_gflops", "written_as"]
 
 _NUMBER = r"([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?|[0-9]+\.)"
 _FLOPS_RE = re.compile(rf"{_NUMBER} ?([kmgt]?)flops", re.IGNORECASE)
@@ -75,6 +75,21 @@ def parse_budget(text: str | Budget) -> Budget:
             raise ConfigError(f"budget {text!r} must be a share in (0%, 100%]; write {BUDGET_FORMS}")
         return Budget(fraction=pct / 100)
     raise ConfigError(f"cannot read budget {text!r}; write {BUDGET_FORMS}")
+
+
+def written_as(text: str | Budget, gflops: float) -> bool:
+    """Whether the absolute budget ``text`` is ``gflops`` rounded to the digits it is written with, at least the
+    4 that summaries print: a budget copied from one (``0.1234GFLOPs`` or ``123.4MFLOPs`` for 0.12340567) names
+    that budget; ``0.12GFLOPs`` is another."""
+    m = _FLOPS_RE.fullmatch(str(text).strip())
+    if not m:
+        return False
+    mantissa = re.split("e", m.group(1), flags=re.IGNORECASE)[0]
+    digits = len(mantissa.replace(".", "").lstrip("0"))
+    if digits < 4:
+        return False
+    exact = gflops / _PREFIX[m.group(2).lower()]  # in the unit written
+    return float(f"{exact:.{digits}g}") == float(m.group(1))
 
 
 def parse_rate(text: str | float) -> float:

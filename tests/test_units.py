@@ -9,7 +9,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from searcher.errors import ConfigError
-from searcher.units import BUDGET_FORMS, RATE_FORMS, Budget, format_gflops, parse_budget, parse_rate
+from searcher.units import BUDGET_FORMS, RATE_FORMS, Budget, format_gflops, parse_budget, parse_rate, written_as
 
 PREFIX = {"": 1e-9, "k": 1e-6, "m": 1e-3, "g": 1.0, "t": 1e3}  # → GFLOPs
 
@@ -154,3 +154,11 @@ def test_budget_needs_exactly_one_kind() -> None:
         Budget()
     with pytest.raises(ConfigError):
         Budget(gflops=1.0, fraction=0.5)
+
+
+def test_a_budget_written_as_a_summary_prints_it_names_that_budget():
+    g = 0.12340567
+    for text in ("0.1234GFLOPs", "123.4MFLOPs", "1.234e8FLOPs", "123.41 mflops"):
+        assert written_as(text, g), text
+    for text in ("0.12GFLOPs", "0.1235GFLOPs", "123.405MFLOPs", "40%", "nonsense"):  # < 4 digits: another budget
+        assert not written_as(text, g), text
