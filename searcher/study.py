@@ -376,6 +376,8 @@ class _RDBStorage(optuna.storages.RDBStorage):
     RUNNING for longer than the grace period (by its ``datetime_start``): a sampler that takes longer than that to
     suggest a candidate would have its trial failed under it (as a live trial whose heartbeat stopped would)."""
 
+    orphans: frozenset[int] = frozenset()  # RUNNING when this process took the study's SQLite lock: a dead run's
+
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
@@ -391,6 +393,9 @@ class _RDBStorage(optuna.storages.RDBStorage):
         for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
             if t._trial_id not in reasons and t._trial_id not in beating and _older_than_grace(t.datetime_start):
                 reasons[t._trial_id] = f"no heartbeat at all, RUNNING since {t.datetime_start:%Y-%m-%d %H:%M:%S}"
+        for i in self.orphans:  # once: failed now, and queued again
+            reasons.setdefault(i, "its run ended without finishing it (the study's lock was free)")
+        self.orphans = frozenset()
         return _mark_stale(self, reasons)
 
 
@@ -1289,7 +1294,11 @@ def _optimize_loop(
         study.sampler = _sampler(spec.sampler, seed, len(spec.objectives))
     # Optuna fails (and our callback re-queues) stale trials only before it runs a trial; a worker killed in the
     # study's last trial would stay RUNNING for ever when the resumed study has nothing left to run. Both storage
-    # kinds count: RDB by heartbeat, the journal file by owner process (open_storage).
+    # kinds count: RDB by heartbeat, the journal file by owner process (open_storage). An SQLite study is this
+    # process's alone (_sqlite_lock): a trial RUNNING now is a killed run's, whatever the age of its heartbeat.
+    backend = getattr(study._storage, "_backend", study._storage)
+    if storage_url.startswith("sqlite") and isinstance(backend, _RDBStorage):
+        backend.orphans = frozenset(t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     with experimental():
         optuna.storages.fail_stale_trials(study)
     bar = _Progress(study, spec.trials, progress)

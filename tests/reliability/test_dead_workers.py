@@ -83,6 +83,27 @@ def test_a_trial_that_never_beat_is_failed_and_retried_on_resume(tiny: SimpleNam
     _check_resumed(trials, before, 3)
 
 
+def test_a_killed_run_s_fresh_trial_is_failed_at_once_on_sqlite(tiny: SimpleNamespace, tmp_path: Path) -> None:
+    """A run killed mid-trial and resumed within the heartbeat's grace period (SQLite): only one ``optimize`` runs on
+    an SQLite study at a time (its lock), so the RUNNING trial is the dead run's. It stayed RUNNING until 2026-12-07
+    (a resume with nothing left to run ended with it RUNNING, and export said it was still running)."""
+    spec = StudySpec.from_yaml(tiny.write_spec(tmp_path / "tiny.yaml", trials=2, baselines=False))
+    out = tmp_path / "run"
+    optimize(spec, out, progress=False)
+    url = f"sqlite:///{out / 'study.db'}"
+    storage = open_storage(url)
+    dead = storage.create_new_trial(storage.get_study_id_from_name("tiny"))  # RUNNING, started just now ...
+    storage.record_heartbeat(dead)  # ... and beating a moment ago
+    number = storage.get_trial_number_from_id(dead)
+    storage.engine.dispose()
+    optimize(spec, out, progress=False)  # nothing left to run: the 2 trials asked for are done
+    trials = trials_of(url)
+    assert trials[number].state == FAIL and not [t for t in trials if t.state == RUNNING]
+    assert [t.state for t in _retries_of(trials, number)] == [WAITING]  # run by the next resume that has room
+    optimize(spec.override(trials=3), out, progress=False)
+    _check_failed_and_retried(trials_of(url), number, "its run ended without finishing it")
+
+
 def test_stale_checks_fail_only_the_trials_of_dead_workers(tmp_path: Path) -> None:
     """What each storage's check judges stale, and what it leaves alone (a live or unknowable worker)."""
     # RDB: a trial without a heartbeat is stale only once it is older than the grace period
