@@ -1358,6 +1358,7 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
             )
         study.set_user_attr("spec", {k: v for k, v in spec.to_dict().items() if k != "base_dir"})
         study.set_user_attr("budget_gflops", ctx.budget)
+        study.set_user_attr("space", ctx.space.to_dict())  # its ranges and choices: what the trials were drawn from
         study.set_user_attr("full_gflops", ctx.full_gflops)
         study.set_user_attr("search_images", ctx.search_images)
         study.set_user_attr("search_fingerprint", search_fp)
@@ -1442,6 +1443,11 @@ def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_u
         changes.append("other search images under the same data spec (the images or their preprocessing changed)")
     elif not same:
         changes.append(f"the search split of data {old_data}, not {ctx.spec.data}")
+    old_space, space = before.get("space"), ctx.space.to_dict()
+    if old_space is not None and old_space != space:  # recorded since 2026-12-07
+        keys = sorted(k for k in {*old_space, *space} if old_space.get(k) != space.get(k))
+        changes.append("another search space (" + "; ".join(
+            f"{k}: {old_space.get(k, 'not set')} then, {space.get(k, 'not set')} now" for k in keys) + ")")
     old_model, model = before.get("model_source", {}), ctx.source.describe()
     if old_model and any(old_model.get(k) != model.get(k) for k in _SAME_MODEL):
 

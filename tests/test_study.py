@@ -513,6 +513,11 @@ def test_a_study_resumes_only_under_its_budget_floor_split_and_model(tiny_spec: 
         ({"min_throughput": "10img/s"}, "a throughput floor of none, not 10img/s"),
         ({"checkpoint": str(ckpt)}, "the model vit_tiny_patch16_224"),
         ({"search_images": 200}, "a search split of 400 images, not 200"),
+        # an edited space: reordered reducers crashed in Optuna ("dynamic value space"), a new range mixed silently
+        ({"space": {"reducers": ["rapid", "tome"], "schedule": {"r": {"low": 0, "high": 32}}}},
+         "another search space (reducers: ['tome', 'rapid'] then, ['rapid', 'tome'] now)"),
+        ({"space": {"reducers": ["tome", "rapid"], "schedule": {"r": {"low": 0, "high": 20}}}},
+         "another search space (schedule: {"),
     ]:
         with pytest.raises(ConfigError, match="another --out") as e:
             optimize(spec.override(**change), out, progress=False)
