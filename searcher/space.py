@@ -37,8 +37,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import optuna
 import yaml
+from optuna.trial import BaseTrial
 
 from .errors import ConfigError
 from .schedule import POSITION_MODES, RECIPES, Schedule
@@ -85,7 +85,7 @@ class Range:
             raise ConfigError(f"{where} is log-scaled, so low must be > 0, got {low}")
         return cls(float(low), float(high), log_, integer)
 
-    def suggest(self, trial: optuna.Trial, name: str) -> float | int:
+    def suggest(self, trial: BaseTrial, name: str) -> float | int:
         if self.integer:
             return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
         return trial.suggest_float(name, self.low, self.high, log=self.log)
@@ -260,7 +260,7 @@ class ArchSpace:
             d["size"] = self.size.to_dict()
         return d
 
-    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+    def suggest(self, trial: BaseTrial) -> dict[str, Any]:
         """Per-layer parametrisation: every choice drawn independently."""
         depth = trial.suggest_categorical("depth", list(self.depth))
         embed = trial.suggest_categorical("embed_dim", list(self.embed_dim))
@@ -288,7 +288,7 @@ class ArchSpace:
         mlp = [opts[2 + n + i][levels[2 + n + i]] for i in range(n)]
         return {"embed_dim": opts[0][levels[0]], "depth": depth, "num_heads": heads[:depth], "mlp_ratio": mlp[:depth]}
 
-    def suggest_scaled(self, trial: optuna.Trial, cost: Callable[[dict[str, Any]], float], goal: float) -> dict:
+    def suggest_scaled(self, trial: BaseTrial, cost: Callable[[dict[str, Any]], float], goal: float) -> dict:
         """Budget parametrisation: the largest subnet of a drawn shape whose unreduced cost is ≤ ``goal`` (the
         smallest of that shape when none is)."""
         knobs = self._knobs()
@@ -461,7 +461,9 @@ class SearchSpace:
     profile_power: float = 3.0  # budget mode: w_l = u_l ** p with u_l drawn in [0, 1]
     params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # reducer → name → Range | choices
     architecture: ArchSpace | None = None
-    prop_attn: tuple[bool, ...] = (True,)  # proportional attention; two choices make it a searched parameter
+    # proportional attention: None, each reducer's published default (on; off for PiToMe, as its official code);
+    # one choice for every reducer; two make it a searched parameter
+    prop_attn: tuple[bool, ...] | None = None
     positions: str = "anchored"  # relative-position models: where merged tokens sit (Schedule)
     name: str = ""
 
@@ -506,10 +508,11 @@ class SearchSpace:
         positions = d.get("positions", "anchored")
         if positions not in POSITION_MODES:
             raise ConfigError(f"positions must be one of {list(POSITION_MODES)}, got {positions!r}")
-        prop_attn = d.get("prop_attn", True)
-        if not isinstance(prop_attn, bool | list):
+        prop_attn = d.get("prop_attn")
+        if prop_attn is not None and not isinstance(prop_attn, bool | list):
             raise ConfigError(f"prop_attn must be true or false, or [true, false] to search it; got {prop_attn!r}")
-        prop_attn = (prop_attn,) if isinstance(prop_attn, bool) else _choices("prop_attn", prop_attn, bool)
+        if prop_attn is not None:
+            prop_attn = (prop_attn,) if isinstance(prop_attn, bool) else _choices("prop_attn", prop_attn, bool)
         arch = ArchSpace.from_dict(d["architecture"]) if d.get("architecture") is not None else None
         return cls(reducers, par, r, target, float(power), params, arch, prop_attn, positions)
 
@@ -542,7 +545,8 @@ class SearchSpace:
                 d[red] = {k: v.to_dict() if isinstance(v, Range) else list(v) for k, v in ps.items()}
         if self.architecture is not None:
             d["architecture"] = self.architecture.to_dict()
-        d["prop_attn"] = self.prop_attn[0] if len(self.prop_attn) == 1 else list(self.prop_attn)
+        if self.prop_attn is not None:
+            d["prop_attn"] = self.prop_attn[0] if len(self.prop_attn) == 1 else list(self.prop_attn)
         d["positions"] = self.positions
         return d
 
@@ -572,7 +576,7 @@ class SearchSpace:
     def _param(self, red: str, key: str) -> Any:
         return self.params.get(red, {}).get(key)
 
-    def suggest_reducer_params(self, trial: optuna.Trial, red: str, depth: int, max_depth: int) -> dict[str, Any]:
+    def suggest_reducer_params(self, trial: BaseTrial, red: str, depth: int, max_depth: int) -> dict[str, Any]:
         """The reducer's own parameters (RAPID τ/ρ/λ/merge/switch, …), as recipe keyword arguments."""
         out: dict[str, Any] = {}
         if red in ("rapid", "tofu"):
@@ -596,7 +600,7 @@ class SearchSpace:
 
     def suggest(
         self,
-        trial: optuna.Trial,
+        trial: BaseTrial,
         depth_of: Callable[[dict[str, Any] | None], int],
         flops: FlopsFn,
         budget: float,
@@ -647,8 +651,8 @@ class SearchSpace:
         if red == "none":  # no token reduction: only the architecture meets the budget (as in AutoFormer)
             return Candidate(red, unreduced, arch), facts
         rparams = self.suggest_reducer_params(trial, red, depth, max_depth)
-        prop_attn = self.prop_attn[0]
-        if len(self.prop_attn) > 1:
+        prop_attn = self.prop_attn[0] if self.prop_attn else None  # None: the recipe's own
+        if self.prop_attn and len(self.prop_attn) > 1:
             prop_attn = trial.suggest_categorical("prop_attn", list(self.prop_attn))
         r_max = int(self.r.high)
 
@@ -686,8 +690,8 @@ class SearchSpace:
         params: dict[str, Any] = {"reducer": red, **(arch_params or {})}
         if self.architecture is not None and self.architecture.parametrisation == "budget":
             params["remove_tokens"] = True
-        if len(self.prop_attn) > 1:  # the first choice, as listed in the space
-            params["prop_attn"] = self.prop_attn[0]
+        if self.prop_attn and len(self.prop_attn) > 1:  # the recipe's own (PiToMe's official code has it off)
+            params["prop_attn"] = red != "pitome"
         if red == "rapid":  # RAPID's paper: τ 0.7, ρ 20 %, λ 50, MLERP, switch after block L/3
             params.update(
                 rapid_switch=max(1, round(depth / 3)),

@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -688,7 +689,9 @@ def _objective(ctx: _Context, shared: bool = False):
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
         t0 = time.perf_counter()
-        if "fixed_schedule" in trial.user_attrs:  # a published schedule (DiffRate's), on the unreduced model
+        if "fixed_candidate" in trial.user_attrs:  # a published recipe the sampler does not draw
+            cand, facts = Candidate.from_dict(trial.user_attrs["fixed_candidate"]), dict[str, Any]()
+        elif "fixed_schedule" in trial.user_attrs:  # DiffRate's published schedule, in a study begun before 2026-12-07
             fixed = Schedule.from_dict(trial.user_attrs["fixed_schedule"])
             cand, facts = Candidate("diffrate", fixed, source.full_arch(space.architecture)), dict[str, Any]()
         else:
@@ -965,8 +968,11 @@ def _check_preprocessing(spec: StudySpec, source: Any) -> None:
 
 
 def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
-    """Constant-r schedules of every searched reducer at the largest r under the budget (RAPID with its paper
-    defaults), on the largest subnet for supernets; DiffRate's published schedule when the spec gives one."""
+    """The published recipe of every searched reducer at the budget: constant r, the least that fits (RAPID, ToFu,
+    top-k with their papers' defaults), on the largest subnet for supernets; DiffRate's published schedule when
+    the spec gives one. A recipe the space can draw is enqueued as its parameters, so the sampler learns from it;
+    one outside the space (a range or choice that excludes a paper default, an r cap below the recipe's r, a size
+    range short of the largest subnet) is evaluated as a fixed candidate, which the sampler does not see."""
     if study.user_attrs.get("baselines_enqueued"):
         return
     space, source = ctx.space, ctx.source
@@ -980,25 +986,58 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
         if red == "none":  # the unreduced largest subnet is over any budget below 100 %
             continue
         params = space.baseline_params(red, depth, max_depth, arch_params)
+        recipe = _recipe_params(red, params)
+
+        def build(rs: list[int], red: str = red, recipe: dict[str, Any] = recipe) -> Schedule:
+            return build_schedule(source, red, depth, rs, positions=space.positions, **recipe)
+
+        r = source.constant_r_for_budget(arch, build, ctx.budget)
+        published = Candidate(red, build([r] * depth).capped(source.n_tokens, source.num_prefix),
+                              arch if space.architecture is not None else None)  # None: as drawn without one
+        if source.flops(arch, published.schedule) > ctx.budget * (1 + 1e-9):
+            log.warning(f"no constant r of {red} meets the budget: its published recipe is left out")
+            continue
         if space.parametrisation == "per-block":
-            r = source.constant_r_for_budget(
-                arch,
-                lambda rs, red=red, p=params: build_schedule(source, red, depth, rs, **_recipe_params(red, p)),
-                ctx.budget,
-            )
-            if r > int(space.r.high):  # no constant r of the space meets the budget: no recipe to compare with
-                log.warning(f"no constant r up to {int(space.r.high)} of {red} meets the budget: its published "
-                            "recipe is left out")
-                continue
             params.update({f"r{i}": r for i in range(max_depth)})
-        study.enqueue_trial(params, user_attrs={"baseline": f"{red} constant r"}, skip_if_exists=True)
+        outside = _outside_space(ctx, params, published)
+        attrs = {"baseline": f"{red} constant r"}
+        if outside is None:
+            study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=True)
+        else:
+            log.info(f"the published {red} recipe (r={r}) lies outside the space ({outside}): it is evaluated as "
+                     "a baseline, and the sampler does not draw it")
+            study.enqueue_trial({}, user_attrs={**attrs, "fixed_candidate": published.to_dict()})
     if ctx.spec.diffrate_baseline:
         kept = ctx.spec.diffrate_baseline
         fixed = Schedule.recipe(
             "diffrate", depth, prune_kept=kept["prune_kept"], merge_kept=kept["merge_kept"], positions=space.positions
         )
-        study.enqueue_trial({}, user_attrs={"baseline": "diffrate published", "fixed_schedule": fixed.to_dict()})
+        study.enqueue_trial({}, user_attrs={"baseline": "diffrate published", "fixed_candidate": Candidate(
+            "diffrate", fixed, arch if space.architecture is not None else None).to_dict()})
     study.set_user_attr("baselines_enqueued", True)
+
+
+def _outside_space(ctx: _Context, params: dict[str, Any], published: Candidate) -> str | None:
+    """None when the space draws ``published`` from ``params``; else what keeps it out (the parameters outside
+    their range or choices, or the candidate they draw instead)."""
+    source = ctx.source
+    with warnings.catch_warnings(record=True) as caught:  # Optuna: "Fixed parameter 'x' ... is out of range"
+        warnings.simplefilter("always")
+        try:
+            drawn, _ = ctx.space.suggest(
+                optuna.trial.FixedTrial(params), source.depth_of, source.flops, ctx.budget,
+                lambda red, depth, rs, **p: build_schedule(source, red, depth, rs, **p),
+            )
+        except ValueError as e:  # a choice the space does not list
+            return str(e).rstrip(".")
+    names = [m.group(1) for w in caught if (m := re.search(r"parameter '(\w+)'.*out of range", str(w.message)))]
+    if names:
+        return ", ".join(f"{n}={params[n]}" for n in names)
+    drawn = replace(drawn, schedule=drawn.schedule.capped(source.n_tokens, source.num_prefix))
+    if drawn != published:
+        return "its parameters draw another candidate" + (
+            ", a smaller subnet: architecture.size does not reach the largest" if drawn.arch != published.arch else "")
+    return None
 
 
 def _recipe_params(red: str, params: Mapping[str, Any]) -> dict[str, Any]:

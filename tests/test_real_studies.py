@@ -92,6 +92,11 @@ def test_real_scale_study_runs_on_a_tiny_imagenet(name: str, imagenet: Path, tmp
     rows = res.pareto
     assert rows and {r["trial"] for r in rows} == {t.number for t in pareto_trials(res.study)}
     assert all(r["test_top1"] is not None and 0 <= r["test_top1"] <= 100 for r in rows)
+    largest = res.context.source.full_arch(res.context.space.architecture)
+    for t in trials:  # the shipped spaces draw every published recipe, on the largest subnet for the supernet
+        if t.user_attrs.get("baseline", "").endswith("constant r"):
+            assert "fixed_candidate" not in t.user_attrs and t.params, t.user_attrs["baseline"]
+            assert t.user_attrs["candidate"]["arch"] == (largest if res.context.space.architecture else None)
     if spec.diffrate_baseline:  # DiffRate's published DeiT-S schedule runs as a baseline
         (published,) = [t for t in trials if t.user_attrs.get("baseline") == "diffrate published"]
         assert published.user_attrs["tokens"][0] == 197 and published.user_attrs["tokens"][-1] == 3

@@ -299,10 +299,12 @@ def test_range_parses_scalars_and_rejects_junk() -> None:
 
 
 def test_prop_attn_can_be_searched() -> None:
-    """``prop_attn: [true, false]`` is a searched choice; baselines take the first one."""
-    space = SearchSpace.from_dict({"reducers": ["pitome"], "prop_attn": [False, True]})
-    assert space.prop_attn == (False, True) and space.to_dict()["prop_attn"] == [False, True]
+    """``prop_attn: [true, false]`` is a searched choice; baselines take the published recipe's (off for PiToMe, as
+    its official code; on for the others: the PiToMe baseline ran with it on until 2026-12-07)."""
+    space = SearchSpace.from_dict({"reducers": ["pitome", "tome"], "prop_attn": [True, False]})
+    assert space.prop_attn == (True, False) and space.to_dict()["prop_attn"] == [True, False]
     assert space.baseline_params("pitome", 6, 6)["prop_attn"] is False
+    assert space.baseline_params("tome", 6, 6)["prop_attn"] is True
     seen = set()
     for seed in range(8):
         trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask()
@@ -316,7 +318,17 @@ def test_prop_attn_can_be_searched() -> None:
         assert cand.schedule.prop_attn == trial.params["prop_attn"]
         seen.add(cand.schedule.prop_attn)
     assert seen == {False, True}
-    assert "prop_attn" not in SearchSpace.from_dict({"reducers": ["tome"]}).baseline_params("tome", 6, 6)
+    # not given: each reducer's published default, PiToMe's off (every draw had it on)
+    default = SearchSpace.from_dict({"reducers": ["pitome", "tome"]})
+    assert default.prop_attn is None and "prop_attn" not in default.to_dict()
+    assert "prop_attn" not in default.baseline_params("tome", 6, 6)
+    for red in ("pitome", "tome"):
+        cand, _ = default.suggest(
+            optuna.trial.FixedTrial({"reducer": red, "target": 1.0, **{f"w{i}": 1.0 for i in range(6)}}),
+            lambda arch: 6, lambda arch, s: 0.0, budget=1.0,
+            build=lambda red, depth, rs, **p: Schedule.recipe(red, depth, rs, **p),
+        )
+        assert cand.schedule.prop_attn is (red != "pitome")
 
 
 def test_per_layer_arch_takes_a_fitting_subnet_unreduced_and_reduces_the_others() -> None:

@@ -595,3 +595,53 @@ def test_data_preprocessed_as_another_model_is_warned_about(caplog: pytest.LogCa
     with caplog.at_level(logging.WARNING, logger="searcher.study"):
         _check_preprocessing(replace(spec, data={**data, "data_config": same}), source)
     assert not caplog.text
+
+
+def test_published_recipes_outside_the_space_are_evaluated_as_fixed_baselines(
+    tiny_spec: StudySpec, tmp_path: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    """A space that excludes a paper default (RAPID's τ 0.7 and MLERP, top-k's fuse)
+    still gets the published recipes as baselines, evaluated as fixed candidates the sampler does not draw. Until
+    2026-12-07 they were enqueued as out-of-range parameters (Optuna warnings; TPE learnt from points outside the
+    space), a listed choice crashed the study with a ValueError, and a per-block r cap dropped the recipe."""
+    space = {"reducers": ["tome", "rapid", "topk"], "schedule": {"r": {"low": 0, "high": 32}},
+             "rapid": {"tau": {"low": 0.8, "high": 0.9}, "merge": ["wavg"]}, "topk": {"fuse": [False]}}
+    res = optimize(tiny_spec.override(space=space, trials=3), tmp_path / "run", progress=False)
+    base = {t.user_attrs["baseline"]: t for t in res.study.trials if "baseline" in t.user_attrs}
+    assert sorted(base) == ["rapid constant r", "tome constant r", "topk constant r"]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in base.values())
+    assert "fixed_candidate" not in base["tome constant r"].user_attrs and base["tome constant r"].params
+    for red, want in (("rapid", {"tau": 0.7, "merge": "mlerp"}), ("topk", {"fuse": True})):
+        t = base[f"{red} constant r"]
+        assert "fixed_candidate" in t.user_attrs and not t.params  # invisible to the sampler
+        layers = t.user_attrs["candidate"]["schedule"]["layers"]
+        assert all(any(layer.get(k) == v for layer in layers) for k, v in want.items()), layers
+    assert not [w for w in recwarn if "out of range" in str(w.message)]
+
+
+def test_a_size_range_short_of_the_largest_subnet_makes_the_supernet_baselines_fixed() -> None:
+    """``architecture.size`` up to 1.2 × the budget cannot reach the largest subnet: the enqueued parameters drew
+    the recipe on a smaller subnet (until 2026-12-07), so the published recipe runs as a fixed candidate on it."""
+    from types import SimpleNamespace
+
+    from searcher.models import ModelSource
+    from searcher.space import SearchSpace, find_spec, load_yaml
+    from searcher.study import _outside_space
+
+    d = {**load_yaml(find_spec("fashion-autoformer", "spaces"), "space")}
+    space = SearchSpace.from_dict(d)
+    source = ModelSource.open("fashion-autoformer", None, arch_space=space.architecture)
+    largest = space.architecture.largest()
+    full = source.flops(largest, Schedule.none(largest["depth"]))
+    for size, fixed in ((None, False), ({"low": 1.0, "high": 1.2}, True)):
+        sp = SearchSpace.from_dict({**d, "architecture": {**d["architecture"], **({"size": size} if size else {})}})
+        ctx = SimpleNamespace(space=sp, source=source, budget=0.4 * full)
+        top = sp.arch_size(full, ctx.budget).high
+        params = sp.baseline_params("tome", 7, 7, sp.architecture.params_of_largest(top))
+        rs = [source.constant_r_for_budget(largest, lambda rs: Schedule.recipe("tome", 7, rs), ctx.budget)] * 7
+        sched = Schedule.recipe("tome", 7, rs).capped(source.n_tokens, source.num_prefix)
+        published = Candidate("tome", sched, largest)
+        why = _outside_space(ctx, params, published)
+        assert (why is not None) == fixed, why
+        if fixed:
+            assert "architecture.size does not reach the largest" in why
