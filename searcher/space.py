@@ -514,6 +514,11 @@ class SearchSpace:
         if prop_attn is not None:
             prop_attn = (prop_attn,) if isinstance(prop_attn, bool) else _choices("prop_attn", prop_attn, bool)
         arch = ArchSpace.from_dict(d["architecture"]) if d.get("architecture") is not None else None
+        if "none" in reducers and arch is None:
+            raise ConfigError(
+                f"reducers lists 'none' (no token reduction) but the space has no architecture section to search, so "
+                f"it is the unreduced model, over any budget; {'remove it' if len(reducers) > 1 else 'list reducers'}"
+            )
         return cls(reducers, par, r, target, float(power), params, arch, prop_attn, positions)
 
     @staticmethod

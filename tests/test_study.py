@@ -244,7 +244,7 @@ def test_budget_below_the_cheapest_candidate_is_a_clear_error(tiny_spec: StudySp
     with pytest.raises(ConfigError, match=r"below the cheapest candidate .*every block at r=32\); raise the budget "
                        "or widen schedule.r"):
         optimize(tiny_spec.override(budget="1%"), tmp_path / "run", progress=False)
-    with pytest.raises(ConfigError, match=r"no tokens removed\); raise the budget or list a reducer in the space"):
+    with pytest.raises(ConfigError, match=r"reducers lists 'none' .* no architecture section .*; list reducers"):
         optimize(replace(tiny_spec, space={"reducers": ["none"]}, budget="90%"), tmp_path / "run", progress=False)
     # above the unreduced model, as a share above 100 % is: until 2026-12-07 it ran, every recipe at r = 0
     with pytest.raises(ConfigError, match=r"budget 3.3GFLOPs \(3.3 GFLOPs\) is above the unreduced model's"):
@@ -645,3 +645,24 @@ def test_a_size_range_short_of_the_largest_subnet_makes_the_supernet_baselines_f
         assert (why is not None) == fixed, why
         if fixed:
             assert "architecture.size does not reach the largest" in why
+
+
+def test_a_space_or_model_arguments_the_model_cannot_take_are_refused() -> None:
+    """Until 2026-12-07: an architecture section on a timm ViT drew weights that changed nothing and exported configs
+    with a made-up subnet; on the paper's fixed AutoFormer-T subnet it searched the supernet; model_kwargs on the
+    embedded models were ignored; 'none' without an architecture drew the unreduced model, over any budget."""
+    from searcher.models import ModelSource
+    from searcher.space import SearchSpace
+
+    arch = SearchSpace.from_dict({"reducers": ["tome"], "architecture": {
+        "embed_dim": [64, 128], "depth": [6], "num_heads": [2, 4], "mlp_ratio": [2.0, 4.0]}}).architecture
+    with pytest.raises(ConfigError, match="architecture section, but fashion-vit is not an AutoFormer supernet"):
+        ModelSource.open("fashion-vit", arch_space=arch)
+    with pytest.raises(ConfigError, match="autoformer-t is the paper's searched subnet; search architectures on "
+                                          "autoformer-t-supernet"):
+        ModelSource.open("autoformer-t", arch_space=arch)
+    for name in ("fashion-vit", "fashion-autoformer", "autoformer-t-supernet"):
+        with pytest.raises(ConfigError, match=f"{name} takes no model arguments; remove model_kwargs"):
+            ModelSource.open(name, model_kwargs={"img_size": 64})
+    with pytest.raises(ConfigError, match="reducers lists 'none' .*; remove it"):
+        SearchSpace.from_dict({"reducers": ["none", "tome"]})

@@ -257,11 +257,18 @@ class ModelSource:
         arch_space: Any = None,
         model_kwargs: dict[str, Any] | None = None,
     ) -> ModelSource:
+        base = name.removesuffix("-supernet")
+        if model_kwargs and (name in EMBEDDED or base in AUTOFORMER_NAMES):  # create_model refuses them too
+            raise ConfigError(f"{name} takes no model arguments; remove model_kwargs {model_kwargs}")
+        supernet = name.endswith("-supernet") or (name in EMBEDDED and EMBEDDED[name].family == "autoformer")
+        if arch_space is not None and not supernet:
+            which = (f"{name} is the paper's searched subnet; search architectures on {name}-supernet"
+                     if base in AUTOFORMER_NAMES else f"{name} is not an AutoFormer supernet")
+            raise ConfigError(f"the space has an architecture section, but {which}: remove the section")
         if name in EMBEDDED:
             if checkpoint:
-                raise ConfigError(f"{name} ships its own weights; drop --checkpoint")
+                raise ConfigError(f"{name} ships its own weights; remove the checkpoint (checkpoint: or --checkpoint)")
             return cls(name, create_model(name), EMBEDDED[name].family)
-        base = name.removesuffix("-supernet")
         if base in AUTOFORMER_NAMES:
             from .autoformer import create_supernet, load_checkpoint
             from .autoformer_space import get_subnet

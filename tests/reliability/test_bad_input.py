@@ -71,7 +71,7 @@ CASES = [
     Case("spec-name-with-slash", "optimize --study {bad}/slash-name.yaml --out {out}", "slash-name.yaml", "plain"),
     Case("spec-unknown-data-kind", "optimize --study {bad}/data-kind.yaml --out {out}", "'mnist'", "fashion-mnist"),
     Case("spec-embedded-with-checkpoint", "optimize --study {bad}/embedded-ckpt.yaml --out {out}", "fashion-vit",
-         "drop --checkpoint"),
+         "remove the checkpoint"),
     Case("spec-unknown-model", "optimize --study {bad}/unknown-model.yaml --out {out}", "'resnet-9000'", "use one"),
     # -- search space YAML -------------------------------------------------------------------------------------
     Case("space-invalid-yaml", "optimize --study {bad}/space-invalid.yaml --out {out}",
