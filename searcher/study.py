@@ -903,6 +903,15 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
         checkpoint = str(path.resolve())
     source = ModelSource.open(spec.model, checkpoint, arch_space=space.architecture, model_kwargs=spec.model_kwargs)
     space.check_model(source.depths(space.architecture), source.n_tokens, source.num_prefix)
+    if getattr(source.model, "cls_token", None) is None:  # before any trial: each such draw would fail
+        from .reduce import NEEDS_CLS_ATTENTION
+
+        depth = source.depth_of(source.full_arch(space.architecture))
+        ranking = [red for red in space.reducers if red != "none" and any(
+            x.op in NEEDS_CLS_ATTENTION for x in build_schedule(source, red, depth, [1] * depth).layers)]
+        if ranking:
+            raise ConfigError(f"{', '.join(ranking)} rank tokens by CLS attention but {spec.model} has no class "
+                              "token; remove them from the space's reducers")
     data = resolve_data_spec(spec.data, spec.base_dir)
     splits = load_splits(data)
     # recorded with absolute folders and the class order written out: exported configs re-evaluate anywhere

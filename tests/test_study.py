@@ -666,3 +666,18 @@ def test_a_space_or_model_arguments_the_model_cannot_take_are_refused() -> None:
             ModelSource.open(name, model_kwargs={"img_size": 64})
     with pytest.raises(ConfigError, match="reducers lists 'none' .*; remove it"):
         SearchSpace.from_dict({"reducers": ["none", "tome"]})
+
+
+def test_reducers_that_rank_by_cls_attention_are_refused_on_a_model_without_a_class_token(
+    tiny_spec: StudySpec, tmp_path: Path
+) -> None:
+    """Until 2026-12-07 the study started and stopped at the first top-k or RAPID draw (an Optuna traceback)."""
+    kwargs = {**TINY, "class_token": False, "global_pool": "avg"}
+    torch.save(VisionTransformer(**kwargs).state_dict(), tmp_path / "nocls.pth")
+    spec = replace(tiny_spec, model_kwargs=kwargs, checkpoint=str(tmp_path / "nocls.pth"))
+    with pytest.raises(ConfigError, match=r"^rapid, topk rank tokens by CLS attention but vit_tiny_patch16_224 has no "
+                                          "class token; remove them"):
+        optimize(replace(spec, space={"reducers": ["tome", "rapid", "topk"]}), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    res = optimize(replace(spec, space={"reducers": ["tome", "pitome"]}, trials=2), tmp_path / "ok", progress=False)
+    assert res.stats["failed"] == 0
