@@ -952,6 +952,14 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
                 merge_kept=spec.diffrate_baseline["merge_kept"],
             )
             check_fits(published, source.n_tokens, source.num_prefix, source.averages_patches)
+            given = source.n_tokens  # a published schedule's counts are what each block keeps of what it gets
+            kept = zip(spec.diffrate_baseline["prune_kept"], spec.diffrate_baseline["merge_kept"], strict=True)
+            for i, (p, m) in enumerate(kept):
+                if not m <= p <= given:
+                    raise ConfigError(
+                        f"block {i} keeps {p} tokens after pruning and {m} after merging of the {given} it gets; "
+                        "each block keeps at most what it gets, and merging follows pruning (merge_kept ≤ prune_kept)")
+                given = m
         except ConfigError as e:
             raise ConfigError(f"diffrate_baseline does not fit {spec.model} ({depth} blocks): {e}") from e
     min_tp = parse_rate(spec.min_throughput) if spec.min_throughput else None

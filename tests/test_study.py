@@ -681,3 +681,17 @@ def test_reducers_that_rank_by_cls_attention_are_refused_on_a_model_without_a_cl
     assert not (tmp_path / "run").exists()
     res = optimize(replace(spec, space={"reducers": ["tome", "pitome"]}, trials=2), tmp_path / "ok", progress=False)
     assert res.stats["failed"] == 0
+
+
+def test_a_published_diffrate_schedule_must_keep_what_its_blocks_get(tiny_spec: StudySpec, tmp_path: Path) -> None:
+    """Counts above the tokens a block gets, or merging to more than pruning kept, ran as an unreduced schedule with
+    a 70 recorded for 65 tokens (until 2026-12-07)."""
+    for kept, words in (
+        ({"prune_kept": [65, 60, 50, 40], "merge_kept": [70, 55, 45, 35]}, "block 0 keeps 65 tokens after pruning "
+         "and 70 after merging of the 65 it gets"),
+        ({"prune_kept": [500] * 4, "merge_kept": [400] * 4}, "block 0 keeps 500 tokens after pruning"),
+        ({"prune_kept": [60, 58, 50, 40], "merge_kept": [55, 55, 45, 35]}, "block 1 keeps 58 tokens after pruning and "
+         "55 after merging of the 55 it gets"),
+    ):
+        with pytest.raises(ConfigError, match=f"diffrate_baseline does not fit .*: {words}"):
+            optimize(replace(tiny_spec, diffrate_baseline=kept), tmp_path / "run", progress=False)
