@@ -238,6 +238,9 @@ class ArchSpace:
         if par not in ("budget", "per-layer"):
             raise ConfigError(f"architecture.parametrisation must be 'budget' or 'per-layer', got {par!r}")
         size = Range.parse("architecture.size", d["size"]) if d.get("size") is not None else None
+        if size is not None and par == "per-layer":
+            raise ConfigError("architecture.size belongs to the budget parametrisation; per-layer draws every choice "
+                              "and leaves the budget to the FLOPs check: remove it")
         if size is not None and size.low <= 0:
             raise ConfigError(f"architecture.size is a share of the budget, so low must be > 0, got {size.to_dict()}")
         arch = cls(
@@ -473,6 +476,8 @@ class SearchSpace:
         """A search space file, or the name of a shipped one (``deit-vit-224``: searcher/spaces/deit-vit-224.yaml)."""
         path = find_spec(path, "spaces")
         d = load_yaml(path, "search space")
+        if d is None:  # an empty file, or comments only: not the default space
+            raise ConfigError(f"search space {path} is empty; write at least its reducers, e.g. reducers: [tome]")
         try:
             return replace(cls.from_dict(d), name=path.stem)
         except ConfigError as e:
@@ -496,6 +501,13 @@ class SearchSpace:
         target = Range.parse("schedule.target", sched.get("target", {"low": 0.6, "high": 1.0}))
         if not 0 < target.low <= target.high <= 1:
             raise ConfigError(f"schedule.target is a share of the budget in (0, 1], got {target.to_dict()}")
+        if par == "per-block" and {"target", "profile_power"} & set(sched):
+            raise ConfigError(f"schedule.{'target' if 'target' in sched else 'profile_power'} belongs to the budget "
+                              "parametrisation; per-block draws each r from schedule.r: remove it")
+        if par == "budget" and r.low > 0:  # r is solved from a profile; schedule.r.high caps it
+            raise ConfigError(f"schedule.r.low is {int(r.low)}, but the budget parametrisation solves r (0 where the "
+                              "profile is light) and uses schedule.r.high as a cap only; set low to 0, or use "
+                              "parametrisation: per-block")
         power = sched.get("profile_power", cls.profile_power)
         if isinstance(power, bool) or not isinstance(power, int | float) or not 0 < power <= 10:
             raise ConfigError(f"schedule.profile_power must be a number in (0, 10], got {power!r}")
@@ -531,6 +543,8 @@ class SearchSpace:
         rng = Range.parse(where, value, integer=key == "switch")
         if key in ("tau", "rho", "prune_share") and not (0 <= rng.low and rng.high <= 1):
             raise ConfigError(f"{where} must lie in [0, 1], got {rng.to_dict()}")
+        if key == "rho" and rng.low <= 0:  # a quantile of the tokens: RAPID's merge needs some
+            raise ConfigError(f"{where} is a share in (0, 1], so low must be > 0 (RAPID uses 0.2), got {rng.to_dict()}")
         if key in ("switch", "lambda") and rng.low < 0:
             raise ConfigError(f"{where} must not be negative, got {rng.to_dict()}")
         return rng
@@ -633,7 +647,11 @@ class SearchSpace:
                 return Candidate("none", Schedule.none(depth_of(arch), positions=self.positions), arch), facts
         reducers = [r for r in self.reducers if r != "none"]
         if scaled and reducers:  # even odds for the architecture alone, however many reducers are listed
-            remove = trial.suggest_categorical("remove_tokens", [False, True])
+            assert arch_space is not None
+            smallest = arch_space.smallest()
+            remove = True  # ... unless no subnet fits the budget unreduced: then every draw removes tokens
+            if flops(smallest, Schedule.none(depth_of(smallest))) <= budget:
+                remove = trial.suggest_categorical("remove_tokens", [False, True])
             red = trial.suggest_categorical("reducer", reducers) if remove else "none"
         else:
             red = trial.suggest_categorical("reducer", list(self.reducers))

@@ -359,3 +359,49 @@ def test_per_layer_arch_takes_a_fitting_subnet_unreduced_and_reduces_the_others(
         assert cand.arch["embed_dim"] * cost(cand.schedule) <= goal + 1e-9
         study.tell(trial, 0.0)
     assert seen == {True, False}
+
+
+def test_fields_the_parametrisation_would_ignore_are_refused(tmp_path: Path) -> None:
+    """Each was accepted and silently unused until 2026-12-07 (an empty file gave the default space; ρ = 0 failed
+    every RAPID trial)."""
+    cases = [
+        ({"schedule": {"r": {"low": 6, "high": 20}}}, "schedule.r.low is 6, but the budget parametrisation solves r"),
+        ({"schedule": {"parametrisation": "per-block", "target": {"low": 0.5, "high": 0.6}}},
+         "schedule.target belongs to the budget parametrisation"),
+        ({"schedule": {"parametrisation": "per-block", "profile_power": 5}},
+         "schedule.profile_power belongs to the budget parametrisation"),
+        ({"architecture": {"parametrisation": "per-layer", "size": {"low": 1.0, "high": 1.2}, "embed_dim": [64],
+                           "depth": [4], "num_heads": [2], "mlp_ratio": [2.0]}},
+         "architecture.size belongs to the budget parametrisation"),
+        ({"reducers": ["rapid"], "rapid": {"rho": {"low": 0, "high": 0.3}}}, r"rapid.rho is a share in \(0, 1\]"),
+    ]
+    for d, words in cases:
+        with pytest.raises(ConfigError, match=words):
+            SearchSpace.from_dict({"reducers": ["tome"], **d})
+    SearchSpace.from_dict({"schedule": {"parametrisation": "per-block", "r": {"low": 6, "high": 20}}})  # a floor here
+    for text in ("", "# only a comment\n"):
+        (tmp_path / "empty.yaml").write_text(text)
+        with pytest.raises(ConfigError, match="empty.yaml is empty; write at least its reducers"):
+            SearchSpace.from_yaml(tmp_path / "empty.yaml")
+
+
+def test_a_joint_space_below_its_smallest_subnet_always_removes_tokens() -> None:
+    """At 15 % of the embedded supernet's FLOPs no subnet fits unreduced: every draw without token removal was
+    over the budget (6 of 10 draws, until 2026-12-07); now each draw removes tokens."""
+    from searcher.models import ModelSource
+    from searcher.study import build_schedule
+
+    space = SearchSpace.from_yaml("fashion-autoformer")
+    source = ModelSource.open("fashion-autoformer", arch_space=space.architecture)
+    largest = space.architecture.largest()
+    full = source.flops(largest, Schedule.none(largest["depth"]))
+    for share, drawn in ((0.15, False), (0.4, True)):
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(6):
+            trial = study.ask()
+            cand, _ = space.suggest(trial, source.depth_of, source.flops, share * full,
+                                    lambda red, depth, rs, **p: build_schedule(source, red, depth, rs, **p))
+            assert ("remove_tokens" in trial.params) == drawn
+            if not drawn:
+                assert cand.reducer != "none"
+            study.tell(trial, 0.0)
