@@ -73,7 +73,7 @@ class Range:
             raise ConfigError(f"{where} needs both 'low' and 'high'") from e
         for name, v in (("low", low), ("high", high)):
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                raise ConfigError(f"{where}.{name} must be a number, got {v!r}")
+                raise ConfigError(f"{where}.{name} must be a number, got {v!r}{yaml_number_hint(v)}")
             if integer and int(v) != v:
                 raise ConfigError(f"{where}.{name} must be an integer, got {v!r}")
         log_ = value.get("log", False)
@@ -113,6 +113,9 @@ def find_spec(value: str | Path, kind: str, base: str | Path | None = None) -> P
     shipped spec of ``kind`` (``studies`` or ``spaces``: ``fashion-vit`` is ``searcher/studies/fashion-vit.yaml``),
     so that the shipped specs work from any directory and in a plain ``pip install``."""
     path = Path(value).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{value} is a directory; give a {'study spec' if kind == 'studies' else 'search space'} "
+                          "YAML file in it, or a shipped name")
     if path.is_file() or path.is_absolute():
         return path
     if base is not None and (Path(base) / path).is_file():
@@ -178,6 +181,17 @@ def load_yaml(path: Path, what: str) -> Any:
         if context and context_mark is not None:
             problem += f" ({context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
         raise ConfigError(f"{what} {path} is not valid YAML{where}: {problem}; fix the YAML syntax") from e
+
+
+def yaml_number_hint(v: Any) -> str:
+    """For a number YAML read as text (``1e2``: YAML 1.1 needs a dot and a signed exponent), how to write it."""
+    try:
+        number = float(v) if isinstance(v, str) else None
+    except ValueError:
+        number = None
+    if number is None or not math.isfinite(number):
+        return ""
+    return f" (YAML reads {v} as text: write {number:g}" + (f" or {number:.1e}" if "e" in v.lower() else "") + ")"
 
 
 def _choices(where: str, value: Any, kind: type | tuple[type, ...], allowed: Sequence[Any] | None = None) -> tuple:

@@ -52,7 +52,7 @@ from .data import Split, data_config_for, load_splits, resolve_data_spec
 from .errors import ConfigError, SearcherError, StorageError
 from .evaluate import NumericalError, evaluate, evaluate_chunks
 from .schedule import Schedule, check_fits
-from .space import Candidate, SearchSpace, find_spec, load_yaml
+from .space import Candidate, SearchSpace, find_spec, load_yaml, yaml_number_hint
 from .units import parse_budget, parse_rate, written_as
 
 __all__ = [
@@ -73,7 +73,9 @@ class StudySpec:
 
     name: str
     model: str  # timm name, fashion-vit / fashion-autoformer, autoformer-t|s|b[-supernet]
-    space: str | dict[str, Any]  # path to a space YAML (relative to the spec file) or the space inline
+    # a space YAML (a relative path is the working directory's, else the spec's folder's, as data and checkpoint
+    # paths are), a shipped space's name, or the space inline
+    space: str | dict[str, Any]
     checkpoint: str | None = None  # local path or URL (timm or AutoFormer weights)
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # timm create_model arguments (img_size, …)
     data: dict[str, Any] = field(default_factory=lambda: {"kind": "fashion-mnist"})
@@ -144,11 +146,12 @@ class StudySpec:
                          bool: "true or false", list: "a list"}
                 wanted = " or ".join(dict.fromkeys(words.get(k, k.__name__) for k in
                                                    (kinds if isinstance(kinds, tuple) else (kinds,))))
-                raise ConfigError(f"'{name}' must be {wanted}, got {v!r}")
+                raise ConfigError(f"'{name}' must be {wanted}, got {v!r}{yaml_number_hint(v)}")
 
         for name in ("name", "model"):
             typed(name, str)
         typed("space", (str, dict))
+        typed("base_dir", str)
         typed("data", dict)
         typed("model_kwargs", dict)
         typed("trials", int)

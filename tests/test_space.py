@@ -405,3 +405,11 @@ def test_a_joint_space_below_its_smallest_subnet_always_removes_tokens() -> None
             if not drawn:
                 assert cand.reducer != "none"
             study.tell(trial, 0.0)
+
+
+def test_yaml_numbers_read_as_text_and_directories_say_what_to_write(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"rapid.lambda.high must be a number, got '1e2' \(YAML reads 1e2 as text: "
+                                          r"write 100 or 1.0e\+02\)"):
+        SearchSpace.from_dict({"reducers": ["rapid"], "rapid": {"lambda": {"low": 1, "high": "1e2"}}})
+    with pytest.raises(ConfigError, match=f"{tmp_path} is a directory; give a search space YAML file in it"):
+        SearchSpace.from_yaml(tmp_path)
