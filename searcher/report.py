@@ -612,11 +612,27 @@ def render_html(data: ReportData, figs: Mapping[str, Any] | None = None) -> str:
 """
 
 
+def _check_overwritable(path: Path) -> None:
+    """A file at ``path`` is replaced only when it is an HTML page (an earlier report): ``--html study.db`` wrote
+    the report over the study's storage (until 2026-12-07)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512).lstrip().lower()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return  # nothing there (a directory is write_report's error)
+    except OSError as e:
+        raise ConfigError(f"cannot read {path} to check what it is: {e.strerror or e}; choose another --html") from e
+    if not head.startswith((b"<!doctype html", b"<html")):
+        raise ConfigError(f"{path} exists and is not an HTML page (the study's storage, a CSV or a config?); the "
+                          "report replaces only an earlier report: choose another --html")
+
+
 def write_report(study: optuna.Study, path: str | Path) -> tuple[Path, ReportData]:
     """Compute, draw and write the report of ``study`` to ``path`` (atomically)."""
     from .export import atomic_write_text
 
     path = Path(path)
+    _check_overwritable(path)
     data = report_data(study)
     text = render_html(data)
     try:

@@ -220,6 +220,19 @@ def test_unwritable_report_path_is_a_clear_error(study: optuna.Study, tmp_path: 
             report_command("synthetic", None, f"sqlite:///{tmp_path / 'study.db'}", empty)
 
 
+def test_the_report_replaces_only_an_earlier_report(study: optuna.Study, tmp_path: Path) -> None:
+    """``--html study.db`` wrote the page over the study's storage (until 2026-12-07)."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    before = (tmp_path / "study.db").read_bytes()
+    for target in (tmp_path / "study.db", tmp_path / "trials.csv"):
+        target.write_bytes(target.read_bytes() if target.exists() else b"trial,top1\n")
+        with pytest.raises(ConfigError, match=f"{target.name} exists and is not an HTML page"):
+            report_command("synthetic", None, url, target)
+    assert (tmp_path / "study.db").read_bytes() == before
+    for _ in range(2):  # an earlier report is replaced
+        report_command("synthetic", None, url, tmp_path / "report.html")
+
+
 # ---------------------------------------------------------------------------------------------------- page
 def test_report_page_is_self_contained(study: optuna.Study, tmp_path: Path) -> None:
     result = report_command("synthetic", None, f"sqlite:///{tmp_path / 'study.db'}", tmp_path / "r" / "report.html")
