@@ -380,13 +380,51 @@ def check_replaceable(out: Path) -> None:
             raise ConfigError(f"{out / name} is a directory; each export replaces that file: move it away, or export "
                               "to another --out")
     configs = out / "configs"
-    if configs.is_dir():
-        foreign = [p.name for p in configs.iterdir() if p.suffix != ".json" or not p.is_file()]
+    if configs.is_dir():  # dotfiles (.DS_Store) go with the directory; anything else must be an exported config
+        foreign = [p.name for p in configs.iterdir() if not p.name.startswith(".") and not _is_config(p)]
     else:
         foreign = ["(a file, not a directory)"] if configs.exists() else []
     if foreign:
         raise ConfigError(f"{configs} holds {', '.join(sorted(foreign)[:3])}, which is not an exported config; each "
                           "export replaces configs/ with the Pareto set's: move it away, or export to another --out")
+
+
+def _is_config(path: Path) -> bool:
+    """Whether ``path`` is a config an export wrote (a user's own JSON there was deleted until 2026-12-07)."""
+    if path.suffix != ".json" or not path.is_file():
+        return False
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(d, dict) and "version" in d and isinstance(d.get("provenance"), dict)
+
+
+_LEFTOVER = re.compile(r"\.(configs|trials\.csv|pareto\.csv)(\.old)?\.(\d+)\.tmp")
+
+
+def _sweep(out: Path) -> None:
+    """Remove what an export of a process that is gone left in ``out`` (killed while writing): its temporary
+    files, and its backups, except one whose file is missing (killed mid-swap), which is put back."""
+    for path in out.glob(".*.tmp"):
+        m = _LEFTOVER.fullmatch(path.name)
+        if m is None or _alive(int(m.group(3))):
+            continue
+        dest = out / m.group(1)
+        if m.group(2) and not (dest.exists() or dest.is_symlink()):
+            os.replace(path, dest)
+        else:
+            _remove(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _remove_empty(dirs: Sequence[Path]) -> None:
@@ -415,7 +453,7 @@ def _swap_in(out: Path, new: Mapping[str, Path], tag: str) -> None:
                 os.replace(dest, backups[name])
             os.replace(path, dest)
             moved_in.append(name)
-    except OSError:
+    except BaseException:  # Ctrl-C too: what was moved goes back
         for name in moved_in:
             _remove(out / name)
         for name, backup in backups.items():
@@ -476,6 +514,7 @@ def export_study(
     # 2. write to temporary files, 3. rename into place
     tag = f"{os.getpid()}.tmp"
     new = {"configs": out / f".configs.{tag}", **{name: out / f".{name}.{tag}" for name in texts}}
+    _sweep(out)
     try:
         new["configs"].mkdir()
         for name, cfg in zip(names, configs, strict=True):
@@ -483,11 +522,13 @@ def export_study(
         for name, text in texts.items():
             new[name].write_text(text)
         _swap_in(out, new, tag)
-    except OSError as e:
+    except BaseException as e:  # Ctrl-C too: no temporary file stays behind
         for path in new.values():
             _remove(path)
         _remove_empty(created)
-        raise ConfigError(f"cannot write the export to {out}: {e.strerror or e}; nothing was changed") from e
+        if isinstance(e, OSError):
+            raise ConfigError(f"cannot write the export to {out}: {e.strerror or e}; nothing was changed") from e
+        raise
 
     for w in warnings:
         log.warning("%s", w)

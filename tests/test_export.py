@@ -12,6 +12,8 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,7 +165,8 @@ def test_export_again_replaces_the_configs_with_the_same_names(run_dir: Path, ex
     out = tmp_path / "again"
     export_run(study, out)
     names = [p.name for p in _configs(out)]
-    (out / "configs" / "stale.json").write_text("{}")  # a config of an earlier, different Pareto set
+    stale = _configs(out)[0].read_text()  # a config of an earlier, different Pareto set
+    (out / "configs" / "stale.json").write_text(stale)
     export_run(study, out)
     assert [p.name for p in _configs(out)] == names == [p.name for p in _configs(run_dir)]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
@@ -255,6 +258,8 @@ def test_an_export_never_replaces_what_is_not_an_export(run_dir: Path, tmp_path:
         ("trials.csv", lambda p: (p.mkdir(), (p / "keep.txt").write_text("mine")), "is a directory"),
         ("configs", lambda p: p.write_text("mine"), "a file, not a directory"),
         ("configs", lambda p: (p.mkdir(), (p / "notes.md").write_text("mine")), "holds notes.md"),
+        # a JSON of the user's own was deleted (until 2026-12-07)
+        ("configs", lambda p: (p.mkdir(), (p / "my-notes.json").write_text('{"my": "notes"}')), "holds my-notes.json"),
     ]:
         out = tmp_path / f"out-{len(list(tmp_path.iterdir()))}"
         out.mkdir()
@@ -263,6 +268,50 @@ def test_an_export_never_replaces_what_is_not_an_export(run_dir: Path, tmp_path:
         with pytest.raises(ConfigError, match=words):
             export_command(None, out, db)
         assert _snapshot(out) == before
+
+
+def test_dotfiles_in_configs_do_not_block_an_export(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    export_command(None, out, f"sqlite:///{run_dir / 'study.db'}")
+    (out / "configs" / ".DS_Store").write_bytes(b"")  # refused as "not an exported config" until 2026-12-07
+    export_command(None, out, f"sqlite:///{run_dir / 'study.db'}")
+
+
+def test_an_interrupted_export_leaves_nothing_and_a_killed_one_is_swept(
+    run_dir: Path, exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while writing left ``.configs.<pid>.tmp`` and ``.trials.csv.old.<pid>.tmp`` (until 2026-12-07), and
+    no later export removed them. A killed export's leftovers are swept by the next one; a backup whose file the
+    kill left missing is put back first."""
+    study = _study(run_dir)
+    out = tmp_path / "out"
+    export_run(study, out)
+    before = _snapshot(out)
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def interrupted_replace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+        calls["n"] += 1
+        if calls["n"] == 4:  # configs/ swapped in, trials.csv moved aside
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr("searcher.export.os.replace", interrupted_replace)
+    with pytest.raises(KeyboardInterrupt):
+        export_run(study, out)
+    monkeypatch.undo()
+    assert _snapshot(out) == before and not list(out.glob(".*"))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(gone.stdout)
+    os.replace(out / "trials.csv", out / f".trials.csv.old.{pid}.tmp")  # killed mid-swap
+    (out / f".configs.{pid}.tmp").mkdir()
+    (out / f".pareto.csv.{pid}.tmp").write_text("half")
+    (out / f".pareto.csv.{os.getpid()}.tmp").write_text("a live export's")  # this process lives: kept
+    from searcher.export import _sweep
+
+    _sweep(out)
+    assert [p.name for p in out.glob(".*")] == [f".pareto.csv.{os.getpid()}.tmp"]
+    assert (out / "trials.csv").read_bytes() == before["trials.csv"]
 
 
 def test_a_study_still_running_is_exported_with_a_note(run_dir: Path, exported: dict, tmp_path: Path) -> None:
