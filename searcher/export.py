@@ -160,7 +160,10 @@ def _versions() -> dict[str, str]:
 
 
 def _command() -> str:
-    return " ".join(["searcher", *sys.argv[1:]])
+    """The command line of this process: ``searcher …``, or the Python program that called the library."""
+    if Path(sys.argv[0]).name == "searcher":
+        return " ".join(["searcher", *sys.argv[1:]])
+    return " ".join(["python", *sys.argv])
 
 
 def config_of(

@@ -1379,7 +1379,7 @@ def _optimize_loop(
 
 def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = True) -> OptimizeResult:
     """Run (or resume) the study of ``spec`` and re-evaluate its Pareto set on the test split."""
-    from .export import _remove_empty, _writable_dir, run_dir
+    from .export import _command, _remove_empty, _writable_dir, run_dir
 
     out = run_dir(spec.name, out or None)
 
@@ -1416,6 +1416,7 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
                 "every candidate in full"
             )
         study.set_user_attr("spec", {k: v for k, v in spec.to_dict().items() if k != "base_dir"})
+        study.set_user_attr("command", _command())  # the configs' provenance.command, whoever exports them
         study.set_user_attr("budget_gflops", ctx.budget)
         study.set_user_attr("space", ctx.space.to_dict())  # its ranges and choices: what the trials were drawn from
         study.set_user_attr("full_gflops", ctx.full_gflops)

@@ -116,6 +116,8 @@ def test_export_writes_one_config_per_pareto_trial_and_the_tables(run_dir: Path,
         assert prov["study"] == "tiny" and prov["trial"] == trial.number
         assert {"searcher", "torch", "timm", "command"} <= set(prov) and prov["torch"] == torch.__version__
         assert prov["exported_by"] == "searcher export --out RUN"
+        # how the study was run, not who exported last (until 2026-12-07 both were the export's command)
+        assert prov["command"] == study.user_attrs["command"] and prov["command"].startswith("python ")
         assert cfg["check"]["input"]["shape"] == [2, 1, 32, 32] and len(cfg["check"]["logits"][0]) == 10
     trials = pd.read_csv(run_dir / "trials.csv")
     assert len(trials) == len(study.trials) and {"param_reducer", "search_top1", "gflops", "state"} <= set(trials)
