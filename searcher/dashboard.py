@@ -16,6 +16,7 @@ import errno
 import logging
 import signal
 import socket
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -43,16 +44,22 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def ensure_metric_names(study: optuna.Study) -> list[str]:
-    """The study's objective names, set from its spec (``top1``, ``gflops``, …) when it has none yet."""
+    """The study's objective names. A searcher study without them (begun before they were recorded) gets its
+    spec's (``top1``, ``gflops``, …) written, where the storage can be written; another study is left as it is
+    (until 2026-12-07 any study was labelled top1/gflops, and a read-only one was a traceback)."""
     if study.metric_names:
         return list(study.metric_names)
-    spec = study.user_attrs.get("spec") or {}
-    names = list(spec.get("objectives") or ["top1", "gflops", "throughput"][: len(study.directions)])
-    if len(names) != len(study.directions):
-        names = [f"objective {i}" for i in range(len(study.directions))]
-    with warnings.catch_warnings():  # experimental in Optuna 5, used on purpose
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(names)
+    spec = study.user_attrs.get("spec")
+    names = [f"objective {i}" for i in range(len(study.directions))]
+    if isinstance(spec, dict) and len(spec.get("objectives") or []) == len(names):
+        names = list(spec["objectives"])
+        try:
+            with warnings.catch_warnings():  # experimental in Optuna 5, used on purpose
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(names)
+        except Exception as e:  # a read-only storage: the dashboard shows the values unnamed
+            log.warning(f"cannot record the objective names in the study ({str(e).splitlines()[0]}); the "
+                        "dashboard shows them unnamed")
     return names
 
 
@@ -165,7 +172,7 @@ def dashboard_command(
             announce(info)
             dash.serve_forever()
     except KeyboardInterrupt:
-        print("stopped optuna-dashboard", flush=True)
+        print("stopped optuna-dashboard", file=sys.stderr, flush=True)  # stdout: --json's line only
     finally:
         dash.stop()
     return info

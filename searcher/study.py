@@ -306,6 +306,15 @@ def open_storage(url: str, write_ahead: bool = False) -> optuna.storages.BaseSto
     except ConfigError:
         raise
     except Exception as e:  # sqlalchemy / driver errors: unreachable server, bad credentials, unwritable file
+        from .export import _file_of
+
+        db = _file_of(url) if url.startswith("sqlite") else None
+        if db is not None and db.is_file() and not os.access(db.parent, os.W_OK):
+            raise StorageError(
+                f"cannot open {db}: its folder is read-only, and SQLite needs to write beside the file (a study "
+                f"written by optimize is in write-ahead-log mode: {db.name}-shm); copy {db.name} to a writable "
+                "folder and pass --storage sqlite:///COPY"
+            ) from e
         raise StorageError(
             f"cannot open storage {_redact(url)}: {str(e).splitlines()[0]}; check the URL, that the "
             "server is reachable and that the path is writable"

@@ -50,6 +50,14 @@ def storage_url(tmp_path: Path) -> str:
     return url
 
 
+def test_metric_names_are_written_only_into_searcher_studies(tmp_path: Path) -> None:
+    """A plain Optuna study was labelled top1/gflops for good (until 2026-12-07)."""
+    url = f"sqlite:///{tmp_path / 'plain.db'}"
+    plain = optuna.create_study(study_name="plain", storage=url, directions=["maximize", "minimize"])
+    assert ensure_metric_names(plain) == ["objective 0", "objective 1"]
+    assert optuna.load_study(study_name="plain", storage=url).metric_names is None
+
+
 def test_dashboard_api_lists_the_study_and_its_trials(storage_url: str) -> None:
     study = optuna.load_study(study_name="dash", storage=storage_url)
     assert ensure_metric_names(study) == ["top1", "gflops"]
@@ -140,7 +148,7 @@ def test_dashboard_command_prints_the_url_and_stops_on_ctrl_c(storage_url: str, 
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    assert "stopped optuna-dashboard" in out
+    assert "stopped optuna-dashboard" in err and out == ""  # stdout: the JSON line (read above) only, for --json
     assert "Traceback" not in err
     port = int(base.rsplit(":", 1)[1])  # free again: a new server can bind it
     with socket.socket() as s:

@@ -695,3 +695,22 @@ def test_a_published_diffrate_schedule_must_keep_what_its_blocks_get(tiny_spec: 
     ):
         with pytest.raises(ConfigError, match=f"diffrate_baseline does not fit .*: {words}"):
             optimize(replace(tiny_spec, diffrate_baseline=kept), tmp_path / "run", progress=False)
+
+
+def test_a_study_in_a_read_only_folder_says_why_it_cannot_be_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite in write-ahead-log mode cannot be read from a read-only folder (its -shm file): the error said to
+    check the URL and the server (until 2026-12-07)."""
+    import searcher.study as S
+
+    db = tmp_path / "study.db"
+    db.write_bytes(b"")
+
+    def unable(*args: Any, **kwargs: Any) -> None:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(S, "_RDBStorage", unable)
+    monkeypatch.setattr(S.os, "access", lambda path, mode: False)  # root ignores permissions: as a read-only mount
+    with pytest.raises(StorageError, match=r"its folder is read-only, .*study.db-shm\); copy study.db to a writable"):
+        open_storage(f"sqlite:///{db}")
