@@ -447,7 +447,7 @@ def figures(data: ReportData) -> dict[str, Any]:
                 continue
             fig.add_trace(
                 go.Scatter(
-                    x=labels[: len(p.tokens)],
+                    x=[*labels[: len(p.tokens) - 1], "out"],  # a shallower subnet's last count is its output
                     y=p.tokens,
                     mode="lines+markers",
                     name=f"#{p.trial} {p.reducer} {p.gflops:.3g} GFLOPs",

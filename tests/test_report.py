@@ -317,3 +317,19 @@ def test_report_opens_in_headless_chromium_without_errors(study: optuna.Study, t
     assert int(attrs["pareto-data"]) == len(study.trials)
     assert int(attrs["pareto-points"]) == len(study.trials)  # drawn, not just in the data
     assert shot.is_file() and shot.stat().st_size > 20_000
+
+
+def test_a_shallower_subnet_s_output_count_sits_at_out(study: optuna.Study) -> None:
+    """Subnets of different depth on one plot: a depth-5 subnet's output count was drawn at "block 6" (until
+    2026-12-07)."""
+    import dataclasses
+
+    from searcher.report import figures
+
+    data = report_data(study)
+    first = next(i for i, p in enumerate(data.points) if p.trial in data.front and p.tokens)
+    shallow = dataclasses.replace(data.points[first], tokens=data.points[first].tokens[:-2] + [7])
+    data.points[first] = shallow
+    traces = {t.name: t for t in figures(data)["tokens"].data}
+    trace = next(t for name, t in traces.items() if name.startswith(f"#{shallow.trial} "))
+    assert list(trace.x)[-1] == "out" and len(trace.x) == len(shallow.tokens) and list(trace.y)[-1] == 7
