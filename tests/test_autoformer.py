@@ -336,6 +336,19 @@ def test_gp_pooling_is_size_weighted() -> None:
     torch.testing.assert_close(model.forward_head(x, pre_logits=True), x[:, 1:].mean(1))
 
 
+def test_forward_head_of_a_patched_supernet_pools_with_its_forward_s_sizes() -> None:
+    """``forward_head(forward_features(x))`` is ``forward(x)``: the unweighted mean was used (0.35 off, until
+    2026-12-07)."""
+    model = small_supernet()
+    model.gp = True
+    apply(model, Schedule.constant(3, SMALL.depth))
+    x = fashion_images(2)
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_head(model.forward_features(x)), model(x))
+        with pytest.raises(ConfigError, match="sizes of the last forward_features"):
+            model.forward_head(model.forward_features(x)[:1])
+
+
 def test_reduction_errors() -> None:
     model = small_supernet()
     with pytest.raises(ConfigError, match="3 blocks|depth"):

@@ -368,6 +368,16 @@ def test_concurrent_forwards_of_one_patched_model() -> None:
         assert torch.equal(avg.forward_head(features), avg(xs[1]))  # pooled with the sizes of its forward
         with pytest.raises(ConfigError, match="sizes of the last forward_features"):  # not an unweighted mean
             avg.forward_head(features[:1])
+        # another thread, or the schedule applied again: no sizes for these tokens (an unweighted mean until
+        # 2026-12-07)
+        seen: list[BaseException] = []
+        other = threading.Thread(target=lambda: _catch(seen, avg.forward_head, features))
+        other.start()
+        other.join()
+        assert len(seen) == 1 and "this thread has run none since the schedule was applied" in str(seen[0])
+        apply(avg, Schedule.constant(3, 6))
+        with pytest.raises(ConfigError, match="this thread has run none"):
+            avg.forward_head(features)
     state = token_state(model)
     assert state.source is not None and state.history  # this thread's last forward
     buf = io.BytesIO()
@@ -377,3 +387,10 @@ def test_concurrent_forwards_of_one_patched_model() -> None:
     assert token_state(loaded).source is None and token_state(loaded).schedule == state.schedule
     with torch.no_grad():
         assert torch.equal(loaded(xs[1]), refs[1])
+
+
+def _catch(seen: list[BaseException], fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except BaseException as e:  # noqa: BLE001 - what the thread raised is the test's result
+        seen.append(e)

@@ -463,9 +463,13 @@ class _AutoFormerBase(nn.Module):
         return self._features(x)[0]
 
     def forward_head(self, x: Tensor, pre_logits: bool = False, size: Tensor | None = None) -> Tensor:
-        """Pool (``gp``: mean of the patch tokens, weighted by token ``size`` (B, N, 1) when given; else CLS)
+        """Pool (``gp``: mean of the patch tokens, weighted by token ``size`` (B, N, 1); by default, with a
+        schedule applied, the sizes of this thread's last ``forward_features``, as timm's adapter does; else CLS)
         and classify."""
         if self.gp:
+            state = self._searcher_state
+            if size is None and state is not None:
+                size = state.pooling_sizes(x, self.grid_size**2 + self.num_prefix_tokens)
             patches = x[:, self.num_prefix_tokens:]
             if size is None:
                 x = patches.mean(dim=1)

@@ -111,15 +111,12 @@ def _reducing_model_class(cls: type) -> type:
     def pool(self: Any, x: Tensor, pool_type: str | None = None) -> Tensor:
         state: TokenState = self._searcher_state
         pool_type = self.global_pool if pool_type is None else pool_type
-        sizes = state.sizes
-        if sizes is None or self.attn_pool is not None or pool_type not in ("avg", "avgmax"):
+        if self.attn_pool is not None or pool_type not in ("avg", "avgmax"):
             return cls.pool(self, x, pool_type)  # type: ignore[attr-defined]
-        if sizes.shape[:2] != x.shape[:2]:  # the weights are the sizes of this thread's last forward
-            raise ConfigError(
-                f"forward_head weights the tokens by the sizes of the last forward_features in this thread "
-                f"({sizes.shape[0]} images of {sizes.shape[1]} tokens), not of these ({x.shape[0]} of {x.shape[1]}); "
-                "pass it the output of that forward_features, or call the model"
-            )
+        unreduced = self.patch_embed.num_patches + self.num_prefix_tokens if self.patch_embed.num_patches else -1
+        sizes = state.pooling_sizes(x, unreduced)
+        if sizes is None:
+            return cls.pool(self, x, pool_type)  # type: ignore[attr-defined]
         start = 0 if self.pool_include_prefix else self.num_prefix_tokens
         tokens, s = x[:, start:], sizes[:, start:].to(x.dtype)  # (B, T, C), (B, T, 1)
         avg = (tokens * s).sum(dim=1) / s.sum(dim=1)  # size-weighted mean

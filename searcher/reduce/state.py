@@ -153,6 +153,27 @@ class TokenState:
         vars(self).update(state)
         self._forward = _Forward()
 
+    def pooling_sizes(self, x: Tensor, unreduced: int) -> Tensor | None:
+        """The sizes (B, N, 1) that weight a pooling of ``x`` (B, N, C), the tokens of this thread's last forward;
+        None while all ones. Tokens of another forward (another batch or length), or reduced tokens in a thread
+        that has run no forward since the schedule was applied, are an error: their sizes are unknown here, and
+        an unweighted mean would be silently wrong. ``unreduced``: the model's token count before reduction."""
+        if self.device is None:
+            if x.shape[1] == unreduced:
+                return None
+            raise ConfigError(
+                f"forward_head weights the tokens by their sizes from the last forward_features in this thread, "
+                f"and this thread has run none since the schedule was applied ({x.shape[1]} tokens of {unreduced}); "
+                "call forward_features in the same thread first, or call the model"
+            )
+        if (self.batch, self.n_tokens) != tuple(x.shape[:2]):
+            raise ConfigError(
+                f"forward_head weights the tokens by the sizes of the last forward_features in this thread "
+                f"({self.batch} images of {self.n_tokens} tokens), not of these ({x.shape[0]} of {x.shape[1]}); "
+                "pass it the output of that forward_features, or call the model"
+            )
+        return self.sizes
+
     # -- per-forward reset ----------------------------------------------------------------------------------
     def begin(self, x: Tensor) -> None:
         """Reset for a new forward pass whose first block receives ``x`` (B, N, C)."""
