@@ -307,14 +307,19 @@ def _load(config: Mapping[str, Any], where: str, weights: str | None, verify: bo
     return model, source
 
 
-def load_config(path: str | Path, weights: str | None = None, *, verify: bool = True) -> nn.Module:
-    """The accelerated model of an exported config: the weights (shipped, the recorded checkpoint, or
-    ``weights``), sha256-checked, the subnet extracted, the schedule patched in; eval mode, CPU.
+def load_config(
+    path: str | Path | Mapping[str, Any], weights: str | None = None, *, verify: bool = True
+) -> nn.Module:
+    """The accelerated model of an exported config (its file, or the config itself, as :func:`config_for` returns
+    it): the weights (shipped, the recorded checkpoint, or ``weights``), sha256-checked, the subnet extracted, the
+    schedule patched in; eval mode, CPU.
 
     With ``verify`` (default) the config's check logits are recomputed and must match. Errors a user can cause
     (wrong version, unknown fields or ops, wrong depth, other weights, a config of another model) raise
     :class:`~searcher.errors.SearcherError` subclasses.
     """
+    if isinstance(path, Mapping):
+        return _load(validate_config(path), "config", weights, verify)[0]
     return _load(read_config(path), str(path), weights, verify)[0]
 
 
@@ -355,17 +360,20 @@ def config_for(
     schedule: Any,
     arch: Mapping[str, Any] | None = None,
     *,
-    checkpoint: str | None = None,
+    checkpoint: str | Path | None = None,
     kwargs: Mapping[str, Any] | None = None,
     reducer: str | None = None,
     data: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A config for a model and a schedule without a study (hand-made schedules, tests, benchmarks): the same
-    fields as an exported one, with GFLOPs, tokens and the check logits; no accuracy."""
+    fields as an exported one, with GFLOPs, tokens and the check logits; no accuracy. A local ``checkpoint`` is
+    recorded absolute, as a study records it (a relative one broke the config in another directory)."""
     from . import __version__
     from .models import EMBEDDED
     from .schedule import Schedule, tokens_per_block
 
+    if checkpoint is not None and "://" not in str(checkpoint):
+        checkpoint = str(Path(checkpoint).expanduser().resolve())
     schedule = schedule if isinstance(schedule, Schedule) else Schedule.from_dict(schedule)
     source = open_source({"name": name, "checkpoint": checkpoint, "kwargs": dict(kwargs or {})})
     model = build_model(source, arch, schedule)

@@ -58,6 +58,20 @@ def _write(path: Path, config: Any) -> Path:
     return path
 
 
+def test_config_for_records_a_local_checkpoint_absolute(root: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a study does: a relative path broke the config in another directory, and a Path was a JSON TypeError
+    (until 2026-12-07)."""
+    ckpt = _tiny_weights(tmp_path / "w.pth", 0)
+    monkeypatch.chdir(tmp_path)
+    for given in ("w.pth", Path("w.pth")):
+        cfg = config_for("vit_tiny_patch16_224", Schedule.recipe("tome", 4, 4), checkpoint=given, kwargs=TINY)
+        assert cfg["model"]["checkpoint"] == str(ckpt)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    load_config(json.loads(json.dumps(cfg)))
+
+
 # ------------------------------------------------------------------------------------------------ round trip
 @pytest.mark.parametrize("name", ["fashion-vit", "fashion-autoformer", "timm"])
 def test_load_config_rebuilds_the_recorded_model(name: str, configs: dict, tmp_path: Path) -> None:
