@@ -106,11 +106,21 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.num_classes is not None and (args.config or args.num_classes < 1):
         raise ConfigError("--num-classes goes with --model (a config records its model's head), and is at least 1")
+    if not args.config and args.schedule:  # an exported config as --schedule: evaluated as the config it is
+        from .cost.flops import _config_model
+
+        named = _config_model(args.schedule).get("name")
+        if named and args.model and named != args.model:
+            raise ConfigError(f"{args.schedule} is a config of {named}, not {args.model}; evaluate the config "
+                              f"itself: searcher evaluate {args.schedule}")
+        if named:
+            args.config, args.schedule = args.schedule, None
+    source = None
     if args.config:
-        from .deploy import config_data, load_config, read_config
+        from .deploy import _load, config_data, read_config
 
         config = read_config(args.config)
-        model = load_config(args.config, weights=args.checkpoint)
+        model, source = _load(config, args.config, args.checkpoint, True)
         data = config_data(config, args.data_dir, args.split)
     else:
         if not args.model:
@@ -136,6 +146,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         else:  # the model's timm data config (resize, crop, mean/std) and, for ImageNet folders, its class order
             data = {"kind": "imagefolder", args.split: args.data_dir}
     split = load_split(data, args.split, model=model)
+    if source is not None:  # as onnx checks it: a traceback from the model's first layer before
+        source.check_data(split, "give the data the model was searched on")
     acc = evaluate(model, split, args.batch_size, limit=args.limit, progress=sys.stderr.isatty() and not args.json)
     result = {**acc.to_dict(), "split": args.split, "images": acc.n}
     emit(args, result, f"top-1 {acc.top1:.2f}%  top-5 {acc.top5:.2f}%  on {acc.n} images of {args.split}")

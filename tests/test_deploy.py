@@ -320,3 +320,22 @@ def test_cli_evaluates_an_embedded_model_with_other_weights(
     assert shipped > 70 and untrained < 40
     assert main([*argv, "--checkpoint", str(tmp_path / "missing.pth")]) == 2
     assert "missing.pth does not exist" in capsys.readouterr().err
+
+
+def test_evaluate_checks_a_config_s_data_and_a_config_given_as_schedule(
+    configs: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Until 2026-12-07: a config whose model takes other images than its data was a traceback from the model's
+    first layer (onnx gave this error); a config of another model as --schedule was evaluated with its schedule on
+    the wrong model (top-1 89.5 %), and an AutoFormer config as --schedule lost its subnet."""
+    big = _tiny_weights(tmp_path / "big.pth", 0, img_size=64)
+    wide = config_for("vit_tiny_patch16_224", Schedule.recipe("tome", 4, 4), checkpoint=big,
+                      kwargs={**TINY, "img_size": 64}, data={"kind": "fashion-mnist"})
+    assert main(["evaluate", str(_write(tmp_path / "wide.json", wide)), "--limit", "8"]) == 2
+    assert "images are (1, 32, 32) but vit_tiny_patch16_224 takes (1, 64, 64)" in capsys.readouterr().err
+    af = _write(tmp_path / "af.json", configs["fashion-autoformer"])
+    assert main(["evaluate", "--model", "fashion-vit", "--schedule", str(af), "--limit", "8"]) == 2
+    assert f"{af} is a config of fashion-autoformer, not fashion-vit; evaluate the config" in capsys.readouterr().err
+    for args in (["--model", "fashion-autoformer", "--schedule", str(af)], [str(af)]):
+        assert main(["evaluate", *args, "--limit", "8", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["images"] == 8
