@@ -414,7 +414,7 @@ def parse_batch(value: str | int) -> int | str:
         n = int(value)
     except (TypeError, ValueError):
         n = 0
-    if n < 1 or isinstance(value, bool):
+    if n < 1 or isinstance(value, bool) or (isinstance(value, float) and n != value):  # 2.5 was batch 2
         raise ConfigError(f"--batch must be a positive integer or 'dynamic', got {value!r}")
     return n
 
@@ -460,6 +460,10 @@ def onnx_bytes(
 
     batch = parse_batch(batch)
     opset = _check_opset(opset)
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    if dtype != torch.float32:  # the example input is float32: a half model failed in its first layer
+        raise ConfigError(f"the model is {dtype}; export it in float32 (model.float()): the ONNX input is float32, "
+                          "and a float32 file can be converted to float16 afterwards (onnxconverter-common)")
     dynamic = batch == "dynamic"
     # Trace with two images when the batch is dynamic: a batch of one could be specialised away.
     example = torch.randn(2 if dynamic else int(batch), *input_shape, generator=torch.Generator().manual_seed(0))

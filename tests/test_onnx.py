@@ -7,6 +7,7 @@ PyTorch within 1e-4 on every logit of 512 real test images, with the same top-1,
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -112,6 +113,19 @@ def test_export_mode_switches_fused_attention_off_and_back(sources: dict[str, An
     with export_mode(model):
         assert not any(blk.attn.fused_attn for blk in model.blocks)  # type: ignore[union-attr]
     assert all(blk.attn.fused_attn for blk in model.blocks)  # type: ignore[union-attr]
+
+
+def test_a_half_model_or_a_fractional_batch_is_a_clear_error(sources: dict[str, Any]) -> None:
+    """A float16 model failed in its first layer ("Input type (float) and bias type (c10::Half)"); batch 2.5 was
+    exported as 2 (until 2026-12-07)."""
+    from searcher.deploy import parse_batch
+
+    model = build_model(sources["fashion-vit"], None, build_schedule(sources["fashion-vit"], "tome", 6, [R] * 6))
+    with pytest.raises(ConfigError, match=r"the model is torch.float16; export it in float32 \(model.float\(\)\)"):
+        onnx_bytes(copy.deepcopy(model).half(), (1, 32, 32))
+    with pytest.raises(ConfigError, match="--batch must be a positive integer"):
+        parse_batch(2.5)  # type: ignore[arg-type]
+    assert parse_batch(4.0) == 4  # type: ignore[arg-type]
 
 
 def test_dense_group_max_equals_scatter_reduce(monkeypatch: pytest.MonkeyPatch) -> None:
