@@ -217,6 +217,18 @@ def test_mlerp_by_hand() -> None:
     torch.testing.assert_close(mlerp(torch.tensor([3.0, 4.0]), torch.tensor([10.0])), torch.tensor([6.0, 8.0]))
 
 
+@pytest.mark.parametrize("mode", ["wavg", "mlerp", "avg"])
+def test_half_precision_tokens_merge_without_overflow(mode: str) -> None:
+    """Two size-40 tokens of activations near 1500 sum to 120,000, above float16's 65,504: the merged token was
+    inf (NaN logits) where the unreduced model is finite (until 2026-12-07); the sums are float32 now."""
+    x = torch.full((1, 3, 2), 1500.0, dtype=torch.float16)
+    sizes = torch.tensor([[[1.0], [40.0], [40.0]]])
+    plan = Plan(keep=torch.tensor([[0, 2]]), src=torch.tensor([[1]]), dst=torch.tensor([[1]]), mode=mode)
+    out, s, _, _ = apply_plan(plan, x, sizes)
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+    torch.testing.assert_close(out[0, 1].float(), torch.full((2,), 1500.0))
+
+
 def test_size_weighted_merge_by_hand() -> None:
     x = torch.tensor([[[1.0], [2.0], [10.0], [4.0]]])
     sizes = torch.tensor([[[1.0], [2.0], [1.0], [3.0]]])

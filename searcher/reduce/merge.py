@@ -155,12 +155,15 @@ def apply_plan(
     size_src = s_src if plan.size_scale is None else s_src * plan.size_scale.unsqueeze(-1).to(s_src.dtype)
     new_sizes = _scatter_add(gather_tokens(s, keep), dst, size_src)  # (B, M, 1) float32
 
+    # group sums in float32 for half-precision tokens: a size-73 token of activations near 1500 overflows float16
+    acc = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    xa = x.to(acc)
     if plan.mode == "avg":  # unweighted group mean (DiffRate)
         count = _scatter_add(torch.ones_like(gather_tokens(s, keep)), dst, torch.ones_like(s_src))
-        out = _scatter_add(gather_tokens(x, keep), dst, gather_tokens(x, src)) / count.to(x.dtype)
+        out = (_scatter_add(gather_tokens(xa, keep), dst, gather_tokens(xa, src)) / count.to(acc)).to(x.dtype)
     else:  # size-weighted mean ("wavg"), then MLERP's norm rescale ("mlerp")
-        xs = x * s.to(x.dtype)
-        out = _scatter_add(gather_tokens(xs, keep), dst, gather_tokens(xs, src)) / new_sizes.to(x.dtype)
+        xs = xa * s.to(acc)
+        out = (_scatter_add(gather_tokens(xs, keep), dst, gather_tokens(xs, src)) / new_sizes.to(acc)).to(x.dtype)
         if plan.mode == "mlerp":
             norms = x.norm(dim=-1, keepdim=True)  # (B, N, 1)
             idx = dst.unsqueeze(-1)
