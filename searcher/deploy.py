@@ -586,8 +586,8 @@ def _check_writable(out: Path) -> None:
         raise ConfigError(f"{out} is a directory; give the path of the .onnx file to write")
     parent = out.parent
     if not parent.is_dir():
-        why = "is a file, not a directory" if parent.exists() else "does not exist; create it or"
-        raise ConfigError(f"cannot write {out}: {parent} {why}; choose another OUT")
+        why = "is a file, not a directory" if parent.exists() else "does not exist"
+        raise ConfigError(f"cannot write {out}: {parent} {why}; create the folder, or choose another OUT")
     probe = parent / f".{out.name}.{os.getpid()}.probe"
     try:
         probe.write_bytes(b"")

@@ -82,9 +82,12 @@ def evaluate_chunks(model: nn.Module, split: Split, batch_size: int = 256, chunk
     """
     if batch_size < 1 or (chunk is not None and chunk < 1):
         raise ConfigError(f"batch size and chunk must be at least 1, got {batch_size=}, {chunk=}")
+    if limit is not None and limit < 0:  # limit=-5 scored 0 % as if it were 0
+        raise ConfigError(f"limit must not be negative, got {limit}; None evaluates the whole split")
     device = torch.device(device) if device is not None else default_device()
-    n_total = len(split) if limit is None else max(0, min(limit, len(split)))
+    n_total = len(split) if limit is None else min(limit, len(split))
     chunk = chunk or batch_size
+    was_training = model.training
     model.eval().to(device)
     acc = Accuracy(total=n_total)
     use_amp = device.type == "cuda"
@@ -111,6 +114,7 @@ def evaluate_chunks(model: nn.Module, split: Split, batch_size: int = 256, chunk
             yield dataclasses.replace(acc)
     finally:  # also when the caller stops early
         bar.close()
+        model.train(was_training)  # a model evaluated in the middle of its training goes on training
 
 
 def _check_logits(logits: torch.Tensor, labels: torch.Tensor, split: Split) -> None:

@@ -64,7 +64,8 @@ def test_top1_top5() -> None:
 def test_runs_in_inference_and_eval_mode() -> None:
     model = Lookup(ranked_table(RANKS)).train()
     evaluate(model, id_split(), batch_size=8, device="cpu")
-    assert model.inference == [True, True, True] and not model.training
+    assert model.inference == [True, True, True]  # eval mode inside ...
+    assert model.training  # ... and the training mode back afterwards (left in eval until 2026-12-07)
 
 
 def test_chunks_report_running_accuracy_at_exact_boundaries() -> None:
@@ -141,6 +142,8 @@ def test_limit_and_empty() -> None:
     assert (acc.n, acc.total, acc.correct1, acc.correct5) == (10, 10, 8, 10)
     empty = evaluate(Lookup(ranked_table(RANKS)), id_split(), device="cpu", limit=0)
     assert (empty.n, empty.top1) == (0, 0.0)
+    with pytest.raises(ConfigError, match="limit must not be negative, got -5"):  # 0 % "on -5 images" before
+        evaluate(Lookup(ranked_table(RANKS)), id_split(), device="cpu", limit=-5)
 
 
 def test_fewer_than_five_classes() -> None:

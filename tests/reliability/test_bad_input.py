@@ -127,7 +127,7 @@ CASES = [
     Case("onnx-config-wrong-version", "onnx {bad}/cfg-version.json {out}.onnx", "{bad}/cfg-version.json",
          "export the study again"),
     Case("onnx-out-unwritable", "onnx {bad}/cfg-tiny.json /dev/null/m.onnx", "/dev/null/m.onnx",
-         "not a directory; choose another OUT"),
+         "not a directory; create the folder, or choose another OUT"),
     # -- data files --------------------------------------------------------------------------------------------
     Case("data-missing-dir", "data --data-dir {bad}/no-such-dir", "{bad}/no-such-dir", "--data-dir"),
     Case("data-missing-file", "data --data-dir {bad}/idx-partial", "{bad}/idx-partial", "reinstall"),
