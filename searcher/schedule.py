@@ -613,11 +613,14 @@ def _tokens_out(layer: Layer, t: int, num_prefix: int, index: int) -> int:
     return t - effective_r(layer.r, t, num_prefix)
 
 
-def tokens_per_block(schedule: Schedule, n_tokens: int, num_prefix: int = 1) -> list[int]:
+def tokens_per_block(schedule: Schedule | Mapping[str, Any], n_tokens: int, num_prefix: int = 1) -> list[int]:
     """Tokens entering each block, then the final count (``depth + 1`` numbers), prefix tokens included.
+    ``schedule``: a :class:`Schedule` or its dict form, as ``apply`` and ``flops`` take.
 
     Exactly what the patched model does: e.g. constant ToMe r=13 on 197 tokens and 12 blocks ends at 41.
     """
+    if not isinstance(schedule, Schedule):
+        schedule = Schedule.from_dict(schedule)
     if n_tokens < num_prefix:
         raise ValueError(f"n_tokens must include the prefix tokens, got {n_tokens=}, {num_prefix=}")
     counts = [n_tokens]

@@ -128,6 +128,11 @@ class StudySpec:
 
     def override(self, **kw: Any) -> StudySpec:
         """Apply CLI flags (None means "not given")."""
+        unknown = sorted(set(kw) - {f.name for f in fields(self)})
+        if unknown:
+            raise ConfigError(f"unknown key(s) {unknown}; known keys: {sorted(f.name for f in fields(self))}")
+        if isinstance(kw.get("objectives"), tuple):
+            kw["objectives"] = list(kw["objectives"])
         spec = replace(self, **{k: v for k, v in kw.items() if v is not None})
         spec.validate()
         return spec

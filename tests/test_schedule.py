@@ -287,3 +287,8 @@ def test_capped_schedules_are_one_spelling_of_one_computation() -> None:
     assert a != b and a.capped(65) == b.capped(65)
     assert a.capped(65).rs == [32, 16, 8, 4, 2, 1] and tokens_per_block(a.capped(65), 65) == tokens_per_block(a, 65)
     assert a.capped(65).capped(65) == a.capped(65)
+
+
+def test_tokens_per_block_takes_the_dict_form_as_apply_and_flops_do() -> None:
+    schedule = Schedule.constant(13, 12)
+    assert tokens_per_block(schedule.to_dict(), 197) == tokens_per_block(schedule, 197)  # AttributeError before

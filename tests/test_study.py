@@ -714,3 +714,9 @@ def test_a_study_in_a_read_only_folder_says_why_it_cannot_be_opened(
     monkeypatch.setattr(S.os, "access", lambda path, mode: False)  # root ignores permissions: as a read-only mount
     with pytest.raises(StorageError, match=r"its folder is read-only, .*study.db-shm\); copy study.db to a writable"):
         open_storage(f"sqlite:///{db}")
+
+
+def test_override_names_an_unknown_key_and_takes_a_tuple_of_objectives(tiny_spec: StudySpec) -> None:
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['foo'\]"):  # a TypeError from dataclasses before
+        tiny_spec.override(foo=1)
+    assert tiny_spec.override(objectives=("top1", "gflops")).objectives == ["top1", "gflops"]
