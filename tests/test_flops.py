@@ -375,3 +375,11 @@ def test_flops_of_a_dynamic_img_size_model_at_another_size() -> None:
                                                   schedule)
     with pytest.raises(ConfigError, match="dynamic_img_size=True"):
         F.flops(fixed, schedule, img_size=32)
+    # a size the model cannot run at is an error; with dynamic_img_pad the padded patches are counted
+    with pytest.raises(ConfigError, match="img_size 50x50 is not a multiple of the patch size 8x8"):
+        F.flops(dynamic, schedule, img_size=50)
+    padded = timm.create_model("vit_small_patch16_224", img_size=32, dynamic_img_size=True, dynamic_img_pad=True,
+                               **tiny)
+    assert F.flops(padded, schedule, img_size=50) == pytest.approx(F.flops(dynamic, schedule, img_size=56), rel=1e-12)
+    with torch.no_grad():  # the model agrees: 7x7 patches at 50 px
+        assert padded.forward_features(torch.randn(1, 3, 50, 50)).shape[1] == 49 + 1

@@ -467,6 +467,11 @@ def flops(model: nn.Module, schedule: Schedule | Mapping[str, Any] | None = None
         from timm.layers import to_2tuple
 
         (h, w), (ph, pw) = to_2tuple(img_size), to_2tuple(pe.patch_size)
+        if getattr(pe, "dynamic_img_pad", False):  # padded up to whole patches, as the model does
+            h, w = -(-h // ph) * ph, -(-w // pw) * pw
+        elif h % ph or w % pw:  # timm's patch embedding refuses it
+            raise ConfigError(f"img_size {h}x{w} is not a multiple of the patch size {ph}x{pw}: the model runs only "
+                              "at multiples of it (or any size with dynamic_img_pad=True)")
         shape = replace(shape, num_patches=(h // ph) * (w // pw))
     return count(shape, schedule, rel_pos=rel_pos).total
 
