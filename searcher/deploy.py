@@ -113,6 +113,15 @@ def _fields(where: str, d: Any, allowed: tuple[str, ...], what: str) -> dict[str
     return dict(d)
 
 
+def _family(name: str) -> str:
+    """``autoformer`` or ``timm-vit``: what a model of this name is (as its ModelSource records it)."""
+    from .models import AUTOFORMER_NAMES, EMBEDDED
+
+    if name in EMBEDDED:
+        return EMBEDDED[name].family
+    return "autoformer" if name.removesuffix("-supernet") in AUTOFORMER_NAMES else "timm-vit"
+
+
 def _expected_depth(config: Mapping[str, Any]) -> int | None:
     """The number of blocks of the config's model, when the config alone says it (subnet, embedded ViT, the
     ``depth`` of timm keyword arguments); None otherwise (the model tells, at load time)."""
@@ -165,6 +174,13 @@ def validate_config(config: Any, where: str = "config") -> dict[str, Any]:
             raise ConfigError(f"{where}: {key!r} must be a JSON object or null")
     if config.get("reducer") is not None and not isinstance(config["reducer"], str):
         raise ConfigError(f"{where}: 'reducer' must be a string")
+    family = _family(model["name"])
+    if model.get("family") is not None and model["family"] != family:
+        raise ConfigError(f"{where}: model.family is {model['family']!r}, but {model['name']} is {family!r}; the "
+                          "config was edited — export it again")
+    if family != "autoformer" and (config.get("arch") or model.get("arch")):
+        raise ConfigError(f"{where}: an 'arch' (an AutoFormer subnet) on {model['name']}, which is not an "
+                          "AutoFormer; the config was edited — export it again")
     try:
         for arch in (config.get("arch"), model.get("arch")):
             if arch is not None:

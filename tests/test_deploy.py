@@ -113,6 +113,10 @@ BAD = {
     "wrong depth": (lambda c: c["schedule"]["layers"].pop(), "the schedule has 5 layers but fashion-vit has 6 blocks"),
     "bad sha256": (lambda c: c["model"].update(sha256="abc"), "sha256 must be 64 hex digits"),
     "bad check": (lambda c: c["check"].pop("logits"), "'check' needs 'input' and 'logits'"),
+    # silently ignored until 2026-12-07
+    "wrong family": (lambda c: c["model"].update(family="autoformer"),
+                     "model.family is 'autoformer', but fashion-vit is 'timm-vit'"),
+    "arch on a ViT": (lambda c: c.update(arch=SUBNET), "an 'arch' (an AutoFormer subnet) on fashion-vit"),
 }
 
 
@@ -193,6 +197,9 @@ def test_a_config_on_a_different_model_is_an_error(configs: dict, tmp_path: Path
         load_config(path, weights=str(wider))
     # the embedded ViT's config named as the embedded AutoFormer (7 blocks in its largest subnet)
     renamed = _mutate(configs["fashion-vit"], lambda c: c["model"].update(name="fashion-autoformer", sha256=None))
+    with pytest.raises(ConfigError, match="model.family is 'timm-vit', but fashion-autoformer is 'autoformer'"):
+        load_config(_write(tmp_path / "renamed.json", renamed))
+    renamed["model"].pop("family")
     with pytest.raises(ConfigError, match="does not fit fashion-autoformer: the schedule has 6 layers"):
         load_config(_write(tmp_path / "renamed.json", renamed))
     # a timm config whose model arguments changed
