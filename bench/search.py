@@ -116,7 +116,7 @@ NAMES = {"tome": "ToMe", "tofu": "ToFu", "pitome": "PiToMe", "rapid": "RAPID", "
 def recipe_label(trial: optuna.trial.FrozenTrial) -> str:
     """A published recipe as the README's tables name it: ``PiToMe r=14``, or ``DiffRate published``."""
     kind = trial.user_attrs["baseline"].split()[0]
-    if "fixed_schedule" in trial.user_attrs:
+    if trial.user_attrs["baseline"].endswith("published"):  # DiffRate's published schedule: kept counts, no r
         return f"{NAMES.get(kind, kind)} published"
     r = max(layer.get("r", 0) for layer in trial.user_attrs["candidate"]["schedule"]["layers"])
     return f"{NAMES.get(kind, kind)} r={r}"

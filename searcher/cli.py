@@ -104,8 +104,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}; leave it out to evaluate the whole split")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.num_classes is not None and (args.config or args.num_classes < 1):
-        raise ConfigError("--num-classes goes with --model (a config records its model's head), and is at least 1")
     if not args.config and args.schedule:  # an exported config as --schedule: evaluated as the config it is
         from .cost.flops import _config_model
 
@@ -115,6 +113,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                               f"itself: searcher evaluate {args.schedule}")
         if named:
             args.config, args.schedule = args.schedule, None
+    if args.num_classes is not None and (args.config or args.num_classes < 1):
+        raise ConfigError("--num-classes goes with --model (a config records its model's head), and is at least 1")
     source = None
     if args.config:
         from .deploy import _load, config_data, read_config

@@ -112,7 +112,7 @@ def evaluate_chunks(model: nn.Module, split: Split, batch_size: int = 256, chunk
                     bar.update(int(labels.shape[0]))
                     bar.set_postfix(top1=f"{acc.top1:.2f}")
             yield dataclasses.replace(acc)
-    finally:  # also when the caller stops early
+    finally:  # when the generator ends or is closed (a caller that stops early: once it is closed or collected)
         bar.close()
         model.train(was_training)  # a model evaluated in the middle of its training goes on training
 

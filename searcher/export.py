@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,8 +67,8 @@ def _file_of(url: str) -> Path | None:
     """The file behind a file-backed storage URL (SQLite, journal), or None for servers and in-memory SQLite."""
     if url.startswith("journal:"):
         return Path(url[len("journal:") :])
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///") :].split("?", 1)[0]
+    if url.startswith("sqlite") and ":///" in url:  # sqlite:///PATH, sqlite+pysqlite:///PATH
+        path = url.split(":///", 1)[1].split("?", 1)[0]
         return None if path in ("", ":memory:") else Path(path)
     return None
 
@@ -406,18 +407,22 @@ def _is_config(path: Path) -> bool:
 _LEFTOVER = re.compile(r"\.(configs|trials\.csv|pareto\.csv)(\.old)?\.(\d+)\.tmp")
 
 
-def _sweep(out: Path) -> None:
-    """Remove what an export of a process that is gone left in ``out`` (killed while writing): its temporary
-    files, and its backups, except one whose file is missing (killed mid-swap), which is put back."""
+def _sweep(out: Path, min_age_s: float = 600.0) -> None:
+    """Remove what an export killed while writing left in ``out``: its temporary files, and its backups, except
+    one whose file is missing (killed mid-swap), which is put back. Only leftovers of a process gone from this
+    machine, older than ``min_age_s`` (an export writes them for seconds; one on another machine sharing the folder
+    cannot be judged by its pid)."""
+    now = time.time()
     for path in out.glob(".*.tmp"):
         m = _LEFTOVER.fullmatch(path.name)
-        if m is None or _alive(int(m.group(3))):
-            continue
-        dest = out / m.group(1)
-        if m.group(2) and not (dest.exists() or dest.is_symlink()):
-            os.replace(path, dest)
-        else:
-            _remove(path)
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove: the export goes on
+            if m is None or _alive(int(m.group(3))) or now - path.lstat().st_mtime < min_age_s:
+                continue
+            dest = out / m.group(1)
+            if m.group(2) and not (dest.exists() or dest.is_symlink()):
+                os.replace(path, dest)
+            else:
+                _remove(path)
 
 
 def _alive(pid: int) -> bool:

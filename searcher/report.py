@@ -622,7 +622,7 @@ def _check_overwritable(path: Path) -> None:
         return  # nothing there (a directory is write_report's error)
     except OSError as e:
         raise ConfigError(f"cannot read {path} to check what it is: {e.strerror or e}; choose another --html") from e
-    if not head.startswith((b"<!doctype html", b"<html")):
+    if head and not head.startswith((b"<!doctype html", b"<html")):  # an empty file (mktemp) may go
         raise ConfigError(f"{path} exists and is not an HTML page (the study's storage, a CSV or a config?); the "
                           "report replaces only an earlier report: choose another --html")
 

@@ -113,17 +113,18 @@ def find_spec(value: str | Path, kind: str, base: str | Path | None = None) -> P
     shipped spec of ``kind`` (``studies`` or ``spaces``: ``fashion-vit`` is ``searcher/studies/fashion-vit.yaml``),
     so that the shipped specs work from any directory and in a plain ``pip install``."""
     path = Path(value).expanduser()
-    if path.is_dir():
-        raise ConfigError(f"{value} is a directory; give a {'study spec' if kind == 'studies' else 'search space'} "
-                          "YAML file in it, or a shipped name")
-    if path.is_file() or path.is_absolute():
+    what = "study spec" if kind == "studies" else "search space"
+    if path.is_file():
         return path
     if base is not None and (Path(base) / path).is_file():
         return Path(base) / path
+    if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1 and (SHIPPED / kind / f"{path}.yaml").is_file():
+        return SHIPPED / kind / f"{path}.yaml"  # a shipped name, even where a folder of that name exists (runs/)
+    if path.is_dir():
+        raise ConfigError(f"{value} is a directory; give a {what} YAML file in it, or a shipped name")
+    if path.is_absolute():
+        return path
     if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1:
-        if (SHIPPED / kind / f"{path}.yaml").is_file():
-            return SHIPPED / kind / f"{path}.yaml"
-        what = "study spec" if kind == "studies" else "search space"
         raise ConfigError(
             f"no {what} {str(value)!r}: not a file, nor a shipped name ({', '.join(shipped(kind))}); "
             "give a YAML path or one of those names"
@@ -184,14 +185,21 @@ def load_yaml(path: Path, what: str) -> Any:
 
 
 def yaml_number_hint(v: Any) -> str:
-    """For a number YAML read as text (``1e2``: YAML 1.1 needs a dot and a signed exponent), how to write it."""
+    """For a number YAML read as text (``1e2``: YAML 1.1 needs a dot and a signed exponent), how to write it so
+    that YAML reads a number, every digit kept: ``1.e+02`` (and ``100`` where that is the same number)."""
     try:
         number = float(v) if isinstance(v, str) else None
     except ValueError:
         number = None
     if number is None or not math.isfinite(number):
         return ""
-    return f" (YAML reads {v} as text: write {number:g}" + (f" or {number:.1e}" if "e" in v.lower() else "") + ")"
+    import numpy as np
+
+    forms = [np.format_float_scientific(number, unique=True, exp_digits=2)]
+    plain = f"{number:.15g}"
+    if "e" not in plain and float(plain) == number:
+        forms.insert(0, plain if "." in plain or number.is_integer() else f"{plain}.0")
+    return f" (YAML reads {v} as text: write {' or '.join(forms)})"
 
 
 def _choices(where: str, value: Any, kind: type | tuple[type, ...], allowed: Sequence[Any] | None = None) -> tuple:

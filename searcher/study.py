@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import os
-import re
 import signal
 import sys
 import threading
@@ -676,6 +675,12 @@ class _Context:
         n = len(self.search)
         return n if self.spec.search_images is None else min(self.spec.search_images, n)
 
+    def draw(self, trial: optuna.trial.BaseTrial) -> tuple[Candidate, dict[str, Any]]:
+        """The space's candidate for ``trial`` on this model and budget (:meth:`SearchSpace.suggest`)."""
+        source = self.source
+        return self.space.suggest(trial, source.depth_of, source.flops, self.budget,
+                                  lambda red, depth, rs, **p: build_schedule(source, red, depth, rs, **p))
+
     @property
     def times_trials(self) -> bool:
         """Whether trials measure their throughput: only when a decision depends on it (a constraint, then for
@@ -712,13 +717,7 @@ def _objective(ctx: _Context, shared: bool = False):
             fixed = Schedule.from_dict(trial.user_attrs["fixed_schedule"])
             cand, facts = Candidate("diffrate", fixed, source.full_arch(space.architecture)), dict[str, Any]()
         else:
-            cand, facts = space.suggest(
-                trial,
-                source.depth_of,
-                source.flops,
-                ctx.budget,
-                lambda red, depth, rs, **p: build_schedule(source, red, depth, rs, **p),
-            )
+            cand, facts = ctx.draw(trial)
         cand = replace(cand, schedule=cand.schedule.capped(source.n_tokens, source.num_prefix))  # one spelling
         g = source.flops(cand.arch, cand.schedule)
         over = g > ctx.budget * (1 + 1e-9)
@@ -1016,6 +1015,7 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
         arch_params = space.architecture.params_of_largest(space.arch_size(ctx.full_gflops, ctx.budget).high)
     depth = source.depth_of(arch)
     max_depth = max(space.architecture.depth) if space.architecture is not None else depth
+    queued = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)}
     for red in space.reducers:
         if red == "none":  # the unreduced largest subnet is over any budget below 100 %
             continue
@@ -1037,11 +1037,12 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
         attrs = {"baseline": f"{red} constant r"}
         if outside is None:
             study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=True)
-        else:
+        elif attrs["baseline"] not in queued:  # enqueued already by a run stopped in the middle of this loop
+            queued.add(attrs["baseline"])
             log.info(f"the published {red} recipe (r={r}) lies outside the space ({outside}): it is evaluated as "
                      "a baseline, and the sampler does not draw it")
             study.enqueue_trial({}, user_attrs={**attrs, "fixed_candidate": published.to_dict()})
-    if ctx.spec.diffrate_baseline:
+    if ctx.spec.diffrate_baseline and "diffrate published" not in queued:
         kept = ctx.spec.diffrate_baseline
         fixed = Schedule.recipe(
             "diffrate", depth, prune_kept=kept["prune_kept"], merge_kept=kept["merge_kept"], positions=space.positions
@@ -1053,24 +1054,29 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
 
 def _outside_space(ctx: _Context, params: dict[str, Any], published: Candidate) -> str | None:
     """None when the space draws ``published`` from ``params``; else what keeps it out (the parameters outside
-    their range or choices, or the candidate they draw instead)."""
-    source = ctx.source
-    with warnings.catch_warnings(record=True) as caught:  # Optuna: "Fixed parameter 'x' ... is out of range"
-        warnings.simplefilter("always")
+    their range or choices, or how the candidate they draw differs)."""
+    trial = optuna.trial.FixedTrial(params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # FixedTrial's "out of the range": checked below
         try:
-            drawn, _ = ctx.space.suggest(
-                optuna.trial.FixedTrial(params), source.depth_of, source.flops, ctx.budget,
-                lambda red, depth, rs, **p: build_schedule(source, red, depth, rs, **p),
-            )
-        except ValueError as e:  # a choice the space does not list
+            drawn, _ = ctx.draw(trial)
+        except ConfigError:
+            raise
+        except ValueError as e:  # a value the space's choices do not list
+            if "not found" in str(e):  # a parameter baseline_params does not give: a bug here, not the user's
+                raise
             return str(e).rstrip(".")
-    names = [m.group(1) for w in caught if (m := re.search(r"parameter '(\w+)'.*out of range", str(w.message)))]
-    if names:
-        return ", ".join(f"{n}={params[n]}" for n in names)
-    drawn = replace(drawn, schedule=drawn.schedule.capped(source.n_tokens, source.num_prefix))
+    outside = [f"{name}={params[name]}" for name, dist in trial.distributions.items()
+               if not dist._contains(dist.to_internal_repr(params[name]))]
+    if outside:
+        return ", ".join(outside)
+    drawn = replace(drawn, schedule=drawn.schedule.capped(ctx.source.n_tokens, ctx.source.num_prefix))
+    if drawn.arch != published.arch:
+        return "a smaller subnet: architecture.size does not reach the largest"
+    if drawn.schedule.prop_attn != published.schedule.prop_attn:
+        return f"proportional attention {'on' if drawn.schedule.prop_attn else 'off'} in the space"
     if drawn != published:
-        return "its parameters draw another candidate" + (
-            ", a smaller subnet: architecture.size does not reach the largest" if drawn.arch != published.arch else "")
+        return "its parameters draw another candidate"
     return None
 
 
@@ -1357,6 +1363,7 @@ def _optimize_loop(
     study: optuna.Study | None = None,
 ) -> optuna.Study:
     study = study or _create_study(spec, storage_url)
+    ctx = replace(ctx, space=_as_begun(ctx.space, study.user_attrs.get("space")))  # a local worker of an old study
     # Every process's sampler starts from the seed: a resumed run, or a second worker, would draw the first run's
     # candidates again. They draw from (seed, worker, trials started so far) instead; a fresh run keeps the seed.
     started = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
@@ -1369,8 +1376,10 @@ def _optimize_loop(
     # study's last trial would stay RUNNING for ever when the resumed study has nothing left to run. Both storage
     # kinds count: RDB by heartbeat, the journal file by owner process (open_storage). An SQLite study is this
     # process's alone (_sqlite_lock): a trial RUNNING now is a killed run's, whatever the age of its heartbeat.
+    from .export import _file_of
+
     backend = getattr(study._storage, "_backend", study._storage)
-    if storage_url.startswith("sqlite") and isinstance(backend, _RDBStorage):
+    if _file_of(storage_url) is not None and isinstance(backend, _RDBStorage):  # the file _sqlite_lock holds
         backend.orphans = frozenset(t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     with experimental():
         optuna.storages.fail_stale_trials(study)
@@ -1482,6 +1491,18 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
 _SAME_MODEL = ("name", "family", "sha256", "arch", "kwargs")  # of ModelSource.describe(); the checkpoint may move
 
 
+def _as_begun(space: SearchSpace, recorded: dict[str, Any] | None, begun: bool = False) -> SearchSpace:
+    """``space`` as the study was begun with it, where they differ only by a default changed since: proportional
+    attention was on for every reducer until 2026-12-07 (left out of a space, it is now each recipe's own, off
+    for PiToMe), so a study begun before keeps it on. ``recorded``: the study's recorded space (None: not
+    recorded, as before 2026-12-07); ``begun``: the study has run before (``recorded`` None then means old)."""
+    if space.prop_attn is None:
+        old = replace(space, prop_attn=(True,))
+        if recorded == old.to_dict() or (begun and recorded is None):
+            return old
+    return space
+
+
 def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_url: str, search_fp: str) -> None:
     """A study resumes under the budget, throughput floor, search split and model it was started with: its trials'
     feasibility, accuracy, baselines and front were measured under them, and mixing would put over-budget configs,
@@ -1517,6 +1538,7 @@ def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_u
         changes.append("other search images under the same data spec (the images or their preprocessing changed)")
     elif not same:
         changes.append(f"the search split of data {old_data}, not {ctx.spec.data}")
+    ctx.space = _as_begun(ctx.space, before.get("space"), begun=True)
     old_space, space = before.get("space"), ctx.space.to_dict()
     if old_space is not None and old_space != space:  # recorded since 2026-12-07
         keys = sorted(k for k in {*old_space, *space} if old_space.get(k) != space.get(k))

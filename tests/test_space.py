@@ -409,7 +409,23 @@ def test_a_joint_space_below_its_smallest_subnet_always_removes_tokens() -> None
 
 def test_yaml_numbers_read_as_text_and_directories_say_what_to_write(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"rapid.lambda.high must be a number, got '1e2' \(YAML reads 1e2 as text: "
-                                          r"write 100 or 1.0e\+02\)"):
+                                          r"write 100 or 1.e\+02\)"):
         SearchSpace.from_dict({"reducers": ["rapid"], "rapid": {"lambda": {"low": 1, "high": "1e2"}}})
     with pytest.raises(ConfigError, match=f"{tmp_path} is a directory; give a search space YAML file in it"):
         SearchSpace.from_yaml(tmp_path)
+
+
+def test_the_yaml_number_hint_keeps_every_digit_and_reads_back_as_a_number() -> None:
+    import yaml
+
+    from searcher.space import yaml_number_hint
+
+    for text, value in (("1.234e5", 123400.0), ("1.25e-3", 0.00125), ("1e-10", 1e-10), ("12345678", 12345678.0)):
+        forms = yaml_number_hint(text).split("write ")[1].rstrip(")").split(" or ")
+        assert all(yaml.safe_load(f"a: {f}")["a"] == value for f in forms), forms  # 1.2e+05 for 1.234e5 before
+
+
+def test_a_shipped_name_is_found_where_a_folder_of_that_name_exists(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fashion-vit").mkdir()  # a run directory: --out fashion-vit
+    assert find_spec("fashion-vit", "studies").name == "fashion-vit.yaml"

@@ -605,18 +605,26 @@ def test_published_recipes_outside_the_space_are_evaluated_as_fixed_baselines(
     2026-12-07 they were enqueued as out-of-range parameters (Optuna warnings; TPE learnt from points outside the
     space), a listed choice crashed the study with a ValueError, and a per-block r cap dropped the recipe."""
     space = {"reducers": ["tome", "rapid", "topk"], "schedule": {"r": {"low": 0, "high": 32}},
-             "rapid": {"tau": {"low": 0.8, "high": 0.9}, "merge": ["wavg"]}, "topk": {"fuse": [False]}}
+             "rapid": {"tau": {"low": 0.8, "high": 0.9}}, "topk": {"fuse": [False]}}
     res = optimize(tiny_spec.override(space=space, trials=3), tmp_path / "run", progress=False)
     base = {t.user_attrs["baseline"]: t for t in res.study.trials if "baseline" in t.user_attrs}
     assert sorted(base) == ["rapid constant r", "tome constant r", "topk constant r"]
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in base.values())
     assert "fixed_candidate" not in base["tome constant r"].user_attrs and base["tome constant r"].params
-    for red, want in (("rapid", {"tau": 0.7, "merge": "mlerp"}), ("topk", {"fuse": True})):
+    for red, want in (("rapid", {"tau": 0.7}), ("topk", {"fuse": True})):
         t = base[f"{red} constant r"]
         assert "fixed_candidate" in t.user_attrs and not t.params  # invisible to the sampler
         layers = t.user_attrs["candidate"]["schedule"]["layers"]
         assert all(any(layer.get(k) == v for layer in layers) for k, v in want.items()), layers
-    assert not [w for w in recwarn if "out of range" in str(w.message)]
+    assert not [w for w in recwarn if "out of" in str(w.message)]  # Optuna: "out of (the) range"
+    # per-block, the recipe's r below the space's r.low: evaluated as a fixed candidate too
+    per_block = {"reducers": ["tome"], "schedule": {"parametrisation": "per-block", "r": {"low": 3, "high": 8}}}
+    res = optimize(tiny_spec.override(name="low", space=per_block, trials=1, budget="97%"), tmp_path / "low",
+                   progress=False)
+    (tome,) = [t for t in res.study.trials if "baseline" in t.user_attrs]
+    assert "fixed_candidate" in tome.user_attrs and tome.user_attrs["feasible"]
+    assert max(layer.get("r", 0) for layer in tome.user_attrs["candidate"]["schedule"]["layers"]) < 3
+    assert not [w for w in recwarn if "out of" in str(w.message)]
 
 
 def test_a_size_range_short_of_the_largest_subnet_makes_the_supernet_baselines_fixed() -> None:
@@ -626,7 +634,7 @@ def test_a_size_range_short_of_the_largest_subnet_makes_the_supernet_baselines_f
 
     from searcher.models import ModelSource
     from searcher.space import SearchSpace, find_spec, load_yaml
-    from searcher.study import _outside_space
+    from searcher.study import _Context, _outside_space
 
     d = {**load_yaml(find_spec("fashion-autoformer", "spaces"), "space")}
     space = SearchSpace.from_dict(d)
@@ -636,6 +644,7 @@ def test_a_size_range_short_of_the_largest_subnet_makes_the_supernet_baselines_f
     for size, fixed in ((None, False), ({"low": 1.0, "high": 1.2}, True)):
         sp = SearchSpace.from_dict({**d, "architecture": {**d["architecture"], **({"size": size} if size else {})}})
         ctx = SimpleNamespace(space=sp, source=source, budget=0.4 * full)
+        ctx.draw = lambda trial, ctx=ctx: _Context.draw(ctx, trial)  # type: ignore[arg-type]
         top = sp.arch_size(full, ctx.budget).high
         params = sp.baseline_params("tome", 7, 7, sp.architecture.params_of_largest(top))
         rs = [source.constant_r_for_budget(largest, lambda rs: Schedule.recipe("tome", 7, rs), ctx.budget)] * 7
@@ -720,3 +729,20 @@ def test_override_names_an_unknown_key_and_takes_a_tuple_of_objectives(tiny_spec
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['foo'\]"):  # a TypeError from dataclasses before
         tiny_spec.override(foo=1)
     assert tiny_spec.override(objectives=("top1", "gflops")).objectives == ["top1", "gflops"]
+
+
+def test_a_study_begun_before_the_prop_attn_default_changed_keeps_it_on(tiny_spec: StudySpec, tmp_path: Path) -> None:
+    """Left out of a space, proportional attention is each recipe's own since 2026-12-07 (off for PiToMe); a study
+    begun before (no recorded space) resumes with it on for every reducer, not a mix of both."""
+    out = tmp_path / "run"
+    spec = replace(tiny_spec, space={"reducers": ["pitome"]}, trials=1)
+    optimize(spec, out, progress=False)
+    assert load_study("tiny", f"sqlite:///{out / 'study.db'}").trials[0].user_attrs["candidate"]["schedule"][
+        "prop_attn"] is False  # today's default: the official PiToMe
+    with contextlib.closing(sqlite3.connect(out / "study.db")) as con, con:  # as a study of an older searcher
+        con.execute("DELETE FROM study_user_attributes WHERE key = 'space'")
+    res = optimize(replace(spec, trials=3), out, progress=False)
+    drawn = [t.user_attrs["candidate"]["schedule"]["prop_attn"] for t in res.study.trials[1:]
+             if "candidate" in t.user_attrs]
+    assert len(drawn) >= 2 and all(drawn), drawn
+    assert res.study.user_attrs["space"]["prop_attn"] is True
