@@ -153,6 +153,7 @@ def dashboard_command(
     ``announce`` receives ``{"study", "url", "dashboard", "storage", "objectives"}`` once the server listens
     (the default prints the URL; ``--json`` can print the dict). Returns the same dict after stopping."""
     from .export import find_storage, open_study, study_target
+    from .study import _redact
 
     study_name, out, storage = study_target(study_name, out, storage)
     url = find_storage(out, storage)
@@ -164,7 +165,7 @@ def dashboard_command(
         "study": study.study_name,
         "url": dash.url(backend.get_study_id_from_name(study.study_name)),
         "dashboard": dash.url(),
-        "storage": url,
+        "storage": _redact(url),
         "objectives": names,
     }
     try:

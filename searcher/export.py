@@ -161,17 +161,20 @@ def _versions() -> dict[str, str]:
 
 
 def _command() -> str:
-    """The command line of this process: ``searcher …``, or the Python program that called the library."""
+    """The command line of this process: ``searcher …``, or the Python program that called the library; storage
+    passwords masked (configs are shared)."""
+    from .study import _redact
+
     if Path(sys.argv[0]).name == "searcher":
-        return " ".join(["searcher", *sys.argv[1:]])
-    return " ".join(["python", *sys.argv])
+        return _redact(" ".join(["searcher", *sys.argv[1:]]))
+    return _redact(" ".join(["python", *sys.argv]))
 
 
 def config_of(
     study: optuna.Study, trial: FrozenTrial, check: dict[str, Any] | None = None, command: str | None = None
 ) -> dict[str, Any]:
     """The exported config of one trial (DESIGN.md "Exported config"); ``check`` from :func:`_check_of`."""
-    from .study import test_result, throughput_of
+    from .study import _redact, test_result, throughput_of
 
     cand = trial.user_attrs["candidate"]
     spec = study.user_attrs.get("spec", {})
@@ -202,8 +205,8 @@ def config_of(
             "baseline": trial.user_attrs.get("baseline"),
             "budget_gflops": study.user_attrs.get("budget_gflops"),
             **_versions(),
-            "command": study.user_attrs.get("command", command or _command()),
-            "exported_by": command or _command(),
+            "command": _redact(study.user_attrs.get("command", command or _command())),
+            "exported_by": _redact(command or _command()),
             "exported": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     }

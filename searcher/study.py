@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -277,7 +278,8 @@ def open_storage(url: str, write_ahead: bool = False) -> optuna.storages.BaseSto
         scheme = url.split(":", 1)[0].split("+", 1)[0]
         if scheme not in ("sqlite", "postgresql", "mysql"):
             raise ConfigError(
-                f"unsupported storage URL {url!r}; use sqlite:///PATH, postgresql://…, mysql://… or journal:PATH"
+                f"unsupported storage URL {_redact(url)!r}; use sqlite:///PATH, postgresql://…, mysql://… or "
+                f"journal:PATH{' (postgres:// is written postgresql://)' if scheme == 'postgres' else ''}"
             )
         if scheme == "sqlite" and url.split("?", 1)[0] in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
             raise ConfigError(f"{url} is an in-memory database, gone when the run ends (and each connection gets "
@@ -521,13 +523,11 @@ def _owner_gone(owner: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _redact(url: str) -> str:
-    """Hide a password in a storage URL for messages."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return url
+def _redact(text: str) -> str:
+    """Hide the passwords of the URLs in ``text`` (a storage URL, or a command line holding one) for messages,
+    records and exported configs: ``user:***@host``, and a ``password=`` query parameter."""
+    text = re.sub(r"(://[^:/@\s]+):[^@\s]*@", r"\1:***@", text)
+    return re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&\s]*", r"\1***", text)
 
 
 @contextlib.contextmanager
@@ -1438,7 +1438,8 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
                 "nothing (TPE learns from them); set early_stop: false in the study spec to evaluate "
                 "every candidate in full"
             )
-        study.set_user_attr("spec", {k: v for k, v in spec.to_dict().items() if k != "base_dir"})
+        study.set_user_attr("spec", {k: _redact(v) if k == "storage" and v else v  # no password in the study
+                                     for k, v in spec.to_dict().items() if k != "base_dir"})
         study.set_user_attr("command", _command())  # the configs' provenance.command, whoever exports them
         study.set_user_attr("budget_gflops", ctx.budget)
         study.set_user_attr("space", ctx.space.to_dict())  # its ranges and choices: what the trials were drawn from

@@ -746,3 +746,18 @@ def test_a_study_begun_before_the_prop_attn_default_changed_keeps_it_on(tiny_spe
              if "candidate" in t.user_attrs]
     assert len(drawn) >= 2 and all(drawn), drawn
     assert res.study.user_attrs["space"]["prop_attn"] is True
+
+
+def test_storage_passwords_stay_out_of_messages_records_and_configs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PostgreSQL password reached every exported config (provenance.command) and two error messages in clear
+    (until 2026-12-07)."""
+    from searcher.export import _command
+    from searcher.study import _redact
+
+    assert _redact("postgresql://probe:s3cret@db:5432/optdb") == "postgresql://probe:***@db:5432/optdb"
+    assert _redact("postgresql://probe@db/optdb?sslmode=require&password=s3cret") == (
+        "postgresql://probe@db/optdb?sslmode=require&password=***")  # no fake ":***" for a user without one
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/searcher", "optimize", "--storage", "mysql://u:s3cret@h/db"])
+    assert "s3cret" not in _command() and "mysql://u:***@h/db" in _command()
+    with pytest.raises(ConfigError, match=r"'postgres://u:\*\*\*@h/db'; .*\(postgres:// is written postgresql://\)"):
+        open_storage("postgres://u:s3cret@h/db")
