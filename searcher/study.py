@@ -270,11 +270,11 @@ def open_storage(url: str, write_ahead: bool = False) -> optuna.storages.BaseSto
         with experimental():
             retry = _Retry(max_retry=MAX_RETRY)
         if url.startswith("journal:"):
-            from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+            from optuna.storages.journal import JournalFileOpenLock
 
             path = url[len("journal:") :]
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            return _JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)), retry)
+            return _JournalStorage(_JournalFile(path, lock_obj=JournalFileOpenLock(path)), retry)
         scheme = url.split(":", 1)[0].split("+", 1)[0]
         if scheme not in ("sqlite", "postgresql", "mysql"):
             raise ConfigError(
@@ -416,6 +416,50 @@ class _RDBStorage(optuna.storages.RDBStorage):
             reasons.setdefault(i, "its run ended without finishing it (the study's lock was free)")
         self.orphans = frozenset()
         return _mark_stale(self, reasons)
+
+
+class _JournalFile(optuna.storages.journal.JournalFileBackend):
+    """Optuna's journal file, where a record cut off by a crash mid-write (the file does not end in a newline) is
+    dropped before the next one is appended, under the file's lock. Optuna's reader skips such a last line, but
+    its writer appended the next record to it, and the file could not be read again (a JSONDecodeError for ever)."""
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        from optuna.storages.journal._file import get_lock_file
+
+        with get_lock_file(self._lock):
+            _drop_cut_record(Path(self._file_path))
+            text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+            with open(self._file_path, "ab") as f:
+                f.write(text.encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+
+
+def _drop_cut_record(path: Path, chunk: int = 1 << 16) -> None:
+    """Truncate ``path`` after its last newline when it does not end in one (a record cut off mid-write)."""
+    try:
+        f = open(path, "rb+")
+    except FileNotFoundError:
+        return
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        if end == 0:
+            return
+        f.seek(end - 1)
+        if f.read(1) == b"\n":
+            return
+        pos = end
+        while pos > 0:  # back to the last newline
+            start = max(0, pos - chunk)
+            f.seek(start)
+            block = f.read(pos - start)
+            i = block.rfind(b"\n")
+            if i >= 0:
+                pos = start + i + 1
+                break
+            pos = start
+        log.warning(f"{path}: its last record was cut off ({end - pos} bytes, a crash while writing it); dropped it")
+        f.truncate(pos)
 
 
 class _JournalStorage(optuna.storages.JournalStorage, BaseHeartbeat):

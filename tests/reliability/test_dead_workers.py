@@ -239,3 +239,20 @@ def test_the_other_worker_fails_and_retries_a_killed_worker_s_trial(tiny: Simple
     now = {t.number: fingerprint(t) for t in finished}
     assert all(now.get(n) == fp for n, fp in before.items()), "a finished trial was lost or changed"
     assert len({json.dumps(t.params, sort_keys=True) for t in finished}) == len(finished)
+
+
+def test_a_journal_record_cut_off_by_a_crash_is_dropped_before_the_next_is_appended(tmp_path: Path) -> None:
+    """Optuna's reader skips a cut-off last line, but its writer appended the next record to it, and the file could
+    not be read again (a JSONDecodeError for every later command, until 2026-12-07)."""
+    url = f"journal:{tmp_path / 'study.journal'}"
+    study = optuna.create_study(study_name="s", storage=open_storage(url))
+    study.enqueue_trial({"x": 1.0})
+    whole = (tmp_path / "study.journal").read_bytes()
+    with open(tmp_path / "study.journal", "ab") as f:  # a record cut off by a crash
+        f.write(b'{"op_code":4,"worker_id":"x","study_id":0,"datetime_start":"2026-')
+    study = optuna.load_study(study_name="s", storage=open_storage(url))
+    study.enqueue_trial({"x": 2.0})
+    text = (tmp_path / "study.journal").read_bytes()
+    assert text.startswith(whole) and b"2026-{" not in text and text.endswith(b"\n")
+    again = optuna.load_study(study_name="s", storage=open_storage(url))
+    assert [t.system_attrs["fixed_params"]["x"] for t in again.trials] == [1.0, 2.0]
