@@ -1096,6 +1096,38 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
     study.set_user_attr("baselines_enqueued", True)
 
 
+def _fail_dead_trials(study: optuna.Study, storage_url: str) -> None:
+    """Fail (and, by the retry callback, queue again) the trials of dead workers now. Optuna does it only before it
+    runs a trial: a worker killed in the study's last trial would stay RUNNING for ever when the resumed study has
+    nothing left to run. Both storage kinds count: RDB by heartbeat, the journal file by owner process
+    (:func:`open_storage`). An SQLite study is this process's alone (:func:`_sqlite_lock`): a trial RUNNING now is
+    a killed run's, whatever the age of its heartbeat."""
+    from .export import _file_of
+
+    backend = getattr(study._storage, "_backend", study._storage)
+    if _file_of(storage_url) is not None and isinstance(backend, _RDBStorage):  # the file _sqlite_lock holds
+        backend.orphans = frozenset(t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    with experimental():
+        optuna.storages.fail_stale_trials(study)
+
+
+def _requeue_interrupted_baselines(study: optuna.Study) -> None:
+    """Queue again a published recipe whose every trial failed by interruption (a second Ctrl-C) or a dead worker
+    whose retries ran out: the study would end without it, and be compared with fewer recipes (until 2026-12-07)."""
+    by_label: dict[str, list[optuna.trial.FrozenTrial]] = {}
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("baseline"):
+            by_label.setdefault(t.user_attrs["baseline"], []).append(t)
+    for label, trials in by_label.items():
+        last = trials[-1]
+        why = str(last.user_attrs.get("fail_reason", ""))
+        if all(t.state == TrialState.FAIL for t in trials) and (_ABANDONED in why or "worker died" in why):
+            log.warning(f"the published recipe '{label}' did not finish (trial {last.number}: {why}); running it "
+                        "again")
+            keep = {k: v for k, v in last.user_attrs.items() if k in ("baseline", "fixed_candidate")}
+            study.enqueue_trial(last.params or last.system_attrs.get("fixed_params", {}), user_attrs=keep)
+
+
 def _outside_space(ctx: _Context, params: dict[str, Any], published: Candidate) -> str | None:
     """None when the space draws ``published`` from ``params``; else what keeps it out (the parameters outside
     their range or choices, or how the candidate they draw differs)."""
@@ -1416,17 +1448,7 @@ def _optimize_loop(
 
         seed = int(np.random.SeedSequence([spec.seed, worker, started]).generate_state(1)[0])
         study.sampler = _sampler(spec.sampler, seed, len(spec.objectives))
-    # Optuna fails (and our callback re-queues) stale trials only before it runs a trial; a worker killed in the
-    # study's last trial would stay RUNNING for ever when the resumed study has nothing left to run. Both storage
-    # kinds count: RDB by heartbeat, the journal file by owner process (open_storage). An SQLite study is this
-    # process's alone (_sqlite_lock): a trial RUNNING now is a killed run's, whatever the age of its heartbeat.
-    from .export import _file_of
-
-    backend = getattr(study._storage, "_backend", study._storage)
-    if _file_of(storage_url) is not None and isinstance(backend, _RDBStorage):  # the file _sqlite_lock holds
-        backend.orphans = frozenset(t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-    with experimental():
-        optuna.storages.fail_stale_trials(study)
+    _fail_dead_trials(study, storage_url)
     bar = _Progress(study, spec.trials, progress)
     try:
         with _graceful_sigint(study, announce) as pressed:
@@ -1500,13 +1522,17 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
         study.set_user_attr("test_fingerprint", test_fp)
         study.set_user_attr("model_source", ctx.source.describe())
         if spec.baselines:
+            _fail_dead_trials(study, storage_url)  # a dead worker's baseline is queued again before the count below
             _enqueue_baselines(study, ctx)
+            _requeue_interrupted_baselines(study)
             recipes = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")]
-            if spec.trials < len(recipes) and any(t.state == TrialState.WAITING for t in recipes):
+            waiting = sum(t.state == TrialState.WAITING for t in recipes)
+            evaluated = _counts(_finished(study))[0]
+            if waiting and evaluated + waiting > spec.trials:
                 # the search is compared with every published recipe: none is left waiting
-                log.warning(f"{spec.trials} trials are fewer than the {len(recipes)} published recipes each study "
-                            f"runs first; running {len(recipes)}")
-                spec = replace(spec, trials=len(recipes))
+                log.warning(f"{spec.trials} trials leave {waiting} published recipe(s) unrun, and a study runs them "
+                            f"all; running {evaluated + waiting}")
+                spec = replace(spec, trials=evaluated + waiting)
                 ctx = replace(ctx, spec=spec)
         t0 = time.perf_counter()
         if spec.workers > 1:

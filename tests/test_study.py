@@ -234,7 +234,7 @@ def test_fewer_trials_than_published_recipes_still_run_every_recipe(
     with a warning; until 2026-12-07 the second stayed WAITING and the study ended."""
     with caplog.at_level(logging.WARNING, logger="searcher.study"):
         res = optimize(tiny_spec.override(trials=1), tmp_path / "run", progress=False)
-    assert "1 trials are fewer than the 2 published recipes each study runs first; running 2" in caplog.text
+    assert "1 trials leave 2 published recipe(s) unrun, and a study runs them all; running 2" in caplog.text
     recipes = [t for t in res.study.trials if t.user_attrs.get("baseline")]
     assert len(recipes) == 2 and all(t.state in FINISHED for t in recipes)
     assert not [t for t in res.study.trials if t.state == optuna.trial.TrialState.WAITING]
@@ -761,3 +761,19 @@ def test_storage_passwords_stay_out_of_messages_records_and_configs(monkeypatch:
     assert "s3cret" not in _command() and "mysql://u:***@h/db" in _command()
     with pytest.raises(ConfigError, match=r"'postgres://u:\*\*\*@h/db'; .*\(postgres:// is written postgresql://\)"):
         open_storage("postgres://u:s3cret@h/db")
+
+
+def test_a_baseline_abandoned_with_ctrl_c_runs_again_on_resume(tiny_spec: StudySpec, tmp_path: Path) -> None:
+    """A published recipe whose trial was abandoned (a second Ctrl-C) or whose worker died for good was never run
+    again: the resumed study counted itself done without it (until 2026-12-07)."""
+    out = tmp_path / "run"
+    optimize(replace(tiny_spec, trials=2), out, progress=False)
+    with contextlib.closing(sqlite3.connect(out / "study.db")) as con, con:  # as a second Ctrl-C leaves it
+        (trial_id,) = con.execute("SELECT trial_id FROM trials WHERE number = 1").fetchone()
+        con.execute("UPDATE trials SET state = 'FAIL' WHERE trial_id = ?", (trial_id,))
+        con.execute("INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (?, 'fail_reason', ?)",
+                    (trial_id, json.dumps("KeyboardInterrupt: abandoned with Ctrl-C")))
+    res = optimize(replace(tiny_spec, trials=2), out, progress=False)
+    runs = [t for t in res.study.trials if t.user_attrs.get("baseline") == "rapid constant r"]
+    assert [t.state.name for t in runs] == ["FAIL", "COMPLETE"]
+    assert runs[1].params == runs[0].params
