@@ -298,14 +298,22 @@ def open_storage(url: str, write_ahead: bool = False) -> optuna.storages.BaseSto
             engine_kwargs = {"connect_args": {"timeout": 60}}
         else:
             engine_kwargs = {"pool_pre_ping": True}
-        with experimental():
-            storage = _RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=10,
-                grace_period=GRACE_S,
-                heartbeat_stale_trial_callback=retry,
-            )
+        for attempt in range(4):
+            try:
+                with experimental():
+                    storage = _RDBStorage(
+                        url,
+                        engine_kwargs=engine_kwargs,
+                        heartbeat_interval=10,
+                        grace_period=GRACE_S,
+                        heartbeat_stale_trial_callback=retry,
+                    )
+                break
+            except Exception as e:  # workers started at once on a new database race to create Optuna's tables
+                racing = "already exists" in str(e) or "duplicate key" in str(e)
+                if not racing or attempt == 3:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
         if write_ahead and url.startswith("sqlite"):
             _write_ahead_log(storage.engine)
         return storage
@@ -1407,6 +1415,15 @@ def _worker_main(spec: StudySpec, storage_url: str, worker: int, parent: int, co
 
 
 def _create_study(spec: StudySpec, storage_url: str) -> optuna.Study:
+    if storage_url.startswith("journal:"):  # Optuna's writer fails with a traceback (its lock file, its append)
+        from .export import _file_of
+
+        path = _file_of(storage_url)
+        assert path is not None
+        for what, p in (("folder", path.parent), ("file", path)):
+            if p.exists() and not os.access(p, os.W_OK):
+                raise StorageError(f"cannot write the journal {path}: its {what} is read-only; copy the journal to a "
+                                   "writable folder and pass --storage journal:COPY")
     storage = open_storage(storage_url, write_ahead=True)
     study = optuna.create_study(
         study_name=spec.name,

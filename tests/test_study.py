@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import re
 import sqlite3
 import sys
@@ -777,3 +778,33 @@ def test_a_baseline_abandoned_with_ctrl_c_runs_again_on_resume(tiny_spec: StudyS
     runs = [t for t in res.study.trials if t.user_attrs.get("baseline") == "rapid constant r"]
     assert [t.state.name for t in runs] == ["FAIL", "COMPLETE"]
     assert runs[1].params == runs[0].params
+
+
+def test_a_read_only_journal_and_a_table_race_on_a_new_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_spec: StudySpec
+) -> None:
+    """A read-only journal was Optuna's traceback from its lock file (rc 1); workers started at once on a new
+    PostgreSQL database raced to create the tables, and one stopped with a UniqueViolation (until 2026-12-07)."""
+    import searcher.study as S
+
+    journal = tmp_path / "ro" / "study.journal"
+    journal.parent.mkdir()
+    journal.write_text("")
+    real_access = os.access
+    monkeypatch.setattr(S.os, "access", lambda p, mode: False if Path(p) == journal.parent else real_access(p, mode))
+    with pytest.raises(StorageError, match="cannot write the journal .*: its folder is read-only; copy the journal"):
+        S._create_study(tiny_spec, f"journal:{journal}")
+    monkeypatch.undo()
+
+    calls = {"n": 0}
+    real = S._RDBStorage
+
+    def racing(url: str, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError('duplicate key value violates unique constraint "pg_type_typname_nsp_index"')
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(S, "_RDBStorage", racing)
+    monkeypatch.setattr(S.time, "sleep", lambda s: None)
+    assert open_storage(f"sqlite:///{tmp_path / 'race.db'}") is not None and calls["n"] == 2
