@@ -241,7 +241,7 @@ def bad(tiny: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Path
     _space(bad, "space-tau", root, {**ok, "rapid": {"tau": {"low": 0.5, "high": 1.5}}})
     _space(bad, "space-switch", root, {**ok, "rapid": {"switch": {"low": 1, "high": 9}}})
     _space(bad, "space-r-high", root, {**ok, "schedule": {"r": {"low": 0, "high": 100}}})
-    _space(bad, "space-r-low", root, {**ok, "schedule": {"r": {"low": 40, "high": 64}}})
+    _space(bad, "space-r-low", root, {**ok, "schedule": {"parametrisation": "per-block", "r": {"low": 40, "high": 64}}})
     # schedules (fashion-vit has 6 blocks)
     layers = [{"op": "tome", "r": 4}] * 6
     (bad / "not-json.json").write_text("{'version': 1,")
