@@ -104,8 +104,11 @@ class TrainConfig:
             ("checkpoint_every", cfg.checkpoint_every > 0, "a positive number of seconds"),
             ("limit", cfg.limit is None or cfg.limit >= 1, "at least 1"),
             ("eval_images", cfg.eval_images is None or cfg.eval_images >= 1, "at least 1"),
-            ("seed", cfg.seed >= 0, "at least 0"),
+            ("seed", 0 <= cfg.seed < 2**32, "in [0, 2**32)"),  # a larger one overflowed torch's generator
         ):
+            value = getattr(cfg, name)
+            if isinstance(value, float) and not math.isfinite(value):  # inf passed every bound above
+                ok = False
             if not ok:
                 raise ConfigError(f"{name} must be {what}, got {getattr(cfg, name)}")
         if not 0.0 <= cfg.reduce <= 1.0:
@@ -244,6 +247,9 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
     splits = load_splits({"kind": "fashion-mnist", "dir": cfg.data_dir})
     train_split: Split = splits["train"] if cfg.limit is None else splits["train"].subset(cfg.limit)
     model, space, init = _build(cfg)
+    if len(train_split) // cfg.batch_size == 0:  # before the run directory: a mistake leaves none behind
+        raise ConfigError(f"{len(train_split)} training images make no batch of {cfg.batch_size}; raise --limit or "
+                          "lower --batch-size")
     _writable_dir(out)  # once the inputs are known to be good: a mistake leaves no empty run directory behind
     model.train()
     decay: list[nn.Parameter] = []
@@ -257,10 +263,7 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
     )
     ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True)
     n = len(train_split)
-    steps_per_epoch = n // cfg.batch_size  # the last partial batch is dropped
-    if steps_per_epoch == 0:
-        raise ConfigError(f"{n} training images make no batch of {cfg.batch_size}; raise --limit or lower "
-                          "--batch-size")
+    steps_per_epoch = n // cfg.batch_size  # the last partial batch is dropped (at least one batch: checked above)
     total = steps_per_epoch * cfg.epochs
     step, elapsed = 0, 0.0
     ckpt = out / "checkpoint.pt"
@@ -272,6 +275,9 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
                 f"cannot resume from {ckpt} ({str(e).splitlines()[0][:160]}); delete it to train from scratch, "
                 "or use a new --out"
             ) from e
+        if not isinstance(state, dict) or not {"config", "model", "ema", "opt", "step"} <= set(state):
+            raise CheckpointError(f"{ckpt} is not a checkpoint of 'searcher train' (a KeyError before); delete it "
+                                  "to train from scratch, or use a new --out")
         saved = asdict(TrainConfig()) | state["config"]  # options added since the checkpoint take their default
         differ = sorted(k for k, v in asdict(cfg).items() if k not in _RESUMABLE and saved.get(k) != v)
         if differ:
@@ -363,6 +369,7 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
                 print(
                     f"step {step}/{total} epoch {step / steps_per_epoch:.2f} loss {loss_sum / len(subnets):.4f} "
                     f"{seen / max(now - t_start, 1e-9):.0f} img/s elapsed {elapsed / 60:.1f} min",
+                    file=sys.stderr,  # stdout: the result only (--json)
                     flush=True,
                 )
             stopping = bool(pressed)  # once: a press from here on waits for the next step
@@ -405,6 +412,9 @@ def _finish(
     weights = out / f"{cfg.model}.safetensors"
     tmp = weights.with_name(f".{weights.name}.tmp")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # safetensors writes 0600; the weights are shared as the metadata is
     os.replace(tmp, weights)
     meta: dict[str, Any] = {
         "name": cfg.model,

@@ -86,7 +86,7 @@ def test_no_full_batch_or_a_diverging_run_is_a_clear_error(tmp_path: Path, make_
     data_dir = make_fashion(n_train=4000, n_test=100)
     with pytest.raises(ConfigError, match="96 training images make no batch of 128"):
         train(small(tmp_path, data_dir, "tiny", batch_size=128))
-    assert not (tmp_path / "tiny" / "fashion-vit.safetensors").exists()
+    assert not (tmp_path / "tiny").exists()  # no empty run directory left (until 2026-12-07)
     with pytest.raises(ConfigError, match="diverged .* lower --lr"):
         train(small(tmp_path, data_dir, "hot", lr=1e6, warmup_epochs=0))
 
@@ -94,12 +94,34 @@ def test_no_full_batch_or_a_diverging_run_is_a_clear_error(tmp_path: Path, make_
 def test_unknown_training_option_is_an_error() -> None:
     with pytest.raises(ConfigError, match="unknown training options"):
         TrainConfig.from_dict({"model": "fashion-vit", "epochz": 3})
-    with pytest.raises(ConfigError, match="seed must be at least 0"):
-        TrainConfig.from_dict({"model": "fashion-vit", "seed": -1})
+    for seed in (-1, 2**47):  # a large one overflowed torch's generator mid-run (a traceback, until 2026-12-07)
+        with pytest.raises(ConfigError, match=r"seed must be in \[0, 2\*\*32\)"):
+            TrainConfig.from_dict({"model": "fashion-vit", "seed": seed})
+    for name in ("lr", "weight_decay", "translate"):  # inf passed (the run diverged, blaming --lr)
+        with pytest.raises(ConfigError, match=f"{name} must be"):
+            TrainConfig.from_dict({"model": "fashion-vit", name: float("inf")})
     for option in ({"extremes": 0.4}, {"sandwich": True}):  # ignored without a word until 2026-12-07
         with pytest.raises(ConfigError, match="fashion-vit is not a supernet"):
             TrainConfig.from_dict({"model": "fashion-vit", **option})
     assert TrainConfig.from_dict({"model": "fashion-autoformer", "extremes": 0.4}).extremes == 0.4
+
+
+def test_a_foreign_checkpoint_and_the_run_s_own_checkpoint_as_weights(tmp_path: Path, make_fashion) -> None:
+    """A checkpoint.pt of another program was a KeyError traceback; evaluating a run's checkpoint.pt picked its raw
+    weights, not the EMA the run writes as its result (until 2026-12-07)."""
+    from searcher.errors import CheckpointError
+    from searcher.models import read_state_dict
+
+    data_dir = make_fashion(n_train=4000, n_test=100)
+    (tmp_path / "k").mkdir()
+    torch.save({"a": torch.zeros(1)}, tmp_path / "k" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="is not a checkpoint of 'searcher train'"):
+        train(small(tmp_path, data_dir, "k"))
+    train(small(tmp_path, data_dir, "run"))
+    ema = read_state_dict(tmp_path / "run" / "checkpoint.pt")
+    written = load_file(str(tmp_path / "run" / "fashion-vit.safetensors"))
+    assert all(torch.equal(ema[k], written[k]) for k in written)
+    assert (tmp_path / "run" / "fashion-vit.safetensors").stat().st_mode & 0o044  # readable as the .json (0600)
 
 
 def test_augment_translates_and_flips_within_bounds() -> None:

@@ -100,7 +100,8 @@ def load_embedded_weights(name: str, model: nn.Module) -> nn.Module:
 
 def read_state_dict(path_or_url: str | Path) -> dict[str, Any]:
     """Tensors of a checkpoint without executing code: safetensors, or ``torch.load(weights_only=True)``; a URL
-    goes through torch.hub's cache. Unwraps ``{'model'|'state_dict'|'state_dict_ema': …}`` and ``module.``."""
+    goes through torch.hub's cache. Unwraps ``{'model'|'state_dict'|'state_dict_ema': …}`` (the EMA first, as timm
+    does; ``ema`` of a ``searcher train`` checkpoint too) and ``module.``."""
     import argparse
 
     import torch
@@ -128,7 +129,7 @@ def read_state_dict(path_or_url: str | Path) -> dict[str, Any]:
             f"cannot load checkpoint {path_or_url}: {str(e).splitlines()[0][:200]}; is it a "
             "complete PyTorch or safetensors weights file?"
         ) from e
-    for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
+    for key in ("state_dict_ema", "model_ema", "ema", "state_dict", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
             break
