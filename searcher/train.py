@@ -180,9 +180,10 @@ def _lr_at(cfg: TrainConfig, step: int, total: int, steps_per_epoch: int) -> flo
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
 
 
-def _build(cfg: TrainConfig) -> tuple[nn.Module, Any, dict | None]:
-    """The model to train (random init, seeded, or ``cfg.init``'s weights), for a supernet its search space, and
-    the record of the weights it starts from (None from a random init)."""
+def _build(cfg: TrainConfig, load_init: bool = True) -> tuple[nn.Module, Any, dict | None]:
+    """The model to train (random init, seeded, or ``cfg.init``'s weights unless ``load_init`` is off: a resumed
+    run takes every weight from its checkpoint), for a supernet its search space, and the record of the weights it
+    starts from (None from a random init)."""
     from .models import EMBEDDED, create_model
 
     if cfg.model not in EMBEDDED:
@@ -199,7 +200,7 @@ def _build(cfg: TrainConfig) -> tuple[nn.Module, Any, dict | None]:
         from .models.autoformer import create_supernet
 
         model = create_supernet(EMBEDDED[cfg.model].kwargs["preset"], drop_path_rate=cfg.drop_path)
-    init = _load_init(cfg, model) if cfg.init is not None else None
+    init = _load_init(cfg, model) if cfg.init is not None and load_init else None
     space = None
     if EMBEDDED[cfg.model].family == "autoformer":
         from .models.autoformer_space import get_space
@@ -246,7 +247,8 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
         torch.set_num_threads(cfg.threads)
     splits = load_splits({"kind": "fashion-mnist", "dir": cfg.data_dir})
     train_split: Split = splits["train"] if cfg.limit is None else splits["train"].subset(cfg.limit)
-    model, space, init = _build(cfg)
+    # resuming, the checkpoint holds every weight and the record of --init: the file may be gone (an error before)
+    model, space, init = _build(cfg, load_init=not (out / "checkpoint.pt").exists())
     if len(train_split) // cfg.batch_size == 0:  # before the run directory: a mistake leaves none behind
         raise ConfigError(f"{len(train_split)} training images make no batch of {cfg.batch_size}; raise --limit or "
                           "lower --batch-size")

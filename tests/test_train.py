@@ -228,6 +228,12 @@ def test_init_from_a_weights_file_loads_it_and_records_it_as_loaded(tmp_path: Pa
     save_file({k: v * 1.01 if v.is_floating_point() else v for k, v in shipped.items()}, str(weights))  # replaced
     meta = train(cfg)
     assert meta is not None and meta["training"]["init"]["sha256"] == first != sha256_file(weights)
+    # a resumed run needs no --init file: its checkpoint holds every weight (an error until 2026-12-07)
+    gone = small(tmp_path, data_dir, "gone", init=str(weights))
+    assert train(gone, stop_at=1) is None
+    weights.unlink()
+    meta = train(gone)
+    assert meta is not None and meta["training"]["init"]["weights"] == str(weights)
 
 
 @pytest.mark.parametrize("model", ["fashion-vit", "fashion-autoformer"])
