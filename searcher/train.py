@@ -129,7 +129,8 @@ class TrainConfig:
         return cfg
 
 
-_RESUMABLE = {"threads", "checkpoint_every", "out"}  # options that may change when a run is resumed
+# options that may change when a run is resumed (the data by its checksums, wherever it lies now)
+_RESUMABLE = {"threads", "checkpoint_every", "out", "data_dir"}
 
 
 def augment(images_u8: torch.Tensor, translate: int, flip: bool, g: torch.Generator) -> torch.Tensor:
@@ -290,6 +291,10 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
             raise ConfigError(
                 f"{ckpt} was written with other training options ({', '.join(differ)}); {what}"
             )
+        sums = splits["train"].meta.get("checksums")
+        if state.get("data") is not None and sums is not None and state["data"] != sums:
+            raise ConfigError(f"{ckpt} was trained on other data than {cfg.data_dir or 'the default Fashion-MNIST'} "
+                              "(the files' checksums differ); resume on the same data, or use a new --out")
         model.load_state_dict(state["model"])
         ema.module.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
@@ -309,6 +314,7 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
                 "step": step,
                 "elapsed": elapsed,
                 "init": init,
+                "data": splits["train"].meta.get("checksums"),
                 "rng": torch.get_rng_state(),
             },
             ckpt,

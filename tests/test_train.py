@@ -71,6 +71,14 @@ def test_resume_with_other_options_is_refused(tmp_path: Path, make_fashion) -> N
     train(small(tmp_path, data_dir, "run"), stop_at=1)
     with pytest.raises(ConfigError, match="lr"):
         train(small(tmp_path, data_dir, "run", lr=5e-4))
+    # the data by content (until 2026-12-07 by its folder's name: other images there resumed, a moved copy did not)
+    other = make_fashion(subdir="other", n_train=4100, n_test=100)
+    with pytest.raises(ConfigError, match="was trained on other data than .*other"):
+        train(small(tmp_path, other, "run"))
+    import shutil
+
+    moved = shutil.copytree(data_dir, tmp_path / "moved")
+    train(small(tmp_path, moved, "run"), stop_at=2)
     # a finished run cannot be extended (its learning rate has decayed to the end of its schedule): the error
     # says how to train its weights further
     train(small(tmp_path, data_dir, "run"))
