@@ -32,7 +32,7 @@ from chaos import FINISHED, fingerprint, run_cli, sqlite_heartbeats, sqlite_stat
 
 from searcher.cli import main
 
-TRIALS = 14
+TRIALS = 24  # room for trials that finish while a round exports (a loaded machine ran 7 during one)
 GRACE_S = 30  # searcher.study.open_storage: RDB storages fail a trial whose heartbeat is this old
 MAX_RETRY = 2  # ... and re-queue it at most this many times
 RUNNING = optuna.trial.TrialState.RUNNING
