@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -195,18 +196,24 @@ def test_a_failed_export_changes_nothing(
     export_run(study, out)
     before = _snapshot(out)
     real_replace = os.replace
-    calls = {"n": 0}
+    calls: dict[str, Any] = {"n": 0, "error": OSError(errno.ENOSPC, "No space left on device")}
 
     def failing_replace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
         calls["n"] += 1
         if calls["n"] == 4:  # after configs/ was swapped in and trials.csv moved aside
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise calls["error"]
         real_replace(src, dst)
 
     monkeypatch.setattr("searcher.export.os.replace", failing_replace)
     with pytest.raises(ConfigError, match="No space left on device; nothing was changed"):
         export_run(study, out)
     assert _snapshot(out) == before  # the previous export, byte for byte, and no temporary file
+    # Ctrl-C there: it left .configs.<pid>.tmp and .trials.csv.old.<pid>.tmp (until 2026-12-07)
+    calls.update(n=0, error=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        export_run(study, out)
+    assert _snapshot(out) == before and not list(out.glob(".*"))
+    calls["error"] = OSError(errno.ENOSPC, "No space left on device")
 
     # into a fresh directory: nothing is left behind, not even the directory
     calls["n"] = 1  # the third rename (pareto.csv) fails
@@ -279,30 +286,12 @@ def test_dotfiles_in_configs_do_not_block_an_export(run_dir: Path, tmp_path: Pat
     export_command(None, out, f"sqlite:///{run_dir / 'study.db'}")
 
 
-def test_an_interrupted_export_leaves_nothing_and_a_killed_one_is_swept(
-    run_dir: Path, exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Ctrl-C while writing left ``.configs.<pid>.tmp`` and ``.trials.csv.old.<pid>.tmp`` (until 2026-12-07), and
-    no later export removed them. A killed export's leftovers are swept by the next one; a backup whose file the
-    kill left missing is put back first."""
-    study = _study(run_dir)
+def test_a_killed_export_s_leftovers_are_swept_by_the_next(run_dir: Path, exported: dict, tmp_path: Path) -> None:
+    """A killed export's temporary files stayed for good (until 2026-12-07); the next export sweeps them, and puts
+    back first a backup whose file the kill left missing."""
     out = tmp_path / "out"
-    export_run(study, out)
+    export_run(_study(run_dir), out)
     before = _snapshot(out)
-    real_replace = os.replace
-    calls = {"n": 0}
-
-    def interrupted_replace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-        calls["n"] += 1
-        if calls["n"] == 4:  # configs/ swapped in, trials.csv moved aside
-            raise KeyboardInterrupt
-        real_replace(src, dst)
-
-    monkeypatch.setattr("searcher.export.os.replace", interrupted_replace)
-    with pytest.raises(KeyboardInterrupt):
-        export_run(study, out)
-    monkeypatch.undo()
-    assert _snapshot(out) == before and not list(out.glob(".*"))
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(gone.stdout)
     os.replace(out / "trials.csv", out / f".trials.csv.old.{pid}.tmp")  # killed mid-swap
