@@ -275,7 +275,8 @@ def find_fashion_mnist(data_dir: str | Path | None = None) -> dict[str, Path]:
                             f"{', '.join(missing)}; copy them there or reinstall the data "
                             "(apt-get install dataset-fashion-mnist)")
     where = ", ".join(str(d) for d in tried)
-    hint = "" if tried[0].is_dir() else f" ({tried[0]} does not exist)"
+    hint = "" if tried[0].is_dir() else (f" ({tried[0]} is a file, not a directory)" if tried[0].exists()
+                                          else f" ({tried[0]} does not exist)")
     raise DataError(
         f"Fashion-MNIST IDX files not found (looked in {where}){hint}; install them with "
         "'apt-get install dataset-fashion-mnist', or pass --data-dir / set SEARCHER_DATA to a directory "

@@ -96,7 +96,7 @@ class TrainConfig:
             ("weight_decay", cfg.weight_decay >= 0, "at least 0"),
             ("warmup_epochs", 0 <= cfg.warmup_epochs <= cfg.epochs, "in [0, epochs]"),
             ("label_smoothing", 0 <= cfg.label_smoothing < 1, "in [0, 1)"),
-            ("translate", cfg.translate >= 0, "at least 0"),
+            ("translate", 0 <= cfg.translate <= 16, "in [0, 16] pixels (half the 32-pixel image)"),
             ("drop_path", 0 <= cfg.drop_path < 1, "in [0, 1)"),
             ("ema_decay", 0 <= cfg.ema_decay < 1, "in [0, 1)"),
             ("extremes", 0 <= cfg.extremes <= 1, "a share of the steps in [0, 1]"),

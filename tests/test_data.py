@@ -185,6 +185,9 @@ def test_missing_directory_and_partial_sets(make_fashion, tmp_path: Path) -> Non
     with pytest.raises(DataError, match="does not exist") as e:
         find_fashion_mnist(tmp_path / "nowhere")
     assert "apt-get install dataset-fashion-mnist" in str(e.value)
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(DataError, match="afile is a file, not a directory"):  # "does not exist" until 2026-12-07
+        find_fashion_mnist(tmp_path / "afile")
     d = make_fashion()
     (d / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(DataError, match=r"missing t10k-labels-idx1-ubyte\[\.gz\]"):

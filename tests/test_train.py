@@ -108,6 +108,8 @@ def test_unknown_training_option_is_an_error() -> None:
     for name in ("lr", "weight_decay", "translate"):  # inf passed (the run diverged, blaming --lr)
         with pytest.raises(ConfigError, match=f"{name} must be"):
             TrainConfig.from_dict({"model": "fashion-vit", name: float("inf")})
+    with pytest.raises(ConfigError, match=r"translate must be in \[0, 16\] pixels"):  # 40 px blacked out most images
+        TrainConfig.from_dict({"model": "fashion-vit", "translate": 40})
     for option in ({"extremes": 0.4}, {"sandwich": True}):  # ignored without a word until 2026-12-07
         with pytest.raises(ConfigError, match="fashion-vit is not a supernet"):
             TrainConfig.from_dict({"model": "fashion-vit", **option})
