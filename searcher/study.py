@@ -1363,6 +1363,9 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
         raise errors[0]
     if pressed > 1:
         raise KeyboardInterrupt(_ABANDONED)
+    if pressed and not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        # stopped before any trial finished (the workers still starting): nothing to test or export
+        raise KeyboardInterrupt("stopped before any trial finished; run the same command to start the study")
     died = [f"worker {i} (pid {p.pid}, exit code {p.exitcode})" for i, p in enumerate(procs) if i not in results]
     if died and not pressed:
         what = f"{', '.join(died)} died; its trial is failed and retried (on a database: once its heartbeat is stale)"
