@@ -38,6 +38,7 @@ __all__ = [
     "tokens_per_block",
     "tokens_per_stage",
     "effective_r",
+    "published_prop_attn",
 ]
 
 logger = logging.getLogger(__name__)
@@ -456,7 +457,7 @@ class Schedule:
         if hasattr(r, "tolist"):  # a numpy array or scalar, or a tensor
             r = r.tolist()
         if prop_attn is None:
-            prop_attn = kind != "pitome"
+            prop_attn = published_prop_attn(kind)
         opts: dict[str, Any] = {"prop_attn": prop_attn, "positions": positions}
         if kind not in RECIPES:
             raise ConfigError(f"unknown reducer recipe {kind!r}; known recipes: {list(RECIPES)}")
@@ -611,6 +612,12 @@ def _tokens_out(layer: Layer, t: int, num_prefix: int, index: int) -> int:
             )
         return kept
     return t - effective_r(layer.r, t, num_prefix)
+
+
+def published_prop_attn(kind: str) -> bool:
+    """Whether the published recipe of reducer ``kind`` uses proportional attention: on, except PiToMe (off in
+    its official timm patch)."""
+    return kind != "pitome"
 
 
 def tokens_per_block(schedule: Schedule | Mapping[str, Any], n_tokens: int, num_prefix: int = 1) -> list[int]:

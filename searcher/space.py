@@ -41,7 +41,7 @@ import yaml
 from optuna.trial import BaseTrial
 
 from .errors import ConfigError
-from .schedule import POSITION_MODES, RECIPES, Schedule
+from .schedule import POSITION_MODES, RECIPES, Schedule, published_prop_attn
 
 __all__ = ["Range", "ArchSpace", "SearchSpace", "Candidate", "find_spec", "scale_levels", "shipped", "solve_scale"]
 
@@ -736,7 +736,7 @@ class SearchSpace:
         if self.architecture is not None and self.architecture.parametrisation == "budget":
             params["remove_tokens"] = True
         if self.prop_attn and len(self.prop_attn) > 1:  # the recipe's own (PiToMe's official code has it off)
-            params["prop_attn"] = red != "pitome"
+            params["prop_attn"] = published_prop_attn(red)
         if red == "rapid":  # RAPID's paper: τ 0.7, ρ 20 %, λ 50, MLERP, switch after block L/3
             params.update(
                 rapid_switch=max(1, round(depth / 3)),

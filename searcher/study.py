@@ -1065,6 +1065,7 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
     arch_params = None
     if space.architecture is not None:
         arch_params = space.architecture.params_of_largest(space.arch_size(ctx.full_gflops, ctx.budget).high)
+    drawn_arch = arch if space.architecture is not None else None  # a candidate's arch, as the space draws it
     depth = source.depth_of(arch)
     max_depth = max(space.architecture.depth) if space.architecture is not None else depth
     queued = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)}
@@ -1078,8 +1079,7 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
             return build_schedule(source, red, depth, rs, positions=space.positions, **recipe)
 
         r = source.constant_r_for_budget(arch, build, ctx.budget)
-        published = Candidate(red, build([r] * depth).capped(source.n_tokens, source.num_prefix),
-                              arch if space.architecture is not None else None)  # None: as drawn without one
+        published = Candidate(red, build([r] * depth).capped(source.n_tokens, source.num_prefix), drawn_arch)
         if source.flops(arch, published.schedule) > ctx.budget * (1 + 1e-9):
             log.warning(f"no constant r of {red} meets the budget: its published recipe is left out")
             continue
@@ -1099,8 +1099,8 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
         fixed = Schedule.recipe(
             "diffrate", depth, prune_kept=kept["prune_kept"], merge_kept=kept["merge_kept"], positions=space.positions
         )
-        study.enqueue_trial({}, user_attrs={"baseline": "diffrate published", "fixed_candidate": Candidate(
-            "diffrate", fixed, arch if space.architecture is not None else None).to_dict()})
+        study.enqueue_trial({}, user_attrs={"baseline": "diffrate published",
+                                            "fixed_candidate": Candidate("diffrate", fixed, drawn_arch).to_dict()})
     study.set_user_attr("baselines_enqueued", True)
 
 

@@ -107,10 +107,8 @@ class TrainConfig:
             ("seed", 0 <= cfg.seed < 2**32, "in [0, 2**32)"),  # a larger one overflowed torch's generator
         ):
             value = getattr(cfg, name)
-            if isinstance(value, float) and not math.isfinite(value):  # inf passed every bound above
-                ok = False
-            if not ok:
-                raise ConfigError(f"{name} must be {what}, got {getattr(cfg, name)}")
+            if not ok or (isinstance(value, float) and not math.isfinite(value)):  # inf passed every bound above
+                raise ConfigError(f"{name} must be {what}, got {value}")
         if not 0.0 <= cfg.reduce <= 1.0:
             raise ConfigError(f"reduce is a share of the steps in [0, 1], got {cfg.reduce}")
         if cfg.reduce_r < 1:
@@ -248,6 +246,7 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
         torch.set_num_threads(cfg.threads)
     splits = load_splits({"kind": "fashion-mnist", "dir": cfg.data_dir})
     train_split: Split = splits["train"] if cfg.limit is None else splits["train"].subset(cfg.limit)
+    sums = splits["train"].meta.get("checksums")  # the data, wherever it lies: what a resume compares
     # resuming, the checkpoint holds every weight and the record of --init: the file may be gone (an error before)
     model, space, init = _build(cfg, load_init=not (out / "checkpoint.pt").exists())
     if len(train_split) // cfg.batch_size == 0:  # before the run directory: a mistake leaves none behind
@@ -291,7 +290,6 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
             raise ConfigError(
                 f"{ckpt} was written with other training options ({', '.join(differ)}); {what}"
             )
-        sums = splits["train"].meta.get("checksums")
         if state.get("data") is not None and sums is not None and state["data"] != sums:
             raise ConfigError(f"{ckpt} was trained on other data than {cfg.data_dir or 'the default Fashion-MNIST'} "
                               "(the files' checksums differ); resume on the same data, or use a new --out")
@@ -314,7 +312,7 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
                 "step": step,
                 "elapsed": elapsed,
                 "init": init,
-                "data": splits["train"].meta.get("checksums"),
+                "data": sums,
                 "rng": torch.get_rng_state(),
             },
             ckpt,
