@@ -1,4 +1,4 @@
-"""One place that installs a SIGINT (Ctrl-C) handler for a block and puts the previous one back after it."""
+"""SIGINT (Ctrl-C) for a block: a handler installed and the previous one put back after it, or the signal held back."""
 
 from __future__ import annotations
 
@@ -23,6 +23,20 @@ def on_sigint(handler: Callable[[int, Any], Any]) -> Iterator[bool]:
     finally:
         signal.signal(signal.SIGINT, previous)
 
+
+
+@contextlib.contextmanager
+def sigint_held() -> Iterator[None]:
+    """Hold SIGINT back in this thread for the block (a press waits, and is handled after it). A process started in
+    the block inherits the mask through fork and exec: it starts with Ctrl-C held back until it unblocks it."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 # Code a KeyboardInterrupt must not cut short: Optuna's storages (a journal lock file held, a line half written;
 # optuna 5.0's JournalFileOpenLock.release unlinks twice when interrupted between its two steps), its ``tell`` (values

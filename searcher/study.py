@@ -46,7 +46,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
-from ._sigint import in_storage, on_sigint
+from ._sigint import in_storage, on_sigint, sigint_held
 from .cost.throughput import Throughput, device_lock, measure
 from .data import Split, data_config_for, load_splits, resolve_data_spec
 from .errors import ConfigError, SearcherError, StorageError
@@ -1291,17 +1291,20 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
     """Run ``spec.workers`` local worker processes on one study, and wait for every one of them (with ``progress``,
     showing the study's progress bar, read from the storage every 2 s).
 
-    Each worker is a fresh interpreter (spawned, as CUDA needs) in a process group of its own, so a Ctrl-C at the
-    terminal reaches this process only, which passes every press on to every worker (a ``kill -INT`` of this
-    process alone does the same): the first stops each worker after its current trial, the second abandons the
-    trials (failed, with the reason) and raises KeyboardInterrupt here once the workers are gone. A worker's error
-    stops the others after their current trial and is raised here. When this process dies, its workers stop after
-    their current trial (Linux). Whatever happened, the trials of workers that died are failed and retried before
-    this returns (journal file; on RDB storages their heartbeat goes stale after the grace period)."""
+    Each worker is a fresh interpreter (spawned, as CUDA needs) in a process group of its own (SIGINT held back
+    until it has one), so a Ctrl-C at the terminal reaches this process only, which passes every press on to every
+    worker (a ``kill -INT`` of this process alone does the same): the first stops each worker after its current
+    trial, the second abandons the trials (failed, with the reason) and raises KeyboardInterrupt here once the
+    workers are gone. A worker's error stops the others after their current trial and is raised here. When this
+    process dies, its workers stop after their current trial (Linux). Whatever happened, the trials of workers that
+    died are failed and retried before this returns (journal file; on RDB storages their heartbeat goes stale after
+    the grace period)."""
     import multiprocessing
+    from multiprocessing import resource_tracker
     from multiprocessing.connection import wait
 
     mp = multiprocessing.get_context("spawn")
+    resource_tracker.ensure_running()  # before sigint_held below: starting it unblocks SIGINT in this thread
     procs: list[Any] = []
     pressed = 0
 
@@ -1328,7 +1331,8 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
             recv, send = mp.Pipe(duplex=False)
             args = (spec, storage_url, i, os.getpid(), send, optuna.logging.get_verbosity())
             p = mp.Process(target=_worker_main, args=args, name=f"worker-{i}")
-            p.start()
+            with sigint_held():  # in the worker until it runs _worker_main: a press is not raised in its imports
+                p.start()
             send.close()
             procs.append(p)
             pipes[recv] = i
@@ -1401,6 +1405,8 @@ def _worker_main(spec: StudySpec, storage_url: str, worker: int, parent: int, co
             return
     result: BaseException | None = None
     try:
+        if hasattr(signal, "pthread_sigmask"):  # held back while this interpreter started (see _run_workers): a
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # press by then is raised here
         run_worker(spec, storage_url, False, worker)
     except BaseException as e:  # KeyboardInterrupt included: the parent decides what it means
         result = e

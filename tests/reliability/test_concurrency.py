@@ -172,6 +172,39 @@ def test_a_worker_error_reaches_the_parent_as_the_same_error(tiny: SimpleNamespa
     assert "Traceback" not in capfd.readouterr().err
 
 
+
+def test_ctrl_c_while_the_workers_start_prints_no_traceback(tiny: SimpleNamespace, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capfd: pytest.CaptureFixture[str]) -> None:
+    """A Ctrl-C at the terminal reaches a worker that is still starting (it joins a process group of its own only
+    in ``_worker_main``) while it imports torch and the study code. The worker starts with SIGINT held back and
+    raises the press in ``_worker_main``; until 2026-12-08 the press interrupted its imports and each worker printed
+    a KeyboardInterrupt traceback. Here the press is sent to the first worker half a second after it was spawned,
+    and to the parent."""
+    import os
+    import time
+    from multiprocessing.context import SpawnProcess
+
+    from searcher.study import StudySpec, _create_study, _run_workers
+
+    start = SpawnProcess.start
+
+    def start_then_press(self: SpawnProcess) -> None:
+        start(self)
+        time.sleep(0.5)  # the worker's interpreter is up (a press before it killed the worker) and imports torch
+        os.kill(self.pid, signal.SIGINT)  # what the terminal sends to the whole foreground process group
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(SpawnProcess, "start", start_then_press)
+    spec = StudySpec.from_dict(tiny_spec_dict(tiny.root, workers=2))
+    url = f"journal:{tmp_path / 'study.journal'}"
+    study = _create_study(spec, url)
+    with pytest.raises(KeyboardInterrupt, match="stopped before any trial finished"):
+        _run_workers(spec, url, study)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err[-3000:]
+    assert not study.get_trials(deepcopy=False), "a worker ran a trial after the press"
+
 def test_several_workers_show_the_study_progress(tiny: SimpleNamespace, tmp_path: Path,
                                                  capfd: pytest.CaptureFixture[str]) -> None:
     """With ``--workers`` the parent shows the study's progress bar, which it reads from the storage."""
