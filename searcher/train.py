@@ -228,9 +228,13 @@ def _load_init(cfg: TrainConfig, model: nn.Module) -> dict:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` through a temporary file and a rename; an error or a second Ctrl-C leaves no temporary file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> dict | None:

@@ -66,6 +66,27 @@ def test_ctrl_c_saves_the_step_it_finishes_and_the_run_resumes_exactly(
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+
+def test_a_checkpoint_write_cut_short_leaves_the_last_checkpoint_and_no_temporary_file(
+    tmp_path: Path, make_fashion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second Ctrl-C (or a full disk) while ``checkpoint.pt`` is written: the previous checkpoint stays, and no
+    ``.checkpoint.pt.<pid>.tmp`` is left beside it (it was until 2026-12-08)."""
+    data_dir = make_fashion(n_train=4000, n_test=100)
+    assert train(small(tmp_path, data_dir, "run"), stop_at=4) is None
+    save = torch.save
+
+    def cut_short(obj, f, *args, **kwargs) -> None:
+        Path(f).write_bytes(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        train(small(tmp_path, data_dir, "run"))
+    monkeypatch.setattr(torch, "save", save)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt"]
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 4
+
 def test_resume_with_other_options_is_refused(tmp_path: Path, make_fashion) -> None:
     data_dir = make_fashion(n_train=4000, n_test=100)
     train(small(tmp_path, data_dir, "run"), stop_at=1)
