@@ -155,6 +155,22 @@ def test_a_foreign_checkpoint_and_the_run_s_own_checkpoint_as_weights(tmp_path: 
     assert (tmp_path / "run" / "fashion-vit.safetensors").stat().st_mode & 0o044  # readable as the .json (0600)
 
 
+
+def test_init_of_a_file_that_is_no_weights_file_says_so(tmp_path: Path) -> None:
+    """``--init notes.txt`` said "cannot load checkpoint notes.txt: 105" (the pickle opcode torch read) until
+    2026-12-08; a torch file cut short still names torch's reason."""
+    from searcher.errors import CheckpointError
+    from searcher.models import read_state_dict
+
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(CheckpointError, match=r"notes.txt is not a PyTorch or safetensors weights file \(it begins "
+                                              r"b'hell'\); check the path"):
+        read_state_dict(tmp_path / "notes.txt")
+    torch.save({"a": torch.zeros(100)}, tmp_path / "full.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "full.pt").read_bytes()[:300])
+    with pytest.raises(CheckpointError, match="cannot load checkpoint .*cut.pt: .*zip archive.*complete PyTorch"):
+        read_state_dict(tmp_path / "cut.pt")
+
 def test_augment_translates_and_flips_within_bounds() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.arange(2 * 1 * 6 * 6, dtype=torch.uint8).reshape(2, 1, 6, 6)

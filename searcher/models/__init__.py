@@ -125,9 +125,15 @@ def read_state_dict(path_or_url: str | Path) -> dict[str, Any]:
         forbidden = forbidden_global(path_or_url, e)
         if forbidden:
             raise forbidden from e
+        if Path(path_or_url).is_file() and not path_or_url.endswith(".safetensors"):
+            with open(path_or_url, "rb") as f:
+                head = f.read(4)
+            if not head.startswith((b"PK", b"\x80")):  # neither torch.save's zip archive nor a (legacy) pickle
+                raise CheckpointError(f"checkpoint {path_or_url} is not a PyTorch or safetensors weights file (it "
+                                      f"begins {head!r}); check the path") from e
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise CheckpointError(
-            f"cannot load checkpoint {path_or_url}: {str(e).splitlines()[0][:200]}; is it a "
-            "complete PyTorch or safetensors weights file?"
+            f"cannot load checkpoint {path_or_url}: {why}; is it a complete PyTorch or safetensors weights file?"
         ) from e
     for key in ("state_dict_ema", "model_ema", "ema", "state_dict", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
