@@ -104,7 +104,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}; leave it out to evaluate the whole split")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if not args.config and args.schedule:  # an exported config as --schedule: evaluated as the config it is
+    if args.config and (args.model or args.schedule):  # they were ignored: the config's own model and schedule ran
+        given = " and ".join(f"--{k}" for k in ("model", "schedule") if getattr(args, k))
+        raise ConfigError(f"{given} and a CONFIG: the config fixes its model and schedule; evaluate another schedule "
+                          "with 'searcher evaluate --model NAME --schedule FILE'")
+    if args.schedule:  # an exported config as --schedule: evaluated as the config it is
         from .cost.flops import _config_model
 
         named = _config_model(args.schedule).get("name")

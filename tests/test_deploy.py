@@ -346,3 +346,9 @@ def test_evaluate_checks_a_config_s_data_and_a_config_given_as_schedule(
     for args in (["--model", "fashion-autoformer", "--schedule", str(af)], [str(af)]):
         assert main(["evaluate", *args, "--limit", "8", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["images"] == 8
+    # a CONFIG with --schedule or --model: until 2026-12-08 both were ignored (the config's own result, exit 0)
+    other = _write(tmp_path / "r30.json", Schedule.constant(6, 30).to_dict())
+    for args, given in ((["--schedule", str(other)], "--schedule"), (["--model", "fashion-autoformer"], "--model")):
+        assert main(["evaluate", str(af), *args, "--limit", "8"]) == 2
+        err = capsys.readouterr().err
+        assert f"error: {given} and a CONFIG: the config fixes its model and schedule" in err and err.count("\n") == 1
