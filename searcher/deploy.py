@@ -336,6 +336,8 @@ def load_config(
     """
     if isinstance(path, Mapping):
         return _load(validate_config(path), "config", weights, verify)[0]
+    if not isinstance(path, (str, os.PathLike)):  # a list was a TypeError from pathlib
+        raise ConfigError(f"load_config takes a config file or a config mapping, got {type(path).__name__}")
     return _load(read_config(path), str(path), weights, verify)[0]
 
 

@@ -93,6 +93,8 @@ def test_the_autoformer_config_is_its_subnet_with_anchored_positions(configs: di
     assert type(model).__name__ == "AutoFormerSubnet" and len(model.blocks) == 5  # type: ignore[arg-type]
     assert [blk.attn.num_heads for blk in model.blocks] == SUBNET["num_heads"]  # type: ignore[union-attr]
     assert searcher.patch.token_state(model).schedule.positions == "anchored"
+    with pytest.raises(ConfigError, match="load_config takes a config file or a config mapping, got list"):
+        load_config([1, 2])  # type: ignore[arg-type]  # was a TypeError from pathlib
 
 
 # ---------------------------------------------------------------------------------------------- bad configs

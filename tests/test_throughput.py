@@ -77,6 +77,25 @@ def test_compare_interleaves_and_reports_the_ratio() -> None:
     assert {"a_img_s", "b_img_s", "device", "dtype", "torch", "threads", "batch_size"} <= set(r)
 
 
+
+def test_measure_and_compare_refuse_empty_counts_and_keep_the_model_s_mode() -> None:
+    """Until 2026-12-08 ``batch_size=0`` measured 0 img/s, ``repeats=0`` was a StatisticsError, and a model being
+    trained was left in eval mode (``evaluate`` puts it back)."""
+    from searcher.errors import ConfigError
+
+    model = tiny_vit().train()
+    for kwargs, message in ((dict(batch_size=0), "batch_size must be a whole number of at least 1, got 0"),
+                            (dict(repeats=0), "repeats must .* at least 1"), (dict(warmup=-1), "warmup"),
+                            (dict(batch_size=2.5), "got 2.5")):
+        with pytest.raises(ConfigError, match=message):
+            T.measure(model, device="cpu", **kwargs)
+        with pytest.raises(ConfigError, match=message):
+            T.compare(model, tiny_vit(), device="cpu", **kwargs)
+    assert T.measure(model, batch_size=2, device="cpu", repeats=1, warmup=0).img_s > 0 and model.training
+    other = tiny_vit()
+    T.compare(model, other, batch_size=2, device="cpu", repeats=1, warmup=0)
+    assert model.training and not other.training
+
 def test_cached_measure_times_each_key_once(tmp_path: Path) -> None:
     model = Counting(tiny_vit())
     cand = {"model": "tiny", "schedule": {"version": 1, "layers": [{"op": "none"}]}}

@@ -557,13 +557,16 @@ def example_input(model: nn.Module, batch: int = 1) -> torch.Tensor:
 
 
 @contextmanager
-def _eval(model: nn.Module) -> Iterator[nn.Module]:
-    training = model.training
-    model.eval()
+def eval_mode(*models: nn.Module) -> Iterator[None]:
+    """The block with ``models`` in eval mode; each is put back in the mode it had (training or not)."""
+    training = [m.training for m in models]
+    for m in models:
+        m.eval()
     try:
-        yield model
+        yield
     finally:
-        model.train(training)
+        for m, mode in zip(models, training, strict=True):
+            m.train(mode)
 
 
 def _groups(names: list[str]) -> dict[str, list[str]]:
@@ -612,7 +615,7 @@ def fvcore_flops(model: nn.Module, schedule: Schedule | Mapping[str, Any] | None
             apply(model, schedule)
     x = example_input(model) if input is None else input
     scale = 1.0 / (x.shape[0] * GIGA)  # per image, in GFLOPs
-    with _eval(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         fa = FlopCountAnalysis(model, x)
         fa.clear_op_handles().set_op_handle(**_handles(norms))
         fa.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")

@@ -31,6 +31,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+from .flops import eval_mode
+
 __all__ = [
     "Throughput",
     "measure",
@@ -127,6 +130,12 @@ def _device(device: torch.device | str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _check_counts(batch_size: int, repeats: int, warmup: int) -> None:
+    for name, value, least in (("batch_size", batch_size, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:  # 0 images: 0 img/s
+            raise ConfigError(f"{name} must be a whole number of at least {least}, got {value!r}")
+
+
 def measure(
     model: nn.Module,
     batch_size: int = 64,
@@ -138,23 +147,25 @@ def measure(
 ) -> Throughput:
     """Median throughput of ``model`` over ``repeats`` timed forward passes after ``warmup`` untimed ones.
 
-    ``min_time`` > 0 repeats each timed run until it lasts at least that many seconds (for tiny models).
+    ``min_time`` > 0 repeats each timed run until it lasts at least that many seconds (for tiny models). The model
+    is moved to ``device`` and timed in eval mode; it is left in the mode it had.
     """
+    _check_counts(batch_size, repeats, warmup)
     device = _device(device)
-    model = model.eval().to(device)
-    x = _input(model, batch_size, input_shape, device)
-    run = _runner(model, x, device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    for _ in range(warmup):
-        run()
-    rates = []
-    for _ in range(repeats):
-        n, t = 0, 0.0
-        while n == 0 or t < min_time:
-            t += run()
-            n += 1
-        rates.append(n * batch_size / t)
+    with eval_mode(model):
+        x = _input(model.to(device), batch_size, input_shape, device)
+        run = _runner(model, x, device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        for _ in range(warmup):
+            run()
+        rates = []
+        for _ in range(repeats):
+            n, t = 0, 0.0
+            while n == 0 or t < min_time:
+                t += run()
+                n += 1
+            rates.append(n * batch_size / t)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return Throughput(
         statistics.median(rates),
@@ -169,7 +180,6 @@ def measure(
         peak,
     )
 
-
 def compare(
     a: nn.Module,
     b: nn.Module,
@@ -181,15 +191,17 @@ def compare(
 ) -> dict:
     """Throughput of ``a`` and ``b`` measured in interleaved runs (a, b, a, b, …) and the median of the
     per-pair ratios b/a — robust to a noisy machine whose speed drifts during the measurement."""
+    _check_counts(batch_size, repeats, warmup)
     device = _device(device)
-    xa = _input(a.eval().to(device), batch_size, input_shape, device)
-    run_a, run_b = _runner(a, xa, device), _runner(b.eval().to(device), xa, device)
-    for _ in range(warmup):
-        run_a(), run_b()
-    ta, tb = [], []
-    for _ in range(repeats):
-        ta.append(run_a())
-        tb.append(run_b())
+    with eval_mode(a, b):
+        xa = _input(a.to(device), batch_size, input_shape, device)
+        run_a, run_b = _runner(a, xa, device), _runner(b.to(device), xa, device)
+        for _ in range(warmup):
+            run_a(), run_b()
+        ta, tb = [], []
+        for _ in range(repeats):
+            ta.append(run_a())
+            tb.append(run_b())
     ratios = [x / y for x, y in zip(ta, tb, strict=True)]
     return {
         "a_img_s": batch_size / statistics.median(ta),
