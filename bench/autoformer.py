@@ -31,10 +31,12 @@ import json
 import logging
 import random
 import statistics
+import sys
 import time
 
 import torch
 
+from searcher.cli import at_least, run_main
 from searcher.cost.flops import flops
 from searcher.cost.throughput import device_name
 from searcher.models.autoformer import AutoFormerSubnet, create_autoformer
@@ -95,17 +97,14 @@ def positions_study(split_name: str, arch: str, weights: str | None = None, targ
     of the shipped one (e.g. a fresh ``searcher train`` result)."""
     from searcher.data import fashion_mnist
     from searcher.evaluate import evaluate
-    from searcher.models import create_model
+    from searcher.models import create_model, load_timm_checkpoint
     from searcher.models.autoformer import create_supernet, extract_subnet, get_space
     from searcher.patch import remove
 
     if weights is None:
         supernet = create_model("fashion-autoformer")
-    else:
-        from safetensors.torch import load_file
-
-        supernet = create_supernet("fashion-autoformer")
-        supernet.load_state_dict(load_file(weights))
+    else:  # strict, with a clear error for a missing file or another model's weights
+        supernet = load_timm_checkpoint(create_supernet("fashion-autoformer"), weights)
     space = get_space("fashion-autoformer")
     cfg = space.largest() if arch == "largest" else space.smallest()
     model = extract_subnet(supernet, cfg)
@@ -125,11 +124,11 @@ def positions_study(split_name: str, arch: str, weights: str | None = None, targ
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="batch 8, r ∈ {0, 9, 18}, 3 rounds")
-    ap.add_argument("--batch", type=int, default=None, help="batch size (default 32, quick 8)")
-    ap.add_argument("--rounds", type=int, default=None, help="timed rounds (default 5, quick 3)")
+    ap.add_argument("--batch", type=at_least(1), default=None, help="batch size (default 32, quick 8)")
+    ap.add_argument("--rounds", type=at_least(1), default=None, help="timed rounds (default 5, quick 3)")
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="time by wall clock (default) or by this process's CPU time (use with --threads 1 "
                          "on a machine shared with other jobs)")
@@ -160,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     batch = args.batch or (8 if args.quick else 32)
     rounds = args.rounds or (3 if args.quick else 5)
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: this machine has no CUDA GPU (torch.cuda.is_available() is False)")
     if args.clock == "cpu" and (device.type != "cpu" or torch.get_num_threads() != 1):
         ap.error("--clock cpu measures one CPU thread: use it with --device cpu --threads 1")
     rows = [row for name in args.models for row in bench_model(name, rs, batch, rounds, device, args.clock)]
@@ -178,4 +179,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -32,6 +32,7 @@ import json
 import multiprocessing as mp
 import random
 import statistics
+import sys
 import tempfile
 import time
 from typing import Any
@@ -42,6 +43,7 @@ from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from searcher.cli import at_least, run_main
 from searcher.cost.flops import count, describe, fvcore_flops
 from searcher.cost.throughput import DeviceLock, input_shape_of, measure
 from searcher.models import create_model
@@ -191,10 +193,10 @@ def repeatability(batch: int, repeats: int, times: int = 5) -> dict[str, Any]:
             "within_spread_pct": [round(f.spread_pct, 1) for f in figures]}
 
 
-def _evaluate_beside(locked: bool, lock_dir: str, started, stop, images) -> None:
+def _evaluate_beside(locked: bool, lock_dir: str, started, stop, spans) -> None:
     """A second worker: fashion-vit forward passes on batches of 500 images (the embedded studies' batch size)
-    until ``stop``, each holding ``DeviceLock`` shared when ``locked`` (as ``evaluate_chunks`` does); counts the
-    images it evaluated."""
+    until ``stop``, each holding ``DeviceLock`` shared when ``locked`` (as ``evaluate_chunks`` does); records when
+    each forward pass began and ended (``time.monotonic``, the same clock in every process) in ``spans``."""
     torch.set_num_threads(1)
     model = create_model("fashion-vit", weights=False).eval()
     x = torch.randn(500, *input_shape_of(model))
@@ -202,10 +204,23 @@ def _evaluate_beside(locked: bool, lock_dir: str, started, stop, images) -> None
     with torch.inference_mode():
         model(x)
         started.set()
-        while not stop.is_set():
+        for i in range(0, len(spans), 2):
+            if stop.is_set():
+                break
             with lock.shared() if locked else contextlib.nullcontext():
+                spans[i] = time.monotonic()
                 model(x)
-            images.value += 500
+                spans[i + 1] = time.monotonic()
+
+
+def _images_between(spans, t0: float, t1: float, batch: int = 500) -> float:
+    """Images the other worker evaluated in [t0, t1]: each batch counted for the share of it that ran then (a
+    whole-batch count was 0 for a window shorter than one batch)."""
+    done = 0.0
+    for start, end in zip(spans[::2], spans[1::2], strict=True):
+        if end > start:
+            done += batch * max(0.0, min(end, t1) - max(start, t0)) / (end - start)
+    return done
 
 
 def beside(rounds: int, batch: int, repeats: int) -> dict[str, Any]:
@@ -220,17 +235,18 @@ def beside(rounds: int, batch: int, repeats: int) -> dict[str, Any]:
         for _ in range(rounds):
             figures["alone"].append(measure(model, batch_size=batch, device="cpu", repeats=repeats).img_s)
             for mode, locked in (("beside", False), ("beside, locked", True)):
-                started, stop, images = ctx.Event(), ctx.Event(), ctx.Value("d", 0.0)
-                proc = ctx.Process(target=_evaluate_beside, args=(locked, lock_dir, started, stop, images))
+                started, stop, spans = ctx.Event(), ctx.Event(), ctx.Array("d", 2 * 4096)
+                proc = ctx.Process(target=_evaluate_beside, args=(locked, lock_dir, started, stop, spans))
                 proc.start()
                 started.wait()
                 time.sleep(1.0)  # the other process is in its loop
-                n0, t0 = images.value, time.perf_counter()
                 with lock.exclusive() if locked else contextlib.nullcontext():
+                    t0 = time.monotonic()  # under the lock: the batch it waited for is not counted
                     figures[mode].append(measure(model, batch_size=batch, device="cpu", repeats=repeats).img_s)
-                other[mode].append((images.value - n0) / (time.perf_counter() - t0))
+                    t1 = time.monotonic()
                 stop.set()
                 proc.join()
+                other[mode].append(_images_between(spans[:], t0, t1) / (t1 - t0))
     alone = statistics.median(figures["alone"])
     return {"batch": batch, "repeats": repeats, "rounds": rounds, "img_s": figures, "other_img_s": other,
             "vs_alone": {k: statistics.median(v) / alone for k, v in figures.items()}}
@@ -240,9 +256,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer candidates, smaller batch")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--threads", type=at_least(1), default=None, help="torch threads (default: torch's)")
     p.add_argument("--parts", default="costs", help="costs (tables 1-3), beside (table 4), or both: costs,beside")
-    p.add_argument("--rounds", type=int, default=5, help="rounds of the beside part")
+    p.add_argument("--rounds", type=at_least(1), default=5, help="rounds of the beside part")
     args = p.parse_args(argv)
     parts = set(args.parts.split(","))
     if not parts <= {"costs", "beside"}:
@@ -291,4 +307,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import torch
 
+from searcher.cli import at_least, run_main
 from searcher.cost.flops import count, describe
 from searcher.data import load_splits
 from searcher.evaluate import evaluate
@@ -28,8 +30,8 @@ from searcher.schedule import POSITION_MODES, Schedule
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--random", type=int, default=20, help="random subnets of the supernet")
-    ap.add_argument("--limit", type=int, default=None, help="first N test images only (default: all 10,000)")
+    ap.add_argument("--random", type=at_least(0), default=20, help="random subnets of the supernet")
+    ap.add_argument("--limit", type=at_least(1), default=None, help="first N test images only (default: all 10,000)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -92,4 +94,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

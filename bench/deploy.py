@@ -24,6 +24,7 @@ import argparse
 import json
 import random
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,8 +32,10 @@ from typing import Any
 
 import torch
 
+from searcher.cli import at_least, run_main
 from searcher.data import fashion_mnist
 from searcher.deploy import build_model, config_for, onnx_bytes, open_source, ort_session, to_onnx
+from searcher.errors import ConfigError
 from searcher.schedule import Schedule, tokens_per_block
 from searcher.units import parse_budget
 
@@ -44,7 +47,11 @@ def rapid_at_budget(source: Any, arch: dict | None, budget: str) -> tuple[Schedu
     goal = parse_budget(budget).resolve(full)
     r = source.constant_r_for_budget(arch, lambda rs: Schedule.recipe("rapid", depth, rs), goal)
     schedule = Schedule.recipe("rapid", depth, r)
-    return schedule, source.flops(arch, schedule), full
+    gflops = source.flops(arch, schedule)
+    if gflops > goal * (1 + 1e-9):  # r ran out of tokens: the schedule printed as "at the budget" was over it
+        raise ConfigError(f"no constant r of RAPID fits --budget {budget} ({goal:.4g} GFLOPs; the most it removes "
+                          f"leaves {gflops:.4g} of {full:.4g}); give a larger budget")
+    return schedule, gflops, full
 
 
 def _clock(kind: str) -> float:
@@ -131,11 +138,11 @@ def export_time(budget: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--batch", type=at_least(1), default=64)
+    ap.add_argument("--rounds", type=at_least(1), default=15)
     ap.add_argument("--budget", default="50%", help="FLOPs budget of the reduced model (the demo's: 50%%)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="cpu: one thread, CPU time")
-    ap.add_argument("--threads", type=int, default=None, help="onnxruntime and torch threads (default: theirs)")
+    ap.add_argument("--threads", type=at_least(1), default=None, help="onnxruntime and torch threads (default: theirs)")
     ap.add_argument("--skip-export", action="store_true", help="throughput only")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -170,4 +177,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -25,6 +25,7 @@ import math
 import platform
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ import torch
 from timm.models.vision_transformer import Attention, Block, VisionTransformer
 from torch import Tensor
 
+from searcher.cli import at_least, run_main
 from searcher.cost.flops import flops
+from searcher.errors import ConfigError
 from searcher.patch import apply, remove
 from searcher.schedule import Schedule, tokens_per_stage
 
@@ -148,7 +151,13 @@ def run_once(
 
 def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> list[tuple]:
     torch.manual_seed(0)
-    model = timm.create_model(name, pretrained=False).eval().to(device)
+    try:
+        model = timm.create_model(name, pretrained=False).eval().to(device)
+    except RuntimeError as e:  # timm: "Unknown model (…)"
+        raise ConfigError(f"--models {name}: {e}; give timm ViT names (timm.list_models('vit_*'))") from e
+    if not hasattr(model, "blocks") or not hasattr(model, "patch_embed"):
+        raise ConfigError(f"--models {name} is not a ViT ({type(model).__name__}); the reducers patch timm "
+                          "VisionTransformer models")
     depth = len(model.blocks)
     configs = [Config("timm", 0, None), Config("patched", 0, Schedule.none(depth))]
     for r in (r for r in args.rs if r > 0):
@@ -196,13 +205,14 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["deit_small_patch16_224", "vit_base_patch16_224"])
+    parser.add_argument("--models", nargs="+", help="timm ViT names (default: deit_small_patch16_224 "
+                        "vit_base_patch16_224; --quick: the first)")
     parser.add_argument("--reducers", nargs="+", default=list(KINDS), choices=KINDS)
-    parser.add_argument("--rs", nargs="+", type=int, default=[0, 8, 13, 16])
-    parser.add_argument("--batch", type=int, default=None, help="default: 32 (CPU) or 128 (CUDA)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--rs", nargs="+", type=at_least(0), default=[0, 8, 13, 16])
+    parser.add_argument("--batch", type=at_least(1), default=None, help="default: 32 (CPU) or 128 (CUDA)")
+    parser.add_argument("--rounds", type=at_least(1), default=5)
+    parser.add_argument("--warmup", type=at_least(0), default=1)
+    parser.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-official", dest="official", action="store_false", help="skip official-ToMe")
     parser.add_argument(
         "--clock",
@@ -211,13 +221,14 @@ def main() -> None:
         help="'cpu': CPU time of this process (with --threads 1, robust to other jobs on a shared CPU)",
     )
     parser.add_argument("--stat", choices=["median", "min"], default="median", help="statistic over rounds")
-    parser.add_argument("--quick", action="store_true", help="DeiT-S only, batch 8, r in {0, 13}, 3 rounds")
+    parser.add_argument("--quick", action="store_true", help="DeiT-S (or --models), batch 8, r in {0, 13}, 3 rounds")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.quick:
-        args.models, args.rs, args.rounds = ["deit_small_patch16_224"], [0, 13], 3
+        args.models, args.rs, args.rounds = args.models or ["deit_small_patch16_224"], [0, 13], 3
         args.batch = args.batch or 8
+    args.models = args.models or ["deit_small_patch16_224", "vit_base_patch16_224"]
     args.batch = args.batch or (128 if device.type == "cuda" else 32)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -243,4 +254,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

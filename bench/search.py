@@ -37,6 +37,7 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -46,6 +47,8 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from searcher.cli import at_least, run_main
+from searcher.export import atomic_write_text
 from searcher.report import hypervolume
 from searcher.space import find_spec, load_yaml
 from searcher.study import FINISHED, OptimizeResult, StudySpec, is_evaluated, optimize
@@ -343,19 +346,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--parts", default="margins,joint,sampler,overhead,scale")
     ap.add_argument("--models", default="fashion-vit,fashion-autoformer")
     ap.add_argument("--budgets", default="40,50,60", help="percent of the unreduced FLOPs; the first gets --seeds")
-    ap.add_argument("--seeds", type=int, default=3, help="seeds at the first budget")
-    ap.add_argument("--other-seeds", type=int, default=1, help="seeds at the other budgets")
-    ap.add_argument("--joint-seeds", type=int, default=1)
+    ap.add_argument("--seeds", type=at_least(1), default=3, help="seeds at the first budget")
+    ap.add_argument("--other-seeds", type=at_least(0), default=1, help="seeds at the other budgets")
+    ap.add_argument("--joint-seeds", type=at_least(0), default=1)
     ap.add_argument("--sampler-seeds", default="1", help="a count (10: seeds 0-9) or a range (6-9)")
-    ap.add_argument("--trials", type=int, default=60)
-    ap.add_argument("--scale-trials", type=int, default=16)
-    ap.add_argument("--scale-seeds", type=int, default=1)
+    ap.add_argument("--trials", type=at_least(1), default=60)
+    ap.add_argument("--scale-trials", type=at_least(1), default=16)
+    ap.add_argument("--scale-seeds", type=at_least(1), default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-search")
     args = ap.parse_args(argv)
     args.models = args.models.split(",")
-    args.budgets = [int(b) for b in args.budgets.split(",")]
-    first, _, last = args.sampler_seeds.partition("-")
-    args.sampler_seeds = list(range(int(first), int(last) + 1)) if last else list(range(int(first)))
+    if set(args.models) - set(SPECS):
+        ap.error(f"unknown model(s) {sorted(set(args.models) - set(SPECS))}; choose from {sorted(SPECS)}")
+    try:
+        args.budgets = [int(b) for b in args.budgets.split(",")]
+        first, _, last = args.sampler_seeds.partition("-")
+        args.sampler_seeds = list(range(int(first), int(last) + 1)) if last else list(range(int(first)))
+    except ValueError:
+        ap.error("--budgets takes whole percents (40,50,60); --sampler-seeds a count (10) or a range (6-9)")
+    if not all(0 < b < 100 for b in args.budgets):
+        ap.error(f"--budgets are percents of the unreduced FLOPs, between 0 and 100; got {args.budgets}")
     parts = set(args.parts.split(","))
     known = {"margins", "joint", "sampler", "overhead", "scale"}
     if parts - known:
@@ -377,8 +387,8 @@ def main(argv: list[str] | None = None) -> None:
             continue  # a finished study only read again: the saved entry keeps the wall time of its run
         summary[name] = {"stats": res.stats, "budget_gflops": res.budget}
     summary.update(args.scale)
-    path.write_text(json.dumps(summary, indent=1, default=str))
+    atomic_write_text(path, json.dumps(summary, indent=1, default=str))  # a Ctrl-C leaves the last one whole
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -436,8 +436,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "train" and not args.out:
         args.out = f"runs/train/{args.model}"
+    return run_main(COMMANDS[args.command], args)
+
+
+def run_main(fn: Callable[..., int | None], *args: object) -> int:
+    """``fn(*args)`` as a command runs (the CLI's commands, the scripts in bench/): its exit status, 2 and one
+    ``error:`` line for a :class:`SearcherError`, 130 for Ctrl-C, 141 when the reader of stdout left."""
     try:
-        return COMMANDS[args.command](args) or 0
+        return fn(*args) or 0
     except SearcherError as e:
         # one line, also for messages that quote a multi-line parser error (YAML)
         print("error: " + " ".join(line.strip() for line in str(e).splitlines() if line.strip()), file=sys.stderr)
@@ -448,6 +454,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `searcher … | head`: the reader left; say nothing more (Python's own advice)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+def at_least(least: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number of at least ``least`` (argparse's usage error otherwise)."""
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+
+    return whole
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def read_state_dict(path_or_url: str | Path) -> dict[str, Any]:
             else:
                 sd = torch.load(path_or_url, map_location="cpu", weights_only=True)
     except FileNotFoundError as e:
-        raise CheckpointError(f"checkpoint {path_or_url} does not exist; check --checkpoint") from e
+        raise CheckpointError(f"checkpoint {path_or_url} does not exist; check the path") from e
     except Exception as e:  # truncated zip, pickle with forbidden globals, bad safetensors header, …
         forbidden = forbidden_global(path_or_url, e)
         if forbidden:
