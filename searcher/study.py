@@ -773,6 +773,8 @@ def _objective(ctx: _Context, shared: bool = False):
         cand = replace(cand, schedule=cand.schedule.capped(source.n_tokens, source.num_prefix))  # one spelling
         g = source.flops(cand.arch, cand.schedule)
         over = g > ctx.budget * (1 + 1e-9)
+        # a published schedule over the budget (DiffRate's 2.91 GFLOPs at "2.9"): evaluated as a reference, infeasible
+        reference = over and "fixed_candidate" in trial.user_attrs
         finished = [] if over else _finished(trial.study)  # an over-budget draw is recorded each time, unevaluated
         twin = _twin(finished, cand)
         if twin is not None:  # the sampler drew a candidate that already ran: its result, not a second evaluation
@@ -782,10 +784,12 @@ def _objective(ctx: _Context, shared: bool = False):
         trial.set_user_attr("candidate", cand.to_dict())
         trial.set_user_attr("gflops", g)
         trial.set_user_attr("tokens", source.tokens(cand))
-        if over:
+        if over and not reference:
             return _infeasible(trial, g, ctx, OVER_BUDGET)
         trial.set_constraint("gflops", g - ctx.budget)
-        trial.set_user_attr("feasible", True)  # under the budget; a throughput floor may still say otherwise
+        trial.set_user_attr("feasible", not over)  # under the budget; a throughput floor may still say otherwise
+        if reference:
+            trial.set_user_attr("infeasible", PUBLISHED_OVER_BUDGET)
         trial.set_user_attr("search_s", time.perf_counter() - t0)
         # throughput as an objective: a candidate slower than the front is dominated only by faster points, so it is
         # timed first and early stopping compares it with the front at its FLOPs and speed (timed before the model
@@ -880,6 +884,7 @@ def is_repeat(trial: optuna.trial.FrozenTrial) -> bool:
 
 
 OVER_BUDGET = "over the FLOPs budget"  # the ``infeasible`` reason of a draw recorded unevaluated (:func:`_infeasible`)
+PUBLISHED_OVER_BUDGET = "a published recipe over the FLOPs budget, evaluated as a reference"
 
 
 def is_over_budget(trial: optuna.trial.FrozenTrial) -> bool:
@@ -1057,7 +1062,8 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
     top-k with their papers' defaults), on the largest subnet for supernets; DiffRate's published schedule when
     the spec gives one. A recipe the space can draw is enqueued as its parameters, so the sampler learns from it;
     one outside the space (a range or choice that excludes a paper default, an r cap below the recipe's r, a size
-    range short of the largest subnet) is evaluated as a fixed candidate, which the sampler does not see."""
+    range short of the largest subnet) is evaluated as a fixed candidate, which the sampler does not see; DiffRate's
+    schedule over the budget, as a reference (infeasible)."""
     if study.user_attrs.get("baselines_enqueued"):
         return
     space, source = ctx.space, ctx.source
@@ -1099,6 +1105,10 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
         fixed = Schedule.recipe(
             "diffrate", depth, prune_kept=kept["prune_kept"], merge_kept=kept["merge_kept"], positions=space.positions
         )
+        g = source.flops(arch, fixed.capped(source.n_tokens, source.num_prefix))
+        if g > ctx.budget * (1 + 1e-9):
+            log.warning(f"DiffRate's published schedule costs {g:.4g} GFLOPs, over the budget ({ctx.budget:.4g}): it "
+                        "is evaluated as a reference, and cannot be on the front")
         study.enqueue_trial({}, user_attrs={"baseline": "diffrate published",
                                             "fixed_candidate": Candidate("diffrate", fixed, drawn_arch).to_dict()})
     study.set_user_attr("baselines_enqueued", True)
