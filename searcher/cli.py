@@ -42,12 +42,13 @@ def emit(args: argparse.Namespace, result: dict, text: str) -> None:
 # -------------------------------------------------------------------------------------------------- commands
 @command("data")
 def cmd_data(args: argparse.Namespace) -> None:
-    from .data import load_splits
+    from .data import load_splits, resolve_data_spec
 
     if args.study:
         from .study import StudySpec
 
-        spec = dict(StudySpec.from_yaml(args.study).data)
+        study = StudySpec.from_yaml(args.study)
+        spec = resolve_data_spec(study.data, study.base_dir)  # relative roots as optimize reads them
     else:
         spec = {"kind": "fashion-mnist", "dir": args.data_dir}
     try:

@@ -165,14 +165,21 @@ def test_a_model_that_takes_other_images_than_the_data_is_refused_before_the_stu
     assert res.pareto and res.study.user_attrs["model_source"]["checkpoint"] == str(tmp_path / "specs" / "w.pth")
 
 
-def test_data_summary_of_an_imagenet_subset(imagenet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_data_summary_of_an_imagenet_subset(imagenet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """``searcher data`` on two of ImageNet's classes: labels index the model's 1000, and the counts say how many
-    of them the folders hold (it printed "per class 0-3" until 2026-12-07)."""
+    of them the folders hold (it printed "per class 0-3" until 2026-12-07). Roots relative to the spec's folder
+    are found from another working directory, as ``optimize`` finds them (until 2026-12-08: "does not exist")."""
+    import os
+
     from searcher.cli import main
 
     d = yaml.safe_load((STUDIES / "deit-s-imagenet.yaml").read_text())
-    d["data"].update(search={"root": str(imagenet / "train"), "per_class": 2}, test=str(imagenet / "val"))
+    search, test = (os.path.relpath(imagenet / split, tmp_path) for split in ("train", "val"))
+    d["data"].update(search={"root": search, "per_class": 2}, test=test)
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     assert main(["data", "--study", str(tmp_path / "s.yaml")]) == 0
     out = capsys.readouterr().out
     assert "1000 classes" in out and "per class 2-2 of 2 classes" in out and "per class 3-3 of 2 classes" in out
