@@ -42,6 +42,7 @@ __all__ = [
     "data_config_for",
     "resolve_data_spec",
     "load_splits",
+    "check_roots",
     "load_split",
     "cache_dir",
     "atomic_write_bytes",
@@ -782,6 +783,19 @@ def load_splits(spec: dict | None = None, model: Any = None) -> dict[str, Split]
         _check_keys(spec, _IMAGEFOLDER_KEYS, "the imagefolder data spec")
         return _imagefolder_splits(spec, model)
     raise ConfigError(f"unknown data kind {kind!r}; use 'fashion-mnist' or 'imagefolder'")
+
+
+def check_roots(spec: dict | None) -> None:
+    """That the folders of an ImageFolder spec exist (one directory listing each): what a study checks before it
+    fetches the model's weights, which :func:`load_splits` needs first."""
+    spec = dict(spec or {})
+    if str(spec.get("kind", "fashion-mnist")).lower() != "imagefolder":
+        return
+    for name in ("train", "search", "test"):
+        part = spec.get(name)
+        root = part.get("root") if isinstance(part, dict) else part
+        if isinstance(root, str | Path):
+            _class_folders(Path(root).expanduser())
 
 
 def load_split(spec: dict | None, name: str, model: Any = None) -> Split:

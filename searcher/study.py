@@ -48,7 +48,7 @@ from optuna.trial import TrialState
 
 from ._sigint import in_storage, on_sigint, sigint_held
 from .cost.throughput import Throughput, device_lock, measure
-from .data import Split, data_config_for, load_splits, resolve_data_spec
+from .data import Split, check_roots, data_config_for, load_splits, resolve_data_spec
 from .errors import ConfigError, SearcherError, StorageError
 from .evaluate import NumericalError, evaluate, evaluate_chunks
 from .schedule import Schedule, check_fits
@@ -974,6 +974,8 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
         if not path.is_absolute() and not path.exists():
             path = Path(spec.base_dir) / path
         checkpoint = str(path.resolve())
+    data = resolve_data_spec(spec.data, spec.base_dir)
+    check_roots(data)  # before the weights: a download (350 MB for ViT-B) to learn that the data is not there
     source = ModelSource.open(spec.model, checkpoint, arch_space=space.architecture, model_kwargs=spec.model_kwargs)
     space.check_model(source.depths(space.architecture), source.n_tokens, source.num_prefix)
     if getattr(source.model, "cls_token", None) is None:  # before any trial: each such draw would fail
@@ -985,7 +987,6 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
         if ranking:
             raise ConfigError(f"{', '.join(ranking)} rank tokens by CLS attention but {spec.model} has no class "
                               "token; remove them from the space's reducers")
-    data = resolve_data_spec(spec.data, spec.base_dir)
     splits = load_splits(data)
     # recorded with absolute folders and the class order written out: exported configs re-evaluate anywhere
     spec = replace(spec, data=resolve_data_spec(data, splits=splits))

@@ -141,6 +141,19 @@ def test_a_published_schedule_over_the_budget_is_evaluated_as_a_reference(
     assert ref.user_attrs["feasible"] is False and ref.user_attrs["infeasible"] == PUBLISHED_OVER_BUDGET
     assert ref.number not in {r["trial"] for r in res.pareto} and res.stats.get("over_budget", 0) == 0
 
+
+def test_missing_data_folders_are_reported_before_the_weights_are_fetched(tmp_path: Path) -> None:
+    """The shipped spec as is, on a machine without ~/data/imagenet: the data error comes first (until 2026-12-08
+    the weights came first: ViT-B's 350 MB from the hub, or a minute of retries offline, then the data error).
+    Here the weights are a file that does not exist, whose error would otherwise come first."""
+    from searcher.errors import DataError
+
+    spec = StudySpec.from_yaml(STUDIES / "vit-b-imagenet.yaml")
+    spec = replace(spec, data={**spec.data, "search": {"root": str(tmp_path / "no-imagenet" / "train")}},
+                   checkpoint=str(tmp_path / "missing.pth"))
+    with pytest.raises(DataError, match="ImageFolder root .*no-imagenet/train does not exist"):
+        optimize(spec, tmp_path / "out", progress=False)
+
 def test_a_model_that_takes_other_images_than_the_data_is_refused_before_the_study(
     imagenet: Path, tmp_path: Path
 ) -> None:

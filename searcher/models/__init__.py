@@ -201,8 +201,8 @@ def create_model(name: str, *, weights: bool = True, checkpoint: str | Path | No
             raise ConfigError(f"bad model arguments for {name}: {e}") from e
         except (OSError, RuntimeError) as e:  # no network, or the hub does not have the weights
             raise CheckpointError(
-                f"cannot fetch pretrained weights for {name} ({str(e).splitlines()[0]}); pass a "
-                "local file with --checkpoint"
+                f"cannot fetch pretrained weights for {name} ({str(e).splitlines()[0]}); give a local weights "
+                "file: --checkpoint PATH (evaluate, flops) or 'checkpoint: PATH' in the study spec"
             ) from e
         if checkpoint:
             load_timm_checkpoint(model, checkpoint)
