@@ -1466,6 +1466,20 @@ def _create_study(spec: StudySpec, storage_url: str) -> optuna.Study:
     return study
 
 
+def _check_run_dir_study(spec: StudySpec, storage_url: str, out: Path) -> None:
+    """A run directory holds one study: another spec's (another name) would be a second study in its storage,
+    whose exports replace the first one's, and export and report could no longer tell which to read."""
+    from .export import _file_of
+
+    path = _file_of(storage_url)
+    if path is None or not path.exists() or path.stat().st_size == 0:
+        return
+    names = optuna.get_all_study_names(open_storage(storage_url))
+    if names and spec.name not in names:
+        raise ConfigError(f"{out} holds the study {names[0]!r}, not {spec.name!r} (a study is named by its spec's "
+                          "'name:' or file name); resume it with its own spec, or give this study another --out")
+
+
 def _optimize_loop(
     spec: StudySpec,
     ctx: _Context,
@@ -1523,6 +1537,8 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(_sqlite_lock(storage_url, out))  # a busy study is refused before the model loads
+            if not spec.storage:
+                _check_run_dir_study(spec, storage_url, out)
             ctx, splits = _context(spec)
             study = _create_study(spec, storage_url)
             search_fp = splits["search"].fingerprint(ctx.search_images)

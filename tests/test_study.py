@@ -531,6 +531,11 @@ def test_a_study_resumes_only_under_its_budget_floor_split_and_model(tiny_spec: 
     # the objectives in another order: the stored values would be read as the other objective's
     with pytest.raises(SearcherError, match=r"other objectives \(top1,gflops\), not gflops,top1; use another --out"):
         optimize(spec.override(objectives=["gflops", "top1"]), out, progress=False)
+    # another spec (another name) in the same run directory: a second study there, whose exports replaced the
+    # first one's, and export/report refused the directory as holding two (until 2026-12-08)
+    with pytest.raises(ConfigError, match=f"{out} holds the study 'tiny', not 'tiny-copy' .*another --out"):
+        optimize(replace(spec, name="tiny-copy"), out, progress=False)
+    assert optuna.get_all_study_names(url) == ["tiny"]
     study = load_study("tiny", url)  # untouched by the refused runs
     assert len(study.trials) == n_trials and study.metric_names == ["top1", "gflops"]
     assert study.user_attrs["budget_gflops"] == budget and study.user_attrs["spec"]["budget"] == "60%"
