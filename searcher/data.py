@@ -386,9 +386,11 @@ def data_config_for(model: Any, overrides: dict | None = None) -> dict:
     elif isinstance(model, torch.nn.Module):
         cfg = getattr(model, "pretrained_cfg", None) or {}
         pretrained = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
-        if not pretrained:
-            log.warning("%s has no timm pretrained_cfg; using timm's default ImageNet data config",
-                        type(model).__name__)
+        defaults = [k for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+                    if k not in args and not (k == "input_size" and "img_size" in args)]
+        if not pretrained and defaults:  # a config's recorded data config gives every field: nothing to say
+            log.warning("%s has no timm pretrained_cfg; using timm's default ImageNet %s", type(model).__name__,
+                        ", ".join(defaults))
     else:
         raise ConfigError(f"cannot derive a data config from {type(model).__name__}; give a timm model name "
                           "or a dict such as {'input_size': [3, 224, 224], 'crop_pct': 0.875}")

@@ -647,6 +647,24 @@ def test_data_config_sources(tiny_imagefolder: Path) -> None:
     assert one["mean"] == one["std"] == [0.5] * 3
 
 
+
+def test_a_module_without_pretrained_cfg_warns_only_of_the_fields_it_takes_from_timm_s_defaults(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An AutoFormer config records its whole data config: until 2026-12-08 evaluating it warned that timm's
+    default ImageNet data config was used, which the recorded fields had replaced."""
+    from timm.models import VisionTransformer
+
+    vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_classes=3)
+    vit.pretrained_cfg = {}
+    full = data.data_config_for("deit_tiny_patch16_224")
+    with caplog.at_level("WARNING", logger="searcher.data"):
+        assert data.data_config_for(vit, full) == full
+        assert not caplog.text
+        data.data_config_for(vit, {"img_size": 32, "crop_pct": 1.0})
+    assert "default ImageNet interpolation, mean, std, crop_mode" in caplog.text
+
+
 def test_class_order_options(tmp_path: Path) -> None:
     root = _folder(tmp_path, {"n15075141": 1, "n01440764": 1, "n01443537": 1})  # ImageNet ids 999, 0, 1
     assert image_folder(root, SMALL).classes == ["n01440764", "n01443537", "n15075141"]
