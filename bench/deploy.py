@@ -67,7 +67,9 @@ def throughput(batch: int, rounds: int, clock: str, threads: int | None, budget:
     models, sessions = {}, {}
     for name, schedule in schedules.items():
         models[name] = build_model(source, None, schedule)
-        sessions[name] = ort_session(onnx_bytes(models[name], source.input_shape, "dynamic"), threads=threads)
+        # no spinning: onnxruntime's idle threads would slow the PyTorch run timed next (seen: 4.7 img/s)
+        sessions[name] = ort_session(onnx_bytes(models[name], source.input_shape, "dynamic"), threads=threads,
+                                     spin=False)
     feed = {"images": x.numpy()}
     runs: dict[tuple[str, str], list[float]] = {(e, n): [] for e in ("ort", "torch") for n in schedules}
 

@@ -91,6 +91,12 @@ def test_onnx_matches_pytorch_on_512_test_images(
         out = session.run(["logits"], {"images": x.numpy()})[0]
         assert out.shape == (batch, 10)
         np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
+    if reducer == REDUCERS[0]:  # a session that does not spin (bench/deploy.py) computes the same
+        quiet = ort_session(data, threads=2, spin=False)
+        assert quiet.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        x = images[:8].numpy()
+        out = quiet.run(["logits"], {"images": x})[0]
+        np.testing.assert_allclose(out, session.run(["logits"], {"images": x})[0], atol=ATOL, rtol=0)
 
 
 def test_the_graph_has_static_token_counts_and_no_fused_attention(exported: Any) -> None:
