@@ -240,10 +240,10 @@ def beside(rounds: int, batch: int, repeats: int) -> dict[str, Any]:
                 proc.start()
                 started.wait()
                 time.sleep(1.0)  # the other process is in its loop
+                t0 = time.monotonic()  # locked: the other's batch in flight, which the lock waits for, counts
                 with lock.exclusive() if locked else contextlib.nullcontext():
-                    t0 = time.monotonic()  # under the lock: the batch it waited for is not counted
                     figures[mode].append(measure(model, batch_size=batch, device="cpu", repeats=repeats).img_s)
-                    t1 = time.monotonic()
+                t1 = time.monotonic()
                 stop.set()
                 proc.join()
                 other[mode].append(_images_between(spans[:], t0, t1) / (t1 - t0))

@@ -360,10 +360,15 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"unknown model(s) {sorted(set(args.models) - set(SPECS))}; choose from {sorted(SPECS)}")
     try:
         args.budgets = [int(b) for b in args.budgets.split(",")]
-        first, _, last = args.sampler_seeds.partition("-")
+    except ValueError:
+        ap.error(f"--budgets takes whole percents such as 40,50,60; got {args.budgets!r}")
+    first, _, last = args.sampler_seeds.partition("-")
+    try:
         args.sampler_seeds = list(range(int(first), int(last) + 1)) if last else list(range(int(first)))
     except ValueError:
-        ap.error("--budgets takes whole percents (40,50,60); --sampler-seeds a count (10) or a range (6-9)")
+        args.sampler_seeds = []
+    if not args.sampler_seeds:  # 0, 5-3 or x: no seed to run (a KeyError from pandas after the studies)
+        ap.error("--sampler-seeds takes a count (10: seeds 0-9) or a range (6-9) of at least one seed")
     if not all(0 < b < 100 for b in args.budgets):
         ap.error(f"--budgets are percents of the unreduced FLOPs, between 0 and 100; got {args.budgets}")
     parts = set(args.parts.split(","))

@@ -1315,7 +1315,8 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
     from multiprocessing.connection import wait
 
     mp = multiprocessing.get_context("spawn")
-    resource_tracker.ensure_running()  # before sigint_held below: starting it unblocks SIGINT in this thread
+    if hasattr(signal, "pthread_sigmask"):  # POSIX (Windows has no resource tracker, and no signal masks)
+        resource_tracker.ensure_running()  # before sigint_held below: starting it unblocks SIGINT in this thread
     procs: list[Any] = []
     pressed = 0
 

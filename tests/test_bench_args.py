@@ -19,6 +19,7 @@ CASES = {
     "deploy.py --budget 1% --skip-export": "error: no constant r of RAPID fits --budget 1%",
     "autoformer.py --positions --weights missing.safetensors": "checkpoint missing.safetensors does not exist",
     "search.py --models foo": "unknown model(s) ['foo']; choose from ['fashion-autoformer', 'fashion-vit']",
+    "search.py --parts sampler --sampler-seeds 5-3": "--sampler-seeds takes a count (10: seeds 0-9) or a range",
 }
 
 

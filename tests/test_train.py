@@ -166,6 +166,10 @@ def test_init_of_a_file_that_is_no_weights_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"notes.txt is not a PyTorch or safetensors weights file \(it begins "
                                               r"b'hell'\); check the path"):
         read_state_dict(tmp_path / "notes.txt")
+    from safetensors.torch import save_file
+
+    save_file({"a": torch.ones(3)}, tmp_path / "w.bin")  # safetensors under another name: read as what it is
+    assert torch.equal(read_state_dict(tmp_path / "w.bin")["a"], torch.ones(3))
     torch.save({"a": torch.zeros(100)}, tmp_path / "full.pt")
     (tmp_path / "cut.pt").write_bytes((tmp_path / "full.pt").read_bytes()[:300])
     with pytest.raises(CheckpointError, match="cannot load checkpoint .*cut.pt: .*zip archive.*complete PyTorch"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,17 @@ def load_embedded_weights(name: str, model: nn.Module) -> nn.Module:
     return model
 
 
+def _is_safetensors(path: str) -> bool:
+    """Whether the file begins as safetensors does: the header's length (8 bytes, little-endian), then its JSON."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+        size = os.path.getsize(path)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
+
+
 def read_state_dict(path_or_url: str | Path) -> dict[str, Any]:
     """Tensors of a checkpoint without executing code: safetensors, or ``torch.load(weights_only=True)``; a URL
     goes through torch.hub's cache. Unwraps ``{'model'|'state_dict'|'state_dict_ema': …}`` (the EMA first, as timm
@@ -113,7 +125,7 @@ def read_state_dict(path_or_url: str | Path) -> dict[str, Any]:
         with torch.serialization.safe_globals([argparse.Namespace]):  # training args, as timm and AutoFormer save
             if path_or_url.startswith(("http://", "https://")):
                 sd: Any = torch.hub.load_state_dict_from_url(path_or_url, map_location="cpu", weights_only=True)
-            elif path_or_url.endswith(".safetensors"):
+            elif path_or_url.endswith(".safetensors") or _is_safetensors(path_or_url):  # also named .bin, .pth
                 from safetensors.torch import load_file
 
                 sd = load_file(path_or_url)
