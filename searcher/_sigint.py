@@ -24,7 +24,6 @@ def on_sigint(handler: Callable[[int, Any], Any]) -> Iterator[bool]:
         signal.signal(signal.SIGINT, previous)
 
 
-
 @contextlib.contextmanager
 def sigint_held() -> Iterator[None]:
     """Hold SIGINT back in this thread for the block (a press waits, and is handled after it). A process started in
@@ -37,6 +36,7 @@ def sigint_held() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
 
 # Code a KeyboardInterrupt must not cut short: Optuna's storages (a journal lock file held, a line half written;
 # optuna 5.0's JournalFileOpenLock.release unlinks twice when interrupted between its two steps), its ``tell`` (values

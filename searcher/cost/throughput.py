@@ -180,6 +180,7 @@ def measure(
         peak,
     )
 
+
 def compare(
     a: nn.Module,
     b: nn.Module,
