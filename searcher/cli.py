@@ -217,7 +217,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 @command("optimize")
-def cmd_optimize(args: argparse.Namespace) -> None:
+def cmd_optimize(args: argparse.Namespace) -> int | None:
     from .study import StudySpec, describe_early_stop, optimize
 
     spec = StudySpec.from_yaml(args.study).override(
@@ -246,6 +246,7 @@ def cmd_optimize(args: argparse.Namespace) -> None:
         "pareto": result.pareto,
         "stats": result.stats,
         "files": [str(f) for f in files],
+        "interrupted": result.interrupted,
     }
     st = result.stats
     repeats = f"{st['repeats']} repeats of an earlier candidate, " if st["repeats"] else ""
@@ -256,6 +257,11 @@ def cmd_optimize(args: argparse.Namespace) -> None:
         f"GFLOPs\n\nPareto set (re-evaluated on the test split):\n{table}\n\nwritten to {result.out}/"
     )
     emit(args, summary, text)
+    if result.interrupted:  # stopped early by the user, its results exported: a script must be able to tell
+        print("interrupted: stopped after the current trial (exported as above); run the same command to go on",
+              file=sys.stderr)
+        return 130
+    return None
 
 
 JSON_HELP = "print the result as JSON (machine-readable) instead of text"

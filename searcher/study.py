@@ -958,6 +958,7 @@ class OptimizeResult:
     stats: dict[str, Any]
     context: _Context
     test_split: Split
+    interrupted: bool = False  # a Ctrl-C stopped the study after its current trial (the same command resumes it)
 
     def test(self, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         """The test-split result of any finished trial (evaluated once, then kept in the study)."""
@@ -1298,7 +1299,7 @@ def run_worker(spec: StudySpec, storage_url: str, progress: bool = False, worker
     _optimize_loop(spec, ctx, storage_url, progress, worker, announce=False)
 
 
-def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progress: bool = False) -> None:
+def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progress: bool = False) -> bool:
     """Run ``spec.workers`` local worker processes on one study, and wait for every one of them (with ``progress``,
     showing the study's progress bar, read from the storage every 2 s).
 
@@ -1309,7 +1310,7 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
     workers are gone. A worker's error stops the others after their current trial and is raised here. When this
     process dies, its workers stop after their current trial (Linux). Whatever happened, the trials of workers that
     died are failed and retried before this returns (journal file; on RDB storages their heartbeat goes stale after
-    the grace period)."""
+    the grace period). Returns whether a Ctrl-C stopped the workers."""
     import multiprocessing
     from multiprocessing import resource_tracker
     from multiprocessing.connection import wait
@@ -1388,6 +1389,7 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
         if not _done(_finished(study), spec.trials):
             raise RuntimeError(f"{what}; run the same command again to finish the study")
         log.warning(what)
+    return pressed > 0
 
 
 def _parent_died(signum: int, frame: Any) -> None:
@@ -1489,7 +1491,8 @@ def _optimize_loop(
     worker: int = 0,
     announce: bool = True,
     study: optuna.Study | None = None,
-) -> optuna.Study:
+) -> bool:
+    """Run trials until the study has ``spec.trials`` candidates (or its timeout); whether a Ctrl-C stopped it."""
     study = study or _create_study(spec, storage_url)
     ctx = replace(ctx, space=_as_begun(ctx.space, study.user_attrs.get("space")))  # a local worker of an old study
     # Every process's sampler starts from the seed: a resumed run, or a second worker, would draw the first run's
@@ -1515,7 +1518,7 @@ def _optimize_loop(
                 )
     finally:
         bar.close()
-    return study
+    return pressed["n"] > 0
 
 
 def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = True) -> OptimizeResult:
@@ -1590,9 +1593,9 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
                 ctx = replace(ctx, spec=spec)
         t0 = time.perf_counter()
         if spec.workers > 1:
-            _run_workers(spec, storage_url, study, progress)
+            interrupted = _run_workers(spec, storage_url, study, progress)
         else:
-            _optimize_loop(spec, ctx, storage_url, progress, study=study)
+            interrupted = _optimize_loop(spec, ctx, storage_url, progress, study=study)
         wall = time.perf_counter() - t0
     pareto = evaluate_pareto(study, ctx, splits["test"], spec)
     stats = _stats(study, ctx, wall)
@@ -1610,7 +1613,7 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
             f"stopped after {stats['trials']} draws ({DRAWS_PER_TRIAL} per trial asked for), with {evaluated} of the "
             f"{spec.trials} candidates asked for evaluated: {why}"
         )
-    return OptimizeResult(study, out, ctx.budget, ctx.full_gflops, pareto, stats, ctx, splits["test"])
+    return OptimizeResult(study, out, ctx.budget, ctx.full_gflops, pareto, stats, ctx, splits["test"], interrupted)
 
 
 _SAME_MODEL = ("name", "family", "sha256", "arch", "kwargs")  # of ModelSource.describe(); the checkpoint may move

@@ -131,12 +131,12 @@ def test_killed_and_interrupted_studies_resume_without_losing_a_trial(
             if state == "RUNNING":
                 killed.append(trial)
                 last_kill = time.monotonic()
-        elif what == "SIGINT":  # finish the current trial, then stop (and export) normally
-            assert rc == 0, text[-3000:]
+        elif what == "SIGINT":  # finish the current trial, export, and exit 130 (it exited 0 until 2026-12-08)
+            assert rc == 130 and "interrupted: stopped after the current trial" in text, text[-3000:]
             assert "stopping after the current trial" in text
             assert state in ("COMPLETE", "PRUNED"), report
-        elif rc == 0:  # the trial finished before the second Ctrl-C arrived (a fast trial): a normal stop
-            assert "stopping after the current trial" in text and state in ("COMPLETE", "PRUNED"), report
+        elif "interrupted: stopped after the current trial" in text:  # it finished before the second Ctrl-C came
+            assert rc == 130 and state in ("COMPLETE", "PRUNED"), report
         else:  # the second Ctrl-C abandons the trial: it is failed, not left RUNNING
             assert rc == 130 and "interrupted" in text, text[-3000:]
             assert state != "RUNNING", report
@@ -271,8 +271,8 @@ def test_ctrl_c_on_several_workers_stops_them_all_cleanly(
         assert all("abandoned with Ctrl-C" in t.user_attrs.get("fail_reason", "") for t in abandoned), abandoned
     elif how == "parent killed":  # the running trials finish (nobody is left to export them)
         assert rc == -signal.SIGKILL and not abandoned, [(t.number, t.user_attrs) for t in abandoned]
-    else:  # one press: a normal stop, with the results exported
-        assert rc == 0, text[-3000:]
+    else:  # one press: the results exported, and exit 130
+        assert rc == 130 and "interrupted: stopped after the current trial" in text, text[-3000:]
         assert not abandoned and (out / "trials.csv").is_file()
     now = {t.number: fingerprint(t) for t in trials_now if t.state in FINISHED}
     assert all(now.get(n) == fp for n, fp in before.items()), "a finished trial was lost or changed"
