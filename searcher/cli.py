@@ -33,10 +33,12 @@ def command(name: str):
 
 def emit(args: argparse.Namespace, result: dict, text: str) -> None:
     """Print ``result`` as JSON with ``--json``, else the human-readable ``text``."""
-    if getattr(args, "json", False):
-        print(json.dumps(result, indent=2, default=str))
-    else:
-        print(text)
+    try:
+        print(json.dumps(result, indent=2, default=str) if getattr(args, "json", False) else text, flush=True)
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # stdout on a full disk (> /dev/full): one line, not a traceback
+        raise SearcherError(f"cannot write the result to stdout: {e.strerror or e}") from e
 
 
 # -------------------------------------------------------------------------------------------------- commands
@@ -231,19 +233,20 @@ def cmd_optimize(args: argparse.Namespace) -> int | None:
         seed=args.seed,
         objectives=args.objectives.split(",") if args.objectives is not None else None,
     )
-    from .export import check_replaceable, export_run, pareto_table, run_dir
+    from .export import check_replaceable, export_study, pareto_table, run_dir
 
     check_replaceable(run_dir(spec.name, args.out))  # now, not after the study: where it exports
     result = optimize(spec, args.out, progress=not args.json and sys.stderr.isatty())
 
-    files = export_run(result.study, result.out)
+    exported = export_study(result.study, result.out)
+    files, config_of_trial = exported.files, {row["trial"]: row["config"] for row in exported.pareto}
     table = pareto_table(result.pareto)
     summary = {
         "study": spec.name,
         "out": str(result.out),
         "budget_gflops": result.budget,
         "full_gflops": result.full_gflops,
-        "pareto": result.pareto,
+        "pareto": [{**row, "config": config_of_trial.get(row["trial"])} for row in result.pareto],
         "stats": result.stats,
         "files": [str(f) for f in files],
         "interrupted": result.interrupted,
@@ -439,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
     if not args.command:
-        parser.print_help()
+        parser.print_help(sys.stderr)  # a usage error, as argparse prints its own
         return 2
     if args.command == "train" and not args.out:
         args.out = f"runs/train/{args.model}"

@@ -307,6 +307,7 @@ def trials_frame(study: optuna.Study, trials: list[FrozenTrial] | None = None) -
                 "tokens": json.dumps(ua.get("tokens")) if ua.get("tokens") else None,
                 "arch": json.dumps(cand.get("arch")) if cand.get("arch") else None,
                 "images_evaluated": ua.get("images_evaluated"),
+                "top1_partial": ua.get("top1_partial"),  # stopped early: the search top-1 over images_evaluated
                 "infeasible": ua.get("infeasible"),
                 "not_timed": ua.get("not_timed"),  # under a throughput floor: dominated, so its speed decides nothing
                 "fail_reason": ua.get("fail_reason"),

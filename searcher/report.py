@@ -234,7 +234,8 @@ def _importance(name: str, trials: Sequence[FrozenTrial]) -> dict[str, float] | 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return dict(get_param_importances(copy, evaluator=PedAnovaImportanceEvaluator()))
+            imp = get_param_importances(copy, evaluator=PedAnovaImportanceEvaluator())
+            return dict(sorted(imp.items(), key=lambda kv: (-kv[1], kv[0])))  # ties by name: the same page each run
     except (ValueError, RuntimeError) as e:  # e.g. a search space with a single value
         log.info("no importances for %s: %s", name, e)
         return None

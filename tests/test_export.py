@@ -133,6 +133,21 @@ def test_export_writes_one_config_per_pareto_trial_and_the_tables(run_dir: Path,
     assert "Pareto set" in text and "configs/" in text
 
 
+
+def test_trials_csv_gives_a_trial_stopped_early_its_partial_top1() -> None:
+    """As the report shows it ("top-1 83.60 % after 1500 images"); the CSV had no column for it until 2026-12-08."""
+    from searcher.export import trials_frame
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    dist = {"r": optuna.distributions.IntDistribution(0, 8)}
+    study.add_trial(optuna.trial.create_trial(params={"r": 3}, distributions=dist, values=[80.0, 0.5],
+                                              user_attrs={"top1": 80.0, "gflops": 0.5, "images_evaluated": 2000}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params={"r": 8}, distributions=dist,
+                                              user_attrs={"top1_partial": 61.5, "images_evaluated": 500}))
+    frame = trials_frame(study)
+    assert frame["top1_partial"].isna().tolist() == [True, False] and frame["top1_partial"][1] == 61.5
+    assert frame["search_top1"].isna().tolist() == [False, True]
+
 def test_config_rebuilds_the_recorded_logits_and_gflops(run_dir: Path, exported: dict) -> None:
     """The export side of the round trip: the config alone (model source + schedule) rebuilds a model whose
     analytic GFLOPs (``searcher.cost.flops``) and logits on the check input are the recorded ones."""

@@ -333,3 +333,21 @@ def test_a_shallower_subnet_s_output_count_sits_at_out(study: optuna.Study) -> N
     traces = {t.name: t for t in figures(data)["tokens"].data}
     trace = next(t for name, t in traces.items() if name.startswith(f"#{shallow.trial} "))
     assert list(trace.x)[-1] == "out" and len(trace.x) == len(shallow.tokens) and list(trace.y)[-1] == 7
+
+
+def test_importances_of_equal_weight_come_in_name_order() -> None:
+    """Parameters of equal importance (the profile weights of a budget-aware space often are) are listed by name:
+    the page was the same study drawn in another order on each run (until 2026-12-08)."""
+    from searcher.report import _importance
+
+    dist = {name: FloatDistribution(0.0, 1.0) for name in ("w2", "w0", "target", "w1")}
+    trials = []
+    for i in range(30):
+        x = (i * 7 % 30) / 30
+        params = {"w2": x, "w0": x, "target": (i * 11 % 30) / 30, "w1": x}  # w0, w1, w2 always alike
+        trials.append(optuna.trial.create_trial(params=params, distributions=dist, value=0.0,
+                                                user_attrs={"top1": 50 + 40 * x}))
+    imp = _importance("top1", trials)
+    assert imp is not None
+    assert list(imp) == sorted(imp, key=lambda k: (-imp[k], k))
+    assert imp["w0"] == imp["w1"] == imp["w2"] and list(imp).index("w0") < list(imp).index("w1") < list(imp).index("w2")

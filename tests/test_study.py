@@ -306,6 +306,22 @@ def test_bad_specs_name_the_problem(tiny_spec: StudySpec, change: dict, words: s
     assert words in str(e.value)
 
 
+
+def test_optimize_json_rows_name_their_config(tiny_spec: StudySpec, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``optimize --json``: one JSON document whose Pareto rows name their config file, as ``export --json``'s do
+    (until 2026-12-08 only the order of ``files`` linked them), and say whether a Ctrl-C stopped the study."""
+    import yaml
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump({**tiny_spec.to_dict(), "trials": 3}))
+    assert main(["optimize", "--study", str(spec), "--out", str(tmp_path / "o"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["pareto"] and summary["interrupted"] is False
+    for row in summary["pareto"]:
+        config = json.loads((tmp_path / "o" / row["config"]).read_text())
+        assert config["metrics"]["gflops"] == row["gflops"] and config["provenance"]["trial"] == row["trial"]
+
 def test_cli_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text("name: s\nmodel: fashion-vit\nspace: {}\nbudget: 3.3\n")
@@ -813,3 +829,20 @@ def test_a_read_only_journal_and_a_table_race_on_a_new_database(
     monkeypatch.setattr(S, "_RDBStorage", racing)
     monkeypatch.setattr(S.time, "sleep", lambda s: None)
     assert open_storage(f"sqlite:///{tmp_path / 'race.db'}") is not None and calls["n"] == 2
+
+
+def test_a_result_that_cannot_be_written_to_stdout_is_one_error_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``searcher flops --json > /dev/full`` was an OSError traceback (exit 1) until 2026-12-08."""
+
+    class Full:
+        def write(self, text: str) -> int:
+            raise OSError(28, "No space left on device")
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys, "stdout", Full())
+    assert main(["flops", "--model", "fashion-vit", "--json"]) == 2
+    assert capsys.readouterr().err == "error: cannot write the result to stdout: No space left on device\n"
