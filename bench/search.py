@@ -69,6 +69,8 @@ def run(args: argparse.Namespace, model: str, budget: int, seed: int, *, tag: st
     out = args.out / f"{model}-{budget}-{tag}-s{seed}"
     t0 = time.perf_counter()
     res = optimize(spec, out, progress=False)
+    if res.interrupted:  # its figures would be those of a study cut short; the same command resumes it
+        raise KeyboardInterrupt(f"stopped in {out.name}; run the same command to resume the bench")
     n, repeats = len(finished(res.study)), res.stats["repeats"]
     print(f"  [{out.name}: {n} trials ({repeats} repeats), {time.perf_counter() - t0:.0f} s]", flush=True)
     args.results[key] = res
@@ -315,6 +317,8 @@ def part_scale(args) -> None:
                 res = optimize(spec, out, progress=False)
             finally:
                 torch.set_num_threads(threads)
+            if res.interrupted:  # a rate of a study cut short means nothing
+                raise KeyboardInterrupt(f"stopped in {out.name}")
             whole = time.perf_counter() - t0  # + loading, and testing and timing the Pareto set: not in the rate
             trials = [t for t in finished(res.study) if is_evaluated(t)]  # candidates evaluated, as --trials counts
             numbers = [t.number for t in res.study.get_trials(deepcopy=False)]

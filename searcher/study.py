@@ -1380,9 +1380,6 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
         raise errors[0]
     if pressed > 1:
         raise KeyboardInterrupt(_ABANDONED)
-    if pressed and not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        # stopped before any trial finished (the workers still starting): nothing to test or export
-        raise KeyboardInterrupt("stopped before any trial finished; run the same command to start the study")
     died = [f"worker {i} (pid {p.pid}, exit code {p.exitcode})" for i, p in enumerate(procs) if i not in results]
     if died and not pressed:
         what = f"{', '.join(died)} died; its trial is failed and retried (on a database: once its heartbeat is stale)"
@@ -1597,6 +1594,10 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
         else:
             interrupted = _optimize_loop(spec, ctx, storage_url, progress, study=study)
         wall = time.perf_counter() - t0
+    if interrupted and not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        # stopped before any trial finished (workers still starting, or the first trial failed): nothing to export
+        raise KeyboardInterrupt("stopped before any trial finished; run the same command to start the study")
+    interrupted = interrupted and not _done(_finished(study), spec.trials)  # a press in the last trial: all done
     pareto = evaluate_pareto(study, ctx, splits["test"], spec)
     stats = _stats(study, ctx, wall)
     evaluated = stats["trials"] - stats["repeats"] - stats["over_budget"]

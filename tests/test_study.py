@@ -322,7 +322,44 @@ def test_optimize_json_rows_name_their_config(tiny_spec: StudySpec, tmp_path: Pa
         config = json.loads((tmp_path / "o" / row["config"]).read_text())
         assert config["metrics"]["gflops"] == row["gflops"] and config["provenance"]["trial"] == row["trial"]
 
+
+@pytest.mark.parametrize("press_in, rc", [(1, 130), (3, 0)])
+def test_one_ctrl_c_exports_and_exits_130_unless_the_study_was_done(
+    tiny_spec: StudySpec, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    press_in: int, rc: int,
+) -> None:
+    """A Ctrl-C in the first of 3 trials: that trial finishes, the study is tested and exported, and the exit code
+    is 130 with "interrupted": true (it was 0, until 2026-12-08: a script could not tell). In the last trial the
+    study is complete: exit 0."""
+    import os
+    import signal
+
+    import yaml
+
+    import searcher.study as study_module
+
+    chunks, calls = study_module.evaluate_chunks, [0]
+
+    def pressed(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == press_in:
+            os.kill(os.getpid(), signal.SIGINT)
+        yield from chunks(*args, **kwargs)
+
+    monkeypatch.setattr(study_module, "evaluate_chunks", pressed)
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump({**tiny_spec.to_dict(), "trials": 3, "early_stop": False}))
+    assert main(["optimize", "--study", str(spec), "--out", str(tmp_path / "o"), "--json"]) == rc
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert summary["interrupted"] is (rc == 130) and summary["pareto"] and (tmp_path / "o" / "trials.csv").exists()
+    assert summary["stats"]["trials"] == press_in
+    assert ("interrupted: stopped after the current trial" in err) is (rc == 130)
+
 def test_cli_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2  # no command: the help is a usage error, on stderr
+    out, err = capsys.readouterr()
+    assert not out and "usage: searcher" in err
     spec = tmp_path / "s.yaml"
     spec.write_text("name: s\nmodel: fashion-vit\nspace: {}\nbudget: 3.3\n")
     assert main(["optimize", "--study", str(spec), "--out", str(tmp_path / "o")]) == 2

@@ -137,7 +137,7 @@ def read_state_dict(path_or_url: str | Path) -> dict[str, Any]:
         forbidden = forbidden_global(path_or_url, e)
         if forbidden:
             raise forbidden from e
-        if Path(path_or_url).is_file() and not path_or_url.endswith(".safetensors"):
+        if Path(path_or_url).is_file() and not (path_or_url.endswith(".safetensors") or _is_safetensors(path_or_url)):
             with open(path_or_url, "rb") as f:
                 head = f.read(4)
             if not head.startswith((b"PK", b"\x80")):  # neither torch.save's zip archive nor a (legacy) pickle
