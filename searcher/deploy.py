@@ -188,6 +188,14 @@ def validate_config(config: Any, where: str = "config") -> dict[str, Any]:
         schedule = Schedule.from_dict(config["schedule"])
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from e
+    label = config.get("reducer")
+    if label and label != "custom":  # a study's reducer ("tofu": tofu-prune and tofu-merge), or config_for's ops
+        named = {part.split("-")[0] for part in str(label).split("+")} - {"none"}
+        used = sorted({layer.op for layer in schedule.layers if not layer.is_identity and
+                       layer.op.split("-")[0] not in named})
+        if used:
+            raise ConfigError(f"{where}: 'reducer' is {label!r} but the schedule uses {used}; the config was edited "
+                              "— export it again")
     depth = _expected_depth(config)
     if depth is not None and schedule.depth != depth:
         raise ConfigError(
