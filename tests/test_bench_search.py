@@ -42,7 +42,7 @@ def _result(trials=TRIALS) -> SimpleNamespace:
         values = [top1, gflops] if state == TrialState.COMPLETE else None
         study.add_trial(optuna.trial.create_trial(state=state, values=values, user_attrs=attrs))
         test[number] = {"top1": test_top1}
-    return SimpleNamespace(study=study, budget=0.4, full_gflops=1.0, test=lambda t: test[t.number])
+    return SimpleNamespace(study=study, budget=0.4, full_gflops=1.0, test=lambda t: test[t.number], interrupted=False)
 
 
 def test_the_pick_is_the_best_searched_candidate_under_the_budget():

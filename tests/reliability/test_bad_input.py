@@ -140,10 +140,11 @@ CASES = [
          "holds no images"),
     Case("imagefolder-corrupt-image", "data --study {bad}/folder-corrupt.yaml", "broken.png", "replace or delete"),
     # -- checkpoints -------------------------------------------------------------------------------------------
-    Case("ckpt-missing", "optimize --study {bad}/ckpt-missing.yaml --out {out}", "{bad}/nope.pth", "--checkpoint"),
+    Case("ckpt-missing", "optimize --study {bad}/ckpt-missing.yaml --out {out}", "{bad}/nope.pth", "check the path"),
     Case("ckpt-truncated", "optimize --study {bad}/ckpt-truncated.yaml --out {out}", "{bad}/truncated.pth",
          "complete"),
-    Case("ckpt-not-weights", "optimize --study {bad}/ckpt-text.yaml --out {out}", "{bad}/text.pth", "complete"),
+    Case("ckpt-not-weights", "optimize --study {bad}/ckpt-text.yaml --out {out}", "{bad}/text.pth",
+         "is not a PyTorch or safetensors weights file"),
     Case("ckpt-wrong-model", "optimize --study {bad}/ckpt-wrong.yaml --out {out}", "{bad}/wrong-model.pth",
          "another model"),
     Case("ckpt-nan-weights", "optimize --study {bad}/ckpt-nan.yaml --out {out}", "{bad}/nan.pth", "damaged"),

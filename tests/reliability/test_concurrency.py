@@ -199,8 +199,7 @@ def test_ctrl_c_while_the_workers_start_prints_no_traceback(tiny: SimpleNamespac
     spec = StudySpec.from_dict(tiny_spec_dict(tiny.root, workers=2))
     url = f"journal:{tmp_path / 'study.journal'}"
     study = _create_study(spec, url)
-    with pytest.raises(KeyboardInterrupt, match="stopped before any trial finished"):
-        _run_workers(spec, url, study)
+    assert _run_workers(spec, url, study) is True  # stopped by Ctrl-C (optimize then says: before any trial)
     err = capfd.readouterr().err
     assert "Traceback" not in err, err[-3000:]
     assert not study.get_trials(deepcopy=False), "a worker ran a trial after the press"
