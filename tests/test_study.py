@@ -883,3 +883,16 @@ def test_a_result_that_cannot_be_written_to_stdout_is_one_error_line(
     monkeypatch.setattr(sys, "stdout", Full())
     assert main(["flops", "--model", "fashion-vit", "--json"]) == 2
     assert capsys.readouterr().err == "error: cannot write the result to stdout: No space left on device\n"
+
+
+def test_a_ctrl_c_before_any_trial_finished_leaves_nothing_to_export(
+    tiny_spec: StudySpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped before a trial completed (workers still starting, or the first trial failed): KeyboardInterrupt with
+    the reason, exit 130 in the CLI; a single worker went on to export and failed with 'no completed trial' (exit 2)
+    until 2026-12-08."""
+    import searcher.study as study_module
+
+    monkeypatch.setattr(study_module, "_optimize_loop", lambda *args, **kwargs: True)  # pressed, nothing ran
+    with pytest.raises(KeyboardInterrupt, match="stopped before any trial finished; run the same command"):
+        optimize(replace(tiny_spec, trials=2), tmp_path / "run", progress=False)
