@@ -142,7 +142,7 @@ def validate_config(config: Any, where: str = "config") -> dict[str, Any]:
     """Check a config's version, fields, model source, subnet, schedule (ops, parameters, depth) and check
     block; returns it. The version is checked first: another version may have other fields."""
     from .models.autoformer_space import SubnetConfig
-    from .schedule import Schedule
+    from .schedule import OPS, Schedule
 
     if not isinstance(config, Mapping):
         raise ConfigError(f"{where}: a config must be a JSON object, got {type(config).__name__}")
@@ -188,9 +188,9 @@ def validate_config(config: Any, where: str = "config") -> dict[str, Any]:
         schedule = Schedule.from_dict(config["schedule"])
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from e
-    label = config.get("reducer")
-    if label and label != "custom":  # a study's reducer ("tofu": tofu-prune and tofu-merge), or config_for's ops
-        named = {part.split("-")[0] for part in str(label).split("+")} - {"none"}
+    label = str(config.get("reducer") or "")
+    named = {part.split("-")[0] for part in label.split("+")}  # a study's reducer ("tofu": tofu-prune, tofu-merge)
+    if named <= {op.split("-")[0] for op in OPS}:  # or config_for's ops; a label of the user's own is not checked
         used = sorted({layer.op for layer in schedule.layers if not layer.is_identity and
                        layer.op.split("-")[0] not in named})
         if used:

@@ -119,7 +119,7 @@ BAD = {
     "wrong family": (lambda c: c["model"].update(family="autoformer"),
                      "model.family is 'autoformer', but fashion-vit is 'timm-vit'"),
     "arch on a ViT": (lambda c: c.update(arch=SUBNET), "an 'arch' (an AutoFormer subnet) on fashion-vit"),
-    # the label of a RAPID schedule edited into ToMe: unchecked until 2026-12-08
+    # the label of a RAPID schedule edited into ToMe: unchecked until 2026-12-08 (a label of one's own is not checked)
     "reducer relabelled": (lambda c: c.update(reducer="tome"),
                            "'reducer' is 'tome' but the schedule uses ['rapid-merge', 'rapid-prune']"),
 }
