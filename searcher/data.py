@@ -21,7 +21,7 @@ import os
 import random
 import struct
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ __all__ = [
     "check_roots",
     "load_split",
     "cache_dir",
+    "atomic_write",
     "atomic_write_bytes",
 ]
 
@@ -137,15 +138,21 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SEARCHER_CACHE") or Path.home() / ".cache" / "searcher")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: a crash never leaves half a file."""
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it into place: a crash never leaves half a
+    file, and an error (or Ctrl-C) leaves no temporary file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(data)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def _sha256(path: Path) -> str:
@@ -183,17 +190,11 @@ def _cache_load(key: str, required: Iterable[str] = ()) -> dict[str, torch.Tenso
 
 def _cache_save(key: str, tensors: dict[str, torch.Tensor]) -> None:
     d = cache_dir()
-    tmp = d / f".{key}.{os.getpid()}.tmp"
     try:
         d.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-        os.replace(tmp, _cache_path(key))
+        atomic_write(_cache_path(key), lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp)))
     except Exception as e:  # caching is an optimisation; a read-only or full disk must not stop a run
         log.warning("could not write cache in %s (%s)", d, e)
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
 
 
 def _usable_cores() -> int:

@@ -39,7 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._sigint import on_sigint
-from .data import Split, load_splits
+from .data import Split, atomic_write, load_splits
 from .errors import CheckpointError, ConfigError
 from .evaluate import evaluate
 from .patch import apply, remove
@@ -227,16 +227,6 @@ def _load_init(cfg: TrainConfig, model: nn.Module) -> dict:
     return {"weights": cfg.init, "sha256": sha256_file(cfg.init) if Path(cfg.init).is_file() else None}
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` through a temporary file and a rename; an error or a second Ctrl-C leaves no temporary file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> dict | None:
     """Train ``cfg.model`` on the Fashion-MNIST ``train`` split; returns the metadata written next to the weights.
 
@@ -307,20 +297,18 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
         log.info("resumed %s at step %d/%d", ckpt, step, total)
 
     def save() -> None:
-        _atomic_torch_save(
-            {
-                "config": asdict(cfg),
-                "model": model.state_dict(),
-                "ema": ema.module.state_dict(),
-                "opt": opt.state_dict(),
-                "step": step,
-                "elapsed": elapsed,
-                "init": init,
-                "data": sums,
-                "rng": torch.get_rng_state(),
-            },
-            ckpt,
-        )
+        snapshot = {
+            "config": asdict(cfg),
+            "model": model.state_dict(),
+            "ema": ema.module.state_dict(),
+            "opt": opt.state_dict(),
+            "step": step,
+            "elapsed": elapsed,
+            "init": init,
+            "data": sums,
+            "rng": torch.get_rng_state(),
+        }
+        atomic_write(ckpt, lambda tmp: torch.save(snapshot, tmp))
 
     interactive = sys.stderr.isatty()
     bar = tqdm(total=total, initial=step, desc=f"train {cfg.model}", unit="step", disable=not interactive)
@@ -420,12 +408,14 @@ def _finish(
             model.set_sample_config(sub)  # type: ignore[operator]
             accuracy[f"{which}_test_top1"] = evaluate(model, splits["test"], limit=cfg.eval_images).top1
     weights = out / f"{cfg.model}.safetensors"
-    tmp = weights.with_name(f".{weights.name}.tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # safetensors writes 0600; the weights are shared as the metadata is
-    os.replace(tmp, weights)
+
+    def write(tmp: Path) -> None:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        os.chmod(tmp, 0o666 & ~umask)  # safetensors writes 0600; the weights are shared as the metadata is
+
+    atomic_write(weights, write)
     meta: dict[str, Any] = {
         "name": cfg.model,
         "family": EMBEDDED[cfg.model].family,
