@@ -727,6 +727,10 @@ class _Context:
         n = len(self.search)
         return n if self.spec.search_images is None else min(self.spec.search_images, n)
 
+    def over_budget(self, gflops: float) -> bool:
+        """Whether ``gflops`` exceed the budget by more than the analytic count's rounding."""
+        return gflops > self.budget * (1 + 1e-9)
+
     def draw(self, trial: optuna.trial.BaseTrial) -> tuple[Candidate, dict[str, Any]]:
         """The space's candidate for ``trial`` on this model and budget (:meth:`SearchSpace.suggest`)."""
         source = self.source
@@ -772,7 +776,7 @@ def _objective(ctx: _Context, shared: bool = False):
             cand, facts = ctx.draw(trial)
         cand = replace(cand, schedule=cand.schedule.capped(source.n_tokens, source.num_prefix))  # one spelling
         g = source.flops(cand.arch, cand.schedule)
-        over = g > ctx.budget * (1 + 1e-9)
+        over = ctx.over_budget(g)
         # a published schedule over the budget (DiffRate's 2.91 GFLOPs at "2.9"): evaluated as a reference, infeasible
         reference = over and "fixed_candidate" in trial.user_attrs
         finished = [] if over else _finished(trial.study)  # an over-budget draw is recorded each time, unevaluated
@@ -1088,7 +1092,7 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
 
         r = source.constant_r_for_budget(arch, build, ctx.budget)
         published = Candidate(red, build([r] * depth).capped(source.n_tokens, source.num_prefix), drawn_arch)
-        if source.flops(arch, published.schedule) > ctx.budget * (1 + 1e-9):
+        if ctx.over_budget(source.flops(arch, published.schedule)):
             log.warning(f"no constant r of {red} meets the budget: its published recipe is left out")
             continue
         if space.parametrisation == "per-block":
@@ -1108,7 +1112,7 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
             "diffrate", depth, prune_kept=kept["prune_kept"], merge_kept=kept["merge_kept"], positions=space.positions
         )
         g = source.flops(arch, fixed.capped(source.n_tokens, source.num_prefix))
-        if g > ctx.budget * (1 + 1e-9):
+        if ctx.over_budget(g):
             log.warning(f"DiffRate's published schedule costs {g:.4g} GFLOPs, over the budget ({ctx.budget:.4g}): it "
                         "is evaluated as a reference, and cannot be on the front")
         study.enqueue_trial({}, user_attrs={"baseline": "diffrate published",
@@ -1764,7 +1768,7 @@ def _stats(study: optuna.Study, ctx: _Context, wall: float) -> dict[str, Any]:
     finished = [t for t in trials if t.state in FINISHED]
     feasible = [  # a repeat is feasible: only a candidate under the budget is looked up among earlier ones
         t for t in finished if is_repeat(t) or (
-            t.user_attrs.get("gflops", math.inf) <= ctx.budget * (1 + 1e-9) and "infeasible" not in t.user_attrs)
+            not ctx.over_budget(t.user_attrs.get("gflops", math.inf)) and "infeasible" not in t.user_attrs)
     ]
     work = sum(t.user_attrs.get(k, 0.0) for t in finished for k in ("eval_s", "throughput_s"))
     trial_wall = sum(
