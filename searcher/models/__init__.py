@@ -121,11 +121,14 @@ def read_state_dict(path_or_url: str | Path) -> dict[str, Any]:
     from .autoformer_checkpoint import forbidden_global
 
     path_or_url = str(path_or_url)
+    url = path_or_url.startswith(("http://", "https://"))
+    # safetensors by name, or by its first bytes under another name (.bin, .pth)
+    safetensors = not url and (path_or_url.endswith(".safetensors") or _is_safetensors(path_or_url))
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):  # training args, as timm and AutoFormer save
-            if path_or_url.startswith(("http://", "https://")):
+            if url:
                 sd: Any = torch.hub.load_state_dict_from_url(path_or_url, map_location="cpu", weights_only=True)
-            elif path_or_url.endswith(".safetensors") or _is_safetensors(path_or_url):  # also named .bin, .pth
+            elif safetensors:
                 from safetensors.torch import load_file
 
                 sd = load_file(path_or_url)
@@ -137,7 +140,7 @@ def read_state_dict(path_or_url: str | Path) -> dict[str, Any]:
         forbidden = forbidden_global(path_or_url, e)
         if forbidden:
             raise forbidden from e
-        if Path(path_or_url).is_file() and not (path_or_url.endswith(".safetensors") or _is_safetensors(path_or_url)):
+        if not safetensors and Path(path_or_url).is_file():
             with open(path_or_url, "rb") as f:
                 head = f.read(4)
             if not head.startswith((b"PK", b"\x80")):  # neither torch.save's zip archive nor a (legacy) pickle
