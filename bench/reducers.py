@@ -38,6 +38,7 @@ from torch import Tensor
 from searcher.cli import at_least, run_main
 from searcher.cost.flops import flops
 from searcher.errors import ConfigError
+from searcher.models import create_model
 from searcher.patch import apply, remove
 from searcher.schedule import Schedule, tokens_per_stage
 
@@ -151,10 +152,7 @@ def run_once(
 
 def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> list[tuple]:
     torch.manual_seed(0)
-    try:
-        model = timm.create_model(name, pretrained=False).eval().to(device)
-    except RuntimeError as e:  # timm: "Unknown model (…)"
-        raise ConfigError(f"--models {name}: {e}; give timm ViT names (timm.list_models('vit_*'))") from e
+    model = create_model(name, weights=False).to(device)  # eval mode; an unknown name is a ConfigError
     if not hasattr(model, "blocks") or not hasattr(model, "patch_embed"):
         raise ConfigError(f"--models {name} is not a ViT ({type(model).__name__}); the reducers patch timm "
                           "VisionTransformer models")
