@@ -42,7 +42,7 @@ __all__ = [
     "data_config_for",
     "resolve_data_spec",
     "load_splits",
-    "check_roots",
+    "check_data",
     "load_split",
     "cache_dir",
     "atomic_write",
@@ -778,27 +778,90 @@ def load_splits(spec: dict | None = None, model: Any = None) -> dict[str, Split]
     search split is never the test split, and no model may train on it.
     """
     spec = dict(spec or {})
+    if _data_kind(spec) == "fashion-mnist":
+        return fashion_mnist(spec.get("dir"))
+    return _imagefolder_splits(spec, model)
+
+
+def _data_kind(spec: dict) -> str:
+    """The spec's kind, its keys checked."""
     kind = str(spec.get("kind", "fashion-mnist")).lower()
     if kind == "fashion-mnist":
         _check_keys(spec, _FASHION_KEYS, "the fashion-mnist data spec")
-        return fashion_mnist(spec.get("dir"))
-    if kind == "imagefolder":
+        if spec.get("dir") is not None and not isinstance(spec["dir"], str | Path):
+            raise ConfigError(f"'dir' of the fashion-mnist data spec must be a folder, got {spec['dir']!r}")
+    elif kind == "imagefolder":
         _check_keys(spec, _IMAGEFOLDER_KEYS, "the imagefolder data spec")
-        return _imagefolder_splits(spec, model)
-    raise ConfigError(f"unknown data kind {kind!r}; use 'fashion-mnist' or 'imagefolder'")
+    else:
+        raise ConfigError(f"unknown data kind {kind!r}; use 'fashion-mnist' or 'imagefolder'")
+    return kind
 
 
-def check_roots(spec: dict | None) -> None:
-    """That the folders of an ImageFolder spec exist (one directory listing each): what a study checks before it
+def _imagefolder_parts(spec: dict) -> dict[str, dict]:
+    """The splits an ImageFolder spec defines, each ``{"root": Path, …}``, with every option's type checked (a
+    wrong one is a ConfigError naming it, not a TypeError deep in the loading)."""
+
+    def count(value: Any, what: str, low: int = 1) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            least = "a positive integer" if low else "a non-negative integer"
+            raise ConfigError(f"{what} of the imagefolder data spec must be {least}, got {value!r}")
+
+    if spec.get("model") is not None and not isinstance(spec["model"], str | dict):
+        raise ConfigError(f"'model' of the imagefolder data spec must be a timm model name or a data-config "
+                          f"mapping, got {spec['model']!r}")
+    count(spec.get("seed"), "'seed'", low=0)
+    count(spec.get("workers"), "'workers' (decoding threads)")
+    classes = spec.get("classes")
+    if classes is not None and not (isinstance(classes, str | Path) or isinstance(classes, list | tuple) and all(
+            isinstance(c, str | int) and not isinstance(c, bool) for c in classes)):
+        raise ConfigError(f"'classes' of the imagefolder data spec must be a class-list file, an ImageNet subset "
+                          f"such as 'imagenet-1k', or a list of class-folder names, got {classes!r}")
+    if spec.get("data_config") is not None and not isinstance(spec["data_config"], dict):
+        raise ConfigError(f"'data_config' of the imagefolder data spec must be a mapping such as "
+                          f"{{input_size: [3, 224, 224]}}, got {spec['data_config']!r}")
+    parts: dict[str, dict] = {}
+    for name in ("train", "search", "test"):
+        if spec.get(name) is None:
+            continue
+        part = spec[name]
+        if not isinstance(part, str | Path | dict):
+            raise ConfigError(f"the imagefolder {name!r} split must be a folder or {{root: FOLDER, per_class: N, "
+                              f"files: LIST}}, got {part!r}")
+        part = {"root": part} if isinstance(part, str | Path) else dict(part)
+        _check_keys(part, _SPLIT_KEYS, f"the imagefolder {name!r} split")
+        if not part.get("root") or not isinstance(part["root"], str | Path):
+            raise ConfigError(f"the imagefolder {name!r} split needs 'root': the folder with one subfolder "
+                              f"per class, got {part.get('root')!r}")
+        count(part.get("per_class"), f"'per_class' of the {name!r} split")
+        count(part.get("seed"), f"'seed' of the {name!r} split", low=0)
+        files = part.get("files")
+        if files is not None and not (isinstance(files, str | Path) or isinstance(files, list | tuple)
+                                      and all(isinstance(f, str) for f in files)):
+            raise ConfigError(f"'files' of the {name!r} split must be a list file or a list of paths, got "
+                              f"{files!r}")
+        part["root"] = Path(part["root"]).expanduser()
+        parts[name] = part
+    if not parts:
+        raise ConfigError("the imagefolder data spec defines no split; give 'search' and 'test' (and "
+                          "optionally 'train'), each {'root': FOLDER, 'per_class': N, 'files': LIST}")
+    return parts
+
+
+def check_data(spec: dict | None, need: Sequence[str] = ()) -> None:
+    """That a study's ``data`` section is well formed (its keys and their types) and names the splits ``need``,
+    and that the folders of an ImageFolder spec exist (one directory listing each): what a study checks before it
     fetches the model's weights, which :func:`load_splits` needs first."""
     spec = dict(spec or {})
-    if str(spec.get("kind", "fashion-mnist")).lower() != "imagefolder":
+    kind = _data_kind(spec)
+    if kind == "fashion-mnist":
         return
-    for name in ("train", "search", "test"):
-        part = spec.get(name)
-        root = part.get("root") if isinstance(part, dict) else part
-        if isinstance(root, str | Path):
-            _class_folders(Path(root).expanduser())
+    parts = _imagefolder_parts(spec)
+    missing = [name for name in need if name not in parts]
+    if missing:
+        raise ConfigError(f"the imagefolder data spec has no {' or '.join(map(repr, missing))} split; a study "
+                          "searches on 'search' and confirms on 'test', each {'root': FOLDER} or a folder")
+    for part in parts.values():
+        _class_folders(part["root"])
 
 
 def load_split(spec: dict | None, name: str, model: Any = None) -> Split:
@@ -824,14 +887,14 @@ def resolve_data_spec(spec: dict | None, base_dir: str | Path | None = None,
         return str(p.resolve())
 
     kind = str(out.get("kind", "fashion-mnist")).lower()
-    if kind == "fashion-mnist" and out.get("dir"):
+    if kind == "fashion-mnist" and out.get("dir") and isinstance(out["dir"], str | Path):
         out["dir"] = absolute(out["dir"])
-    if kind == "imagefolder":
+    if kind == "imagefolder":  # other types are left for check_data's error
         for name in ("train", "search", "test"):
             part = out.get(name)
             if isinstance(part, str | Path):
                 out[name] = absolute(part)
-            elif isinstance(part, dict) and part.get("root"):
+            elif isinstance(part, dict) and part.get("root") and isinstance(part["root"], str | Path):
                 out[name] = {**part, "root": absolute(part["root"])}
                 if isinstance(part.get("files"), str | Path):
                     out[name]["files"] = absolute(part["files"])
@@ -850,33 +913,19 @@ def resolve_data_spec(spec: dict | None, base_dir: str | Path | None = None,
 
 
 def _check_keys(spec: dict, allowed: Sequence[str], what: str) -> None:
-    unknown = sorted(set(spec) - set(allowed))
+    unknown = sorted(set(spec) - set(allowed), key=str)
     if unknown:
         raise ConfigError(f"unknown field(s) {unknown} in {what}; allowed: {list(allowed)}")
 
 
 def _imagefolder_splits(spec: dict, model: Any) -> dict[str, Split]:
+    parts = _imagefolder_parts(spec)
     source = spec.get("model", model)  # the model: its data config and (auto) its ImageNet class order
     if source is None and spec.get("data_config") is None:
         raise ConfigError("the imagefolder data spec needs 'model': a timm model name or a data-config dict "
                           "such as {'input_size': [3, 224, 224], 'crop_pct': 0.875}")
     cfg = data_config_for(source, spec.get("data_config"))
     seed = spec.get("seed", 0)
-    parts: dict[str, dict] = {}
-    for name in ("train", "search", "test"):
-        if spec.get(name) is None:
-            continue
-        part = spec[name]
-        part = {"root": part} if isinstance(part, str | Path) else dict(part)
-        _check_keys(part, _SPLIT_KEYS, f"the imagefolder {name!r} split")
-        if not part.get("root"):
-            raise ConfigError(f"the imagefolder {name!r} split needs 'root': the folder with one subfolder "
-                              "per class")
-        part["root"] = Path(part["root"]).expanduser()
-        parts[name] = part
-    if not parts:
-        raise ConfigError("the imagefolder data spec defines no split; give 'search' and 'test' (and "
-                          "optionally 'train'), each {'root': FOLDER, 'per_class': N, 'files': LIST}")
     folders = {name: _class_folders(p["root"]) for name, p in parts.items()}
     union = sorted({f for fs in folders.values() for f in fs})
     where = " and ".join(str(p["root"]) for p in parts.values())

@@ -66,7 +66,7 @@ class Range:
             raise ConfigError(f"{where} must be a range like {{low: 1, high: 4}}, got {value!r}")
         unknown = set(value) - {"low", "high", "log"}
         if unknown:
-            raise ConfigError(f"{where} has unknown key(s) {sorted(unknown)}; a range has low, high and log")
+            raise ConfigError(f"{where} has unknown key(s) {sorted(unknown, key=str)}; a range has low, high and log")
         try:
             low, high = value["low"], value["high"]
         except KeyError as e:
@@ -132,6 +132,10 @@ def find_spec(value: str | Path, kind: str, base: str | Path | None = None) -> P
     return Path(base) / path if base is not None else path  # for load_yaml to say that it cannot be read
 
 
+class _YAML11Number(yaml.constructor.ConstructorError):
+    """Valid YAML 1.1 that reads as another number than it looks."""
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """The safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently)."""
 
@@ -154,6 +158,47 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
+    def construct_yaml_int(self, node: Any) -> int:
+        """YAML 1.1's octal (``010`` is 8) and base-60 (``1:30`` is 90) integers are refused: read silently, they
+        change a spec's numbers (YAML 1.2 reads ``010`` as 10 and ``1:30`` as text)."""
+        value = super().construct_yaml_int(node)
+        text = str(node.value).replace("_", "").lstrip("+-")
+        if ":" in text or len(text) > 1 and text[0] == "0" and text[1].isdigit():
+            raise _YAML11Number(
+                None, None, f"{node.value!r} reads as {value} in YAML 1.1 ({'base 60' if ':' in text else 'octal'}); "
+                "write the number without a leading zero or colon, or quote it if it is text", node.start_mark)
+        return value
+
+    def construct_yaml_float(self, node: Any) -> float:
+        value = super().construct_yaml_float(node)
+        if ":" in str(node.value):
+            raise _YAML11Number(
+                None, None, f"{node.value!r} reads as {value} in YAML 1.1 (base 60); write the number without a colon, "
+                "or quote it if it is text", node.start_mark)
+        return value
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _UniqueKeyLoader.construct_yaml_float)
+YAML_MAX_VALUES = 1_000_000  # values a spec or space may hold once its aliases are expanded
+
+
+def _check_size(data: Any) -> None:
+    """Aliases nested in aliases (``&a [x, x]``, ``&b [*a, *a]``, …) make a file of a few hundred bytes hold
+    billions of values, which any walk over it (validation, an error message's repr) would take forever to visit."""
+    todo, seen = [data], 0
+    while todo:
+        x = todo.pop()
+        seen += 1
+        if seen > YAML_MAX_VALUES:
+            raise ConfigError(f"holds more than {YAML_MAX_VALUES:,} values once its aliases are expanded (aliases "
+                              "nested in aliases?); write the values out")
+        if isinstance(x, dict):
+            todo.extend(x.keys())
+            todo.extend(x.values())
+        elif isinstance(x, list):
+            todo.extend(x)
+
 
 def load_yaml(path: Path, what: str) -> Any:
     """A YAML file through the safe loader; unreadable or malformed files are a :class:`ConfigError` whose one-line
@@ -167,7 +212,7 @@ def load_yaml(path: Path, what: str) -> Any:
     try:
         loader = _UniqueKeyLoader(text)  # a SafeLoader: plain data only
         try:
-            return loader.get_single_data()
+            data = loader.get_single_data()
         finally:
             loader.dispose()
     except yaml.YAMLError as e:
@@ -181,7 +226,14 @@ def load_yaml(path: Path, what: str) -> Any:
         context, context_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
         if context and context_mark is not None:
             problem += f" ({context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+        if isinstance(e, _YAML11Number):
+            raise ConfigError(f"{what} {path}{where}: {problem}") from e
         raise ConfigError(f"{what} {path} is not valid YAML{where}: {problem}; fix the YAML syntax") from e
+    try:
+        _check_size(data)
+    except ConfigError as e:
+        raise ConfigError(f"{what} {path} {e}") from None
+    return data
 
 
 def yaml_number_hint(v: Any) -> str:
@@ -210,6 +262,8 @@ def _choices(where: str, value: Any, kind: type | tuple[type, ...], allowed: Seq
             raise ConfigError(f"{where} has a choice {v!r} of the wrong type")
         if allowed is not None and v not in allowed:
             raise ConfigError(f"{where} has an unknown choice {v!r}; allowed: {list(allowed)}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{where} has a choice {v!r}; choices are finite numbers")
         if value.count(v) > 1:  # a repeated choice would be drawn twice as often
             raise ConfigError(f"{where} lists {v!r} more than once; list each choice once")
     return tuple(value)
@@ -222,7 +276,7 @@ def _check_keys(where: str, d: Any, allowed: Sequence[str]) -> dict:
         raise ConfigError(f"{where} must be a mapping, got {type(d).__name__}")
     unknown = set(d) - set(allowed)
     if unknown:
-        raise ConfigError(f"{where} has unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        raise ConfigError(f"{where} has unknown key(s) {sorted(unknown, key=str)}; allowed: {sorted(allowed)}")
     return dict(d)
 
 
@@ -523,9 +577,12 @@ class SearchSpace:
         target = Range.parse("schedule.target", sched.get("target", {"low": 0.6, "high": 1.0}))
         if not 0 < target.low <= target.high <= 1:
             raise ConfigError(f"schedule.target is a share of the budget in (0, 1], got {target.to_dict()}")
-        if par == "per-block" and {"target", "profile_power"} & set(sched):
-            raise ConfigError(f"schedule.{'target' if 'target' in sched else 'profile_power'} belongs to the budget "
-                              "parametrisation; per-block draws each r from schedule.r: remove it")
+        arch_d = d.get("architecture")
+        arch_target = ("none" in reducers and isinstance(arch_d, Mapping)  # subnets drawn unreduced: at target × budget
+                       and arch_d.get("parametrisation", "budget") == "budget")
+        if par == "per-block" and ("profile_power" in sched or "target" in sched and not arch_target):
+            raise ConfigError(f"schedule.{'profile_power' if 'profile_power' in sched else 'target'} belongs to the "
+                              "budget parametrisation; per-block draws each r from schedule.r: remove it")
         if par == "budget" and r.low > 0:  # r is solved from a profile; schedule.r.high caps it
             raise ConfigError(f"schedule.r.low is {int(r.low)}, but the budget parametrisation solves r (0 where the "
                               "profile is light) and uses schedule.r.high as a cap only; set low to 0, or use "
@@ -607,10 +664,12 @@ class SearchSpace:
                 f"schedule.r starts at {int(self.r.low)}, above the {reducible // 2} tokens a block "
                 f"can remove (50% of {reducible}); lower schedule.r.low"
             )
-        if self.r.high > reducible:
+        if self.r.high > (reducible // 2 if self.parametrisation == "per-block" else reducible):
+            # per-block draws r from the range, and a block removes at most half its tokens: a draw above that would
+            # be cut to it, piling the draws at the cap (the budget parametrisation takes r.high as a cap only)
             raise ConfigError(
-                f"schedule.r goes up to {int(self.r.high)}, above the model's {reducible} patch "
-                f"tokens; lower schedule.r.high to at most {reducible // 2}"
+                f"schedule.r goes up to {int(self.r.high)}, above the {reducible // 2} tokens a block can remove (50% "
+                f"of the model's {reducible} patch tokens); lower schedule.r.high to at most {reducible // 2}"
             )
 
     # -- suggestions -----------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from optuna.trial import TrialState
 
 from ._sigint import in_storage, on_sigint, sigint_held
 from .cost.throughput import Throughput, device_lock, measure
-from .data import Split, check_roots, data_config_for, load_splits, resolve_data_spec
+from .data import Split, check_data, data_config_for, load_splits, resolve_data_spec
 from .errors import ConfigError, SearcherError, StorageError
 from .evaluate import NumericalError, evaluate, evaluate_chunks
 from .schedule import Schedule, check_fits
@@ -105,7 +105,8 @@ class StudySpec:
         path = find_spec(path, "studies")
         d = load_yaml(path, "study spec")
         if not isinstance(d, dict):
-            raise ConfigError(f"study spec {path} must be a mapping of options, got {type(d).__name__}")
+            raise ConfigError(f"study spec {path} must be a mapping of options (model:, space:, budget:, …), got "
+                              f"{'an empty file' if d is None else type(d).__name__}")
         d.setdefault("name", path.stem)
         d.setdefault("base_dir", str(path.parent))
         try:
@@ -118,7 +119,7 @@ class StudySpec:
         known = {f.name: f for f in fields(cls)}
         unknown = set(d) - set(known)
         if unknown:
-            raise ConfigError(f"unknown key(s) {sorted(unknown)}; known keys: {sorted(known)}")
+            raise ConfigError(f"unknown key(s) {sorted(unknown, key=str)}; known keys: {sorted(known)}")
         for req in ("name", "model", "space"):
             if req not in d:
                 raise ConfigError(f"missing '{req}'")
@@ -173,7 +174,16 @@ class StudySpec:
         typed("timeout", (int, float), allow_none=True)
         typed("search_images", int, allow_none=True)
         typed("test_images", int, allow_none=True)
-        if not self.name or "/" in self.name or self.name.startswith("."):
+        for name in ("checkpoint", "storage"):
+            if getattr(self, name) is not None and not getattr(self, name).strip():
+                raise ConfigError(f"'{name}' is empty; give a {'path or URL' if name == 'checkpoint' else 'URL'}, or "
+                                  "leave the key out")
+        if isinstance(self.space, str) and not self.space.strip():
+            raise ConfigError("'space' is empty; give a search space YAML file or a shipped space's name")
+        if isinstance(self.min_throughput, int | float) and not isinstance(self.min_throughput, bool):
+            raise ConfigError(f"min_throughput {self.min_throughput!r} needs its unit: write "
+                              f"'{self.min_throughput}img/s'")
+        if not self.name.strip() or "/" in self.name or self.name.startswith("."):
             raise ConfigError(f"study name {self.name!r} must be a plain name (no '/'), e.g. 'fashion-vit'")
         parse_budget(str(self.budget))
         if self.min_throughput is not None:
@@ -980,7 +990,8 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
             path = Path(spec.base_dir) / path
         checkpoint = str(path.resolve())
     data = resolve_data_spec(spec.data, spec.base_dir)
-    check_roots(data)  # before the weights: a download (350 MB for ViT-B) to learn that the data is not there
+    # before the weights: a download (350 MB for ViT-B) to learn that the data is not there or a key is misspelt
+    check_data(data, need=("search", "test"))
     source = ModelSource.open(spec.model, checkpoint, arch_space=space.architecture, model_kwargs=spec.model_kwargs)
     space.check_model(source.depths(space.architecture), source.n_tokens, source.num_prefix)
     if getattr(source.model, "cls_token", None) is None:  # before any trial: each such draw would fail
@@ -1641,8 +1652,8 @@ def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_u
     feasibility, accuracy, baselines and front were measured under them, and mixing would put over-budget configs,
     or accuracies of another split, on the front. Trials, timeout, sampler, seed and workers may change."""
     before = study.user_attrs
-    if "budget_gflops" not in before:  # a new study
-        return
+    if "budget_gflops" not in before or not study.get_trials(deepcopy=False):  # a new study, or one whose start
+        return  # failed before any trial was queued (its attributes are written again)
     old_spec = before.get("spec", {})
     changes = []
     if written_as(spec.budget, before["budget_gflops"]):  # the budget as a summary printed it

@@ -27,11 +27,13 @@ from searcher.cli import main
 from searcher.data import (
     FASHION_CLASSES,
     Split,
+    check_data,
     fashion_mnist,
     find_fashion_mnist,
     image_folder,
     load_splits,
     read_idx,
+    resolve_data_spec,
 )
 from searcher.errors import ConfigError, DataError
 
@@ -750,10 +752,40 @@ def test_symlinked_folders_are_followed_once(tiny_imagefolder: Path, tmp_path: P
     ({"kind": "imagefolder", "model": SMALL, "search": {"root": "/x", "perclass": 3}}, "unknown field"),
     ({"kind": "imagefolder", "model": SMALL, "search": {"per_class": 3}}, "needs 'root'"),
     ({"kind": "imagefolder", "model": SMALL, "validation": {"root": "/x"}}, "unknown field"),
+    # each a TypeError or ValueError traceback, some only once the images were decoded, until 2026-12-07
+    ({"kind": "imagefolder", "model": SMALL, "search": {"root": 5}}, "needs 'root'.*got 5"),
+    ({"kind": "imagefolder", "model": SMALL, "search": ["/x"]}, "must be a folder or"),
+    ({"kind": "imagefolder", "model": SMALL, "search": "/x", "classes": 5}, "'classes' .* must be a class-list"),
+    ({"kind": "imagefolder", "model": SMALL, "search": "/x", "workers": "many"}, "'workers' .* positive integer"),
+    ({"kind": "imagefolder", "model": SMALL, "search": "/x", "seed": -1}, "'seed' .* non-negative integer"),
+    ({"kind": "imagefolder", "model": SMALL, "search": {"root": "/x", "per_class": 2.5}}, "'per_class' of the"),
+    ({"kind": "imagefolder", "model": SMALL, "search": {"root": "/x", "files": 3}}, "'files' of the 'search'"),
+    ({"kind": "imagefolder", "model": 7, "search": "/x"}, "'model' of the imagefolder data spec"),
+    ({"kind": "imagefolder", "model": SMALL, "data_config": [3, 32, 32], "search": "/x"}, "'data_config'"),
+    ({"kind": "fashion-mnist", "dir": 5}, "'dir' of the fashion-mnist data spec must be a folder"),
+    ({"kind": "imagefolder", "model": SMALL, "search": "/x", 1: 2, "serach": "/y"}, r"unknown field\(s\) \[1, "),
 ])
 def test_bad_specs(spec: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_splits(spec)
+    if message != "needs 'model'":  # a study's own model stands in for it
+        with pytest.raises(ConfigError, match=message):  # what a study checks before it loads the model
+            check_data(resolve_data_spec(spec, "/"))
+
+
+def test_check_data_wants_the_splits_a_study_uses(tiny_imagefolder: Path) -> None:
+    """A study searches on 'search' and confirms on 'test': a spec without one was a KeyError once the model had
+    loaded (without 'test': after the whole search), until 2026-12-07."""
+    root = str(tiny_imagefolder)
+    check_data({"kind": "imagefolder", "model": SMALL, "search": root}, need=())
+    for spec, missing in (({"search": root}, "'test'"), ({"test": root}, "'search'"), ({"train": root},
+                                                                                   "'search' or 'test'")):
+        with pytest.raises(ConfigError, match=f"has no {missing} split"):
+            check_data({"kind": "imagefolder", "model": SMALL, **spec}, need=("search", "test"))
+    with pytest.raises(DataError, match="-gone does not exist"):
+        check_data({"kind": "imagefolder", "model": SMALL, "search": root, "test": root + "-gone"},
+                   need=("search", "test"))
+    check_data({"kind": "fashion-mnist"}, need=("search", "test"))
 
 
 def test_fashion_spec(make_fashion) -> None:
@@ -766,8 +798,6 @@ def test_resolve_data_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny
     spec's folder's, made absolute; an ImageNet subset's name stays a name (a folder called ``imagenet-1k`` in the
     working directory is not a class list); the automatic class order is written out; resolving twice changes
     nothing (every worker resolves the spec it is given)."""
-    from searcher.data import resolve_data_spec
-
     spec_dir, cwd = tmp_path / "specs", tmp_path / "cwd"
     (spec_dir / "val").mkdir(parents=True)
     (cwd / "train").mkdir(parents=True)

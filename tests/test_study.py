@@ -253,6 +253,28 @@ def test_budget_below_the_cheapest_candidate_is_a_clear_error(tiny_spec: StudySp
     assert not (tmp_path / "run").exists()
 
 
+def test_a_start_that_failed_before_any_trial_does_not_bind_the_study(tiny_spec: StudySpec, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A study whose first run stopped after recording its settings but before queuing a trial (a space the model
+    refused as its baselines were built) resumes under corrected settings: it was refused as "run with another
+    search space" until 2026-12-07, though no trial had run."""
+    from searcher import study as study_module
+
+    def refuse(study: optuna.Study, ctx: Any) -> None:
+        raise ConfigError("this space does not fit the model")
+
+    monkeypatch.setattr(study_module, "_enqueue_baselines", refuse)
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="does not fit"):
+        optimize(tiny_spec, out, progress=False)
+    monkeypatch.undo()
+    fixed = replace(tiny_spec, space={"reducers": ["tome"], "schedule": {"r": {"low": 0, "high": 32}}}, trials=1)
+    res = optimize(fixed, out, progress=False)
+    assert res.study.user_attrs["space"]["reducers"] == ["tome"]
+    with pytest.raises(ConfigError, match="was run with another search space"):  # once a trial ran, it binds
+        optimize(tiny_spec, out, progress=False)
+
+
 def test_a_key_given_twice_in_a_spec_is_an_error(tmp_path: Path) -> None:
     """PyYAML keeps the last of two equal keys: a spec naming two studies ran the second, silently. Merge keys
     (``<<: *anchor``) may still be overridden, and a list as a key is one clear error."""
@@ -267,6 +289,9 @@ def test_a_key_given_twice_in_a_spec_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "list-key.yaml").write_text("? [1, 2]\n: 3\n")
     with pytest.raises(ConfigError, match="a key must be a plain value"):
         StudySpec.from_yaml(tmp_path / "list-key.yaml")
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match=r"must be a mapping of options \(model:, space:, budget:, …\), got an empty"):
+        StudySpec.from_yaml(tmp_path / "empty.yaml")
 
 
 def test_second_optimize_on_a_busy_sqlite_study_is_refused(tiny_spec: StudySpec, tmp_path: Path) -> None:
@@ -297,6 +322,14 @@ def test_second_optimize_on_a_busy_sqlite_study_is_refused(tiny_spec: StudySpec,
         ({"throughput_batch": 0}, "throughput_batch must be at least 1"),  # unchecked until 2026-12-07
         ({"throughput_repeats": "5"}, "'throughput_repeats' must be an integer"),
         ({"chunk": 0}, "chunk must be at least 1"),
+        # accepted until 2026-12-07: an empty checkpoint or storage was ignored, an empty space said " is a
+        # directory", a bare number was taken as img/s (the CLI refuses it), a blank name made a run folder "  "
+        ({"checkpoint": ""}, "'checkpoint' is empty"),
+        ({"storage": " "}, "'storage' is empty"),
+        ({"space": ""}, "'space' is empty"),
+        ({"min_throughput": 1500}, "min_throughput 1500 needs its unit: write '1500img/s'"),
+        ({"name": "  "}, "must be a plain name"),
+        ({"trails": 3, 1: 2}, "unknown key(s) [1, 'trails']"),  # a TypeError from sorting them until 2026-12-07
     ],
 )
 def test_bad_specs_name_the_problem(tiny_spec: StudySpec, change: dict, words: str) -> None:

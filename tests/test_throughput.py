@@ -96,6 +96,23 @@ def test_measure_and_compare_refuse_empty_counts_and_keep_the_model_s_mode() -> 
     T.compare(model, other, batch_size=2, device="cpu", repeats=1, warmup=0)
     assert model.training and not other.training
 
+def test_a_batch_that_does_not_fit_in_memory_says_what_to_lower() -> None:
+    """A study's ``throughput_batch`` too large for the device failed with a RuntimeError traceback after the whole
+    search, when the final Pareto set was timed, until 2026-12-07 (the study keeps its trials: a smaller batch
+    finishes it). Another RuntimeError keeps its traceback."""
+    from searcher.errors import ConfigError
+
+    model = tiny_vit()
+    with pytest.raises(ConfigError, match="a batch of 1000000000000 images does not fit in the memory of cpu.*"
+                       "throughput_batch in a study spec"):
+        T.measure(model, batch_size=10**12, device="cpu")
+    with pytest.raises(ConfigError, match="does not fit in the memory"):
+        T.compare(model, tiny_vit(), batch_size=10**12, device="cpu")
+    with pytest.raises(RuntimeError, match="channels") as e:
+        T.measure(model, batch_size=2, input_shape=(5, 16, 16), device="cpu")
+    assert not isinstance(e.value, ConfigError)
+
+
 def test_cached_measure_times_each_key_once(tmp_path: Path) -> None:
     model = Counting(tiny_vit())
     cand = {"model": "tiny", "schedule": {"version": 1, "layers": [{"op": "none"}]}}

@@ -136,6 +136,22 @@ def _check_counts(batch_size: int, repeats: int, warmup: int) -> None:
             raise ConfigError(f"{name} must be a whole number of at least {least}, got {value!r}")
 
 
+@contextlib.contextmanager
+def _fits(batch_size: int, device: torch.device) -> Iterator[None]:
+    """Running out of memory at a timing batch is a ConfigError that says what to lower (a traceback otherwise,
+    after a whole search when the final Pareto set is timed)."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as e:
+        if not isinstance(e, MemoryError | torch.OutOfMemoryError) and not any(
+                words in str(e) for words in ("out of memory", "can't allocate memory")):
+            raise
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        raise ConfigError(f"a batch of {batch_size} images does not fit in the memory of {device_name(device)}; time "
+                          "a smaller batch (throughput_batch in a study spec, --batch-size of a command)") from e
+
+
 def measure(
     model: nn.Module,
     batch_size: int = 64,
@@ -152,7 +168,7 @@ def measure(
     """
     _check_counts(batch_size, repeats, warmup)
     device = _device(device)
-    with eval_mode(model):
+    with eval_mode(model), _fits(batch_size, device):
         x = _input(model.to(device), batch_size, input_shape, device)
         run = _runner(model, x, device)
         if device.type == "cuda":
@@ -194,7 +210,7 @@ def compare(
     per-pair ratios b/a — robust to a noisy machine whose speed drifts during the measurement."""
     _check_counts(batch_size, repeats, warmup)
     device = _device(device)
-    with eval_mode(a, b):
+    with eval_mode(a, b), _fits(batch_size, device):
         xa = _input(a.to(device), batch_size, input_shape, device)
         run_a, run_b = _runner(a, xa, device), _runner(b.to(device), xa, device)
         for _ in range(warmup):
