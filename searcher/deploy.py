@@ -169,9 +169,15 @@ def validate_config(config: Any, where: str = "config") -> dict[str, Any]:
     for key in ("kwargs", "arch"):
         if model.get(key) is not None and not isinstance(model[key], Mapping):
             raise ConfigError(f"{where}: model.{key} must be a JSON object")
+    for key in ("checkpoint", "weights"):
+        if model.get(key) is not None and not isinstance(model[key], str):
+            raise ConfigError(f"{where}: model.{key} must be a path or URL, got {model[key]!r}")
     for key in ("metrics", "provenance", "check", "arch"):
         if config.get(key) is not None and not isinstance(config[key], Mapping):
             raise ConfigError(f"{where}: {key!r} must be a JSON object or null")
+    data = (config.get("metrics") or {}).get("data")
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: metrics.data must be a JSON object (the data spec), got {data!r}")
     if config.get("reducer") is not None and not isinstance(config["reducer"], str):
         raise ConfigError(f"{where}: 'reducer' must be a string")
     family = _family(model["name"])
@@ -205,11 +211,35 @@ def validate_config(config: Any, where: str = "config") -> dict[str, Any]:
         )
     check = config.get("check")
     if check is not None:
-        check = _fields(where, check, _CHECK_FIELDS, "'check'")
-        logits = check.get("logits")
-        if not isinstance(check.get("input"), Mapping) or not isinstance(logits, list) or not logits:
-            raise ConfigError(f"{where}: 'check' needs 'input' and 'logits' (one row per check image)")
+        _check_block(where, _fields(where, check, _CHECK_FIELDS, "'check'"))
     return config
+
+
+def _check_block(where: str, check: Mapping[str, Any]) -> None:
+    """The ``check`` block's input spec, logits and tolerance are of the shapes and types :func:`record_check`
+    writes (a hand edit was a TypeError or ValueError from torch)."""
+
+    def number(x: Any) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+    def whole(x: Any, least: int) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x >= least
+
+    spec, logits = check.get("input"), check.get("logits")
+    if not isinstance(spec, Mapping) or not isinstance(logits, list) or not logits:
+        raise ConfigError(f"{where}: 'check' needs 'input' and 'logits' (one row per check image)")
+    shape = spec.get("shape")
+    if (spec.get("kind") != "randn" or not whole(spec.get("seed", 0), 0) or not isinstance(shape, list)
+            or len(shape) != 4 or not all(whole(v, 1) for v in shape)):
+        raise ConfigError(f"{where}: check.input must be {{'kind': 'randn', 'seed': S, 'shape': [B, C, H, W]}}, got "
+                          f"{dict(spec)!r}; the config was edited — export it again")
+    if (len(logits) != shape[0] or not all(isinstance(row, list) and row and len(row) == len(logits[0])
+                                           and all(number(v) for v in row) for row in logits)):
+        raise ConfigError(f"{where}: check.logits must be {shape[0]} rows of as many numbers (one row per check "
+                          "image); the config was edited — export it again")
+    atol = check.get("atol", CHECK_ATOL)
+    if not number(atol) or atol < 0:
+        raise ConfigError(f"{where}: check.atol must be a tolerance of at least 0, got {atol!r}")
 
 
 # ------------------------------------------------------------------------------------------- rebuilding
@@ -308,9 +338,9 @@ def verify_check(model: nn.Module, check: Mapping[str, Any], where: str = "confi
     if not torch.allclose(logits, expected, atol=atol, rtol=1e-4):
         raise CheckpointError(
             f"{where}: the model rebuilt from this config does not compute the recorded check logits (largest "
-            f"difference {diff:.3g}, tolerance {atol:g}); the weights or the model differ from the ones it was "
-            "exported with — load it with the weights the study used (--checkpoint FILE), or, in Python, pass "
-            "verify=False to skip the check"
+            f"difference {diff:.3g}, tolerance {atol:g}): its schedule or subnet was edited, or the weights differ "
+            "from the ones it was exported with — export it again, or load it with the weights the study used "
+            "(--checkpoint FILE, for a timm or AutoFormer model), or, in Python, pass verify=False to skip the check"
         )
     return diff
 
@@ -641,7 +671,8 @@ def to_onnx(
 
     The model is :func:`load_config`'s; the export is checked with ``onnx.checker``, then run in onnxruntime
     (CPU) against PyTorch on the first ``images`` images of the config's data ``split`` (:func:`config_data`);
-    the file is written (atomically) only when all this succeeded. Returns a summary: file, size, export
+    the file is written (atomically) only when all this succeeded (a top-1 disagreement on some images, as near-ties
+    can give, is a warning of :func:`onnx_text`). Returns a summary: file, size, export
     seconds, the comparison and onnxruntime's throughput (at the static batch, or ``throughput_batch``,
     default 64, for a dynamic one).
     """
@@ -658,6 +689,14 @@ def to_onnx(
     else:
         where, cfg = str(config), read_config(config)
     _check_writable(out)
+    inputs = {"the config": None if isinstance(config, Mapping) else config,
+              "the weights": weights or cfg["model"].get("checkpoint")}
+    for what, path in inputs.items():
+        same = False
+        with contextlib.suppress(OSError):  # no such file (a URL, a name): not this one
+            same = path is not None and out.exists() and os.path.samefile(out, path)
+        if same:
+            raise ConfigError(f"{out} is {what} it exports; write the ONNX file to another path")
     data = load_split(config_data(cfg, data_dir, split), split)
     model, source = _load(cfg, where, weights, verify=True)
     source.check_data(data, "give the data the model was searched on")

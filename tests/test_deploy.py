@@ -122,6 +122,17 @@ BAD = {
     # the label of a RAPID schedule edited into ToMe: unchecked until 2026-12-08 (a label of one's own is not checked)
     "reducer relabelled": (lambda c: c.update(reducer="tome"),
                            "'reducer' is 'tome' but the schedule uses ['rapid-merge', 'rapid-prune']"),
+    # each a TypeError or ValueError traceback (from torch, pathlib or dict) until 2026-12-07
+    "ragged logits": (lambda c: c["check"]["logits"][1].pop(), "check.logits must be 2 rows of as many numbers"),
+    "text logits": (lambda c: c["check"]["logits"][0].__setitem__(0, "a"), "check.logits must be 2 rows"),
+    "logits of 1 image": (lambda c: c["check"]["logits"].pop(), "check.logits must be 2 rows"),
+    "shape 5": (lambda c: c["check"]["input"].update(shape=5), "check.input must be {'kind': 'randn'"),
+    "shape of text": (lambda c: c["check"]["input"].update(shape=["a", 1, 32, 32]), "check.input must be"),
+    "seed of text": (lambda c: c["check"]["input"].update(seed="x"), "check.input must be"),
+    "atol of text": (lambda c: c["check"].update(atol="x"), "check.atol must be a tolerance of at least 0, got 'x'"),
+    "negative atol": (lambda c: c["check"].update(atol=-1), "check.atol must be a tolerance of at least 0, got -1"),
+    "data of text": (lambda c: c["metrics"].update(data="fashion-mnist"), "metrics.data must be a JSON object"),
+    "checkpoint 5": (lambda c: c["model"].update(checkpoint=5), "model.checkpoint must be a path or URL, got 5"),
 }
 
 

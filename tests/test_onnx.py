@@ -203,6 +203,31 @@ def test_cli_unwritable_out_exits_2_before_exporting(
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 
+def test_out_may_not_be_the_config_or_the_weights_it_exports(
+    vit_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``searcher onnx c.json c.json`` replaced the config with the ONNX file, and ``--checkpoint w.pth`` with OUT
+    ``w.pth`` the weights (every later load then failed its sha256), exit 0, until 2026-12-07."""
+    import shutil
+
+    import searcher.deploy
+
+    monkeypatch.setattr(searcher.deploy, "onnx_bytes", lambda *a, **k: pytest.fail("exported anyway"))
+    config = shutil.copy(vit_config, tmp_path / "c.json")
+    before = Path(config).read_bytes()
+    assert main(["onnx", str(config), str(tmp_path / "." / "c.json")]) == 2
+    err = capsys.readouterr().err
+    assert "c.json is the config it exports; write the ONNX file to another path" in err and err.count("\n") == 1
+    assert Path(config).read_bytes() == before
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"weights")
+    cfg = json.loads(before)
+    cfg["model"]["checkpoint"] = str(weights)
+    with pytest.raises(ConfigError, match="w.pth is the weights it exports"):
+        searcher.deploy.to_onnx(cfg, weights)
+    assert weights.read_bytes() == b"weights"
+
+
 def test_without_the_onnx_extra_the_cli_says_what_to_install(
     vit_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
