@@ -26,6 +26,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .errors import ConfigError, StorageError
+from .units import parse_rate
 
 __all__ = [
     "Point",
@@ -58,6 +59,7 @@ KINDS = {
     "baseline": ("diamond", 13),
     "stopped early": ("circle-open", 8),
     "over budget": ("x-thin-open", 8),
+    "infeasible": ("circle-x-open", 10),  # evaluated, but below the throughput floor (or a recipe over the budget)
 }
 # The figures of the page, in order: (div id, title, caption).
 SECTIONS = (
@@ -66,7 +68,9 @@ SECTIONS = (
         "Pareto front: top-1 against GFLOPs",
         "Every finished trial is one point, coloured by reducer. Diamonds are the published recipes (constant r "
         "at the budget); open circles were stopped early (top-1 on the images seen so far); crosses were over "
-        "the FLOPs budget and never evaluated (drawn at the bottom). Outlined points form the Pareto front. "
+        "the FLOPs budget and never evaluated (drawn at the bottom); crossed circles were evaluated but are not "
+        "feasible (below the throughput floor, or a published recipe over the budget). Outlined points form the "
+        "Pareto front. "
         "Hover a point for its schedule.",
     ),
     ("tokens", "Tokens per block of each Pareto config", "Tokens entering each block, and the tokens left at the end."),
@@ -173,8 +177,8 @@ def _kind(t: FrozenTrial) -> str | None:
         return "stopped early" if "top1_partial" in ua else None
     if t.state != TrialState.COMPLETE:
         return None
-    if not ua.get("feasible") and "top1" not in ua:
-        return "over budget"
+    if not ua.get("feasible"):
+        return "infeasible" if "top1" in ua else "over budget"
     return "baseline" if ua.get("baseline") else "searched"
 
 
@@ -183,13 +187,13 @@ def _hover(p: Point, full: float | None, t: FrozenTrial) -> str:
     head = f"<b>trial {p.trial}</b> · {p.reducer}" + (f" · {html.escape(p.baseline)}" if p.baseline else "")
     lines = [head]
     if p.kind == "over budget":
-        lines.append(f"over the FLOPs budget: not evaluated ({html.escape(str(ua.get('infeasible', '')))})")
+        lines.append("over the FLOPs budget: not evaluated")
     elif p.kind == "stopped early":
         lines.append(f"stopped early: top-1 {p.top1:.2f} % after {ua.get('images_evaluated', '?')} images")
     else:
         test = f" · test {p.test_top1:.2f} %" if p.test_top1 is not None else ""
-        infeasible = "" if ua.get("feasible") else " · infeasible"
-        lines.append(f"search top-1 {p.top1:.2f} %{test}{infeasible}")
+        why = html.escape(str(ua.get("infeasible") or "infeasible"))
+        lines.append(f"search top-1 {p.top1:.2f} %{test}" + ("" if ua.get("feasible") else f" · {why}"))
     share = f" ({100 * p.gflops / full:.1f} % of full)" if full else ""
     speed = f" · {p.img_s:.4g} img/s" if p.img_s else (" · not timed (dominated)" if ua.get("not_timed") else "")
     lines.append(f"{p.gflops:.4g} GFLOPs{share}{speed}")
@@ -320,9 +324,16 @@ def report_data(study: optuna.Study) -> ReportData:
     unplotted: dict[str, int] = {}
     for t in trials:
         if t.number not in plotted:
-            unplotted[t.state.name.lower()] = unplotted.get(t.state.name.lower(), 0) + 1
+            why = "repeated" if "duplicate_of" in t.user_attrs else t.state.name.lower()
+            unplotted[why] = unplotted.get(why, 0) + 1
     if unplotted:
         notes.append("not plotted: " + ", ".join(f"{n} {s}" for s, n in unplotted.items()) + " trial(s)")
+    evaluated = [t for t in trials if t.state == TrialState.COMPLETE and "top1" in t.user_attrs]
+    if evaluated and not feasible:
+        reasons = sorted({str(t.user_attrs.get("infeasible") or "infeasible").split(" (")[0] for t in evaluated})
+        notes.append(f"no feasible trial: each of the {len(evaluated)} evaluated candidates is "
+                     + "; or ".join(reasons) + " — the Pareto table is empty (lower the throughput floor, or raise "
+                     "the budget)")
     if "throughput" in objectives:
         notes.append("throughput is an objective: outlined points are not dominated in top-1, GFLOPs and img/s "
                      "together, so some of them look dominated on the Pareto plot; the throughput plot shows the rest")
@@ -465,12 +476,15 @@ def figures(data: ReportData) -> dict[str, Any]:
     fig = go.Figure()
     timed = [p for p in data.points if p.img_s and p.measured and p.kind != "stopped early"]
     for r in reducers:
-        for kind in ("searched", "baseline"):
+        for kind in ("searched", "baseline", "infeasible"):
             pts = [p for p in timed if p.reducer == r and p.kind == kind]
             if not pts:
                 continue
             widths = [2.0 if p.pareto else 0.0 for p in pts]
             fig.add_trace(_markers([p.img_s for p in pts], pts, r, kind, colour[r], widths))
+    if data.min_throughput and timed:
+        fig.add_vline(x=parse_rate(data.min_throughput), line=dict(color="grey", dash="dash"),
+                      annotation_text="throughput floor")
     if timed:
         figs["throughput"] = _layout(fig, f"throughput (img/s) — {data.throughput_setup}", "search top-1 (%)")
     else:

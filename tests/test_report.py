@@ -21,6 +21,7 @@ from optuna.trial import TrialState, create_trial
 
 from searcher.errors import ConfigError, StorageError
 from searcher.report import (
+    figures,
     hypervolume,
     render_html,
     report_command,
@@ -187,7 +188,7 @@ def test_report_data_has_one_point_per_finished_trial(study: optuna.Study) -> No
     study.set_user_attr("search_images", 1000)
     assert report_data(study).early_stop["images_saved_by_early_stop"] == 2 * 750
     json.dumps(data.to_dict())  # plain data
-    assert "throughput floor" not in render_html(data)
+    assert " · throughput floor" not in render_html(data)
     study.set_user_attr("spec", {**study.user_attrs.get("spec", {}), "min_throughput": "1500img/s"})
     assert " · throughput floor 1500img/s" in render_html(report_data(study))  # the header names the constraint
 
@@ -200,6 +201,36 @@ def test_running_and_failed_trials_are_counted_not_plotted(study: optuna.Study) 
     assert len(data.points) == len(study.trials) - 2
     assert data.states == {"COMPLETE": 13, "PRUNED": 2, "RUNNING": 1, "FAIL": 1}
     assert any("1 running" in n and "1 fail" in n for n in data.notes)
+
+
+def test_infeasible_evaluated_trials_are_drawn_as_such_and_an_empty_front_is_explained(tmp_path: Path) -> None:
+    """Candidates evaluated but below the throughput floor were drawn as ordinary points, an empty Pareto table
+    came without a word, and repeats were counted as "pruned", until 2026-12-07."""
+    study = optuna.create_study(study_name="floor", storage=f"sqlite:///{tmp_path / 'study.db'}",
+                                directions=["maximize", "minimize"])
+    study.set_user_attr("spec", {"name": "floor", "model": "fashion-vit", "objectives": ["top1", "gflops"],
+                                 "min_throughput": "5000img/s"})
+    study.set_user_attr("budget_gflops", BUDGET)
+    study.set_user_attr("full_gflops", FULL)
+    slow = []
+    for i, (red, rs, acc, img_s) in enumerate([("tome", [14] * 4, 80.0, 900.0), ("rapid", [20, 16, 10, 4], 81.0,
+                                                                                  1200.0)]):
+        t = _trial(red, rs, acc, img_s=img_s, baseline="tome constant r" if i == 0 else "", seed=0.3 + 0.2 * i)
+        t.user_attrs.update(feasible=False, infeasible=f"below the throughput floor ({img_s:.4g} img/s)")
+        slow.append(t)
+    repeat = _trial("rapid", [20, 16, 10, 4], None, state=TrialState.PRUNED, seed=0.7)
+    repeat.user_attrs["duplicate_of"] = 1
+    study.add_trials([*slow, repeat])
+    data = report_data(study)
+    assert [p.kind for p in data.points] == ["infeasible", "infeasible"] and data.front == []
+    assert all("below the throughput floor" in p.hover for p in data.points)
+    assert "not plotted: 1 repeated trial(s)" in data.notes
+    assert ("no feasible trial: each of the 2 evaluated candidates is below the throughput floor — the Pareto table "
+            "is empty (lower the throughput floor, or raise the budget)") in data.notes
+    figs = figures(data)
+    assert any(tr.marker.symbol == "circle-x-open" for tr in figs["pareto"].data)
+    assert any(sh.x0 == 5000.0 for sh in figs["throughput"].layout.shapes)  # the floor, on the throughput plot
+    assert "crossed circles were evaluated but are not feasible" in render_html(data)
 
 
 def test_empty_study_is_a_clear_error(tmp_path: Path) -> None:
