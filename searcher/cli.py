@@ -360,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     o.add_argument("--budget", help="FLOPs budget per image: 3.3GFLOPs, 850MFLOPs or 60%% of the unreduced model")
     o.add_argument("--min-throughput", help="throughput floor, e.g. 1500img/s (a constraint)")
-    o.add_argument("--objectives", help="comma-separated: top1,gflops[,throughput]")
+    o.add_argument("--objectives", help="comma-separated from top1 (required), gflops, throughput; default: "
+                   "the spec's (top1,gflops)")
     o.add_argument(
         "--trials", type=int, help="candidates to evaluate (resumes up to this; repeated draws do not count)"
     )

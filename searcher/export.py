@@ -84,7 +84,7 @@ def find_storage(out: str | Path | None = None, storage: str | None = None) -> s
                 f"storage {storage} does not exist ({path} is not a file); check --storage, or run "
                 "'searcher optimize' first"
             )
-        return storage
+        return _not_empty(storage)
     if out is None:
         raise ConfigError("no study given: pass --out DIR (a run directory) or --study NAME --storage URL")
     out = Path(out)
@@ -93,13 +93,23 @@ def find_storage(out: str | Path | None = None, storage: str | None = None) -> s
         ("study.db", f"sqlite:///{out / 'study.db'}"),
     ):
         if (out / name).is_file():
-            return url
+            return _not_empty(url)
     where = ("the directory does not exist" if not out.exists() else "it is a file, not a run directory"
              if not out.is_dir() else "the directory holds neither study.db nor study.journal")
     raise StorageError(
         f"no study in {out}: {where}; run 'searcher optimize --study SPEC --out {out}' first, "
         "or pass --storage URL"
     )
+
+
+def _not_empty(url: str) -> str:
+    """``url``, unless it is an empty SQLite file: opening it writes Optuna's tables into it (a reader changed the
+    file), and then it holds no study to name."""
+    path = _file_of(url)
+    if url.startswith("sqlite") and path is not None and path.is_file() and path.stat().st_size == 0:
+        raise StorageError(f"{path} is empty, no study database (a copy cut short?); run 'searcher optimize' to "
+                           "start the study, or restore the file")
+    return url
 
 
 def study_target(
@@ -173,7 +183,7 @@ def _command() -> str:
 def config_of(
     study: optuna.Study, trial: FrozenTrial, check: dict[str, Any] | None = None, command: str | None = None
 ) -> dict[str, Any]:
-    """The exported config of one trial (DESIGN.md "Exported config"); ``check`` from :func:`_check_of`."""
+    """The exported config of one trial (README, "Deploy"); ``check`` from :func:`_check_of`."""
     from .study import _redact, test_result, throughput_of
 
     cand = trial.user_attrs["candidate"]
@@ -294,7 +304,7 @@ def trials_frame(study: optuna.Study, trials: list[FrozenTrial] | None = None) -
                 "duplicate_of": ua.get("duplicate_of"),  # a repeated draw: this trial's result is that one's
                 "reducer": cand.get("reducer", t.params.get("reducer")),
                 "baseline": ua.get("baseline", ""),
-                "feasible": bool(ua.get("feasible")),
+                "feasible": ua.get("feasible"),  # blank for trials not judged (waiting, running, failed, repeats)
                 "search_top1": ua.get("top1"),
                 "search_top5": ua.get("top5"),
                 "test_top1": test.get("top1"),
@@ -319,6 +329,8 @@ def trials_frame(study: optuna.Study, trials: list[FrozenTrial] | None = None) -
     for column in ("duplicate_of", "batch_size", "images_evaluated"):  # integers, blank where missing (not 12.0)
         if column in frame:
             frame[column] = frame[column].astype("Int64")
+    if "feasible" in frame:
+        frame["feasible"] = frame["feasible"].astype("boolean")
     return frame
 
 
@@ -331,7 +343,11 @@ def pareto_table(rows: Sequence[Mapping[str, Any]]) -> str:
     cols = [
         c for c in ("trial", "reducer", "baseline", "tokens", "search_top1", "test_top1", "gflops", "img_s") if c in df
     ]
-    return df[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    df = df[cols].copy()
+    for c in cols:
+        if df[c].isna().all():  # a column of None alone is printed "None" whatever na_rep says
+            df[c] = "–"
+    return df.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="–")
 
 
 # ------------------------------------------------------------------------------------------------------ export
@@ -345,6 +361,7 @@ class ExportResult:
     pareto: list[dict[str, Any]]  # one row per Pareto-optimal trial, with its config file name
     states: dict[str, int]  # trials per state (COMPLETE, PRUNED, RUNNING, FAIL, WAITING)
     warnings: list[str] = field(default_factory=list)
+    abandoned: bool = False  # its running trials belong to no live optimize (an SQLite study, its run stopped)
 
     @property
     def running(self) -> int:
@@ -357,6 +374,7 @@ class ExportResult:
             "trials": sum(self.states.values()),
             "states": self.states,
             "running": self.running,
+            "abandoned": self.abandoned,
             "pareto": self.pareto,
             "files": [str(f) for f in self.files],
             "warnings": self.warnings,
@@ -476,13 +494,15 @@ def _swap_in(out: Path, new: Mapping[str, Path], tag: str) -> None:
 
 
 def export_study(
-    study: optuna.Study, out: str | Path, *, command: str | None = None, check: bool = True
+    study: optuna.Study, out: str | Path, *, command: str | None = None, check: bool = True,
+    abandoned: bool = False,
 ) -> ExportResult:
     """Write ``configs/*.json`` for the Pareto set, ``trials.csv`` and ``pareto.csv`` under ``out``.
 
     Raises :class:`~searcher.errors.StorageError` for a study without a completed trial, and
     :class:`~searcher.errors.ConfigError` when ``out`` cannot be written; nothing is written then. ``check``:
-    record each config's logits on the check input (rebuilds each model once)."""
+    record each config's logits on the check input (rebuilds each model once). ``abandoned``: no process runs the
+    study's RUNNING trials (an SQLite study whose optimize stopped), so they will not finish by themselves."""
     from .study import pareto_trials, test_result, throughput_of
 
     out = Path(out)
@@ -498,8 +518,11 @@ def export_study(
         warnings: list[str] = []
         if states.get("RUNNING"):
             warnings.append(
-                f"{states['RUNNING']} trial(s) of study {study.study_name!r} are still running; exported the "
-                f"{states.get('COMPLETE', 0)} completed ones — export again when they finish"
+                f"{states['RUNNING']} trial(s) of study {study.study_name!r} "
+                + (f"were left running by an optimize that stopped; exported the {states.get('COMPLETE', 0)} "
+                   "completed ones — the same 'searcher optimize' command fails and retries them" if abandoned else
+                   f"are still running; exported the {states.get('COMPLETE', 0)} completed ones — export again "
+                   "when they finish")
             )
         pareto = pareto_trials(study, trials)  # one snapshot for every table: workers may be adding trials
         checker = _Checker(study)
@@ -559,7 +582,7 @@ def export_study(
         for t, cfg, name in zip(pareto, configs, names, strict=True)
     ]
     files = [out / "configs" / n for n in names] + [out / n for n in texts]
-    return ExportResult(study.study_name, out, files, rows, states, warnings)
+    return ExportResult(study.study_name, out, files, rows, states, warnings, abandoned and bool(states.get("RUNNING")))
 
 
 def export_run(study: optuna.Study, out: str | Path) -> list[Path]:
@@ -573,8 +596,11 @@ def export_command(
     """``searcher export``: find the study (``--out DIR``, or ``--study NAME --storage URL``), export it to
     ``out`` (default ``runs/<study>``) and return a summary (``--json``; :func:`export_text` prints it)."""
     study_name, out, storage = study_target(study_name, out, storage)
+    from .study import sqlite_optimizing
+
     study = open_study(study_name, out, storage)
-    result = export_study(study, run_dir(study.study_name, out), command=command)
+    abandoned = sqlite_optimizing(find_storage(out, storage)) is False
+    result = export_study(study, run_dir(study.study_name, out), command=command, abandoned=abandoned)
     return result.to_dict()
 
 
@@ -582,7 +608,10 @@ def export_text(result: Mapping[str, Any]) -> str:
     """The human-readable form of :func:`export_command`'s summary."""
     states = ", ".join(f"{n} {s.lower()}" for s, n in result["states"].items())
     lines = [f"study {result['study']}: {result['trials']} trials ({states})"]
-    if result["running"]:
+    if result["running"] and result.get("abandoned"):
+        lines.append(f"note: {result['running']} trial(s) left running by an optimize that stopped; the same "
+                     "'searcher optimize' command retries them")
+    elif result["running"]:
         lines.append(f"note: {result['running']} trial(s) still running; export again when they finish")
     lines += ["", "Pareto set:", pareto_table(result["pareto"]), "", f"written to {result['out']}/:"]
     lines += [f"  {Path(f).relative_to(result['out'])}" for f in result["files"]]

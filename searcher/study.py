@@ -304,6 +304,14 @@ def open_storage(url: str, write_ahead: bool = False) -> optuna.storages.BaseSto
                     raise ConfigError("a PostgreSQL storage needs a driver: pip install 'searcher[postgres]' "
                                       "(psycopg)") from None
         engine_kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite") and write_ahead:  # optimize writes: a read-only file failed at its first write
+            from .export import _file_of
+
+            db = _file_of(url)
+            for f in (db, Path(f"{db}-wal"), Path(f"{db}-shm")) if db is not None else ():
+                if f.is_file() and not os.access(f, os.W_OK):
+                    raise StorageError(f"cannot write {f}: the file is read-only; make it writable (chmod u+w "
+                                       f"{f}), or run the study from a copy of the database")
         if url.startswith("sqlite"):
             engine_kwargs = {"connect_args": {"timeout": 60}}
         else:
@@ -337,7 +345,7 @@ def open_storage(url: str, write_ahead: bool = False) -> optuna.storages.BaseSto
             raise StorageError(
                 f"cannot open {db}: its folder is read-only, and SQLite needs to write beside the file (a study "
                 f"written by optimize is in write-ahead-log mode: {db.name}-shm); copy {db.name} to a writable "
-                "folder and pass --storage sqlite:///COPY"
+                "folder and pass --storage sqlite:///COPY (sqlite:////tmp/study.db for an absolute path)"
             ) from e
         raise StorageError(
             f"cannot open storage {_redact(url)}: {str(e).splitlines()[0]}; check the URL, that the "
@@ -625,6 +633,25 @@ def _sqlite_lock(url: str, out: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def sqlite_optimizing(url: str) -> bool | None:
+    """Whether an ``optimize`` holds the SQLite study at ``url`` now (:func:`_sqlite_lock`); None for other storages,
+    which any number of processes on any machine may share."""
+    from .export import _file_of
+
+    db = _file_of(url) if url.startswith("sqlite") else None
+    if db is None:
+        return None
+    try:
+        with open(db.parent / ".optimize.lock", "rb") as f:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(f, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return False
 
 
 def load_study(name: str | None, storage_url: str) -> optuna.Study:

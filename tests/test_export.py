@@ -148,6 +148,29 @@ def test_trials_csv_gives_a_trial_stopped_early_its_partial_top1() -> None:
     assert frame["top1_partial"].isna().tolist() == [True, False] and frame["top1_partial"][1] == 61.5
     assert frame["search_top1"].isna().tolist() == [False, True]
 
+
+def test_feasible_is_blank_where_no_verdict_was_reached_and_tables_print_missing_as_a_dash() -> None:
+    """A repeat, a failed or a waiting trial was ``feasible=False`` in trials.csv (unlike optimize's count), and the
+    export's table printed None and NaN for a test top-1 or img/s not measured yet, until 2026-12-07."""
+    from searcher.export import pareto_table, trials_frame
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    dist = {"r": optuna.distributions.IntDistribution(0, 8)}
+    ok = {"top1": 80.0, "gflops": 0.5, "feasible": True}
+    study.add_trial(optuna.trial.create_trial(params={"r": 3}, distributions=dist, values=[80.0, 0.5], user_attrs=ok))
+    study.add_trial(optuna.trial.create_trial(params={"r": 0}, distributions=dist, values=[0.0, 0.9],
+                                              user_attrs={"gflops": 0.9, "feasible": False}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params={"r": 3}, distributions=dist,
+                                              user_attrs={"duplicate_of": 0, "gflops": 0.5}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={"r": 5}, distributions=dist))
+    study.enqueue_trial({"r": 1})
+    assert trials_frame(study)["feasible"].tolist() == [True, False, pd.NA, pd.NA, pd.NA]
+    rows = [{"trial": 0, "reducer": "tome", "tokens": [65, 30], "search_top1": 80.0, "test_top1": None, "gflops": 0.5,
+             "img_s": None}, {"trial": 4, "reducer": "rapid", "tokens": [65, 20], "search_top1": 81.0,
+                              "test_top1": 80.5, "gflops": 0.6, "img_s": None}]
+    table = pareto_table(rows)
+    assert "None" not in table and "NaN" not in table and table.count("–") == 3
+
 def test_config_rebuilds_the_recorded_logits_and_gflops(run_dir: Path, exported: dict) -> None:
     """The export side of the round trip: the config alone (model source + schedule) rebuilds a model whose
     analytic GFLOPs (``searcher.cost.flops``) and logits on the check input are the recorded ones."""
@@ -250,6 +273,9 @@ def test_broken_inputs_are_clear_errors_and_write_nothing(tmp_path: Path, run_di
     db = f"sqlite:///{run_dir / 'study.db'}"
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not an SQLite database" * 100)
+    (tmp_path / "zero").mkdir()
+    zero = tmp_path / "zero" / "study.db"
+    zero.write_bytes(b"")
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     cases = [
@@ -260,6 +286,9 @@ def test_broken_inputs_are_clear_errors_and_write_nothing(tmp_path: Path, run_di
         ((None, out, f"sqlite:///{tmp_path / 'missing.db'}"), StorageError, "does not exist"),
         ((None, out, f"journal:{tmp_path / 'missing.journal'}"), StorageError, "does not exist"),
         ((None, out, f"sqlite:///{garbage}"), StorageError, "cannot open storage"),
+        # Optuna's tables were written into an empty file, then "it holds 0 studies", until 2026-12-07
+        ((None, out, f"sqlite:///{zero}"), StorageError, "study.db is empty, no study database"),
+        ((None, zero.parent, None), StorageError, "study.db is empty, no study database"),
         ((None, out, "bogus://host/db"), ConfigError, "unsupported storage URL"),
         ((None, blocker / "out", db), ConfigError, "cannot write to .*a-file/out"),
         ((None, blocker, None), StorageError, "no study in .*a-file: it is a file, not a run directory"),
@@ -270,7 +299,7 @@ def test_broken_inputs_are_clear_errors_and_write_nothing(tmp_path: Path, run_di
             export_command(*args)
     assert not out.exists() and not (tmp_path / "no-run").exists()
     assert not (tmp_path / "missing.db").exists() and not (tmp_path / "missing.journal").exists()
-    assert garbage.read_bytes() == b"this is not an SQLite database" * 100
+    assert garbage.read_bytes() == b"this is not an SQLite database" * 100 and zero.read_bytes() == b""
     assert blocker.read_text() == ""
 
 
@@ -327,10 +356,20 @@ def test_a_study_still_running_is_exported_with_a_note(run_dir: Path, exported: 
     optuna.copy_study(from_study_name="tiny", from_storage=f"sqlite:///{run_dir / 'study.db'}", to_storage=url)
     copy = optuna.load_study(study_name="tiny", storage=url)
     copy.ask()  # a trial in flight
-    result = export_command("tiny", tmp_path / "out", url)
-    assert result["running"] == 1
+    import fcntl
+
+    with open(tmp_path / ".optimize.lock", "a+") as lock:  # as the optimize running it holds its study
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = export_command("tiny", tmp_path / "out", url)
+    assert result["running"] == 1 and not result["abandoned"]
     assert any("1 trial(s) of study 'tiny' are still running" in w for w in result["warnings"])
     assert "1 trial(s) still running" in export_text(result)
+    # the optimize was killed: "still running; export again when they finish" (they never would), until 2026-12-07
+    result = export_command("tiny", tmp_path / "out", url)
+    assert result["running"] == 1 and result["abandoned"]
+    assert any("1 trial(s) of study 'tiny' were left running by an optimize that stopped" in w and "retries them" in w
+               for w in result["warnings"])
+    assert "1 trial(s) left running by an optimize that stopped" in export_text(result)
 
 
 def test_study_may_be_named_by_its_spec_file(tmp_path: Path) -> None:
@@ -347,7 +386,7 @@ def test_study_may_be_named_by_its_spec_file(tmp_path: Path) -> None:
 
 
 def test_find_storage_prefers_the_run_directory_files(tmp_path: Path) -> None:
-    (tmp_path / "study.db").write_bytes(b"")
+    (tmp_path / "study.db").write_bytes(b"SQLite format 3\0")
     assert find_storage(tmp_path) == f"sqlite:///{tmp_path / 'study.db'}"
     (tmp_path / "study.journal").write_bytes(b"")
     assert find_storage(tmp_path) == f"journal:{tmp_path / 'study.journal'}"

@@ -305,6 +305,23 @@ def test_second_optimize_on_a_busy_sqlite_study_is_refused(tiny_spec: StudySpec,
             optimize(tiny_spec, out, progress=False)
 
 
+def test_a_read_only_study_file_is_refused_in_one_line(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only study.db (or its -shm) failed at the first write with Optuna's "invalid data in the commit"
+    traceback, until 2026-12-07 (root ignores file modes: the test stands in for os.access)."""
+    from searcher import study as study_module
+
+    out = tmp_path / "run"
+    out.mkdir()
+    optuna.create_study(study_name="other", storage=f"sqlite:///{out / 'study.db'}")
+    (out / "study.db-shm").write_bytes(b"")
+    for name in ("study.db", "study.db-shm"):
+        monkeypatch.setattr(study_module.os, "access", lambda path, mode, name=name: not str(path).endswith(name))
+        with pytest.raises(StorageError, match=f"cannot write .*{name}: the file is read-only; make it writable"):
+            study_module.open_storage(f"sqlite:///{out / 'study.db'}", write_ahead=True)
+    study_module.open_storage(f"sqlite:///{out / 'study.db'}")  # export, report and the dashboard only read
+
+
 @pytest.mark.parametrize(
     "change, words",
     [
