@@ -384,8 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("dashboard", "open a study in optuna-dashboard"),
     ):
         c = command(name, help=text)
-        c.add_argument("--out", help="the run directory: it holds study.db or study.journal, and the files are "
-                       "written there (default runs/STUDY)")
+        c.add_argument("--out", help="the run directory, which holds study.db or study.journal (default runs/STUDY)"
+                       + ("; the files are written there" if name != "dashboard" else ""))
         c.add_argument("--study", help="study name (runs/NAME) or spec YAML")
         c.add_argument("--storage", help="storage URL, when the study is not under --out")
         if name == "report":

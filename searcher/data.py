@@ -801,16 +801,17 @@ def _imagefolder_parts(spec: dict) -> dict[str, dict]:
     """The splits an ImageFolder spec defines, each ``{"root": Path, …}``, with every option's type checked (a
     wrong one is a ConfigError naming it, not a TypeError deep in the loading)."""
 
-    def count(value: Any, what: str, low: int = 1) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-            least = "a positive integer" if low else "a non-negative integer"
+    def count(value: Any, what: str, low: int | None = 1) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or low is not None and value < low):
+            least = "a positive integer" if low == 1 else "a non-negative integer" if low == 0 else "an integer"
             raise ConfigError(f"{what} of the imagefolder data spec must be {least}, got {value!r}")
 
     if spec.get("model") is not None and not isinstance(spec["model"], str | dict):
         raise ConfigError(f"'model' of the imagefolder data spec must be a timm model name or a data-config "
                           f"mapping, got {spec['model']!r}")
-    count(spec.get("seed"), "'seed'", low=0)
-    count(spec.get("workers"), "'workers' (decoding threads)")
+    count(spec.get("seed"), "'seed'", low=None)
+    count(spec.get("workers"), "'workers' (decoding threads; 0: every usable core)", low=0)
     classes = spec.get("classes")
     if classes is not None and not (isinstance(classes, str | Path) or isinstance(classes, list | tuple) and all(
             isinstance(c, str | int) and not isinstance(c, bool) for c in classes)):
@@ -833,7 +834,7 @@ def _imagefolder_parts(spec: dict) -> dict[str, dict]:
             raise ConfigError(f"the imagefolder {name!r} split needs 'root': the folder with one subfolder "
                               f"per class, got {part.get('root')!r}")
         count(part.get("per_class"), f"'per_class' of the {name!r} split")
-        count(part.get("seed"), f"'seed' of the {name!r} split", low=0)
+        count(part.get("seed"), f"'seed' of the {name!r} split", low=None)
         files = part.get("files")
         if files is not None and not (isinstance(files, str | Path) or isinstance(files, list | tuple)
                                       and all(isinstance(f, str) for f in files)):

@@ -304,7 +304,9 @@ def trials_frame(study: optuna.Study, trials: list[FrozenTrial] | None = None) -
                 "duplicate_of": ua.get("duplicate_of"),  # a repeated draw: this trial's result is that one's
                 "reducer": cand.get("reducer", t.params.get("reducer")),
                 "baseline": ua.get("baseline", ""),
-                "feasible": ua.get("feasible"),  # blank for trials not judged (waiting, running, failed, repeats)
+                # blank where no verdict stands: waiting, running, failed, repeated (the objective sets it early)
+                "feasible": ua.get("feasible") if t.state == TrialState.COMPLETE and "duplicate_of" not in ua
+                or t.state == TrialState.PRUNED and "top1_partial" in ua else None,
                 "search_top1": ua.get("top1"),
                 "search_top5": ua.get("top5"),
                 "test_top1": test.get("top1"),

@@ -331,9 +331,11 @@ def report_data(study: optuna.Study) -> ReportData:
     evaluated = [t for t in trials if t.state == TrialState.COMPLETE and "top1" in t.user_attrs]
     if evaluated and not feasible:
         reasons = sorted({str(t.user_attrs.get("infeasible") or "infeasible").split(" (")[0] for t in evaluated})
+        fixes = (["lower the throughput floor"] if any("throughput" in r for r in reasons) else []) + (
+            ["raise the budget"] if any("budget" in r for r in reasons) else [])
         notes.append(f"no feasible trial: each of the {len(evaluated)} evaluated candidates is "
-                     + "; or ".join(reasons) + " — the Pareto table is empty (lower the throughput floor, or raise "
-                     "the budget)")
+                     + "; or ".join(reasons) + " — the Pareto table is empty"
+                     + (f" ({', or '.join(fixes)})" if fixes else ""))
     if "throughput" in objectives:
         notes.append("throughput is an objective: outlined points are not dominated in top-1, GFLOPs and img/s "
                      "together, so some of them look dominated on the Pareto plot; the throughput plot shows the rest")

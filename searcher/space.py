@@ -163,7 +163,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         change a spec's numbers (YAML 1.2 reads ``010`` as 10 and ``1:30`` as text)."""
         value = super().construct_yaml_int(node)
         text = str(node.value).replace("_", "").lstrip("+-")
-        if ":" in text or len(text) > 1 and text[0] == "0" and text[1].isdigit():
+        if ":" in text or text[:1] == "0" and text.isdigit() and int(text, 8) != int(text, 10):
             raise _YAML11Number(
                 None, None, f"{node.value!r} reads as {value} in YAML 1.1 ({'base 60' if ':' in text else 'octal'}); "
                 "write the number without a leading zero or colon, or quote it if it is text", node.start_mark)
@@ -545,6 +545,7 @@ class SearchSpace:
     prop_attn: tuple[bool, ...] | None = None
     positions: str = "anchored"  # relative-position models: where merged tokens sit (Schedule)
     name: str = ""
+    r_given: bool = field(default=True, compare=False)  # schedule.r written in the space (not the default)
 
     # -- parsing -------------------------------------------------------------------------------------------
     @classmethod
@@ -577,9 +578,8 @@ class SearchSpace:
         target = Range.parse("schedule.target", sched.get("target", {"low": 0.6, "high": 1.0}))
         if not 0 < target.low <= target.high <= 1:
             raise ConfigError(f"schedule.target is a share of the budget in (0, 1], got {target.to_dict()}")
-        arch_d = d.get("architecture")
-        arch_target = ("none" in reducers and isinstance(arch_d, Mapping)  # subnets drawn unreduced: at target × budget
-                       and arch_d.get("parametrisation", "budget") == "budget")
+        arch_d = d.get("architecture")  # budget-parametrised subnets drawn unreduced aim at target × budget
+        arch_target = isinstance(arch_d, Mapping) and arch_d.get("parametrisation", "budget") == "budget"
         if par == "per-block" and ("profile_power" in sched or "target" in sched and not arch_target):
             raise ConfigError(f"schedule.{'profile_power' if 'profile_power' in sched else 'target'} belongs to the "
                               "budget parametrisation; per-block draws each r from schedule.r: remove it")
@@ -610,7 +610,7 @@ class SearchSpace:
                 f"reducers lists 'none' (no token reduction) but the space has no architecture section to search, so "
                 f"it is the unreduced model, over any budget; {'remove it' if len(reducers) > 1 else 'list reducers'}"
             )
-        return cls(reducers, par, r, target, float(power), params, arch, prop_attn, positions)
+        return cls(reducers, par, r, target, float(power), params, arch, prop_attn, positions, r_given="r" in sched)
 
     @staticmethod
     def _parse_param(red: str, key: str, value: Any) -> Any:
@@ -664,9 +664,10 @@ class SearchSpace:
                 f"schedule.r starts at {int(self.r.low)}, above the {reducible // 2} tokens a block "
                 f"can remove (50% of {reducible}); lower schedule.r.low"
             )
-        if self.r.high > (reducible // 2 if self.parametrisation == "per-block" else reducible):
+        if self.r.high > (reducible // 2 if self.parametrisation == "per-block" and self.r_given else reducible):
             # per-block draws r from the range, and a block removes at most half its tokens: a draw above that would
-            # be cut to it, piling the draws at the cap (the budget parametrisation takes r.high as a cap only)
+            # be cut to it, piling the draws at the cap (the budget parametrisation takes r.high as a cap only; the
+            # default range is cut so on a model of fewer than 64 patch tokens, as it always was)
             raise ConfigError(
                 f"schedule.r goes up to {int(self.r.high)}, above the {reducible // 2} tokens a block can remove (50% "
                 f"of the model's {reducible} patch tokens); lower schedule.r.high to at most {reducible // 2}"

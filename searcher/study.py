@@ -304,14 +304,6 @@ def open_storage(url: str, write_ahead: bool = False) -> optuna.storages.BaseSto
                     raise ConfigError("a PostgreSQL storage needs a driver: pip install 'searcher[postgres]' "
                                       "(psycopg)") from None
         engine_kwargs: dict[str, Any] = {}
-        if url.startswith("sqlite") and write_ahead:  # optimize writes: a read-only file failed at its first write
-            from .export import _file_of
-
-            db = _file_of(url)
-            for f in (db, Path(f"{db}-wal"), Path(f"{db}-shm")) if db is not None else ():
-                if f.is_file() and not os.access(f, os.W_OK):
-                    raise StorageError(f"cannot write {f}: the file is read-only; make it writable (chmod u+w "
-                                       f"{f}), or run the study from a copy of the database")
         if url.startswith("sqlite"):
             engine_kwargs = {"connect_args": {"timeout": 60}}
         else:
@@ -335,7 +327,7 @@ def open_storage(url: str, write_ahead: bool = False) -> optuna.storages.BaseSto
         if write_ahead and url.startswith("sqlite"):
             _write_ahead_log(storage.engine)
         return storage
-    except ConfigError:
+    except SearcherError:
         raise
     except Exception as e:  # sqlalchemy / driver errors: unreachable server, bad credentials, unwritable file
         from .export import _file_of
@@ -612,6 +604,10 @@ def _sqlite_lock(url: str, out: Path) -> Iterator[None]:
     db = _file_of(url)
     if db is not None:  # next to the database file: another --out can reach the same file through --storage
         out = db.parent
+        for part in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):  # a read-only one failed at the first write
+            if part.is_file() and not os.access(part, os.W_OK):
+                raise StorageError(f"cannot write {part}: the file is read-only; make it writable (chmod u+w {part}), "
+                                   "or run the study from a copy of the database")
     out.mkdir(parents=True, exist_ok=True)
     lock_path = out / ".optimize.lock"
     with open(lock_path, "a+") as f:
@@ -1600,36 +1596,41 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
                 "nothing (TPE learns from them); set early_stop: false in the study spec to evaluate "
                 "every candidate in full"
             )
-        study.set_user_attr("spec", {k: _redact(v) if k == "storage" and v else v  # no password in the study
-                                     for k, v in spec.to_dict().items() if k != "base_dir"})
-        study.set_user_attr("command", _command())  # the configs' provenance.command, whoever exports them
-        study.set_user_attr("budget_gflops", ctx.budget)
-        study.set_user_attr("space", ctx.space.to_dict())  # its ranges and choices: what the trials were drawn from
-        study.set_user_attr("full_gflops", ctx.full_gflops)
-        study.set_user_attr("search_images", ctx.search_images)
-        study.set_user_attr("search_fingerprint", search_fp)
-        test_fp = splits["test"].fingerprint(spec.test_images)
-        if study.user_attrs.get("test_fingerprint", test_fp) != test_fp:  # other test images: measure again
-            stale = [k for k, v in study.user_attrs.items() if k.startswith("test:") and v is not None]
-            for k in stale:
-                study.set_user_attr(k, None)
-            log.warning(f"the test split is not the one this study was tested on ({spec.data.get('test')} now): "
-                        f"its {len(stale)} stored test results will be measured again")
-        study.set_user_attr("test_fingerprint", test_fp)
-        study.set_user_attr("model_source", ctx.source.describe())
-        if spec.baselines:
-            _fail_dead_trials(study, storage_url)  # a dead worker's baseline is queued again before the count below
-            _enqueue_baselines(study, ctx)
-            _requeue_interrupted_baselines(study)
-            recipes = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")]
-            waiting = sum(t.state == TrialState.WAITING for t in recipes)
-            evaluated = _counts(_finished(study))[0]
-            if waiting and evaluated + waiting > spec.trials:
-                # the search is compared with every published recipe: none is left waiting
-                log.warning(f"{spec.trials} trials leave {waiting} published recipe(s) unrun, and a study runs them "
-                            f"all; running {evaluated + waiting}")
-                spec = replace(spec, trials=evaluated + waiting)
-                ctx = replace(ctx, spec=spec)
+        try:  # the settings the study is bound to, then its published recipes
+            study.set_user_attr("spec", {k: _redact(v) if k == "storage" and v else v  # no password in the study
+                                         for k, v in spec.to_dict().items() if k != "base_dir"})
+            study.set_user_attr("command", _command())  # the configs' provenance.command, whoever exports them
+            study.set_user_attr("budget_gflops", ctx.budget)
+            study.set_user_attr("space", ctx.space.to_dict())  # its ranges and choices: the trials' draws
+            study.set_user_attr("full_gflops", ctx.full_gflops)
+            study.set_user_attr("search_images", ctx.search_images)
+            study.set_user_attr("search_fingerprint", search_fp)
+            test_fp = splits["test"].fingerprint(spec.test_images)
+            if study.user_attrs.get("test_fingerprint", test_fp) != test_fp:  # other test images: measure again
+                stale = [k for k, v in study.user_attrs.items() if k.startswith("test:") and v is not None]
+                for k in stale:
+                    study.set_user_attr(k, None)
+                log.warning(f"the test split is not the one this study was tested on ({spec.data.get('test')} "
+                            f"now): its {len(stale)} stored test results will be measured again")
+            study.set_user_attr("test_fingerprint", test_fp)
+            study.set_user_attr("model_source", ctx.source.describe())
+            if spec.baselines:
+                _fail_dead_trials(study, storage_url)  # a dead worker's baseline is queued again before the count
+                _enqueue_baselines(study, ctx)
+                _requeue_interrupted_baselines(study)
+                recipes = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")]
+                waiting = sum(t.state == TrialState.WAITING for t in recipes)
+                evaluated = _counts(_finished(study))[0]
+                if waiting and evaluated + waiting > spec.trials:
+                    # the search is compared with every published recipe: none is left waiting
+                    log.warning(f"{spec.trials} trials leave {waiting} published recipe(s) unrun, and a study runs "
+                                f"them all; running {evaluated + waiting}")
+                    spec = replace(spec, trials=evaluated + waiting)
+                    ctx = replace(ctx, spec=spec)
+        except BaseException:
+            if not study.get_trials(deepcopy=False):  # nothing queued: the next run may start it afresh
+                study.set_user_attr("budget_gflops", None)
+            raise
         t0 = time.perf_counter()
         if spec.workers > 1:
             interrupted = _run_workers(spec, storage_url, study, progress)
@@ -1679,8 +1680,8 @@ def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_u
     feasibility, accuracy, baselines and front were measured under them, and mixing would put over-budget configs,
     or accuracies of another split, on the front. Trials, timeout, sampler, seed and workers may change."""
     before = study.user_attrs
-    if "budget_gflops" not in before or not study.get_trials(deepcopy=False):  # a new study, or one whose start
-        return  # failed before any trial was queued (its attributes are written again)
+    if before.get("budget_gflops") is None:  # a new study, or one whose start failed before any trial was queued
+        return
     old_spec = before.get("spec", {})
     changes = []
     if written_as(spec.budget, before["budget_gflops"]):  # the budget as a summary printed it

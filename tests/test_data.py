@@ -705,6 +705,9 @@ def test_imagefolder_spec(tiny_imagefolder: Path, tmp_path: Path) -> None:
     assert splits["search"].meta["seed"] == 3
     only = load_splits({"kind": "imagefolder", "model": SMALL, "test": str(tiny_imagefolder)})
     assert list(only) == ["test"] and len(only["test"]) == 24
+    # workers 0 (every core) and a negative seed worked before the spec's types were checked (2026-12-07)
+    again = load_splits({**spec, "workers": 0, "seed": -3})
+    assert again["search"].meta["seed"] == -3 and again["search"].class_counts() == [2, 2, 2]
     both = load_splits({"kind": "imagefolder", "model": "deit_tiny_patch16_224", "data_config": SMALL,
                         "test": {"root": str(tiny_imagefolder), "per_class": 1}})
     assert both["test"].images.shape == (3, 3, 16, 16)
@@ -756,8 +759,9 @@ def test_symlinked_folders_are_followed_once(tiny_imagefolder: Path, tmp_path: P
     ({"kind": "imagefolder", "model": SMALL, "search": {"root": 5}}, "needs 'root'.*got 5"),
     ({"kind": "imagefolder", "model": SMALL, "search": ["/x"]}, "must be a folder or"),
     ({"kind": "imagefolder", "model": SMALL, "search": "/x", "classes": 5}, "'classes' .* must be a class-list"),
-    ({"kind": "imagefolder", "model": SMALL, "search": "/x", "workers": "many"}, "'workers' .* positive integer"),
-    ({"kind": "imagefolder", "model": SMALL, "search": "/x", "seed": -1}, "'seed' .* non-negative integer"),
+    ({"kind": "imagefolder", "model": SMALL, "search": "/x", "workers": "many"}, "'workers' .* non-negative integer"),
+    ({"kind": "imagefolder", "model": SMALL, "search": "/x", "workers": -1}, "'workers' .* non-negative integer"),
+    ({"kind": "imagefolder", "model": SMALL, "search": "/x", "seed": "x"}, "'seed' .* an integer"),
     ({"kind": "imagefolder", "model": SMALL, "search": {"root": "/x", "per_class": 2.5}}, "'per_class' of the"),
     ({"kind": "imagefolder", "model": SMALL, "search": {"root": "/x", "files": 3}}, "'files' of the 'search'"),
     ({"kind": "imagefolder", "model": 7, "search": "/x"}, "'model' of the imagefolder data spec"),

@@ -162,7 +162,8 @@ def test_feasible_is_blank_where_no_verdict_was_reached_and_tables_print_missing
                                               user_attrs={"gflops": 0.9, "feasible": False}))
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params={"r": 3}, distributions=dist,
                                               user_attrs={"duplicate_of": 0, "gflops": 0.5}))
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={"r": 5}, distributions=dist))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={"r": 5}, distributions=dist,
+                                              user_attrs={"gflops": 0.6, "feasible": True}))  # set as it began
     study.enqueue_trial({"r": 1})
     assert trials_frame(study)["feasible"].tolist() == [True, False, pd.NA, pd.NA, pd.NA]
     rows = [{"trial": 0, "reducer": "tome", "tokens": [65, 30], "search_top1": 80.0, "test_top1": None, "gflops": 0.5,

@@ -30,7 +30,7 @@ from searcher.report import (
     write_report,
 )
 from searcher.schedule import Schedule, tokens_per_block
-from searcher.study import pareto_trials
+from searcher.study import PUBLISHED_OVER_BUDGET, pareto_trials
 
 DEPTH, N_TOKENS, FULL, BUDGET = 4, 65, 4.0, 3.1
 DISTS = {
@@ -226,11 +226,22 @@ def test_infeasible_evaluated_trials_are_drawn_as_such_and_an_empty_front_is_exp
     assert all("below the throughput floor" in p.hover for p in data.points)
     assert "not plotted: 1 repeated trial(s)" in data.notes
     assert ("no feasible trial: each of the 2 evaluated candidates is below the throughput floor — the Pareto table "
-            "is empty (lower the throughput floor, or raise the budget)") in data.notes
+            "is empty (lower the throughput floor)") in data.notes
     figs = figures(data)
     assert any(tr.marker.symbol == "circle-x-open" for tr in figs["pareto"].data)
     assert any(sh.x0 == 5000.0 for sh in figs["throughput"].layout.shapes)  # the floor, on the throughput plot
     assert "crossed circles were evaluated but are not feasible" in render_html(data)
+    # a published recipe over the budget, evaluated as a reference, without a floor: no floor to lower
+    ref = optuna.create_study(study_name="ref", storage=f"sqlite:///{tmp_path / 'study.db'}",
+                              directions=["maximize", "minimize"])
+    ref.set_user_attr("spec", {"name": "ref", "model": "fashion-vit", "objectives": ["top1", "gflops"]})
+    ref.set_user_attr("budget_gflops", BUDGET)
+    ref.set_user_attr("full_gflops", FULL)
+    t = _trial("tome", [14] * 4, 80.0, baseline="diffrate published")
+    t.user_attrs.update(feasible=False, infeasible=PUBLISHED_OVER_BUDGET)
+    ref.add_trial(t)
+    assert (f"no feasible trial: each of the 1 evaluated candidates is {PUBLISHED_OVER_BUDGET} — the Pareto table "
+            "is empty (raise the budget)") in report_data(ref).notes
 
 
 def test_empty_study_is_a_clear_error(tmp_path: Path) -> None:

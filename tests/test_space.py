@@ -131,6 +131,7 @@ def test_check_model_rejects_switch_beyond_depth_and_r_above_tokens() -> None:
         SearchSpace.from_dict({"schedule": per_block}).check_model([6], 65, 1)
     SearchSpace.from_dict({"schedule": {**per_block, "r": {"low": 0, "high": 32}}}).check_model([6], 65, 1)
     SearchSpace.from_dict({"schedule": {"r": {"low": 0, "high": 64}}}).check_model([6], 65, 1)
+    SearchSpace.from_dict({"schedule": {"parametrisation": "per-block"}}).check_model([6], 50, 1)  # the default r
 
 
 def test_target_is_taken_where_unreduced_subnets_use_it() -> None:
@@ -140,9 +141,10 @@ def test_target_is_taken_where_unreduced_subnets_use_it() -> None:
     sched = {"parametrisation": "per-block", "r": {"low": 0, "high": 8}, "target": {"low": 0.9, "high": 1.0}}
     space = SearchSpace.from_dict({"reducers": ["none", "tome"], "schedule": sched, "architecture": arch})
     assert (space.target.low, space.target.high) == (0.9, 1.0)
-    for reducers, architecture in ((["tome"], arch), (["none", "tome"], {**arch, "parametrisation": "per-layer"})):
+    assert SearchSpace.from_dict({"reducers": ["tome"], "schedule": sched, "architecture": arch}).target.low == 0.9
+    for architecture in ({**arch, "parametrisation": "per-layer"}, None):
         with pytest.raises(ConfigError, match="schedule.target belongs to the budget parametrisation"):
-            SearchSpace.from_dict({"reducers": reducers, "schedule": sched, "architecture": architecture})
+            SearchSpace.from_dict({"reducers": ["none", "tome"], "schedule": sched, "architecture": architecture})
 
 
 @pytest.mark.parametrize("text, words", [
@@ -158,8 +160,9 @@ def test_yaml_1_1_numbers_that_read_as_other_numbers_are_refused(tmp_path: Path,
     with pytest.raises(ConfigError, match="line 1") as e:
         load_yaml(p, "study spec")
     assert words in str(e.value)
-    p.write_text("a: 10\nb: 0\nc: -0\nd: 0x1F\ne: 1_000\nf: 0.5\ng: 00.5\nh: '010'\n")
-    assert load_yaml(p, "study spec") == {"a": 10, "b": 0, "c": 0, "d": 31, "e": 1000, "f": 0.5, "g": 0.5, "h": "010"}
+    p.write_text("a: 10\nb: 0\nc: -0\nd: 0x1F\ne: 1_000\nf: 0.5\ng: 00.5\nh: '010'\ni: 00\nj: 07\n")
+    assert load_yaml(p, "study spec") == {"a": 10, "b": 0, "c": 0, "d": 31, "e": 1000, "f": 0.5, "g": 0.5, "h": "010",
+                                          "i": 0, "j": 7}  # 00 and 07 read the same in both versions
 
 
 def test_aliases_nested_in_aliases_are_refused_before_any_walk(tmp_path: Path) -> None:

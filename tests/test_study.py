@@ -305,20 +305,43 @@ def test_second_optimize_on_a_busy_sqlite_study_is_refused(tiny_spec: StudySpec,
             optimize(tiny_spec, out, progress=False)
 
 
-def test_a_read_only_study_file_is_refused_in_one_line(tmp_path: Path,
+def test_a_timing_batch_out_of_memory_fails_its_trial_alone(tiny_spec: StudySpec, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a throughput floor each trial times its candidate: running out of memory there fails that trial and
+    the search goes on (the one-line error a final timing gives must stay a RuntimeError for Optuna's catch)."""
+    from searcher import study as study_module
+
+    calls, real = [], study_module.measure
+
+    def short_of_memory(model, batch_size, *args, **kwargs):
+        calls.append(batch_size)
+        return real(model, 10**12 if len(calls) == 2 else batch_size, *args, **kwargs)
+
+    monkeypatch.setattr(study_module, "measure", short_of_memory)
+    res = optimize(replace(tiny_spec, min_throughput="1img/s", trials=4, early_stop=False), tmp_path / "run",
+                   progress=False)
+    failed = [t for t in res.study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 1 and failed[0].user_attrs["fail_reason"].startswith(
+        "BatchTooLarge: a batch of 1000000000000 images does not fit in the memory")
+    assert res.stats["failed"] == 1 and len(calls) > 4
+
+
+def test_a_read_only_study_file_is_refused_in_one_line(tiny_spec: StudySpec, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A read-only study.db (or its -shm) failed at the first write with Optuna's "invalid data in the commit"
-    traceback, until 2026-12-07 (root ignores file modes: the test stands in for os.access)."""
+    traceback, until 2026-12-07; now before the model loads (root ignores file modes: the test stands in for
+    os.access)."""
     from searcher import study as study_module
 
     out = tmp_path / "run"
     out.mkdir()
-    optuna.create_study(study_name="other", storage=f"sqlite:///{out / 'study.db'}")
+    optuna.create_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}")
     (out / "study.db-shm").write_bytes(b"")
+    monkeypatch.setattr(study_module, "_context", lambda spec: pytest.fail("loaded the model"))
     for name in ("study.db", "study.db-shm"):
         monkeypatch.setattr(study_module.os, "access", lambda path, mode, name=name: not str(path).endswith(name))
-        with pytest.raises(StorageError, match=f"cannot write .*{name}: the file is read-only; make it writable"):
-            study_module.open_storage(f"sqlite:///{out / 'study.db'}", write_ahead=True)
+        with pytest.raises(StorageError, match=f"^cannot write .*{name}: the file is read-only; make it writable"):
+            optimize(tiny_spec, out, progress=False)
     study_module.open_storage(f"sqlite:///{out / 'study.db'}")  # export, report and the dashboard only read
 
 

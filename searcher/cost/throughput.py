@@ -136,20 +136,25 @@ def _check_counts(batch_size: int, repeats: int, warmup: int) -> None:
             raise ConfigError(f"{name} must be a whole number of at least {least}, got {value!r}")
 
 
+class BatchTooLarge(ConfigError, RuntimeError):
+    """A timing batch that does not fit in memory: one error line for the user; a RuntimeError still, so that a
+    trial timing a candidate fails alone, as Optuna's ``catch`` lets it, and the search goes on."""
+
+
 @contextlib.contextmanager
 def _fits(batch_size: int, device: torch.device) -> Iterator[None]:
-    """Running out of memory at a timing batch is a ConfigError that says what to lower (a traceback otherwise,
-    after a whole search when the final Pareto set is timed)."""
+    """Running out of memory at a timing batch is a :class:`BatchTooLarge` that says what to lower (a traceback
+    otherwise, after a whole search when the final Pareto set is timed)."""
     try:
         yield
     except (RuntimeError, MemoryError) as e:
         if not isinstance(e, MemoryError | torch.OutOfMemoryError) and not any(
-                words in str(e) for words in ("out of memory", "can't allocate memory")):
+                words in str(e) for words in ("out of memory", "can't allocate memory", "not enough memory")):
             raise
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        raise ConfigError(f"a batch of {batch_size} images does not fit in the memory of {device_name(device)}; time "
-                          "a smaller batch (throughput_batch in a study spec, --batch-size of a command)") from e
+        raise BatchTooLarge(f"a batch of {batch_size} images does not fit in the memory of {device_name(device)}; "
+                            "time a smaller batch (throughput_batch in a study spec, batch_size in Python)") from e
 
 
 def measure(
