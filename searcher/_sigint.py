@@ -5,16 +5,32 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
+
+ECHO_S = 0.1  # a second SIGINT this soon after the first is the same press, signalled twice
 
 
 @contextlib.contextmanager
 def on_sigint(handler: Callable[[int, Any], Any]) -> Iterator[bool]:
     """Run the block with ``handler`` for SIGINT, then restore the previous handler. Yields False, and installs
-    nothing, outside the main thread (Python sets signal handlers only there)."""
+    nothing, outside the main thread (Python sets signal handlers only there).
+
+    A SIGINT within ``ECHO_S`` of the last one handled is dropped: ``timeout -s INT`` (and other supervisors)
+    signal the process and its process group, so one interruption arrives twice, and counted as two presses it
+    abandoned the running trials; no hand presses Ctrl-C twice in a tenth of a second."""
+    last = [-ECHO_S]
+
+    def once(signum: int, frame: Any) -> Any:
+        now = time.monotonic()
+        if now - last[0] < ECHO_S:
+            return None
+        last[0] = now
+        return handler(signum, frame)
+
     try:
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = signal.signal(signal.SIGINT, once)
     except ValueError:  # not the main thread
         yield False
         return

@@ -7,7 +7,7 @@ subclass of :class:`SearcherError` whose message says what is wrong and what to 
 
 from __future__ import annotations
 
-__all__ = ["SearcherError", "ConfigError", "DataError", "CheckpointError", "StorageError"]
+__all__ = ["SearcherError", "ConfigError", "DataError", "CheckpointError", "StorageError", "WorkerError"]
 
 
 class SearcherError(Exception):
@@ -28,3 +28,8 @@ class CheckpointError(SearcherError):
 
 class StorageError(SearcherError):
     """An Optuna storage that cannot be opened, or a study that is not in it."""
+
+
+class WorkerError(SearcherError):
+    """A local worker process that died (killed, out of memory) before the study was done: the same command resumes
+    it."""

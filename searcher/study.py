@@ -46,10 +46,10 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
-from ._sigint import in_storage, on_sigint, sigint_held
+from ._sigint import ECHO_S, in_storage, on_sigint, sigint_held
 from .cost.throughput import Throughput, device_lock, measure
 from .data import Split, check_data, data_config_for, load_splits, resolve_data_spec
-from .errors import ConfigError, SearcherError, StorageError
+from .errors import ConfigError, SearcherError, StorageError, WorkerError
 from .evaluate import NumericalError, evaluate, evaluate_chunks
 from .schedule import Schedule, check_fits
 from .space import Candidate, SearchSpace, find_spec, load_yaml, yaml_number_hint
@@ -1289,7 +1289,7 @@ def _graceful_sigint(study: optuna.Study, announce: bool = True) -> Iterator[dic
     on stderr (a worker of :func:`_run_workers` leaves that to its parent).
 
     The KeyboardInterrupt of the second press is never raised inside Optuna's storage code, where it could leave a
-    lock held or a trial half written: the press is delivered again 20 ms later, and raised once the block ends if
+    lock held or a trial half written: the press is delivered again 120 ms later, and raised once the block ends if
     it was not by then."""
     pressed = {"n": 0}
     if not (hasattr(signal, "SIGINT") and sys.platform != "win32"):
@@ -1309,7 +1309,8 @@ def _graceful_sigint(study: optuna.Study, announce: bool = True) -> Iterator[dic
             pending.cancel()
         retry.clear()
         if in_storage(frame):
-            retry.append(threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT)))
+            # delivered again once on_sigint no longer takes it for the same press signalled twice
+            retry.append(threading.Timer(ECHO_S + 0.02, os.kill, (os.getpid(), signal.SIGINT)))
             retry[0].daemon = True
             retry[0].start()
             return
@@ -1422,7 +1423,7 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
     if died and not pressed:
         what = f"{', '.join(died)} died; its trial is failed and retried (on a database: once its heartbeat is stale)"
         if not _done(_finished(study), spec.trials):
-            raise RuntimeError(f"{what}; run the same command again to finish the study")
+            raise WorkerError(f"{what}; run the same command again to finish the study")
         log.warning(what)
     return pressed > 0
 

@@ -271,3 +271,8 @@ class PostgresServer:
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop", timeout=120)
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def die_at_once(*args: Any) -> None:
+    """A worker's main (``searcher.study._worker_main``) that dies as a killed process does."""
+    os._exit(9)

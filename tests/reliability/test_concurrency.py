@@ -173,6 +173,23 @@ def test_a_worker_error_reaches_the_parent_as_the_same_error(tiny: SimpleNamespa
 
 
 
+def test_workers_that_all_died_are_one_error_line(tiny: SimpleNamespace, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every worker killed (kill -9, the out-of-memory killer) before the study was done: a RuntimeError with a
+    traceback and exit 1 until 2026-12-07, now a WorkerError (the CLI's one line, exit 2)."""
+    import chaos
+
+    import searcher.study as study_module
+    from searcher.errors import WorkerError
+
+    monkeypatch.setattr(study_module, "_worker_main", chaos.die_at_once)  # pickled by name: the workers run it too
+    spec = study_module.StudySpec.from_dict(tiny_spec_dict(tiny.root, workers=2))
+    url = f"journal:{tmp_path / 'study.journal'}"
+    with pytest.raises(WorkerError, match=r"worker 0 \(pid \d+, exit code 9\), worker 1 .* died; .*run the same "
+                       "command again"):
+        study_module._run_workers(spec, url, study_module._create_study(spec, url))
+
+
 def test_ctrl_c_while_the_workers_start_prints_no_traceback(tiny: SimpleNamespace, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch,
                                                             capfd: pytest.CaptureFixture[str]) -> None:

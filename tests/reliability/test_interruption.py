@@ -30,6 +30,7 @@ import optuna
 import pytest
 from chaos import FINISHED, fingerprint, run_cli, sqlite_heartbeats, sqlite_states, start_cli, trials_of, wait_for
 
+from searcher._sigint import ECHO_S
 from searcher.cli import main
 
 TRIALS = 24  # room for trials that finish while a round exports (a loaded machine ran 7 during one)
@@ -118,8 +119,8 @@ def test_killed_and_interrupted_studies_resume_without_losing_a_trial(
                 exports += 1
             trial = wait_for(lambda ex=exclude: _new_running(db, ex), 600, "a trial to start", proc, log)
             for k, sig in enumerate(signals):
-                if k:
-                    time.sleep(0.02)
+                if k:  # two presses: further apart than one press signalled twice (ECHO_S)
+                    time.sleep(ECHO_S + 0.05)
                 proc.send_signal(sig)
             rc = proc.wait(timeout=600)
         text = log.read_text()
@@ -250,8 +251,8 @@ def test_ctrl_c_on_several_workers_stops_them_all_cleanly(
             proc.kill()  # ends: until 2026-12-07 that was two presses, and the trials were abandoned)
         else:
             proc.send_signal(signal.SIGINT)
-            if how == "parent twice":  # 20 ms apart: the workers are still in their trials
-                time.sleep(0.02)
+            if how == "parent twice":  # 150 ms apart: the workers are still in their trials
+                time.sleep(ECHO_S + 0.05)
                 proc.send_signal(signal.SIGINT)
         rc = proc.wait(timeout=STOP_BOUND_S)
         if how == "parent killed":  # the workers finish their trials on their own
@@ -325,9 +326,10 @@ def test_second_ctrl_c_waits_for_the_storage_call_it_lands_in() -> None:
         with _graceful_sigint(study, announce=False) as pressed:
             os.kill(os.getpid(), signal.SIGINT)  # first press: stop after the trial, raise nothing
             assert pressed["n"] == 1
+            time.sleep(ECHO_S + 0.05)  # a second press, not the first signalled twice
             scope["append_logs"](log)  # second press, inside the storage call: it completes
             log.append("after")
-            time.sleep(5)  # the held press is raised here, within a few tens of ms
+            time.sleep(5)  # the held press is raised here, within 120 ms
             log.append("not reached")
     assert log == ["written", "after"]
 
@@ -335,6 +337,7 @@ def test_second_ctrl_c_waits_for_the_storage_call_it_lands_in() -> None:
     with pytest.raises(KeyboardInterrupt, match="abandoned"):  # held, and the block ends before it is raised
         with _graceful_sigint(study, announce=False):
             os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(ECHO_S + 0.05)
             scope["append_logs"](log)
             scope["append_logs"](log)
     assert log[0] == "written"
@@ -342,6 +345,18 @@ def test_second_ctrl_c_waits_for_the_storage_call_it_lands_in() -> None:
     with pytest.raises(KeyboardInterrupt, match="abandoned"):  # outside storage code: raised at once
         with _graceful_sigint(study, announce=False):
             os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(ECHO_S + 0.05)
             os.kill(os.getpid(), signal.SIGINT)
             log.append("not reached")
     assert "not reached" not in log
+
+
+def test_one_press_signalled_twice_is_one_press() -> None:
+    """``timeout -s INT`` signals the process and its process group: one interruption arrived twice and, counted as
+    two presses, abandoned the running trials of ``--workers 2`` (2 of 4 runs of a user's probe), until 2026-12-07."""
+    from searcher.study import _graceful_sigint
+
+    with _graceful_sigint(optuna.create_study(), announce=False) as pressed:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert pressed["n"] == 1
