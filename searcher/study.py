@@ -283,6 +283,7 @@ def open_storage(url: str, write_ahead: bool = False) -> optuna.storages.BaseSto
             from optuna.storages.journal import JournalFileOpenLock
 
             path = url[len("journal:") :]
+            _check_journal(Path(path))
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             return _JournalStorage(_JournalFile(path, lock_obj=JournalFileOpenLock(path)), retry)
         scheme = url.split(":", 1)[0].split("+", 1)[0]
@@ -343,6 +344,29 @@ def open_storage(url: str, write_ahead: bool = False) -> optuna.storages.BaseSto
             f"cannot open storage {_redact(url)}: {str(e).splitlines()[0]}; check the URL, that the "
             "server is reachable and that the path is writable"
         ) from e
+
+
+def _check_journal(path: Path) -> None:
+    """An existing file given as a journal must be one: Optuna skips a last line it cannot read (a record cut
+    short), so a text file of one line was taken for an empty journal, and cut or appended to."""
+    try:
+        with open(path, "rb") as f:
+            head = f.readline(1 << 20)
+    except (FileNotFoundError, IsADirectoryError):
+        return  # a new journal; a folder is Optuna's own error
+    except OSError as e:
+        raise StorageError(f"cannot read the journal {path}: {e.strerror or e}") from e
+    if not head:
+        return
+    try:
+        record = json.loads(head)
+    except ValueError:
+        record = None
+        if not head.endswith(b"\n") and head.startswith(b'{"op_code"'):
+            return  # the first record, cut short by a kill: dropped when the journal opens
+    if not isinstance(record, dict) or "op_code" not in record:
+        raise StorageError(f"{path} is not an Optuna journal (its first line is {head[:40]!r}); give the path of a "
+                           "journal, or of a file that does not exist yet")
 
 
 def _write_ahead_log(engine: Any) -> None:
@@ -1507,16 +1531,28 @@ def _create_study(spec: StudySpec, storage_url: str) -> optuna.Study:
 
 def _check_run_dir_study(spec: StudySpec, storage_url: str, out: Path) -> None:
     """A run directory holds one study: another spec's (another name) would be a second study in its storage,
-    whose exports replace the first one's, and export and report could no longer tell which to read."""
+    whose exports replace the first one's, and export and report could no longer tell which to read. With
+    ``--storage`` elsewhere, the directory's own study file and its exported configs tell whose it is."""
     from .export import _file_of
 
-    path = _file_of(storage_url)
-    if path is None or not path.exists() or path.stat().st_size == 0:
-        return
-    names = optuna.get_all_study_names(open_storage(storage_url))
-    if names and spec.name not in names:
-        raise ConfigError(f"{out} holds the study {names[0]!r}, not {spec.name!r} (a study is named by its spec's "
-                          "'name:' or file name); resume it with its own spec, or give this study another --out")
+    urls = [storage_url] if not spec.storage else []
+    urls += [u for u in (f"sqlite:///{out / 'study.db'}", f"journal:{out / 'study.journal'}") if u != storage_url]
+    for url in urls:
+        path = _file_of(url)
+        if path is None or not path.is_file() or path.stat().st_size == 0:
+            continue
+        names = optuna.get_all_study_names(open_storage(url))
+        if names and spec.name not in names:
+            raise ConfigError(f"{out} holds the study {names[0]!r}, not {spec.name!r} (a study is named by its "
+                              "spec's 'name:' or file name); resume it with its own spec, or give this study another "
+                              "--out")
+    for config in sorted((out / "configs").glob("*.json"))[:1]:
+        other = None
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # not a config: export's own check says so
+            other = json.loads(config.read_text()).get("provenance", {}).get("study")
+        if other not in (None, spec.name):
+            raise ConfigError(f"{out} holds the exports of the study {other!r}, not {spec.name!r}; give this study "
+                              "another --out")
 
 
 def _optimize_loop(
@@ -1577,8 +1613,7 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(_sqlite_lock(storage_url, out))  # a busy study is refused before the model loads
-            if not spec.storage:
-                _check_run_dir_study(spec, storage_url, out)
+            _check_run_dir_study(spec, storage_url, out)
             ctx, splits = _context(spec)
             study = _create_study(spec, storage_url)
             search_fp = splits["search"].fingerprint(ctx.search_images)

@@ -326,6 +326,23 @@ def test_a_timing_batch_out_of_memory_fails_its_trial_alone(tiny_spec: StudySpec
     assert res.stats["failed"] == 1 and len(calls) > 4
 
 
+def test_a_file_that_is_no_journal_is_refused_untouched(tmp_path: Path) -> None:
+    """``--storage journal:notes.txt`` cut the user's one-line file as a journal record cut short and ran a study in
+    it (or appended to it, then a JSONDecodeError traceback), until 2026-12-07."""
+    from searcher.study import open_storage
+
+    for text in (b"my notes: budget 45% looked best", b"hi\n", b"a,b\n1,2\n"):
+        notes = tmp_path / "notes.txt"
+        notes.write_bytes(text)
+        with pytest.raises(StorageError, match="notes.txt is not an Optuna journal"):
+            open_storage(f"journal:{notes}")
+        assert notes.read_bytes() == text
+    cut = tmp_path / "cut.journal"  # the first record of a journal killed as it wrote it: an empty journal
+    cut.write_bytes(b'{"op_code":0,"worker_id":"ab')
+    assert optuna.get_all_study_summaries(open_storage(f"journal:{cut}")) == []
+    open_storage(f"journal:{tmp_path / 'new.journal'}")
+
+
 def test_a_read_only_study_file_is_refused_in_one_line(tiny_spec: StudySpec, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A read-only study.db (or its -shm) failed at the first write with Optuna's "invalid data in the commit"
@@ -661,6 +678,15 @@ def test_a_study_resumes_only_under_its_budget_floor_split_and_model(tiny_spec: 
     # first one's, and export/report refused the directory as holding two (until 2026-12-08)
     with pytest.raises(ConfigError, match=f"{out} holds the study 'tiny', not 'tiny-copy' .*another --out"):
         optimize(replace(spec, name="tiny-copy"), out, progress=False)
+    # ... also with --storage elsewhere: it replaced the directory's exports, exit 0, until 2026-12-07
+    elsewhere = f"journal:{out.parent / 'elsewhere.journal'}"
+    with pytest.raises(ConfigError, match=f"{out} holds the study 'tiny', not 'tiny-copy' .*another --out"):
+        optimize(replace(spec, name="tiny-copy", storage=elsewhere), out, progress=False)
+    with pytest.raises(ConfigError, match=f"{out.parent / 'exports'} holds the exports of the study 'tiny', not "
+                       "'tiny-copy'"):
+        (out.parent / "exports" / "configs").mkdir(parents=True)
+        (out.parent / "exports" / "configs" / "a.json").write_text(json.dumps({"provenance": {"study": "tiny"}}))
+        optimize(replace(spec, name="tiny-copy", storage=elsewhere), out.parent / "exports", progress=False)
     assert optuna.get_all_study_names(url) == ["tiny"]
     study = load_study("tiny", url)  # untouched by the refused runs
     assert len(study.trials) == n_trials and study.metric_names == ["top1", "gflops"]
