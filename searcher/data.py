@@ -13,6 +13,8 @@ folders (and optionally a file list or a per-class count) of each split; see :fu
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import hashlib
 import json
@@ -148,6 +150,26 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def held_alone(lock_path: Path, refuse: Callable[[str], Exception]) -> Iterator[None]:
+    """Run the block holding an exclusive ``flock`` on ``lock_path`` (which records this process's pid); another
+    process holding it: ``refuse(who)`` is raised (who: "pid N"). The lock goes with the process, however it ends."""
+    with open(lock_path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            raise refuse(f.read().strip() or "another process") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -363,7 +363,7 @@ class ExportResult:
     pareto: list[dict[str, Any]]  # one row per Pareto-optimal trial, with its config file name
     states: dict[str, int]  # trials per state (COMPLETE, PRUNED, RUNNING, FAIL, WAITING)
     warnings: list[str] = field(default_factory=list)
-    abandoned: bool = False  # its running trials belong to no live optimize (an SQLite study, its run stopped)
+    abandoned: bool = False  # its running trials belong to no live process (searcher.study.abandoned_trials)
 
     @property
     def running(self) -> int:
@@ -504,7 +504,7 @@ def export_study(
     Raises :class:`~searcher.errors.StorageError` for a study without a completed trial, and
     :class:`~searcher.errors.ConfigError` when ``out`` cannot be written; nothing is written then. ``check``:
     record each config's logits on the check input (rebuilds each model once). ``abandoned``: no process runs the
-    study's RUNNING trials (an SQLite study whose optimize stopped), so they will not finish by themselves."""
+    study's RUNNING trials (:func:`~searcher.study.abandoned_trials`), so they will not finish by themselves."""
     from .study import pareto_trials, test_result, throughput_of
 
     out = Path(out)
@@ -598,10 +598,10 @@ def export_command(
     """``searcher export``: find the study (``--out DIR``, or ``--study NAME --storage URL``), export it to
     ``out`` (default ``runs/<study>``) and return a summary (``--json``; :func:`export_text` prints it)."""
     study_name, out, storage = study_target(study_name, out, storage)
-    from .study import sqlite_optimizing
+    from .study import abandoned_trials
 
     study = open_study(study_name, out, storage)
-    abandoned = sqlite_optimizing(find_storage(out, storage)) is False
+    abandoned = abandoned_trials(study, find_storage(out, storage))
     result = export_study(study, run_dir(study.study_name, out), command=command, abandoned=abandoned)
     return result.to_dict()
 

@@ -48,7 +48,7 @@ from optuna.trial import TrialState
 
 from ._sigint import ECHO_S, in_storage, on_sigint, sigint_held
 from .cost.throughput import Throughput, device_lock, measure
-from .data import Split, check_data, data_config_for, load_splits, resolve_data_spec
+from .data import Split, check_data, data_config_for, held_alone, load_splits, resolve_data_spec
 from .errors import ConfigError, SearcherError, StorageError, WorkerError
 from .evaluate import NumericalError, evaluate, evaluate_chunks
 from .schedule import Schedule, check_fits
@@ -633,45 +633,36 @@ def _sqlite_lock(url: str, out: Path) -> Iterator[None]:
                 raise StorageError(f"cannot write {part}: the file is read-only; make it writable (chmod u+w {part}), "
                                    "or run the study from a copy of the database")
     out.mkdir(parents=True, exist_ok=True)
-    lock_path = out / ".optimize.lock"
-    with open(lock_path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.seek(0)
-            who = f.read().strip() or "another process"
-            raise StorageError(
-                f"the SQLite study in {out} is already being optimised by {who}; wait for it to "
-                "finish, or run several workers on one study with --storage journal:PATH or "
-                "postgresql://…"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()}")
-        f.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with held_alone(out / ".optimize.lock", lambda who: StorageError(
+            f"the SQLite study in {out} is already being optimised by {who}; wait for it to finish, or run several "
+            "workers on one study with --storage journal:PATH or postgresql://…")):
+        yield
 
 
-def sqlite_optimizing(url: str) -> bool | None:
-    """Whether an ``optimize`` holds the SQLite study at ``url`` now (:func:`_sqlite_lock`); None for other storages,
-    which any number of processes on any machine may share."""
+def abandoned_trials(study: optuna.Study, url: str) -> bool:
+    """Whether the study's RUNNING trials belong to no live process, so they will not finish by themselves (the
+    same ``optimize`` fails and retries them): an SQLite study no ``optimize`` holds (:func:`_sqlite_lock`), or a
+    journal whose trials' owners on this host are gone. False when some may still run (a database server's
+    workers anywhere, an owner on another host)."""
     from .export import _file_of
 
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return False
+    if url.startswith("journal:"):
+        return all(_owner_gone(t.system_attrs.get(_OWNER) or {}) for t in running)
     db = _file_of(url) if url.startswith("sqlite") else None
     if db is None:
-        return None
+        return False
     try:
         with open(db.parent / ".optimize.lock", "rb") as f:
             fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
             fcntl.flock(f, fcntl.LOCK_UN)
     except FileNotFoundError:
-        return False
-    except OSError:
         return True
-    return False
+    except OSError:
+        return False  # an optimize holds it
+    return True
 
 
 def load_study(name: str | None, storage_url: str) -> optuna.Study:

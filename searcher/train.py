@@ -39,7 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._sigint import on_sigint
-from .data import Split, atomic_write, load_splits
+from .data import Split, atomic_write, held_alone, load_splits
 from .errors import CheckpointError, ConfigError
 from .evaluate import evaluate
 from .patch import apply, remove
@@ -247,141 +247,145 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
         raise ConfigError(f"{len(train_split)} training images make no batch of {cfg.batch_size}; raise --limit or "
                           "lower --batch-size")
     _writable_dir(out)  # once the inputs are known to be good: a mistake leaves no empty run directory behind
-    model.train()
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for pname, p in model.named_parameters():
-        no_wd = p.ndim <= 1 or pname.endswith(("pos_embed", "cls_token")) or "rel_pos" in pname
-        (no_decay if no_wd else decay).append(p)
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-    )
-    ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True)
-    n = len(train_split)
-    steps_per_epoch = n // cfg.batch_size  # the last partial batch is dropped (at least one batch: checked above)
-    total = steps_per_epoch * cfg.epochs
-    step, elapsed = 0, 0.0
-    ckpt = out / "checkpoint.pt"
-    if ckpt.exists():
-        try:
-            state = torch.load(ckpt, weights_only=True)
-        except Exception as e:  # truncated, not a checkpoint, or a pickle of anything but tensors (never run)
-            raise CheckpointError(
-                f"cannot resume from {ckpt} ({str(e).splitlines()[0][:160]}); delete it to train from scratch, "
-                "or use a new --out"
-            ) from e
-        if not isinstance(state, dict) or not {"config", "model", "ema", "opt", "step"} <= set(state):
-            raise CheckpointError(f"{ckpt} is not a checkpoint of 'searcher train' (a KeyError before); delete it "
-                                  "to train from scratch, or use a new --out")
-        saved = asdict(TrainConfig()) | state["config"]  # options added since the checkpoint take their default
-        differ = sorted(k for k, v in asdict(cfg).items() if k not in _RESUMABLE and saved.get(k) != v)
-        if differ:
-            weights = out / f"{cfg.model}.safetensors"
-            what = "resume with the same options, or use a new --out"
-            if weights.exists():  # written when the run finished: more epochs are a new run from its weights
-                what = f"it has finished; to train its weights further, use --init {weights} with a new --out"
-            raise ConfigError(
-                f"{ckpt} was written with other training options ({', '.join(differ)}); {what}"
-            )
-        if state.get("data") is not None and sums is not None and state["data"] != sums:
-            raise ConfigError(f"{ckpt} was trained on other data than {cfg.data_dir or 'the default Fashion-MNIST'} "
-                              "(the files' checksums differ); resume on the same data, or use a new --out")
-        model.load_state_dict(state["model"])
-        ema.module.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        step, elapsed = state["step"], state["elapsed"]
-        if "rng" in state:  # drop path draws from torch's global generator
-            torch.set_rng_state(state["rng"])
-        init = state.get("init", init)  # the weights the run started from, not those there now
-        log.info("resumed %s at step %d/%d", ckpt, step, total)
-
-    def save() -> None:
-        snapshot = {
-            "config": asdict(cfg),
-            "model": model.state_dict(),
-            "ema": ema.module.state_dict(),
-            "opt": opt.state_dict(),
-            "step": step,
-            "elapsed": elapsed,
-            "init": init,
-            "data": sums,
-            "rng": torch.get_rng_state(),
-        }
-        atomic_write(ckpt, lambda tmp: torch.save(snapshot, tmp))
-
-    interactive = sys.stderr.isatty()
-    bar = tqdm(total=total, initial=step, desc=f"train {cfg.model}", unit="step", disable=not interactive)
-    last_save = t_start = time.perf_counter()
-    elapsed0 = elapsed
-    seen = 0
-    pressed: list[int] = []
-
-    def handler(signum: int, frame: Any) -> None:
-        """First Ctrl-C: finish this step and save it (the same command resumes from there); second: stop now."""
-        pressed.append(signum)
-        if len(pressed) > 1:
-            raise KeyboardInterrupt
-        print("\nstopping after this step, saving a checkpoint (Ctrl-C again to stop now)", file=sys.stderr)
-
-    with on_sigint(handler):
-        while step < total:
-            epoch, i = divmod(step, steps_per_epoch)
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
-            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            g = torch.Generator().manual_seed(cfg.seed * 1000003 + step)
-            images = train_split.normalize(augment(train_split.images[idx], cfg.translate, cfg.flip, g))
-            labels = train_split.labels[idx]
-            for group in opt.param_groups:
-                group["lr"] = _lr_at(cfg, step, total, steps_per_epoch)
-            opt.zero_grad(set_to_none=True)
-            subnets = [_draw_subnet(space, cfg.extremes, g)] if space is not None else [None]
-            if space is not None and cfg.sandwich:
-                subnets.append(space.largest())
-            reduced = bool(cfg.reduce) and float(torch.rand((), generator=g)) < cfg.reduce
-            loss_sum = 0.0
-            for sub in subnets:
-                if cfg.reduce:
-                    remove(model)
-                if sub is not None:
-                    model.set_sample_config(sub)  # type: ignore[operator]
-                if reduced:
-                    depth = sub.depth if sub is not None else len(model.blocks)  # type: ignore[arg-type]
-                    apply(model, _draw_schedule(cfg, depth, g))
-                loss = F.cross_entropy(model(images), labels, label_smoothing=cfg.label_smoothing)
-                loss.backward()
-                loss_sum += loss.item()
-            if not math.isfinite(loss_sum):
-                raise ConfigError(f"training diverged at step {step} (loss {loss_sum}); lower --lr")
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            ema.update(model, step=step)
-            step += 1
-            seen += len(idx)
-            now = time.perf_counter()
-            elapsed = elapsed0 + (now - t_start)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / len(subnets):.3f}", img_s=f"{seen / max(now - t_start, 1e-9):.0f}")
-            end_of_epoch = step % steps_per_epoch == 0
-            if not interactive and (step % 100 == 0 or end_of_epoch):
-                print(
-                    f"step {step}/{total} epoch {step / steps_per_epoch:.2f} loss {loss_sum / len(subnets):.4f} "
-                    f"{seen / max(now - t_start, 1e-9):.0f} img/s elapsed {elapsed / 60:.1f} min",
-                    file=sys.stderr,  # stdout: the result only (--json)
-                    flush=True,
+    with held_alone(out / ".train.lock", lambda who: ConfigError(
+            f"{out} is being trained by {who}; wait for it to finish, or use another --out")):
+        # (two runs on one --out overwrote each other's checkpoint: steps lost or run twice)
+        model.train()
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
+        for pname, p in model.named_parameters():
+            no_wd = p.ndim <= 1 or pname.endswith(("pos_embed", "cls_token")) or "rel_pos" in pname
+            (no_decay if no_wd else decay).append(p)
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+        )
+        ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True)
+        n = len(train_split)
+        steps_per_epoch = n // cfg.batch_size  # the last partial batch is dropped (at least one batch: checked above)
+        total = steps_per_epoch * cfg.epochs
+        step, elapsed = 0, 0.0
+        ckpt = out / "checkpoint.pt"
+        if ckpt.exists():
+            try:
+                state = torch.load(ckpt, weights_only=True)
+            except Exception as e:  # truncated, not a checkpoint, or a pickle of anything but tensors (never run)
+                raise CheckpointError(
+                    f"cannot resume from {ckpt} ({str(e).splitlines()[0][:160]}); delete it to train from scratch, "
+                    "or use a new --out"
+                ) from e
+            if not isinstance(state, dict) or not {"config", "model", "ema", "opt", "step"} <= set(state):
+                raise CheckpointError(f"{ckpt} is not a checkpoint of 'searcher train' (a KeyError before); delete it "
+                                      "to train from scratch, or use a new --out")
+            saved = asdict(TrainConfig()) | state["config"]  # options added since the checkpoint take their default
+            differ = sorted(k for k, v in asdict(cfg).items() if k not in _RESUMABLE and saved.get(k) != v)
+            if differ:
+                weights = out / f"{cfg.model}.safetensors"
+                what = "resume with the same options, or use a new --out"
+                if weights.exists():  # written when the run finished: more epochs are a new run from its weights
+                    what = f"it has finished; to train its weights further, use --init {weights} with a new --out"
+                raise ConfigError(
+                    f"{ckpt} was written with other training options ({', '.join(differ)}); {what}"
                 )
-            stopping = bool(pressed)  # once: a press from here on waits for the next step
-            if end_of_epoch or now - last_save > cfg.checkpoint_every or step in (total, stop_at) or stopping:
-                save()
-                last_save = now
-            if stopping:
-                bar.close()
-                raise KeyboardInterrupt(f"stopped after step {step} of {total}, saved; the same command resumes")
-            if step == stop_at:
-                bar.close()
-                return None
-    bar.close()
-    return _finish(cfg, ema.module, space, splits, elapsed, command, out, init)
+            if state.get("data") is not None and sums is not None and state["data"] != sums:
+                raise ConfigError(f"{ckpt} was trained on other data than "
+                                  f"{cfg.data_dir or 'the default Fashion-MNIST'} (the files' checksums differ); "
+                                  "resume on the same data, or use a new --out")
+            model.load_state_dict(state["model"])
+            ema.module.load_state_dict(state["ema"])
+            opt.load_state_dict(state["opt"])
+            step, elapsed = state["step"], state["elapsed"]
+            if "rng" in state:  # drop path draws from torch's global generator
+                torch.set_rng_state(state["rng"])
+            init = state.get("init", init)  # the weights the run started from, not those there now
+            log.info("resumed %s at step %d/%d", ckpt, step, total)
+
+        def save() -> None:
+            snapshot = {
+                "config": asdict(cfg),
+                "model": model.state_dict(),
+                "ema": ema.module.state_dict(),
+                "opt": opt.state_dict(),
+                "step": step,
+                "elapsed": elapsed,
+                "init": init,
+                "data": sums,
+                "rng": torch.get_rng_state(),
+            }
+            atomic_write(ckpt, lambda tmp: torch.save(snapshot, tmp))
+
+        interactive = sys.stderr.isatty()
+        bar = tqdm(total=total, initial=step, desc=f"train {cfg.model}", unit="step", disable=not interactive)
+        last_save = t_start = time.perf_counter()
+        elapsed0 = elapsed
+        seen = 0
+        pressed: list[int] = []
+
+        def handler(signum: int, frame: Any) -> None:
+            """First Ctrl-C: finish this step and save it (the same command resumes from there); second: stop now."""
+            pressed.append(signum)
+            if len(pressed) > 1:
+                raise KeyboardInterrupt
+            print("\nstopping after this step, saving a checkpoint (Ctrl-C again to stop now)", file=sys.stderr)
+
+        with on_sigint(handler):
+            while step < total:
+                epoch, i = divmod(step, steps_per_epoch)
+                order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+                idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+                g = torch.Generator().manual_seed(cfg.seed * 1000003 + step)
+                images = train_split.normalize(augment(train_split.images[idx], cfg.translate, cfg.flip, g))
+                labels = train_split.labels[idx]
+                for group in opt.param_groups:
+                    group["lr"] = _lr_at(cfg, step, total, steps_per_epoch)
+                opt.zero_grad(set_to_none=True)
+                subnets = [_draw_subnet(space, cfg.extremes, g)] if space is not None else [None]
+                if space is not None and cfg.sandwich:
+                    subnets.append(space.largest())
+                reduced = bool(cfg.reduce) and float(torch.rand((), generator=g)) < cfg.reduce
+                loss_sum = 0.0
+                for sub in subnets:
+                    if cfg.reduce:
+                        remove(model)
+                    if sub is not None:
+                        model.set_sample_config(sub)  # type: ignore[operator]
+                    if reduced:
+                        depth = sub.depth if sub is not None else len(model.blocks)  # type: ignore[arg-type]
+                        apply(model, _draw_schedule(cfg, depth, g))
+                    loss = F.cross_entropy(model(images), labels, label_smoothing=cfg.label_smoothing)
+                    loss.backward()
+                    loss_sum += loss.item()
+                if not math.isfinite(loss_sum):
+                    raise ConfigError(f"training diverged at step {step} (loss {loss_sum}); lower --lr")
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                opt.step()
+                ema.update(model, step=step)
+                step += 1
+                seen += len(idx)
+                now = time.perf_counter()
+                elapsed = elapsed0 + (now - t_start)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / len(subnets):.3f}", img_s=f"{seen / max(now - t_start, 1e-9):.0f}")
+                end_of_epoch = step % steps_per_epoch == 0
+                if not interactive and (step % 100 == 0 or end_of_epoch):
+                    print(
+                        f"step {step}/{total} epoch {step / steps_per_epoch:.2f} loss {loss_sum / len(subnets):.4f} "
+                        f"{seen / max(now - t_start, 1e-9):.0f} img/s elapsed {elapsed / 60:.1f} min",
+                        file=sys.stderr,  # stdout: the result only (--json)
+                        flush=True,
+                    )
+                stopping = bool(pressed)  # once: a press from here on waits for the next step
+                if end_of_epoch or now - last_save > cfg.checkpoint_every or step in (total, stop_at) or stopping:
+                    save()
+                    last_save = now
+                if stopping:
+                    bar.close()
+                    raise KeyboardInterrupt(f"stopped after step {step} of {total}, saved; the same command resumes")
+                if step == stop_at:
+                    bar.close()
+                    return None
+        bar.close()
+        return _finish(cfg, ema.module, space, splits, elapsed, command, out, init)
 
 
 def _finish(

@@ -373,6 +373,27 @@ def test_a_study_still_running_is_exported_with_a_note(run_dir: Path, exported: 
     assert "1 trial(s) left running by an optimize that stopped" in export_text(result)
 
 
+def test_a_journal_trial_whose_owner_is_gone_is_not_still_running(run_dir: Path, exported: dict,
+                                                                  tmp_path: Path) -> None:
+    """A journal study killed with a trial in flight: "still running; export again when they finish" (it never
+    would) until 2026-12-07; its owner process, recorded by the journal storage, is gone."""
+    from searcher.study import _OWNER, _this_process, open_storage
+
+    url = f"journal:{tmp_path / 'copy.journal'}"
+    storage = open_storage(url)
+    optuna.copy_study(from_study_name="tiny", from_storage=f"sqlite:///{run_dir / 'study.db'}", to_storage=storage)
+    copy = optuna.load_study(study_name="tiny", storage=storage)
+    trial = copy.ask()  # this process owns it: still running
+    result = export_command("tiny", tmp_path / "out", url)
+    assert result["running"] == 1 and not result["abandoned"]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    storage.set_trial_system_attr(trial._trial_id, _OWNER, {**_this_process(), "pid": dead.pid, "started": None})
+    result = export_command("tiny", tmp_path / "out", url)
+    assert result["running"] == 1 and result["abandoned"], result
+    assert "left running by an optimize that stopped" in export_text(result)
+
+
 def test_study_may_be_named_by_its_spec_file(tmp_path: Path) -> None:
     """``--study studies/x.yaml`` (as for optimize) names the study and its storage."""
     spec = tmp_path / "x.yaml"

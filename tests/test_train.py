@@ -84,7 +84,7 @@ def test_a_checkpoint_write_cut_short_leaves_the_last_checkpoint_and_no_temporar
     with pytest.raises(KeyboardInterrupt):
         train(small(tmp_path, data_dir, "run"))
     monkeypatch.setattr(torch, "save", save)
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".train.lock", "checkpoint.pt"]
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 4
 
 def test_resume_with_other_options_is_refused(tmp_path: Path, make_fashion) -> None:
@@ -107,6 +107,25 @@ def test_resume_with_other_options_is_refused(tmp_path: Path, make_fashion) -> N
     with pytest.raises(ConfigError, match=f"epochs.*it has finished; .* use --init {weights} with a new --out"):
         train(small(tmp_path, data_dir, "run", epochs=3))
     train(small(tmp_path, data_dir, "more", init=str(weights)))  # which works
+
+
+def test_a_second_run_on_a_busy_out_is_refused(tmp_path: Path, make_fashion) -> None:
+    """Two runs on one --out overwrote each other's checkpoint (a user lost 11 steps; in another try the same steps
+    ran twice), until 2026-12-07; an optimize has had such a lock on its SQLite study."""
+    import fcntl
+
+    data_dir = make_fashion(n_train=4000, n_test=100)
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".train.lock", "a+") as lock:  # as a run in progress holds it
+        lock.write("pid 12345")
+        lock.flush()
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.raises(ConfigError, match=f"{out} is being trained by pid 12345; wait for it to finish"):
+            train(small(tmp_path, data_dir, "run"), stop_at=1)
+    assert not (out / "checkpoint.pt").exists()
+    train(small(tmp_path, data_dir, "run"), stop_at=1)  # once it has stopped
+    assert (out / "checkpoint.pt").exists()
 
 
 def test_no_full_batch_or_a_diverging_run_is_a_clear_error(tmp_path: Path, make_fashion) -> None:
