@@ -49,6 +49,9 @@ def cmd_data(args: argparse.Namespace) -> None:
     if args.study:
         from .study import StudySpec
 
+        if args.data_dir:  # it was ignored: the spec's data section says where the data is
+            raise ConfigError("give --study or --data-dir, not both: a study spec's 'data' section says where its "
+                              "data is")
         study = StudySpec.from_yaml(args.study)
         spec = resolve_data_spec(study.data, study.base_dir)  # relative roots as optimize reads them
     else:
@@ -74,7 +77,7 @@ def cmd_data(args: argparse.Namespace) -> None:
     shape = "x".join(map(str, first.images.shape[1:]))
     lines = [
         f"{result['dataset']} from {first.source}",
-        f"  {first.num_classes} classes, images {shape} (uint8, cached)",
+        f"  {first.num_classes} classes, images {shape} (uint8)",
     ]
     for n, s in splits.items():
         counts = [c for c in s.class_counts() if c]  # an ImageNet subset folder holds some of the model's classes

@@ -384,6 +384,9 @@ def test_cli_data_json(make_fashion, capsys: pytest.CaptureFixture) -> None:
     assert out["splits"]["train"]["images"] == 2000 and out["splits"]["test"]["images"] == 500
     assert main(["data", "--data-dir", str(d)]) == 0
     assert "search" in capsys.readouterr().out
+    # a study's data section says where its data is: --data-dir beside it was ignored, exit 0, until 2026-12-07
+    assert main(["data", "--study", "fashion-vit", "--data-dir", "/nonexistent"]) == 2
+    assert "give --study or --data-dir, not both" in _one_error_line(capsys.readouterr().err)
 
 
 def _one_error_line(stderr: str) -> str:
