@@ -352,8 +352,8 @@ def _check_journal(path: Path) -> None:
     try:
         with open(path, "rb") as f:
             head = f.readline(1 << 20)
-    except (FileNotFoundError, IsADirectoryError):
-        return  # a new journal; a folder is Optuna's own error
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return  # a new journal (its folder made, or the error of making it, by open_storage); a folder is refused there
     except OSError as e:
         raise StorageError(f"cannot read the journal {path}: {e.strerror or e}") from e
     if not head:
