@@ -14,7 +14,6 @@ folders (and optionally a file list or a per-class count) of each split; see :fu
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gzip
 import hashlib
 import json
@@ -155,13 +154,24 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
 @contextlib.contextmanager
 def held_alone(lock_path: Path, refuse: Callable[[str], Exception]) -> Iterator[None]:
     """Run the block holding an exclusive ``flock`` on ``lock_path`` (which records this process's pid); another
-    process holding it: ``refuse(who)`` is raised (who: "pid N"). The lock goes with the process, however it ends."""
+    process holding it: ``refuse(who)`` is raised (who: "pid N"). The lock goes with the process, however it ends.
+    Where there is no flock (Windows; a file system without locks, such as NFS without lockd) the block runs
+    unlocked, with a warning."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
     with open(lock_path, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             f.seek(0)
             raise refuse(f.read().strip() or "another process") from None
+        except OSError as e:
+            log.warning(f"cannot lock {lock_path} ({e.strerror or e}): nothing keeps a second run away from it")
+            yield
+            return
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()}")

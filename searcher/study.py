@@ -356,13 +356,14 @@ def _check_journal(path: Path) -> None:
         return  # a new journal (its folder made, or the error of making it, by open_storage); a folder is refused there
     except OSError as e:
         raise StorageError(f"cannot read the journal {path}: {e.strerror or e}") from e
-    if not head:
-        return
+    if not head.strip(b"\0"):
+        return  # empty, or zeros a power cut left
     try:
         record = json.loads(head)
     except ValueError:
         record = None
-        if not head.endswith(b"\n") and head.startswith(b'{"op_code"'):
+        start = head.replace(b" ", b"")[:10]
+        if not head.endswith(b"\n") and b'{"op_code"'.startswith(start):
             return  # the first record, cut short by a kill: dropped when the journal opens
     if not isinstance(record, dict) or "op_code" not in record:
         raise StorageError(f"{path} is not an Optuna journal (its first line is {head[:40]!r}); give the path of a "
@@ -1532,7 +1533,12 @@ def _check_run_dir_study(spec: StudySpec, storage_url: str, out: Path) -> None:
         path = _file_of(url)
         if path is None or not path.is_file() or path.stat().st_size == 0:
             continue
-        names = optuna.get_all_study_names(open_storage(url))
+        try:
+            names = optuna.get_all_study_names(open_storage(url))
+        except SearcherError:
+            if url == storage_url:
+                raise
+            continue  # the directory's own file, unreadable: the study runs elsewhere (--storage), and says so
         if names and spec.name not in names:
             raise ConfigError(f"{out} holds the study {names[0]!r}, not {spec.name!r} (a study is named by its "
                               "spec's 'name:' or file name); resume it with its own spec, or give this study another "

@@ -337,10 +337,26 @@ def test_a_file_that_is_no_journal_is_refused_untouched(tmp_path: Path) -> None:
         with pytest.raises(StorageError, match="notes.txt is not an Optuna journal"):
             open_storage(f"journal:{notes}")
         assert notes.read_bytes() == text
-    cut = tmp_path / "cut.journal"  # the first record of a journal killed as it wrote it: an empty journal
-    cut.write_bytes(b'{"op_code":0,"worker_id":"ab')
-    assert optuna.get_all_study_summaries(open_storage(f"journal:{cut}")) == []
+    for i, text in enumerate((b'{"op_code":0,"worker_id":"ab', b'{"op_', b"\0\0\0\0")):  # the first record cut short
+        cut = tmp_path / f"cut{i}.journal"  # by a kill or a full disk, zeros after a power cut: an empty journal
+        cut.write_bytes(text)
+        assert optuna.get_all_study_summaries(open_storage(f"journal:{cut}")) == []
     open_storage(f"journal:{tmp_path / 'new.journal'}")
+
+
+def test_a_study_elsewhere_is_not_held_up_by_an_unreadable_file_in_its_run_directory(tiny_spec: StudySpec,
+                                                                                    tmp_path: Path) -> None:
+    """With --storage elsewhere, the run directory's own study.db is only looked into for another study's name: one
+    that cannot be opened does not stop the run (a review found its error blamed a URL the user never gave)."""
+    from searcher.study import _check_run_dir_study
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "study.db").write_bytes(b"this is not an SQLite database" * 100)
+    elsewhere = f"journal:{tmp_path / 'elsewhere.journal'}"
+    _check_run_dir_study(replace(tiny_spec, storage=elsewhere), elsewhere, out)
+    with pytest.raises(StorageError, match="cannot open storage"):  # the study's own storage: its error stands
+        _check_run_dir_study(tiny_spec, f"sqlite:///{out / 'study.db'}", out)
 
 
 def test_a_read_only_study_file_is_refused_in_one_line(tiny_spec: StudySpec, tmp_path: Path,

@@ -128,6 +128,34 @@ def test_a_second_run_on_a_busy_out_is_refused(tmp_path: Path, make_fashion) -> 
     assert (out / "checkpoint.pt").exists()
 
 
+def test_where_there_is_no_flock_the_run_goes_on_unlocked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A file system without locks (NFS without lockd: ENOLCK) was read as "being trained by pid N" (a finished
+    run's pid) and refused every run; without fcntl (Windows) the data module did not import (a review of
+    2026-12-07)."""
+    import errno
+    import fcntl
+    import sys
+
+    from searcher.data import held_alone
+    from searcher.errors import ConfigError
+
+    def refuse(who: str) -> Exception:
+        return ConfigError(f"busy: {who}")
+
+    ran = []
+    with held_alone(tmp_path / ".lock", refuse):
+        ran.append("first")
+    monkeypatch.setattr(fcntl, "flock", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOLCK, "No locks available")))
+    with held_alone(tmp_path / ".lock", refuse):
+        ran.append("no locks")
+    assert "cannot lock" in caplog.text and "No locks available" in caplog.text
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # import fcntl raises ImportError
+    with held_alone(tmp_path / ".lock", refuse):
+        ran.append("no fcntl")
+    assert ran == ["first", "no locks", "no fcntl"]
+
+
 def test_no_full_batch_or_a_diverging_run_is_a_clear_error(tmp_path: Path, make_fashion) -> None:
     """Fewer training images than a batch: an error, not untrained weights written as trained (until 2026-12-07);
     a loss that becomes NaN: the user's error (lower the learning rate), not a traceback."""
