@@ -1435,7 +1435,8 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
         raise errors[0]
     if pressed > 1:
         raise KeyboardInterrupt(_ABANDONED)
-    died = [f"worker {i} (pid {p.pid}, exit code {p.exitcode})" for i, p in enumerate(procs) if i not in results]
+    died = [f"worker {i} (pid {p.pid}, " + (f"killed by signal {-p.exitcode})" if (p.exitcode or 0) < 0 else
+                                         f"exit code {p.exitcode})") for i, p in enumerate(procs) if i not in results]
     if died and not pressed:
         what = f"{', '.join(died)} died; its trial is failed and retried (on a database: once its heartbeat is stale)"
         if not _done(_finished(study), spec.trials):

@@ -273,6 +273,9 @@ class PostgresServer:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def die_at_once(*args: Any) -> None:
-    """A worker's main (``searcher.study._worker_main``) that dies as a killed process does."""
+def die_at_once(spec: Any, storage_url: str, worker: int, *args: Any) -> None:
+    """A worker's main (``searcher.study._worker_main``) that dies at once: worker 0 killed (``kill -9``), the others
+    exiting with code 9."""
+    if worker == 0:
+        os.kill(os.getpid(), signal.SIGKILL)
     os._exit(9)

@@ -185,8 +185,8 @@ def test_workers_that_all_died_are_one_error_line(tiny: SimpleNamespace, tmp_pat
     monkeypatch.setattr(study_module, "_worker_main", chaos.die_at_once)  # pickled by name: the workers run it too
     spec = study_module.StudySpec.from_dict(tiny_spec_dict(tiny.root, workers=2))
     url = f"journal:{tmp_path / 'study.journal'}"
-    with pytest.raises(WorkerError, match=r"worker 0 \(pid \d+, exit code 9\), worker 1 .* died; .*run the same "
-                       "command again"):
+    with pytest.raises(WorkerError, match=r"worker 0 \(pid \d+, killed by signal 9\), worker 1 \(pid \d+, exit code "
+                       r"9\) died; .*run the same command again"):
         study_module._run_workers(spec, url, study_module._create_study(spec, url))
 
 
