@@ -137,7 +137,8 @@ def test_killed_and_interrupted_studies_resume_without_losing_a_trial(
             assert "stopping after the current trial" in text
             assert state in ("COMPLETE", "PRUNED"), report
         elif "interrupted: stopped after the current trial" in text:  # it finished before the second Ctrl-C came
-            assert rc == 130 and state in ("COMPLETE", "PRUNED"), report
+            # (a second press after its last line, as the interpreter exits, ends it by the signal: -SIGINT)
+            assert rc in (130, -signal.SIGINT) and state in ("COMPLETE", "PRUNED"), report
         else:  # the second Ctrl-C abandons the trial: it is failed, not left RUNNING
             assert rc == 130 and "interrupted" in text, text[-3000:]
             assert state != "RUNNING", report
