@@ -73,6 +73,11 @@ def _file_of(url: str) -> Path | None:
     return None
 
 
+def run_dir_storages(out: Path) -> tuple[str, str]:
+    """The storage URLs ``optimize`` writes in a run directory: a journal file (several workers) or SQLite."""
+    return f"journal:{out / 'study.journal'}", f"sqlite:///{out / 'study.db'}"
+
+
 def find_storage(out: str | Path | None = None, storage: str | None = None) -> str:
     """The storage URL of a study: ``storage`` when given, else the run directory's ``study.journal`` or
     ``study.db`` (what ``searcher optimize --out DIR`` writes). A file-backed storage must exist: opening a
@@ -88,11 +93,9 @@ def find_storage(out: str | Path | None = None, storage: str | None = None) -> s
     if out is None:
         raise ConfigError("no study given: pass --out DIR (a run directory) or --study NAME --storage URL")
     out = Path(out)
-    for name, url in (
-        ("study.journal", f"journal:{out / 'study.journal'}"),
-        ("study.db", f"sqlite:///{out / 'study.db'}"),
-    ):
-        if (out / name).is_file():
+    for url in run_dir_storages(out):
+        path = _file_of(url)
+        if path is not None and path.is_file():
             return _not_empty(url)
     where = ("the directory does not exist" if not out.exists() else "it is a file, not a run directory"
              if not out.is_dir() else "the directory holds neither study.db nor study.journal")

@@ -183,7 +183,7 @@ _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _UniqueKeyLoader.con
 YAML_MAX_VALUES = 1_000_000  # values a spec or space may hold once its aliases are expanded
 
 
-def _check_size(data: Any) -> None:
+def _check_size(data: Any, where: str) -> None:
     """Aliases nested in aliases (``&a [x, x]``, ``&b [*a, *a]``, …) make a file of a few hundred bytes hold
     billions of values, which any walk over it (validation, an error message's repr) would take forever to visit."""
     todo, seen = [data], 0
@@ -191,8 +191,8 @@ def _check_size(data: Any) -> None:
         x = todo.pop()
         seen += 1
         if seen > YAML_MAX_VALUES:
-            raise ConfigError(f"holds more than {YAML_MAX_VALUES:,} values once its aliases are expanded (aliases "
-                              "nested in aliases?); write the values out")
+            raise ConfigError(f"{where} holds more than {YAML_MAX_VALUES:,} values once its aliases are expanded "
+                              "(aliases nested in aliases?); write the values out")
         if isinstance(x, dict):
             todo.extend(x.keys())
             todo.extend(x.values())
@@ -229,10 +229,7 @@ def load_yaml(path: Path, what: str) -> Any:
         if isinstance(e, _YAML11Number):
             raise ConfigError(f"{what} {path}{where}: {problem}") from e
         raise ConfigError(f"{what} {path} is not valid YAML{where}: {problem}; fix the YAML syntax") from e
-    try:
-        _check_size(data)
-    except ConfigError as e:
-        raise ConfigError(f"{what} {path} {e}") from None
+    _check_size(data, f"{what} {path}")
     return data
 
 

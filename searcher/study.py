@@ -662,7 +662,7 @@ def abandoned_trials(study: optuna.Study, url: str) -> bool:
     except FileNotFoundError:
         return True
     except OSError:
-        return False  # an optimize holds it
+        return False  # an optimize holds it (or no flock here: it cannot be told)
     return True
 
 
@@ -1526,10 +1526,10 @@ def _check_run_dir_study(spec: StudySpec, storage_url: str, out: Path) -> None:
     """A run directory holds one study: another spec's (another name) would be a second study in its storage,
     whose exports replace the first one's, and export and report could no longer tell which to read. With
     ``--storage`` elsewhere, the directory's own study file and its exported configs tell whose it is."""
-    from .export import _file_of
+    from .export import _file_of, run_dir_storages
 
     urls = [storage_url] if not spec.storage else []
-    urls += [u for u in (f"sqlite:///{out / 'study.db'}", f"journal:{out / 'study.journal'}") if u != storage_url]
+    urls += [u for u in run_dir_storages(out) if u != storage_url]
     for url in urls:
         path = _file_of(url)
         if path is None or not path.is_file() or path.stat().st_size == 0:
