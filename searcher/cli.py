@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
 from .errors import ConfigError, DataError, SearcherError
@@ -285,8 +286,16 @@ EXAMPLES = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, its usage errors one ``error:`` line (exit 2) that names the ``--help`` to read, as the
+    commands' own errors are, instead of the usage block and the message."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="searcher",
         description="Find the fastest accurate way to run a Vision Transformer: Optuna studies over token-reduction\n"
         "schedules (ToMe, ToFu, PiToMe, RAPID, top-k, DiffRate) and AutoFormer architectures under a FLOPs\n"
@@ -436,7 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # argparse names the top parser's help; the command's lists the options
+        commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
