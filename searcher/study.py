@@ -1666,7 +1666,7 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
                 study.set_user_attr("budget_gflops", None)
             raise
         t0 = time.perf_counter()
-        if spec.workers > 1:
+        if spec.workers > 1 and not _done(_finished(study), spec.trials):  # done: no worker to start (~5 s each)
             interrupted = _run_workers(spec, storage_url, study, progress)
         else:
             interrupted = _optimize_loop(spec, ctx, storage_url, progress, study=study)

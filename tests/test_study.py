@@ -597,6 +597,24 @@ def test_early_stop_uses_the_front_other_workers_finish_meanwhile(
         assert res.stats["stopped_early"] == res.stats["images_saved_by_early_stop"] == 0
 
 
+def test_workers_are_not_started_for_a_finished_study(
+    tiny_spec: StudySpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"journal:{tmp_path / 'study.journal'}"
+    spec = StudySpec.from_dict({**tiny_spec.to_dict(), "trials": 2, "storage": url, "baselines": False})
+    first = optimize(spec, tmp_path / "run", progress=False)
+
+    def started(*args: object) -> bool:
+        raise AssertionError("workers started for a finished study")
+
+    monkeypatch.setattr("searcher.study._run_workers", started)
+    again = optimize(replace(spec, workers=2), tmp_path / "run", progress=False)
+    assert len(again.study.trials) == len(first.study.trials) and again.pareto == first.pareto
+    more = replace(spec, workers=2, trials=3)  # more trials asked for: the workers start
+    with pytest.raises(AssertionError, match="workers started"):
+        optimize(more, tmp_path / "run", progress=False)
+
+
 def test_help_describes_every_command_and_its_examples_parse() -> None:
     """The example command lines at the end of `searcher --help` parse, and the study specs they name are shipped;
     each command's --help starts with the line that `searcher --help` lists it with."""
