@@ -8,8 +8,8 @@ load. Inference mode; AMP fp16 on CUDA.
 
 GFLOPs per image, fvcore convention, from :func:`searcher.cost.flops.flops` (analytic, no forward pass):
 ``gflops`` counts the relative-position tables as searcher runs them (gathers from 2R table rows);
-``gflops_no_rel`` leaves the relative-position terms out, the convention of AutoFormer's own ``get_complexity``
-and of the survey's Table III (AutoFormer-S 4.92 → 1.87 G from r = 0 to r = 18).
+``gflops_no_rel`` leaves the relative-position terms out (AutoFormer's own ``get_complexity``, whose figures the
+survey's Table III quotes, AutoFormer-S 4.92 → 1.87 G from r = 0 to r = 18, charges them 14·N² per term).
 
     python bench/autoformer.py --quick      # AutoFormer-T and -S, batch 8, r ∈ {0, 9, 18}, 3 rounds
     python bench/autoformer.py              # batch 32, r ∈ {0, 3, …, 18}, 5 rounds

@@ -20,8 +20,8 @@ bench resumes where it stopped and a finished study is only re-read. Parts:
 - ``overhead``: the share of trial wall time not spent evaluating or timing models, and the share of feasible
   trials, over the margin studies.
 - ``scale``: trials per minute of 2 local workers (one torch thread each) on one journal storage against 1 worker
-  on one thread, and against 1 worker on every core, side by side for each of ``--scale-seeds`` seeds, with the
-  ratios' mean and standard error; and a check that no trial number is lost or duplicated.
+  on one thread, and against 1 worker on every core, one after another for each of ``--scale-seeds`` seeds, with
+  the ratios' mean and standard error; and a check that no trial is lost or duplicated.
 
 Trials count candidates evaluated, as ``optimize`` does: a draw of a candidate already evaluated reuses its result,
 and is neither counted nor included in the figures.
@@ -67,14 +67,36 @@ def run(args: argparse.Namespace, model: str, budget: int, seed: int, *, tag: st
     spec = StudySpec.from_yaml(SPECS[model]).override(budget=f"{budget}%", seed=seed, trials=args.trials)
     spec = replace(spec, **override)
     out = args.out / f"{model}-{budget}-{tag}-s{seed}"
+    stamp, code = out / "bench-code.txt", code_version()
+    if stamp.exists() and stamp.read_text() != code:  # its recipes and trials are of the code it was begun with
+        print(f"  warning: {out.name} was begun at {stamp.read_text()}, not {code}: its figures are of that code "
+              "(a fresh --out measures this one)", flush=True)
     t0 = time.perf_counter()
     res = optimize(spec, out, progress=False)
+    if not stamp.exists():
+        atomic_write_text(stamp, code)
     if res.interrupted:  # its figures would be those of a study cut short; the same command resumes it
         raise KeyboardInterrupt(f"stopped in {out.name}; run the same command to resume the bench")
     n, repeats = len(finished(res.study)), res.stats["repeats"]
     print(f"  [{out.name}: {n} trials ({repeats} repeats), {time.perf_counter() - t0:.0f} s]", flush=True)
     args.results[key] = res
     return res
+
+
+def code_version() -> str:
+    """The checkout's commit (``+changes`` when its tracked files differ from it), or searcher's version."""
+    import subprocess
+
+    from searcher import __version__
+
+    try:
+        git = ["git", "-C", str(ROOT)]
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return f"searcher {__version__}"
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -289,10 +311,13 @@ def part_overhead(args) -> None:
 
 def part_scale(args) -> None:
     """1 worker on one thread, 2 workers on one thread each (the target's comparison), and 1 worker on every core
-    (what a single ``optimize`` uses by default), side by side, once per seed (the rate of one study depends on its
-    trajectory: how many candidates it stops early), then the ratios' mean and standard error. The rate is of the
-    trials (``stats["wall_s"]``); "whole call" adds loading the model and data, and testing and timing the Pareto set
-    at the end."""
+    (what a single ``optimize`` uses by default), one after another, once per seed (the rate of one study depends
+    on its trajectory: how many candidates it stops early), then the ratios' mean and standard error. The rate is
+    of the trials: candidates evaluated over the span from the first trial's start to the last one's end, the same
+    for each configuration ("start-up": the rest of the loop's wall time, spawning the workers and loading the model
+    and data in each; "whole call" adds loading the model and data in this process, and testing and timing the
+    Pareto set at the end). And a check that no trial is lost or duplicated: numbers 0..N-1, none failed, none left
+    running or waiting."""
     import os
 
     import torch
@@ -301,8 +326,8 @@ def part_scale(args) -> None:
     cores, threads = os.cpu_count() or 1, torch.get_num_threads()
     configs = ((1, 1), (2, max(1, cores // 2)), (1, cores))
     print(f"\n## Scale: {n} trials of {model} at {budget}% on one journal storage ({cores} cores)\n")
-    print("| seed | workers | torch threads each | wall | trials/min | trials | repeats | ms/image | whole call | "
-          "unique numbers | speed-up |\n" + "|---" * 11 + "|")
+    print("| seed | workers | torch threads each | trials' span | trials/min | trials | repeats | ms/image | "
+          "start-up | whole call | none lost or duplicated | speed-up |\n" + "|---" * 12 + "|")
     rates: dict[tuple[int, int], list[float]] = {c: [] for c in configs}
     for seed in range(args.scale_seeds):
         for workers, each in configs:
@@ -320,18 +345,23 @@ def part_scale(args) -> None:
             if res.interrupted:  # a rate of a study cut short means nothing
                 raise KeyboardInterrupt(f"stopped in {out.name}")
             whole = time.perf_counter() - t0  # + loading, and testing and timing the Pareto set: not in the rate
-            trials = [t for t in finished(res.study) if is_evaluated(t)]  # candidates evaluated, as --trials counts
-            numbers = [t.number for t in res.study.get_trials(deepcopy=False)]
-            rate = len(trials) / (res.stats["wall_s"] / 60)
+            every = res.study.get_trials(deepcopy=False)
+            done = [t for t in every if t.state in FINISHED]
+            trials = [t for t in done if is_evaluated(t)]  # candidates evaluated, as --trials counts
+            span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
+            intact = (sorted(t.number for t in every) == list(range(len(every))) and res.stats["failed"] == 0
+                      and all(t.state in FINISHED for t in every))
+            rate = len(trials) / (span / 60)
             rates[workers, each].append(rate)
             ms = 1e3 * sum(t.user_attrs.get("eval_s", 0.0) for t in trials) / max(res.stats["images_evaluated"], 1)
+            startup = res.stats["wall_s"] - span
             args.scale[f"scale|{model}|{budget}|s{seed}|{workers}x{each}"] = {
-                "stats": res.stats, "trials": len(trials), "trials_per_min": rate, "whole_s": whole,
-                "unique_numbers": len(set(numbers)) == len(numbers), "speedup": rate / rates[configs[0]][-1],
+                "stats": res.stats, "trials": len(trials), "span_s": span, "trials_per_min": rate,
+                "startup_s": startup, "whole_s": whole, "intact": intact, "speedup": rate / rates[configs[0]][-1],
             }
             print(
-                f"| {seed} | {workers} | {each} | {res.stats['wall_s']:.0f} s | {rate:.2f} | {len(trials)} | "
-                f"{res.stats['repeats']} | {ms:.2f} | {whole:.0f} s | {len(set(numbers)) == len(numbers)} | "
+                f"| {seed} | {workers} | {each} | {span:.0f} s | {rate:.2f} | {len(trials)} | "
+                f"{res.stats['repeats']} | {ms:.2f} | {startup:.0f} s | {whole:.0f} s | {intact} | "
                 f"{rate / rates[configs[0]][-1]:.2f}x |",
                 flush=True,
             )

@@ -3,6 +3,7 @@ baseline it is compared with, and the hypervolume of the first n candidates, on 
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import json
 from pathlib import Path
@@ -10,6 +11,7 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 _spec = importlib.util.spec_from_file_location("bench_search", Path(__file__).parents[1] / "bench" / "search.py")
@@ -33,14 +35,19 @@ TRIALS = [
 ]
 
 
-def _result(trials=TRIALS) -> SimpleNamespace:
+def _result(trials=TRIALS, trial_s: float = 1.0) -> SimpleNamespace:
+    """A study of ``trials``, run one after another, ``trial_s`` seconds each."""
     study = optuna.create_study(directions=["maximize", "minimize"])
     test = {}
+    t0 = datetime.datetime(2026, 12, 7)
     for number, (state, gflops, top1, test_top1, extra) in enumerate(trials):
         attrs = {"feasible": True, "gflops": gflops, "top1": top1, "tokens": [50, 40],
                  "candidate": {"reducer": "tome"}, **extra}
         values = [top1, gflops] if state == TrialState.COMPLETE else None
-        study.add_trial(optuna.trial.create_trial(state=state, values=values, user_attrs=attrs))
+        trial = optuna.trial.create_trial(state=state, values=values, user_attrs=attrs)
+        trial.datetime_start, trial.datetime_complete = (t0 + datetime.timedelta(seconds=trial_s * i)
+                                                         for i in (number, number + 1))
+        study.add_trial(trial)
         test[number] = {"top1": test_top1}
     return SimpleNamespace(study=study, budget=0.4, full_gflops=1.0, test=lambda t: test[t.number], interrupted=False)
 
@@ -77,21 +84,48 @@ def test_hypervolume_counts_the_first_n_candidates_and_the_chosen_reference():
 
 
 def test_the_scale_part_saves_its_figures(tmp_path, monkeypatch, capsys):
-    """``--parts scale`` printed its table but wrote ``{}`` to results.json (until 2026-12-07)."""
+    """``--parts scale`` printed its table but wrote ``{}`` to results.json (until 2026-12-07). The rate is of the
+    trials' span: the loop's wall time of several workers includes spawning them and loading the model in each,
+    which one worker does before its loop (until 2026-12-07 the rates were of the loop's wall time)."""
     def fake_optimize(spec, out, progress):
-        res = _result()
-        res.stats = {"wall_s": 60.0 / spec.workers, "images_evaluated": 100, "repeats": 0}
+        trials = TRIALS if spec.workers > 1 or torch.get_num_threads() == 1 else [*TRIALS, (TrialState.FAIL, 0.3, 0,
+                                                                                             0, {})]
+        res = _result(trials, trial_s=1.0 / spec.workers)
+        res.stats = {"wall_s": 8.0 / spec.workers + 5.0 * (spec.workers > 1), "images_evaluated": 100, "repeats": 0,
+                     "failed": sum(t[0] == TrialState.FAIL for t in trials)}
         return res
 
     monkeypatch.setattr(B, "optimize", fake_optimize)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
     B.main(["--parts", "scale", "--models", "fashion-vit", "--budgets", "40", "--scale-trials", "2",
             "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert len(saved) == 3 and all(k.startswith("scale|fashion-vit|40|s0|") for k in saved)  # 1 x 1, 2 x n, 1 x all
-    two = next(v for k, v in saved.items() if "|2x" in k)
-    assert two["trials"] == 7 and two["speedup"] == pytest.approx(2.0) and two["unique_numbers"]  # not the repeat
+    one, two, every = (saved[f"scale|fashion-vit|40|s0|{c}"] for c in ("1x1", "2x1", "1x2"))
+    assert two["trials"] == 7 and two["span_s"] == pytest.approx(4.0)  # not the repeat; 8 trials of 0.5 s
+    assert two["speedup"] == pytest.approx(2.0) and two["startup_s"] == pytest.approx(5.0)
+    assert one["intact"] and two["intact"] and not every["intact"]  # a failed trial is lost
     assert "2 worker(s)" in capsys.readouterr().out
 
 
 def test_a_correlation_of_too_few_candidates_is_a_dash():
     assert B._num(float("nan")) == "-" and B._num(0.375) == "0.38"
+
+
+def test_a_study_begun_by_other_code_is_named(tmp_path, monkeypatch, capsys):
+    """A finished study is only re-read: its recipes and trials stay those of the code that began it (a recipe
+    changed on 2026-12-07), so the bench says so when the code has changed since."""
+    def fake_optimize(spec, out, progress):
+        out.mkdir(parents=True, exist_ok=True)
+        res = _result()
+        res.stats = {"repeats": 0}
+        return res
+
+    monkeypatch.setattr(B, "optimize", fake_optimize)
+    for code, warned in (("abc123", False), ("abc123", False), ("def456+changes", True)):
+        monkeypatch.setattr(B, "code_version", lambda code=code: code)
+        args = SimpleNamespace(results={}, trials=8, out=tmp_path)
+        B.run(args, "fashion-vit", 40, 0)
+        out = capsys.readouterr().out
+        assert ("was begun at abc123, not def456+changes" in out) is warned, out
+    assert (tmp_path / "fashion-vit-40-tpe-s0" / "bench-code.txt").read_text() == "abc123"
