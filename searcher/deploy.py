@@ -250,8 +250,7 @@ def open_source(model: Mapping[str, Any], weights: str | None = None, *, require
     recorded one raise :class:`CheckpointError`. ``require_weights``: an AutoFormer without a checkpoint is an
     error instead of random weights (deploying needs the trained network; costs do not).
     """
-    from .models import AUTOFORMER_NAMES, EMBEDDED, ModelSource, embedded_metadata, sha256_file
-    from .models.autoformer_checkpoint import is_url
+    from .models import AUTOFORMER_NAMES, EMBEDDED, ModelSource, embedded_metadata, local_checkpoint, sha256_file
 
     name = str(model["name"])
     recorded = model.get("sha256")
@@ -267,12 +266,13 @@ def open_source(model: Mapping[str, Any], weights: str | None = None, *, require
                 "version that wrote the config (provenance.searcher)"
             )
         ckpt = None
-    elif ckpt and recorded and not is_url(ckpt):
-        if not Path(ckpt).is_file():
+    elif ckpt and recorded:
+        local = local_checkpoint(ckpt)  # a URL downloaded once
+        if not local.is_file():
             raise CheckpointError(
                 f"weights {ckpt} do not exist; pass the file the study used (weights=… / --checkpoint PATH)"
             )
-        current = sha256_file(ckpt)
+        current = sha256_file(local)
         if current != recorded:
             raise CheckpointError(
                 f"weights {ckpt} have sha256 {current[:12]}…, but the study used weights with sha256 "

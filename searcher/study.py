@@ -1751,7 +1751,9 @@ def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_u
         changes.append("another search space (" + "; ".join(
             f"{k}: {old_space.get(k, 'not set')} then, {space.get(k, 'not set')} now" for k in keys) + ")")
     old_model, model = before.get("model_source", {}), ctx.source.describe()
-    if old_model and any(old_model.get(k) != model.get(k) for k in _SAME_MODEL):
+    # a URL's weights had no sha256 recorded until 2026-12-07
+    same = [k for k in _SAME_MODEL if k != "sha256" or "sha256" in old_model or "checkpoint" not in old_model]
+    if old_model and any(old_model.get(k) != model.get(k) for k in same):
 
         def name(m: dict[str, Any]) -> str:
             return f"{m.get('name')} {(m.get('sha256') or '')[:12]}".strip()

@@ -211,7 +211,14 @@ def _build(cfg: TrainConfig, load_init: bool = True) -> tuple[nn.Module, Any, di
 def _load_init(cfg: TrainConfig, model: nn.Module) -> dict:
     """Load ``cfg.init`` into ``model``; returns what the metadata records of it (taken now, as loaded: shipped
     weights may be replaced before the run ends)."""
-    from .models import EMBEDDED, embedded_metadata, load_embedded_weights, load_timm_checkpoint, sha256_file
+    from .models import (
+        EMBEDDED,
+        embedded_metadata,
+        load_embedded_weights,
+        load_timm_checkpoint,
+        local_checkpoint,
+        sha256_file,
+    )
 
     assert cfg.init is not None
     if cfg.init in EMBEDDED:
@@ -219,12 +226,13 @@ def _load_init(cfg: TrainConfig, model: nn.Module) -> dict:
             raise ConfigError(f"--init {cfg.init} holds weights of another model than {cfg.model}")
         load_embedded_weights(cfg.init, model)
         return {k: embedded_metadata(cfg.init).get(k) for k in ("sha256", "training", "accuracy")}
-    if not cfg.init.startswith(("http://", "https://")) and not Path(cfg.init).is_file():
+    local = local_checkpoint(cfg.init)  # a URL downloaded once
+    if not local.is_file():
         raise CheckpointError(
             f"--init {cfg.init} is neither an embedded model ({', '.join(EMBEDDED)}) nor a weights file; check the path"
         )
-    load_timm_checkpoint(model, cfg.init)  # strict, NaN-checked; any nn.Module, not only timm's
-    return {"weights": cfg.init, "sha256": sha256_file(cfg.init) if Path(cfg.init).is_file() else None}
+    load_timm_checkpoint(model, local)  # strict, NaN-checked; any nn.Module, not only timm's
+    return {"weights": cfg.init, "sha256": sha256_file(local)}
 
 
 def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> dict | None:

@@ -252,3 +252,35 @@ def test_a_study_checks_the_classes_and_records_where_its_data_is(imagenet: Path
     shutil.copy(tmp_path / "moved" / "train" / WNIDS[0] / "1.JPEG", tmp_path / "moved" / "train" / WNIDS[0] / "0.JPEG")
     with pytest.raises(ConfigError, match="other search images under the same data spec"):
         run(tmp_path / "moved" / "train", tmp_path / "moved" / "val")
+
+
+def test_url_checkpoints_are_cached_by_their_whole_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.hub caches a URL's file by its name alone: a second URL of the same file name was given the first
+    one's weights, silently (and file:// was refused for timm models). Each URL is its own download, a file://
+    URL is its path, and the config records the sha256 of what was loaded."""
+    import functools
+    import http.server
+    import threading
+
+    from searcher.models import ModelSource, local_checkpoint, read_state_dict, sha256_file
+
+    for i, folder in enumerate(("a", "b")):
+        (tmp_path / "www" / folder).mkdir(parents=True)
+        torch.save({"w": torch.full((2,), float(i))}, tmp_path / "www" / folder / "weights.pth")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        assert [read_state_dict(f"{base}/{f}/weights.pth")["w"][0].item() for f in ("a", "b", "a")] == [0, 1, 0]
+        assert len(list((Path(torch.hub.get_dir()) / "checkpoints").iterdir())) == 2  # each downloaded once
+    finally:
+        server.shutdown()
+    local = tmp_path / "www" / "b" / "weights.pth"
+    assert local_checkpoint(local.as_uri()) == local and read_state_dict(local.as_uri())["w"][0].item() == 1
+    model = timm.create_model("vit_tiny_patch16_224", embed_dim=48, depth=2, num_heads=2, img_size=32)
+    torch.save(model.state_dict(), tmp_path / "vit.pth")
+    source = ModelSource.open("vit_tiny_patch16_224", (tmp_path / "vit.pth").as_uri(),
+                              model_kwargs={"embed_dim": 48, "depth": 2, "num_heads": 2, "img_size": 32})
+    assert source.describe()["sha256"] == sha256_file(tmp_path / "vit.pth")

@@ -27,6 +27,7 @@ __all__ = [
     "embedded_metadata",
     "load_embedded_weights",
     "sha256_file",
+    "local_checkpoint",
     "ModelSource",
 ]
 
@@ -110,38 +111,64 @@ def _is_safetensors(path: str) -> bool:
     return len(head) == 9 and head[8:] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
 
 
+def local_checkpoint(path_or_url: str | Path) -> Path:
+    """The local file of a checkpoint: a path as given, a ``file://`` URL's path, or an ``http(s)://`` URL
+    downloaded once into torch.hub's checkpoint folder under a name of the whole URL (a hash of it before its file
+    name). torch.hub's own cache goes by the file name alone: a second URL of the same name got the first one's
+    weights, silently."""
+    import sys
+    from urllib.parse import unquote, urlparse
+    from urllib.request import url2pathname
+
+    import torch
+
+    text = str(path_or_url)
+    if text.startswith("file://"):
+        return Path(url2pathname(urlparse(text).path))
+    if not text.startswith(("http://", "https://")):
+        return Path(text)
+    name = Path(unquote(urlparse(text).path)).name or "checkpoint"
+    dst = Path(torch.hub.get_dir()) / "checkpoints" / f"{hashlib.sha256(text.encode()).hexdigest()[:12]}-{name}"
+    if not dst.is_file():
+        log.warning(f"downloading {text} to {dst}")
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(text, str(dst), progress=sys.stderr.isatty())  # a temporary file, moved
+        except (OSError, ValueError) as e:  # URLError is an OSError: no network, 404; a bad URL
+            raise CheckpointError(f"could not download {text}: {e}; download it by hand and pass the local path "
+                                  "instead") from e
+    return dst
+
+
 def read_state_dict(path_or_url: str | Path) -> dict[str, Any]:
     """Tensors of a checkpoint without executing code: safetensors, or ``torch.load(weights_only=True)``; a URL
-    goes through torch.hub's cache. Unwraps ``{'model'|'state_dict'|'state_dict_ema': …}`` (the EMA first, as timm
-    does; ``ema`` of a ``searcher train`` checkpoint too) and ``module.``."""
+    is downloaded once (:func:`local_checkpoint`). Unwraps ``{'model'|'state_dict'|'state_dict_ema': …}`` (the
+    EMA first, as timm does; ``ema`` of a ``searcher train`` checkpoint too) and ``module.``."""
     import argparse
 
     import torch
 
     from .autoformer_checkpoint import forbidden_global
 
-    path_or_url = str(path_or_url)
-    url = path_or_url.startswith(("http://", "https://"))
+    name, path = str(path_or_url), str(local_checkpoint(path_or_url))
     # safetensors by name, or by its first bytes under another name (.bin, .pth)
-    safetensors = not url and (path_or_url.endswith(".safetensors") or _is_safetensors(path_or_url))
+    safetensors = path.endswith(".safetensors") or _is_safetensors(path)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):  # training args, as timm and AutoFormer save
-            if url:
-                sd: Any = torch.hub.load_state_dict_from_url(path_or_url, map_location="cpu", weights_only=True)
-            elif safetensors:
+            if safetensors:
                 from safetensors.torch import load_file
 
-                sd = load_file(path_or_url)
+                sd: Any = load_file(path)
             else:
-                sd = torch.load(path_or_url, map_location="cpu", weights_only=True)
+                sd = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as e:
-        raise CheckpointError(f"checkpoint {path_or_url} does not exist; check the path") from e
+        raise CheckpointError(f"checkpoint {name} does not exist; check the path") from e
     except Exception as e:  # truncated zip, pickle with forbidden globals, bad safetensors header, …
-        forbidden = forbidden_global(path_or_url, e)
+        forbidden = forbidden_global(name, e)
         if forbidden:
             raise forbidden from e
-        if not safetensors and Path(path_or_url).is_file():
-            with open(path_or_url, "rb") as f:
+        if not safetensors and Path(path).is_file():
+            with open(path, "rb") as f:
                 head = f.read(4)
             if not head.startswith((b"PK", b"\x80")):  # neither torch.save's zip archive nor a (legacy) pickle
                 raise CheckpointError(f"checkpoint {path_or_url} is not a PyTorch or safetensors weights file (it "
@@ -437,8 +464,9 @@ class ModelSource:
             d["sha256"] = embedded_metadata(self.name).get("sha256")
         elif self.checkpoint:
             d["checkpoint"] = self.checkpoint
-            if Path(self.checkpoint).exists():
-                d["sha256"] = sha256_file(self.checkpoint)
+            local = local_checkpoint(self.checkpoint)  # a URL's download, made when the model was opened
+            if local.is_file():
+                d["sha256"] = sha256_file(local)
         if self.fixed_arch is not None:
             d["arch"] = self.fixed_arch
         if self.model_kwargs:

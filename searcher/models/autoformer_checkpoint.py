@@ -25,34 +25,23 @@ from torch import Tensor
 from ..errors import CheckpointError
 from .autoformer_space import PRESETS, SupernetConfig
 
-__all__ = ["read_checkpoint", "infer_supernet_config", "check_state_dict", "identify_preset", "is_url"]
+__all__ = ["read_checkpoint", "infer_supernet_config", "check_state_dict", "identify_preset"]
 
 log = logging.getLogger(__name__)
 
-_URL_SCHEMES = ("http://", "https://", "file://")
 _TIMM_VIT_KEYS = ("patch_embed.proj.weight", "blocks.0.norm1.weight", "blocks.0.attn.qkv.weight")
 
 
-def is_url(path_or_url: str | Path) -> bool:
-    return str(path_or_url).startswith(_URL_SCHEMES)
-
-
 def _load(path_or_url: str | Path) -> Any:
-    """``torch.load`` (or the torch.hub download) with ``weights_only=True`` and ``argparse.Namespace``
+    """``torch.load`` (of a URL's download) with ``weights_only=True`` and ``argparse.Namespace``
     allowed."""
-    name = str(path_or_url)
+    from . import local_checkpoint
+
+    path = local_checkpoint(path_or_url)  # a URL downloaded once
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path_or_url} does not exist; pass the path of an AutoFormer .pth "
+                              "file or an http(s) URL")
     with torch.serialization.safe_globals([argparse.Namespace]):
-        if is_url(name):
-            try:
-                return torch.hub.load_state_dict_from_url(name, map_location="cpu", weights_only=True,
-                                                          progress=False)
-            except (OSError, ValueError) as e:  # URLError is an OSError; no network, 404, bad hash
-                raise CheckpointError(f"could not download {name}: {e}; download it by hand and pass the "
-                                      "local path instead") from e
-        path = Path(name)
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint {path} does not exist; pass the path of an AutoFormer .pth "
-                                  "file or an http(s) URL")
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
