@@ -1031,7 +1031,47 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
     data = resolve_data_spec(spec.data, spec.base_dir)
     # before the weights: a download (350 MB for ViT-B) to learn that the data is not there or a key is misspelt
     check_data(data, need=("search", "test"))
+    import torch
+
+    with torch.device("meta"):  # the shapes alone, before the weights are fetched and the data decoded
+        shapes = ModelSource.open(spec.model, checkpoint, space.architecture, spec.model_kwargs, weights=False)
+    full, budget = _check_costs(spec, space, shapes)
     source = ModelSource.open(spec.model, checkpoint, arch_space=space.architecture, model_kwargs=spec.model_kwargs)
+    if spec.diffrate_baseline:  # a wrong depth or count is an error now, not a failed trial later
+        depth = source.depth_of(source.full_arch(space.architecture))
+        try:
+            published = Schedule.recipe(
+                "diffrate",
+                depth,
+                prune_kept=spec.diffrate_baseline["prune_kept"],
+                merge_kept=spec.diffrate_baseline["merge_kept"],
+            )
+            check_fits(published, source.n_tokens, source.num_prefix, source.averages_patches)
+            given = source.n_tokens  # a published schedule's counts are what each block keeps of what it gets
+            kept = zip(spec.diffrate_baseline["prune_kept"], spec.diffrate_baseline["merge_kept"], strict=True)
+            for i, (p, m) in enumerate(kept):
+                if not m <= p <= given:
+                    raise ConfigError(
+                        f"block {i} keeps {p} tokens after pruning and {m} after merging of the {given} it gets; "
+                        "each block keeps at most what it gets, and merging follows pruning (merge_kept ≤ prune_kept)")
+                given = m
+        except ConfigError as e:
+            raise ConfigError(f"diffrate_baseline does not fit {spec.model} ({depth} blocks): {e}") from e
+    splits = load_splits(data)
+    # recorded with absolute folders and the class order written out: exported configs re-evaluate anywhere
+    spec = replace(spec, data=resolve_data_spec(data, splits=splits))
+    for split in splits.values():  # before the study exists: a mismatch would fail every trial
+        source.check_data(split, f"set the data's 'model' (or 'data_config': {{input_size: "
+                                 f"{list(source.input_shape)}}}) to match the model")
+    _check_preprocessing(spec, source)
+    min_tp = parse_rate(spec.min_throughput) if spec.min_throughput else None
+    return _Context(spec, space, source, splits["search"], budget, full, min_tp), splits
+
+
+def _check_costs(spec: StudySpec, space: SearchSpace, source: Any) -> tuple[float, float]:
+    """The unreduced model's GFLOPs and the budget in GFLOPs, after checking that the space fits the model and
+    that the budget lies between the space's cheapest candidate and the unreduced model (``source``: its shapes
+    are enough)."""
     space.check_model(source.depths(space.architecture), source.n_tokens, source.num_prefix)
     if getattr(source.model, "cls_token", None) is None:  # before any trial: each such draw would fail
         from .reduce import NEEDS_CLS_ATTENTION
@@ -1042,13 +1082,6 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
         if ranking:
             raise ConfigError(f"{', '.join(ranking)} rank tokens by CLS attention but {spec.model} has no class "
                               "token; remove them from the space's reducers")
-    splits = load_splits(data)
-    # recorded with absolute folders and the class order written out: exported configs re-evaluate anywhere
-    spec = replace(spec, data=resolve_data_spec(data, splits=splits))
-    for split in splits.values():  # before the study exists: a mismatch would fail every trial
-        source.check_data(split, f"set the data's 'model' (or 'data_config': {{input_size: "
-                                 f"{list(source.input_shape)}}}) to match the model")
-    _check_preprocessing(spec, source)
     full = source.flops(
         source.full_arch(space.architecture),
         Schedule.none(source.depth_of(source.full_arch(space.architecture))),
@@ -1071,28 +1104,7 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
             f"budget {spec.budget} ({budget:.4g} GFLOPs) is below the cheapest candidate of the "
             f"space ({cheapest:.4g} GFLOPs: {how}); raise the budget or {fix}"
         )
-    if spec.diffrate_baseline:  # a wrong depth or count is an error now, not a failed trial later
-        depth = source.depth_of(source.full_arch(space.architecture))
-        try:
-            published = Schedule.recipe(
-                "diffrate",
-                depth,
-                prune_kept=spec.diffrate_baseline["prune_kept"],
-                merge_kept=spec.diffrate_baseline["merge_kept"],
-            )
-            check_fits(published, source.n_tokens, source.num_prefix, source.averages_patches)
-            given = source.n_tokens  # a published schedule's counts are what each block keeps of what it gets
-            kept = zip(spec.diffrate_baseline["prune_kept"], spec.diffrate_baseline["merge_kept"], strict=True)
-            for i, (p, m) in enumerate(kept):
-                if not m <= p <= given:
-                    raise ConfigError(
-                        f"block {i} keeps {p} tokens after pruning and {m} after merging of the {given} it gets; "
-                        "each block keeps at most what it gets, and merging follows pruning (merge_kept ≤ prune_kept)")
-                given = m
-        except ConfigError as e:
-            raise ConfigError(f"diffrate_baseline does not fit {spec.model} ({depth} blocks): {e}") from e
-    min_tp = parse_rate(spec.min_throughput) if spec.min_throughput else None
-    return _Context(spec, space, source, splits["search"], budget, full, min_tp), splits
+    return full, budget
 
 
 def _check_preprocessing(spec: StudySpec, source: Any) -> None:

@@ -154,6 +154,30 @@ def test_missing_data_folders_are_reported_before_the_weights_are_fetched(tmp_pa
     with pytest.raises(DataError, match="ImageFolder root .*no-imagenet/train does not exist"):
         optimize(spec, tmp_path / "out", progress=False)
 
+def test_a_budget_out_of_range_is_refused_before_the_weights_and_the_data(
+    imagenet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The budget is checked on the model's shapes alone: it was checked after the weights were fetched and both
+    splits decoded (at ImageNet scale 55,000 images, and ViT-B's 350 MB), and so was a model searcher cannot count
+    (until 2026-12-07). Here the weights are a file that does not exist and decoding fails."""
+    from searcher.errors import ConfigError
+
+    def decode(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the data was decoded")
+
+    monkeypatch.setattr("searcher.study.load_splits", decode)
+    spec = StudySpec.from_yaml(STUDIES / "deit-s-imagenet.yaml")
+    data = {**spec.data, "search": {**spec.data["search"], "root": str(imagenet / "train")},
+            "test": str(imagenet / "val")}
+    spec = replace(spec, data=data, checkpoint=str(tmp_path / "missing.pth"))
+    for budget, words in (("10GFLOPs", "above the unreduced model's 4.599"), ("0.5GFLOPs", "below the cheapest")):
+        with pytest.raises(ConfigError, match=words):
+            optimize(spec.override(budget=budget), tmp_path / "out", progress=False)
+    with pytest.raises(ConfigError, match="no FLOPs model"):
+        optimize(replace(spec, model="resnet18"), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_model_that_takes_other_images_than_the_data_is_refused_before_the_study(
     imagenet: Path, tmp_path: Path
 ) -> None:

@@ -305,7 +305,9 @@ class ModelSource:
         checkpoint: str | None = None,
         arch_space: Any = None,
         model_kwargs: dict[str, Any] | None = None,
+        weights: bool = True,
     ) -> ModelSource:
+        """``weights=False``: random weights, no checkpoint read or download (the shapes, for costs)."""
         base = name.removesuffix("-supernet")
         if model_kwargs and (name in EMBEDDED or base in AUTOFORMER_NAMES):  # create_model refuses them too
             raise ConfigError(f"{name} takes no model arguments; remove model_kwargs {model_kwargs}")
@@ -317,16 +319,17 @@ class ModelSource:
         if name in EMBEDDED:
             if checkpoint:
                 raise ConfigError(f"{name} ships its own weights; remove the checkpoint (checkpoint: or --checkpoint)")
-            return cls(name, create_model(name), EMBEDDED[name].family)
+            return cls(name, create_model(name, weights=weights), EMBEDDED[name].family)
         if base in AUTOFORMER_NAMES:
             from .autoformer import create_supernet, load_checkpoint
             from .autoformer_space import get_subnet
 
             model: nn.Module
-            if checkpoint:
+            if checkpoint and weights:
                 model = load_checkpoint(checkpoint, base)
             else:
-                log.warning("no --checkpoint for %s: random weights, good for costs only", name)
+                if weights:
+                    log.warning("no --checkpoint for %s: random weights, good for costs only", name)
                 model = create_supernet(base)
             fixed = None if name.endswith("-supernet") else get_subnet(base).to_dict()
             if fixed is None and arch_space is None:
@@ -335,7 +338,7 @@ class ModelSource:
                     f"{base} for the paper's searched subnet"
                 )
             return cls(name, model, "autoformer", checkpoint, fixed)
-        model = create_model(name, checkpoint=checkpoint, **(model_kwargs or {}))
+        model = create_model(name, weights=weights, checkpoint=checkpoint if weights else None, **(model_kwargs or {}))
         return cls(name, model, "timm-vit", checkpoint, model_kwargs=model_kwargs)
 
     @property
