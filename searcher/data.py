@@ -568,13 +568,15 @@ def _imagenet_subset(model: Any) -> str | None:
 
 
 def _resolve_classes(classes: str | Path | Sequence[str] | None, folders: Iterable[str], model: Any,
-                     where: str) -> list[str]:
+                     where: str, outputs: int | None = None) -> list[str]:
     """The ordered class list: label ``i`` is ``classes[i]``.
 
     ``None`` (auto): the class order of the ImageNet subset the timm model was trained on when every folder is
     one of its WordNet ids (so a folder holding only some ImageNet classes still gets the model's label
-    indices), else the sorted folder names. A string is a text file (one class a line) or an ImageNet subset
-    name known to timm (``imagenet-1k``); a list is used as given.
+    indices), else the sorted folder names; also when the model's ``outputs`` are as many as the folders and not
+    the subset's classes (a model fine-tuned on them, ordered as timm's ``train.py`` orders them). A string is a
+    text file (one class a line) or an ImageNet subset name known to timm (``imagenet-1k``); a list is used as
+    given.
     """
     folders = sorted(set(folders))
     if classes is None:
@@ -584,6 +586,9 @@ def _resolve_classes(classes: str | Path | Sequence[str] | None, folders: Iterab
 
             names = list(ImageNetInfo(subset).label_names())
             others = [f for f in folders if f not in set(names)]
+            if outputs == len(folders) != len(names):
+                log.info("the model has %d outputs, one per class folder: using their sorted order", outputs)
+                return folders
             if not others:
                 log.info("class folders are %s WordNet ids; using that label order", subset)
                 return names
@@ -784,7 +789,7 @@ _IMAGEFOLDER_KEYS = ("kind", "model", "data_config", "classes", "seed", "workers
 _SPLIT_KEYS = ("root", "per_class", "files", "seed")
 
 
-def load_splits(spec: dict | None = None, model: Any = None) -> dict[str, Split]:
+def load_splits(spec: dict | None = None, model: Any = None, outputs: int | None = None) -> dict[str, Split]:
     """The splits of a study's ``data`` section.
 
     Fashion-MNIST (the default)::
@@ -806,13 +811,14 @@ def load_splits(spec: dict | None = None, model: Any = None) -> dict[str, Split]
     the root as a string. Paths are used as given (relative to the working directory); file-list entries are
     relative to the split's root. All splits share one class list (auto: the union of their class folders,
     sorted, or the model's ImageNet order), so labels agree between them. The ``model`` argument (a timm name
-    or ``nn.Module``) is used when the spec has no ``model``. Splits that share images are an error: the
-    search split is never the test split, and no model may train on it.
+    or ``nn.Module``) is used when the spec has no ``model``; ``outputs``, the number of the model's outputs,
+    tells a model fine-tuned on the folders' classes from one of the ImageNet subset's. Splits that share images
+    are an error: the search split is never the test split, and no model may train on it.
     """
     spec = dict(spec or {})
     if _data_kind(spec) == "fashion-mnist":
         return fashion_mnist(spec.get("dir"))
-    return _imagefolder_splits(spec, model)
+    return _imagefolder_splits(spec, model, outputs)
 
 
 def _data_kind(spec: dict) -> str:
@@ -951,7 +957,7 @@ def _check_keys(spec: dict, allowed: Sequence[str], what: str) -> None:
         raise ConfigError(f"unknown field(s) {unknown} in {what}; allowed: {list(allowed)}")
 
 
-def _imagefolder_splits(spec: dict, model: Any) -> dict[str, Split]:
+def _imagefolder_splits(spec: dict, model: Any, outputs: int | None = None) -> dict[str, Split]:
     parts = _imagefolder_parts(spec)
     source = spec.get("model", model)  # the model: its data config and (auto) its ImageNet class order
     if source is None and spec.get("data_config") is None:
@@ -962,7 +968,7 @@ def _imagefolder_splits(spec: dict, model: Any) -> dict[str, Split]:
     folders = {name: _class_folders(p["root"]) for name, p in parts.items()}
     union = sorted({f for fs in folders.values() for f in fs})
     where = " and ".join(str(p["root"]) for p in parts.values())
-    class_list = _resolve_classes(spec.get("classes"), union, source, where)
+    class_list = _resolve_classes(spec.get("classes"), union, source, where, outputs)
     splits = {
         name: _image_folder_split(p["root"], cfg, class_list, folders[name], p.get("files"),
                                   p.get("per_class"), p.get("seed", seed), name, spec.get("workers"))

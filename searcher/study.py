@@ -1057,7 +1057,7 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
                 given = m
         except ConfigError as e:
             raise ConfigError(f"diffrate_baseline does not fit {spec.model} ({depth} blocks): {e}") from e
-    splits = load_splits(data)
+    splits = load_splits(data, outputs=getattr(source.model, "num_classes", None))
     # recorded with absolute folders and the class order written out: exported configs re-evaluate anywhere
     spec = replace(spec, data=resolve_data_spec(data, splits=splits))
     for split in splits.values():  # before the study exists: a mismatch would fail every trial

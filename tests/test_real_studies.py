@@ -276,6 +276,13 @@ def test_a_study_checks_the_classes_and_records_where_its_data_is(imagenet: Path
     shutil.copy(tmp_path / "moved" / "train" / WNIDS[0] / "1.JPEG", tmp_path / "moved" / "train" / WNIDS[0] / "0.JPEG")
     with pytest.raises(ConfigError, match="other search images under the same data spec"):
         run(tmp_path / "moved" / "train", tmp_path / "moved" / "val")
+    # a model fine-tuned on these two WordNet-id folders (model_kwargs num_classes: 2): their sorted order, as
+    # timm's train.py labels them (until 2026-12-07 the imagenet-1k order, refused as 1000 classes for 2 outputs)
+    tuned = {**SMALL, "num_classes": 2}
+    torch.save(timm.create_model(spec.model, pretrained=False, **tuned).state_dict(), tmp_path / "specs" / "w.pth")
+    spec = replace(spec, model_kwargs=tuned)
+    res = run(tmp_path / "moved" / "train", tmp_path / "moved" / "val", out="tuned")
+    assert res.study.user_attrs["spec"]["data"]["classes"] == sorted(WNIDS)
 
 
 def test_url_checkpoints_are_cached_by_their_whole_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
