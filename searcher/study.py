@@ -49,7 +49,7 @@ from optuna.trial import TrialState
 from ._sigint import ECHO_S, in_storage, on_sigint, sigint_held
 from .cost.throughput import Throughput, device_lock, measure
 from .data import Split, check_data, data_config_for, held_alone, load_splits, resolve_data_spec
-from .errors import ConfigError, SearcherError, StorageError, WorkerError
+from .errors import ConfigError, DataError, SearcherError, StorageError, WorkerError
 from .evaluate import NumericalError, evaluate, evaluate_chunks
 from .schedule import Schedule, check_fits
 from .space import Candidate, SearchSpace, find_spec, load_yaml, yaml_number_hint
@@ -1030,7 +1030,16 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
         checkpoint = str(path.resolve())
     data = resolve_data_spec(spec.data, spec.base_dir)
     # before the weights: a download (350 MB for ViT-B) to learn that the data is not there or a key is misspelt
-    check_data(data, need=("search", "test"))
+    try:
+        check_data(data, need=("search", "test"))
+    except DataError as e:
+        from .space import SHIPPED
+
+        if Path(spec.base_dir).resolve() != (SHIPPED / "studies").resolve():
+            raise
+        raise DataError(f"{e}. The shipped spec {spec.name} reads its data there: for another folder, copy "
+                        f"{SHIPPED / 'studies' / spec.name}.yaml, edit its data roots and run the copy "
+                        "(--study my-spec.yaml)") from None
     import torch
 
     with torch.device("meta"):  # the shapes alone, before the weights are fetched and the data decoded
@@ -1072,6 +1081,14 @@ def _check_costs(spec: StudySpec, space: SearchSpace, source: Any) -> tuple[floa
     """The unreduced model's GFLOPs and the budget in GFLOPs, after checking that the space fits the model and
     that the budget lies between the space's cheapest candidate and the unreduced model (``source``: its shapes
     are enough)."""
+    if space.architecture is not None and source.family == "autoformer":
+        from .models.autoformer_space import SubnetConfig
+
+        try:
+            source.model.check_subnet(SubnetConfig.from_dict(space.architecture.largest()))
+        except ConfigError as e:
+            raise ConfigError(f"the space's architecture section does not fit {spec.model} ({e}): it is of another "
+                              f"supernet; use this one's (space: {spec.model.removesuffix('-supernet')})") from None
     space.check_model(source.depths(space.architecture), source.n_tokens, source.num_prefix)
     if getattr(source.model, "cls_token", None) is None:  # before any trial: each such draw would fail
         from .reduce import NEEDS_CLS_ATTENTION

@@ -151,7 +151,8 @@ def test_missing_data_folders_are_reported_before_the_weights_are_fetched(tmp_pa
     spec = StudySpec.from_yaml(STUDIES / "vit-b-imagenet.yaml")
     spec = replace(spec, data={**spec.data, "search": {"root": str(tmp_path / "no-imagenet" / "train")}},
                    checkpoint=str(tmp_path / "missing.pth"))
-    with pytest.raises(DataError, match="ImageFolder root .*no-imagenet/train does not exist"):
+    with pytest.raises(DataError, match="ImageFolder root .*no-imagenet/train does not exist.* copy .*"
+                                        "vit-b-imagenet.yaml, edit its data roots"):  # a shipped spec: copy it
         optimize(spec, tmp_path / "out", progress=False)
 
 def test_a_budget_out_of_range_is_refused_before_the_weights_and_the_data(
@@ -315,3 +316,28 @@ def test_url_checkpoints_are_cached_by_their_whole_url(tmp_path: Path, monkeypat
     source = ModelSource.open("vit_tiny_patch16_224", (tmp_path / "vit.pth").as_uri(),
                               model_kwargs={"embed_dim": 48, "depth": 2, "num_heads": 2, "img_size": 32})
     assert source.describe()["sha256"] == sha256_file(tmp_path / "vit.pth")
+
+
+def test_a_checkpoint_is_adapted_as_timm_adapts_pretrained_weights(tmp_path: Path) -> None:
+    """A 224-pixel checkpoint in a model built at 160 pixels has its position embeddings resampled, as timm does
+    for its pretrained weights (it failed on pos_embed's shape); a fine-tuned head of another size names the fix."""
+    from searcher.errors import CheckpointError
+    from searcher.models import create_model
+
+    torch.save(timm.create_model("deit_tiny_patch16_224", **SMALL).state_dict(), tmp_path / "224.pth")
+    model = create_model("deit_tiny_patch16_224", checkpoint=tmp_path / "224.pth", img_size=160, **SMALL)
+    assert model.pos_embed.shape[1] == 1 + (160 // 16) ** 2 and model(torch.zeros(1, 3, 160, 160)).shape == (1, 1000)
+    torch.save(timm.create_model("deit_tiny_patch16_224", num_classes=3, **SMALL).state_dict(), tmp_path / "3.pth")
+    with pytest.raises(CheckpointError, match=r"head of 3 classes, the model 1000: .*--num-classes 3 .*"
+                                              r"model_kwargs: \{num_classes: 3\}"):
+        create_model("deit_tiny_patch16_224", checkpoint=tmp_path / "3.pth", **SMALL)
+
+
+def test_an_architecture_space_of_another_supernet_names_the_right_one(tmp_path: Path) -> None:
+    from searcher.errors import ConfigError
+
+    spec = StudySpec.from_dict({"name": "s", "model": "autoformer-s-supernet", "space": "autoformer-b",
+                                "budget": "40%"})
+    with pytest.raises(ConfigError, match=r"does not fit autoformer-s-supernet \(.*embed_dim 624 > 448.*use this "
+                                          r"one's \(space: autoformer-s\)"):
+        optimize(spec, tmp_path / "out", progress=False)

@@ -197,12 +197,31 @@ def load_timm_checkpoint(model: nn.Module, path_or_url: str | Path) -> nn.Module
         raise CheckpointError(f"{path_or_url} has NaN or inf weights in {bad[:3]}; it is damaged")
     try:
         model.load_state_dict(sd, strict=True)
+        return model
     except RuntimeError as e:
-        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        error = e
+    import sys
+
+    adapt = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+    if adapt is not None:  # as timm loads its pretrained weights: position embeddings resampled to the image size
+        try:
+            model.load_state_dict(adapt(sd, model), strict=True)
+            log.info("%s adapted to the model as timm adapts pretrained weights (checkpoint_filter_fn)", path_or_url)
+            return model
+        except Exception:  # the first error is the one to report
+            pass
+    lines = str(error).splitlines()
+    first = lines[1].strip() if len(lines) > 1 else str(error)
+    head, outputs = sd.get("head.weight"), getattr(model, "num_classes", None)
+    if head is not None and head.ndim == 2 and isinstance(outputs, int) and head.shape[0] != outputs:
         raise CheckpointError(
-            f"{path_or_url} does not fit this model ({first[:200]}); is it a checkpoint of another model or size?"
-        ) from e
-    return model
+            f"{path_or_url} has a head of {head.shape[0]} classes, the model {outputs}: give the model its head, "
+            f"--num-classes {head.shape[0]} (evaluate, flops) or model_kwargs: {{num_classes: {head.shape[0]}}} "
+            "(study spec)"
+        ) from error
+    raise CheckpointError(
+        f"{path_or_url} does not fit this model ({first[:200]}); is it a checkpoint of another model or size?"
+    ) from error
 
 
 def _build_embedded(name: str, weights: bool) -> nn.Module:
