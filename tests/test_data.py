@@ -539,6 +539,12 @@ def test_imagefolder_cache(tiny_imagefolder: Path, tmp_path: Path, private_cache
     second = image_folder(root, SMALL)
     assert time.process_time() - t < 1.0
     assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+    # memory-mapped, copy-on-write: the processes of a study share one copy, and a change stays in its process
+    (cached,) = cache_files(private_cache)
+    if Path("/proc/self/maps").exists():
+        assert str(cached) in Path("/proc/self/maps").read_text()
+    second.images[0] = 255 - second.images[0]
+    assert torch.equal(image_folder(root, SMALL).images, first.images)
     monkeypatch.setattr(data, "_decode", decode)
     # touching an image changes the key; so does another transform
     os.utime(root / "bee" / "img_1.png", ns=(1, 1))
