@@ -805,6 +805,7 @@ def _image_folder_split(root: Path, cfg: dict, class_list: list[str], folders: l
         images = _decode_all(root, rel, transform, (shape[0], shape[1], shape[2]), workers, f"decode {name}")
         tensors = {"images": images, "labels": labels}
         _cache_save(key, tensors)
+        tensors = _cache_load(key, ("images", "labels")) or tensors  # mapped: the decoded copy's memory goes
     meta = {"kind": "imagefolder", "root": str(root), "files": rel, "sizes": [st[1] for st in stats],
             "data_config": cfg,
             "per_class": per_class, "seed": seed,
