@@ -254,6 +254,7 @@ def cmd_optimize(args: argparse.Namespace) -> int | None:
         "stats": result.stats,
         "files": [str(f) for f in files],
         "interrupted": result.interrupted,
+        "timed_out": result.timed_out,
     }
     st = result.stats
     repeats = f"{st['repeats']} repeats of an earlier candidate, " if st["repeats"] else ""
@@ -377,7 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument(
         "--trials", type=int, help="candidates to evaluate (resumes up to this; repeated draws do not count)"
     )
-    o.add_argument("--timeout", type=float, help="seconds for this invocation")
+    o.add_argument("--timeout", type=float, help="seconds of trials for this invocation (loading the model and "
+                   "data, and testing the Pareto set, come on top); the same command goes on")
     o.add_argument(
         "--storage",
         help="sqlite:///PATH, postgresql://…, mysql://… or journal:PATH (default: sqlite at OUT/study.db)",

@@ -1012,6 +1012,7 @@ class OptimizeResult:
     context: _Context
     test_split: Split
     interrupted: bool = False  # a Ctrl-C stopped the study after its current trial (the same command resumes it)
+    timed_out: bool = False  # the timeout stopped it before its trials were done (the same command goes on)
 
     def test(self, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         """The test-split result of any finished trial (evaluated once, then kept in the study)."""
@@ -1104,11 +1105,10 @@ def _check_costs(spec: StudySpec, space: SearchSpace, source: Any) -> tuple[floa
         Schedule.none(source.depth_of(source.full_arch(space.architecture))),
     )
     budget = parse_budget(str(spec.budget)).resolve(full)
-    if full < budget <= full * (1 + 1e-3):  # the unreduced model's FLOPs as printed, rounded up
-        budget = full
-    if budget > full:  # as a share above 100 % is refused: nothing to search (a unit prefix off?)
+    if budget >= full * (1 - 1e-9):  # nothing to search (100 %, the unreduced model's FLOPs, a unit prefix off)
+        where = "above" if budget > full * (1 + 1e-3) else "all of"
         raise ConfigError(
-            f"budget {spec.budget} ({budget:.4g} GFLOPs) is above the unreduced model's {full:.4g} GFLOPs, so "
+            f"budget {spec.budget} ({budget:.4g} GFLOPs) is {where} the unreduced model's {full:.4g} GFLOPs, so "
             f"nothing needs removing; give a budget below it, such as {full / 2:.3g}GFLOPs or 50%"
         )
     cheapest = source.cheapest_gflops(space)
@@ -1703,10 +1703,18 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
     if interrupted and not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         # stopped before any trial finished (workers still starting, or the first trial failed): nothing to export
         raise KeyboardInterrupt("stopped before any trial finished; run the same command to start the study")
-    interrupted = interrupted and not _done(_finished(study), spec.trials)  # a press in the last trial: all done
+    done = _done(_finished(study), spec.trials)
+    interrupted = interrupted and not done  # a press in the last trial: all done
+    timed_out = not interrupted and not done and spec.timeout is not None
+    if progress or log.isEnabledFor(logging.INFO):  # minutes at real scale: say what runs
+        print(f"testing the Pareto set on the test split ({min(spec.test_images or math.inf, len(splits['test']))} "
+              "images)", file=sys.stderr, flush=True)
     pareto = evaluate_pareto(study, ctx, splits["test"], spec)
     stats = _stats(study, ctx, wall)
     evaluated = stats["trials"] - stats["repeats"] - stats["over_budget"]
+    if timed_out:
+        log.warning(f"stopped by the timeout ({spec.timeout:g} s of trials) with {evaluated} of the {spec.trials} "
+                    "candidates asked for evaluated; run the same command to go on")
     if evaluated < spec.trials and stats["trials"] >= DRAWS_PER_TRIAL * spec.trials:
         if stats["over_budget"] >= stats["repeats"]:
             why = (f"{stats['over_budget']} draws were over the budget. Per-block or per-layer draws "
@@ -1720,7 +1728,8 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
             f"stopped after {stats['trials']} draws ({DRAWS_PER_TRIAL} per trial asked for), with {evaluated} of the "
             f"{spec.trials} candidates asked for evaluated: {why}"
         )
-    return OptimizeResult(study, out, ctx.budget, ctx.full_gflops, pareto, stats, ctx, splits["test"], interrupted)
+    return OptimizeResult(study, out, ctx.budget, ctx.full_gflops, pareto, stats, ctx, splits["test"], interrupted,
+                          timed_out)
 
 
 _SAME_MODEL = ("name", "family", "sha256", "arch", "kwargs")  # of ModelSource.describe(); the checkpoint may move

@@ -250,6 +250,9 @@ def test_budget_below_the_cheapest_candidate_is_a_clear_error(tiny_spec: StudySp
     # above the unreduced model, as a share above 100 % is: until 2026-12-07 it ran, every recipe at r = 0
     with pytest.raises(ConfigError, match=r"budget 3.3GFLOPs \(3.3 GFLOPs\) is above the unreduced model's"):
         optimize(tiny_spec.override(budget="3.3GFLOPs"), tmp_path / "run", progress=False)
+    # all of it (until 2026-12-07: every recipe at r = 0, five copies of the unreduced model on the front)
+    with pytest.raises(ConfigError, match=r"budget 100% \(.* GFLOPs\) is all of the unreduced model's"):
+        optimize(tiny_spec.override(budget="100%"), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
 
 
@@ -595,6 +598,18 @@ def test_early_stop_uses_the_front_other_workers_finish_meanwhile(
     else:
         assert ran.state == optuna.trial.TrialState.COMPLETE and ran.user_attrs["images_evaluated"] == 400
         assert res.stats["stopped_early"] == res.stats["images_saved_by_early_stop"] == 0
+
+
+def test_a_run_stopped_by_the_timeout_says_so(tiny_spec: StudySpec, tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A run that the timeout stopped ended as a finished one did (exit 0, no word; --json could not tell)."""
+    spec = replace(tiny_spec, trials=4, baselines=False, timeout=1e-3)
+    with caplog.at_level(logging.WARNING, logger="searcher"):
+        res = optimize(spec, tmp_path / "run", progress=False)
+    assert res.timed_out and not res.interrupted and res.stats["trials"] < 4
+    assert "stopped by the timeout (0.001 s of trials) with 1 of the 4 candidates" in caplog.text
+    finished = optimize(replace(spec, timeout=None), tmp_path / "run", progress=False)
+    assert not finished.timed_out and finished.stats["trials"] == 4
 
 
 def test_workers_are_not_started_for_a_finished_study(
