@@ -1712,6 +1712,12 @@ def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = Tr
     pareto = evaluate_pareto(study, ctx, splits["test"], spec)
     stats = _stats(study, ctx, wall)
     evaluated = stats["trials"] - stats["repeats"] - stats["over_budget"]
+    if not pareto and ctx.min_throughput is not None:
+        speeds = [tp["img_s"] for t in _finished(study) if (tp := throughput_of(study, t))]
+        if speeds:
+            log.warning(f"no candidate reached the throughput floor of {ctx.min_throughput:g} img/s (the fastest "
+                        f"timed: {max(speeds):.4g} img/s); lower --min-throughput "
+                        "(min_throughput in the spec) in a new study (--out)")
     if timed_out:
         log.warning(f"stopped by the timeout ({spec.timeout:g} s of trials) with {evaluated} of the {spec.trials} "
                     "candidates asked for evaluated; run the same command to go on")

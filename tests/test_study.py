@@ -128,10 +128,15 @@ def test_optimize_runs_resumes_and_exports(
     assert load_study(None, f"sqlite:///{out / 'study.db'}").study_name == "tiny"
 
 
-def test_an_unreachable_throughput_floor_times_every_evaluated_candidate(tiny_spec: StudySpec,
-                                                                          tmp_path: Path) -> None:
-    """No candidate meets the floor, so the front stays empty and every evaluated candidate could join it."""
-    res = optimize(tiny_spec.override(trials=3, min_throughput="1e12img/s"), tmp_path / "run", progress=False)
+def test_an_unreachable_throughput_floor_times_every_evaluated_candidate(
+    tiny_spec: StudySpec, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No candidate meets the floor, so the front stays empty and every evaluated candidate could join it; the
+    run says how fast the fastest ran (it ended with '(no feasible trial)' alone until 2026-12-07)."""
+    with caplog.at_level(logging.WARNING, logger="searcher"):
+        res = optimize(tiny_spec.override(trials=3, min_throughput="1e12img/s"), tmp_path / "run", progress=False)
+    assert re.search(r"no candidate reached the throughput floor of 1e\+12 img/s \(the fastest timed: [\d.e+]+ "
+                     r"img/s\); lower --min-throughput", caplog.text), caplog.text
     evaluated = [t for t in res.study.trials if t.state == optuna.trial.TrialState.COMPLETE and "top1" in t.user_attrs]
     assert len(evaluated) >= 2  # the baselines at least: they are never stopped early
     for t in evaluated:
