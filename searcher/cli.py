@@ -235,7 +235,7 @@ def cmd_optimize(args: argparse.Namespace) -> int | None:
         workers=args.workers,
         sampler=args.sampler,
         seed=args.seed,
-        objectives=args.objectives.split(",") if args.objectives is not None else None,
+        objectives=args.objectives,
     )
     from .export import check_replaceable, export_study, pareto_table, run_dir
 

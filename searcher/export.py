@@ -341,6 +341,9 @@ def trials_frame(study: optuna.Study, trials: list[FrozenTrial] | None = None) -
 
 def pareto_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The Pareto set as a plain-text table (pandas)."""
+    if isinstance(rows, str | bytes) or not all(isinstance(r, Mapping) and "tokens" in r for r in rows):
+        raise ConfigError("pareto_table takes the rows of optimize's result.pareto (dicts with trial, reducer, "
+                          f"tokens, …), got {str(rows)[:80]!r}")
     if not rows:
         return "(no feasible trial)"
     df = pd.DataFrame(rows)
@@ -510,6 +513,10 @@ def export_study(
     study's RUNNING trials (:func:`~searcher.study.abandoned_trials`), so they will not finish by themselves."""
     from .study import pareto_trials, test_result, throughput_of
 
+    if not isinstance(study, optuna.Study):
+        raise ConfigError(f"export takes an optuna.Study (optimize's result.study), got {type(study).__name__}")
+    if not isinstance(out, str | Path):
+        raise ConfigError(f"out must be a folder's path, got {out!r}")
     out = Path(out)
     trials = study.get_trials(deepcopy=False)
     states = {s.name: n for s in TrialState if (n := sum(t.state == s for t in trials))}

@@ -102,6 +102,8 @@ class StudySpec:
     @classmethod
     def from_yaml(cls, path: str | Path) -> StudySpec:
         """A study spec file, or the name of a shipped one (``fashion-vit``: ``searcher/studies/fashion-vit.yaml``)."""
+        if not isinstance(path, str | Path):
+            raise ConfigError(f"give a study spec's path or a shipped spec's name (fashion-vit), got {path!r}")
         path = find_spec(path, "studies")
         d = load_yaml(path, "study spec")
         if not isinstance(d, dict):
@@ -132,6 +134,8 @@ class StudySpec:
         unknown = sorted(set(kw) - {f.name for f in fields(self)})
         if unknown:
             raise ConfigError(f"unknown key(s) {unknown}; known keys: {sorted(f.name for f in fields(self))}")
+        if isinstance(kw.get("objectives"), str):  # as --objectives takes them
+            kw["objectives"] = kw["objectives"].split(",")
         if isinstance(kw.get("objectives"), tuple):
             kw["objectives"] = list(kw["objectives"])
         spec = replace(self, **{k: v for k, v in kw.items() if v is not None})
@@ -206,10 +210,11 @@ class StudySpec:
         if (
             not isinstance(self.objectives, list)
             or not self.objectives
-            or any(o not in OBJECTIVES for o in self.objectives)
+            or any(not isinstance(o, str) or o not in OBJECTIVES for o in self.objectives)
             or len(set(self.objectives)) != len(self.objectives)
         ):
-            raise ConfigError(f"objectives must be distinct names from {list(OBJECTIVES)}, got {self.objectives!r}")
+            raise ConfigError(f"objectives must be a list of distinct names from {list(OBJECTIVES)}, got "
+                              f"{self.objectives!r}")
         if "top1" not in self.objectives:
             raise ConfigError("objectives must include 'top1'")
         if self.diffrate_baseline is not None and (
@@ -1620,9 +1625,17 @@ def _optimize_loop(
     return pressed["n"] > 0
 
 
-def optimize(spec: StudySpec, out: str | Path | None = None, progress: bool = True) -> OptimizeResult:
-    """Run (or resume) the study of ``spec`` and re-evaluate its Pareto set on the test split."""
+def optimize(spec: StudySpec | str | Path, out: str | Path | None = None, progress: bool = True) -> OptimizeResult:
+    """Run (or resume) the study of ``spec`` (a :class:`StudySpec`, or a spec's path or shipped name) and
+    re-evaluate its Pareto set on the test split."""
     from .export import _command, _remove_empty, _writable_dir, run_dir
+
+    if isinstance(spec, str | Path):
+        spec = StudySpec.from_yaml(spec)
+    if not isinstance(spec, StudySpec):
+        raise ConfigError(f"optimize takes a StudySpec (StudySpec.from_yaml(…)) or a spec's path, got {spec!r:.80}")
+    if out is not None and not isinstance(out, str | Path):
+        raise ConfigError(f"out must be a folder's path, got {out!r}")
 
     out = run_dir(spec.name, out or None)
 

@@ -605,6 +605,27 @@ def test_early_stop_uses_the_front_other_workers_finish_meanwhile(
         assert res.stats["stopped_early"] == res.stats["images_saved_by_early_stop"] == 0
 
 
+def test_the_python_api_names_a_wrong_argument(tmp_path: Path) -> None:
+    """A notebook user's slips were TypeErrors, AttributeErrors and KeyErrors from deep inside (until
+    2026-12-07); --objectives' comma form was refused as "not distinct names"."""
+    from searcher.export import export_run, pareto_table
+
+    spec = StudySpec.from_yaml("fashion-vit")
+    assert spec.override(objectives="top1,gflops,throughput").objectives == ["top1", "gflops", "throughput"]
+    slips = [
+        (lambda: spec.override(objectives=[["top1"]]), "a list of distinct names"),
+        (lambda: StudySpec.from_yaml(None), "a study spec's path or a shipped spec's name"),
+        (lambda: optimize(123), "optimize takes a StudySpec"),
+        (lambda: optimize(spec, out=123), "out must be a folder's path"),
+        (lambda: export_run("x", tmp_path), "export takes an optuna.Study"),
+        (lambda: pareto_table("x"), "pareto_table takes the rows of optimize's result.pareto"),
+        (lambda: pareto_table([{}]), "pareto_table takes the rows"),
+    ]
+    for call, words in slips:
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            call()
+
+
 def test_a_run_stopped_by_the_timeout_says_so(tiny_spec: StudySpec, tmp_path: Path,
                                               caplog: pytest.LogCaptureFixture) -> None:
     """A run that the timeout stopped ended as a finished one did (exit 0, no word; --json could not tell)."""
