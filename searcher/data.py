@@ -1018,4 +1018,22 @@ def _imagefolder_splits(spec: dict, model: Any, outputs: int | None = None) -> d
                 raise DataError(f"the {a!r} and {b!r} splits share {len(shared)} images (e.g. "
                                 f"{min(shared)}); use separate folders or disjoint file lists: the search "
                                 "split must never be the test split, and no model may train on it")
+            copies = _copies(splits[a], splits[b])
+            if copies:  # a few exact duplicates are in public datasets; a copied split is a mistake
+                log.warning(f"the {a!r} and {b!r} splits hold {len(copies)} byte-identical images (e.g. "
+                            f"{copies[0][0]} and {copies[0][1]}): if one split was copied from the other's images, "
+                            "the search selects on the test images; use separate images")
     return splits
+
+
+def _copies(a: Split, b: Split) -> list[tuple[Path, Path]]:
+    """Pairs of files of two ImageFolder splits with the same bytes: files of a size found in both are hashed,
+    no other (at ImageNet scale a few percent of them)."""
+    def files(split: Split) -> list[tuple[int, Path]]:
+        root = Path(split.meta["root"])
+        return [(size, root / p) for p, size in zip(split.meta["files"], split.meta["sizes"], strict=True)]
+
+    in_a, in_b = files(a), files(b)
+    common = {size for size, _ in in_a} & {size for size, _ in in_b}
+    hashed = {_sha256(p): p for size, p in in_a if size in common}
+    return [(hashed[h], p) for size, p in in_b if size in common and (h := _sha256(p)) in hashed]

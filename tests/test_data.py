@@ -10,13 +10,16 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -736,6 +739,34 @@ def test_overlapping_splits_are_refused(tiny_imagefolder: Path) -> None:
             "test": {"root": str(tiny_imagefolder), "per_class": 4}}
     with pytest.raises(DataError, match="'search' and 'test' splits share"):
         load_splits(spec)
+
+
+def test_a_split_copied_from_another_is_named(tiny_imagefolder: Path, tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A search folder made by copying test images (cp -r val search) passed: only the same paths were refused."""
+    import shutil
+
+    shutil.copytree(tiny_imagefolder, tmp_path / "copy")
+    spec = {"kind": "imagefolder", "model": SMALL, "search": {"root": str(tmp_path / "copy"), "per_class": 2},
+            "test": str(tiny_imagefolder)}
+    with caplog.at_level(logging.WARNING, logger="searcher"):
+        load_splits(spec)
+    assert re.search(r"'search' and 'test' splits hold \d+ byte-identical images \(e.g. .*copy.* and ", caplog.text)
+    caplog.clear()
+    for p in (tmp_path / "copy").rglob("*.png"):  # other files (bytes after the PNG's end): no warning
+        p.write_bytes(p.read_bytes() + b"x")
+    with caplog.at_level(logging.WARNING, logger="searcher"):
+        load_splits(spec)
+    assert "byte-identical" not in caplog.text
+    # files of one size are hashed; the same size alone is no copy
+    (tmp_path / "a").mkdir()
+    for name, content in (("a/1", b"abc"), ("a/2", b"xyz"), ("b1", b"abd"), ("b2", b"xyz")):
+        (tmp_path / name).write_bytes(content)
+
+    def split(files: list[str]) -> SimpleNamespace:
+        return SimpleNamespace(meta={"root": str(tmp_path), "files": files, "sizes": [3] * len(files)})
+
+    assert data._copies(split(["a/1", "a/2"]), split(["b1", "b2"])) == [(tmp_path / "a/2", tmp_path / "b2")]
 
 
 def test_symlinked_folders_are_followed_once(tiny_imagefolder: Path, tmp_path: Path) -> None:
