@@ -328,9 +328,17 @@ def test_a_checkpoint_is_adapted_as_timm_adapts_pretrained_weights(tmp_path: Pat
     model = create_model("deit_tiny_patch16_224", checkpoint=tmp_path / "224.pth", img_size=160, **SMALL)
     assert model.pos_embed.shape[1] == 1 + (160 // 16) ** 2 and model(torch.zeros(1, 3, 160, 160)).shape == (1, 1000)
     torch.save(timm.create_model("deit_tiny_patch16_224", num_classes=3, **SMALL).state_dict(), tmp_path / "3.pth")
-    with pytest.raises(CheckpointError, match=r"head of 3 classes, the model 1000: .*--num-classes 3 .*"
-                                              r"model_kwargs: \{num_classes: 3\}"):
+    with pytest.raises(CheckpointError, match=r"head of 3 classes, the model 1000: .*--num-classes 3 \(evaluate\) "
+                                              r"or model_kwargs: \{num_classes: 3\}"):
         create_model("deit_tiny_patch16_224", checkpoint=tmp_path / "3.pth", **SMALL)
+    # another model: refused, not converted (another patch size), and no head hint where more than the head differs
+    torch.save(timm.create_model("deit_tiny_patch16_224", patch_size=32, **SMALL).state_dict(), tmp_path / "p32.pth")
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        create_model("deit_tiny_patch16_224", checkpoint=tmp_path / "p32.pth", **SMALL)
+    wider = timm.create_model("deit_tiny_patch16_224", num_classes=3, embed_dim=96, num_heads=3)
+    torch.save(wider.state_dict(), tmp_path / "wide3.pth")
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        create_model("deit_tiny_patch16_224", checkpoint=tmp_path / "wide3.pth", **SMALL)
 
 
 def test_an_architecture_space_of_another_supernet_names_the_right_one(tmp_path: Path) -> None:

@@ -195,28 +195,32 @@ def load_timm_checkpoint(model: nn.Module, path_or_url: str | Path) -> nn.Module
     bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"{path_or_url} has NaN or inf weights in {bad[:3]}; it is damaged")
+    own = model.state_dict()
+    keys_differ = own.keys() != sd.keys()
+    mismatched = sorted(k for k in own.keys() & sd.keys() if own[k].shape != sd[k].shape)
+    if not keys_differ and mismatched == ["pos_embed"] and hasattr(model, "patch_embed"):
+        # another image size: position embeddings resampled to the model's grid, as timm loads pretrained weights
+        from timm.layers import resample_abs_pos_embed
+
+        prefix = 0 if getattr(model, "no_embed_class", False) else getattr(model, "num_prefix_tokens", 1)
+        log.warning("%s: position embeddings %s resampled to the model's %s, as timm does for its pretrained weights",
+                    path_or_url, tuple(sd["pos_embed"].shape), tuple(own["pos_embed"].shape))
+        patch_embed: Any = model.patch_embed  # a timm PatchEmbed
+        grid = list(patch_embed.grid_size)
+        sd = {**sd, "pos_embed": resample_abs_pos_embed(sd["pos_embed"], grid, num_prefix_tokens=prefix)}
     try:
         model.load_state_dict(sd, strict=True)
         return model
     except RuntimeError as e:
         error = e
-    import sys
-
-    adapt = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
-    if adapt is not None:  # as timm loads its pretrained weights: position embeddings resampled to the image size
-        try:
-            model.load_state_dict(adapt(sd, model), strict=True)
-            log.info("%s adapted to the model as timm adapts pretrained weights (checkpoint_filter_fn)", path_or_url)
-            return model
-        except Exception:  # the first error is the one to report
-            pass
     lines = str(error).splitlines()
     first = lines[1].strip() if len(lines) > 1 else str(error)
     head, outputs = sd.get("head.weight"), getattr(model, "num_classes", None)
-    if head is not None and head.ndim == 2 and isinstance(outputs, int) and head.shape[0] != outputs:
+    if (not keys_differ and mismatched and all(k.startswith("head.") for k in mismatched) and head is not None
+            and isinstance(outputs, int)):
         raise CheckpointError(
             f"{path_or_url} has a head of {head.shape[0]} classes, the model {outputs}: give the model its head, "
-            f"--num-classes {head.shape[0]} (evaluate, flops) or model_kwargs: {{num_classes: {head.shape[0]}}} "
+            f"--num-classes {head.shape[0]} (evaluate) or model_kwargs: {{num_classes: {head.shape[0]}}} "
             "(study spec)"
         ) from error
     raise CheckpointError(
