@@ -1050,8 +1050,9 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
 
     with torch.device("meta"):  # the shapes alone, before the weights are fetched and the data decoded
         shapes = ModelSource.open(spec.model, checkpoint, space.architecture, spec.model_kwargs, weights=False)
-    full, budget = _check_costs(spec, space, shapes)
+    _check_costs(spec, space, shapes)
     source = ModelSource.open(spec.model, checkpoint, arch_space=space.architecture, model_kwargs=spec.model_kwargs)
+    full, budget = _check_costs(spec, space, source)  # the checkpoint's: an AutoFormer file brings its own head
     if spec.diffrate_baseline:  # a wrong depth or count is an error now, not a failed trial later
         depth = source.depth_of(source.full_arch(space.architecture))
         try:

@@ -349,3 +349,37 @@ def test_an_architecture_space_of_another_supernet_names_the_right_one(tmp_path:
     with pytest.raises(ConfigError, match=r"does not fit autoformer-s-supernet \(.*embed_dim 624 > 448.*use this "
                                           r"one's \(space: autoformer-s\)"):
         optimize(spec, tmp_path / "out", progress=False)
+
+
+def test_the_budget_is_of_the_loaded_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An AutoFormer file brings its own head (here 10 classes): the budget and the unreduced FLOPs are the loaded
+    model's, not those of the shapes checked before it loads (the preset's 1000-class head)."""
+    import dataclasses
+
+    from searcher import study as study_module
+    from searcher.models import ModelSource
+    from searcher.models.autoformer import AutoFormerSupernet
+    from searcher.models.autoformer_space import get_space
+
+    config = dataclasses.replace(get_space("autoformer-t").supernet, num_classes=10)
+    torch.save({"model": AutoFormerSupernet.from_config(config).state_dict(), "args": argparse.Namespace()},
+               tmp_path / "t10.pth")
+    costs = []
+
+    def recorded(*args: object) -> tuple[float, float]:
+        costs.append(check(*args))
+        return costs[-1]
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    check = study_module._check_costs
+    monkeypatch.setattr(study_module, "_check_costs", recorded)
+    monkeypatch.setattr(study_module, "load_splits", stop)
+    spec = StudySpec.from_dict({"name": "t", "model": "autoformer-t-supernet", "space": "autoformer-t",
+                                "checkpoint": str(tmp_path / "t10.pth"), "budget": "40%"})
+    with pytest.raises(KeyboardInterrupt):
+        study_module._context(spec)
+    source = ModelSource.open("autoformer-t-supernet", str(tmp_path / "t10.pth"), arch_space=spec.load_space())
+    full = source.flops(source.full_arch(spec.load_space().architecture), None)
+    assert costs[-1] == pytest.approx((full, 0.4 * full), rel=1e-12) and costs[0][0] != pytest.approx(full, rel=1e-9)
