@@ -7,6 +7,7 @@ objectives and baselines are the file's own."""
 from __future__ import annotations
 
 import argparse
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -286,7 +287,8 @@ def test_a_study_checks_the_classes_and_records_where_its_data_is(imagenet: Path
     assert res.study.user_attrs["spec"]["data"]["classes"] == sorted(WNIDS)
 
 
-def test_url_checkpoints_are_cached_by_their_whole_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_url_checkpoints_are_cached_by_their_whole_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
     """torch.hub caches a URL's file by its name alone: a second URL of the same file name was given the first
     one's weights, silently (and file:// was refused for timm models). Each URL is its own download, a file://
     URL is its path, and the config records the sha256 of what was loaded."""
@@ -294,6 +296,7 @@ def test_url_checkpoints_are_cached_by_their_whole_url(tmp_path: Path, monkeypat
     import http.server
     import threading
 
+    from searcher.errors import CheckpointError
     from searcher.models import ModelSource, local_checkpoint, read_state_dict, sha256_file
 
     for i, folder in enumerate(("a", "b")):
@@ -307,8 +310,17 @@ def test_url_checkpoints_are_cached_by_their_whole_url(tmp_path: Path, monkeypat
         base = f"http://127.0.0.1:{server.server_address[1]}"
         assert [read_state_dict(f"{base}/{f}/weights.pth")["w"][0].item() for f in ("a", "b", "a")] == [0, 1, 0]
         assert len(list((Path(torch.hub.get_dir()) / "checkpoints").iterdir())) == 2  # each downloaded once
+        (tmp_path / "www" / "login.pth").write_text("<html>sign in</html>")  # what a proxy may serve instead
+        with pytest.raises(CheckpointError, match=r"downloaded to .*login.pth: delete it to download again"):
+            read_state_dict(f"{base}/login.pth")
     finally:
         server.shutdown()
+        server.server_close()
+    # offline: torch.hub's own file of that name (its cache until 2026-12-07) is used, with a warning
+    torch.save({"w": torch.full((2,), 7.0)}, Path(torch.hub.get_dir()) / "checkpoints" / "old.pth")
+    with caplog.at_level(logging.WARNING, logger="searcher"):
+        assert read_state_dict(f"{base}/old.pth")["w"][0].item() == 7
+    assert "could not download" in caplog.text and "which may be another URL's" in caplog.text
     local = tmp_path / "www" / "b" / "weights.pth"
     assert local_checkpoint(local.as_uri()) == local and read_state_dict(local.as_uri())["w"][0].item() == 1
     model = timm.create_model("vit_tiny_patch16_224", embed_dim=48, depth=2, num_heads=2, img_size=32)

@@ -135,6 +135,11 @@ def local_checkpoint(path_or_url: str | Path) -> Path:
             dst.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(text, str(dst), progress=sys.stderr.isatty())  # a temporary file, moved
         except (OSError, ValueError) as e:  # URLError is an OSError: no network, 404; a bad URL
+            legacy = dst.parent / name  # torch.hub's own download of a URL of this name, before 2026-12-07
+            if legacy.is_file():  # offline, say: the file a study ran on until then (the configs' sha256 checks it)
+                log.warning(f"could not download {text} ({e}); using {legacy}, torch.hub's file of that name, which "
+                            f"may be another URL's: check it, and copy it to {dst} to silence this")
+                return legacy
             raise CheckpointError(f"could not download {text}: {e}; download it by hand and pass the local path "
                                   "instead") from e
     return dst
@@ -151,6 +156,8 @@ def read_state_dict(path_or_url: str | Path) -> dict[str, Any]:
     from .autoformer_checkpoint import forbidden_global
 
     name, path = str(path_or_url), str(local_checkpoint(path_or_url))
+    # a URL's download that is no checkpoint (a login page) stays in the cache: say where
+    cached = f" (downloaded to {path}: delete it to download again)" if name.startswith(("http://", "https://")) else ""
     # safetensors by name, or by its first bytes under another name (.bin, .pth)
     safetensors = path.endswith(".safetensors") or _is_safetensors(path)
     try:
@@ -172,17 +179,18 @@ def read_state_dict(path_or_url: str | Path) -> dict[str, Any]:
                 head = f.read(4)
             if not head.startswith((b"PK", b"\x80")):  # neither torch.save's zip archive nor a (legacy) pickle
                 raise CheckpointError(f"checkpoint {path_or_url} is not a PyTorch or safetensors weights file (it "
-                                      f"begins {head!r}); check the path") from e
+                                      f"begins {head!r}){cached}; check the path") from e
         why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise CheckpointError(
-            f"cannot load checkpoint {path_or_url}: {why}; is it a complete PyTorch or safetensors weights file?"
+            f"cannot load checkpoint {path_or_url}: {why}; is it a complete PyTorch or safetensors weights "
+            f"file?{cached}"
         ) from e
     for key in ("state_dict_ema", "model_ema", "ema", "state_dict", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
             break
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError(f"{path_or_url} holds no state dict of tensors; is it a weights file?")
+        raise CheckpointError(f"{path_or_url} holds no state dict of tensors; is it a weights file?{cached}")
     return {k.removeprefix("module."): v for k, v in sd.items()}
 
 

@@ -45,6 +45,13 @@ def _load(path_or_url: str | Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _cached(name: str) -> str:
+    """Where a URL's download lies, for an error that asks to download it again (it is used until deleted)."""
+    from . import local_checkpoint
+
+    return f" (delete {local_checkpoint(name)} first)" if name.startswith(("http://", "https://")) else ""
+
+
 def forbidden_global(name: str, e: BaseException) -> CheckpointError | None:
     """The error for a file whose pickle names a global that the safe unpickler refuses (torch's "Unsupported
     global"), or None for another failure."""
@@ -73,11 +80,11 @@ def read_checkpoint(path_or_url: str | Path) -> tuple[dict[str, Tensor], argpars
         if forbidden:
             raise forbidden from e
         raise CheckpointError(f"{name} is not a readable PyTorch checkpoint ({e}); the file is corrupt or "
-                              "not a checkpoint — download it again") from e
+                              f"not a checkpoint — download it again{_cached(name)}") from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError) as e:
         detail = str(e).splitlines()[0] if str(e) else ""
         raise CheckpointError(f"{name} could not be read ({type(e).__name__}: {detail}); the file is "
-                              "truncated or corrupt — download it again") from e
+                              f"truncated or corrupt — download it again{_cached(name)}") from e
     args = None
     if isinstance(obj, Mapping) and "model" in obj:
         args = obj.get("args")
