@@ -251,13 +251,16 @@ def _cache_load(key: str, required: Iterable[str] = ()) -> dict[str, torch.Tenso
     return tensors
 
 
-def _cache_save(key: str, tensors: dict[str, torch.Tensor]) -> None:
+def _cache_save(key: str, tensors: dict[str, torch.Tensor]) -> bool:
+    """Whether ``tensors`` were cached under ``key``."""
     d = cache_dir()
     try:
         d.mkdir(parents=True, exist_ok=True)
         atomic_write(_cache_path(key), lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp)))
+        return True
     except Exception as e:  # caching is an optimisation; a read-only or full disk must not stop a run
         log.warning("could not write cache in %s (%s)", d, e)
+        return False
 
 
 def _usable_cores() -> int:
@@ -800,17 +803,18 @@ def _image_folder_split(root: Path, cfg: dict, class_list: list[str], folders: l
                                 or not torch.equal(tensors["labels"], labels)):
         log.warning("ignoring inconsistent cache file %s", _cache_path(key))
         tensors = None
+    decoded = tensors is None
     if tensors is None:
         log.info("decoding %d images from %s once; cached as %s", len(rel), root, _cache_path(key))
         images = _decode_all(root, rel, transform, (shape[0], shape[1], shape[2]), workers, f"decode {name}")
         tensors = {"images": images, "labels": labels}
-        _cache_save(key, tensors)
-        tensors = _cache_load(key, ("images", "labels")) or tensors  # mapped: the decoded copy's memory goes
+        if _cache_save(key, tensors):  # mapped from the file just written: the decoded copy's memory goes
+            tensors = _cache_load(key, ("images", "labels")) or tensors
     meta = {"kind": "imagefolder", "root": str(root), "files": rel, "sizes": [st[1] for st in stats],
             "data_config": cfg,
             "per_class": per_class, "seed": seed,
             "file_list": str(files) if isinstance(files, str | Path) else None,
-            "cache": str(_cache_path(key))}
+            "cache": str(_cache_path(key)), "decoded": decoded}
     return Split(name, tensors["images"], tensors["labels"], tuple(cfg["mean"]), tuple(cfg["std"]),
                  class_list, str(root), meta)
 
@@ -1018,7 +1022,8 @@ def _imagefolder_splits(spec: dict, model: Any, outputs: int | None = None) -> d
                 raise DataError(f"the {a!r} and {b!r} splits share {len(shared)} images (e.g. "
                                 f"{min(shared)}); use separate folders or disjoint file lists: the search "
                                 "split must never be the test split, and no model may train on it")
-            copies = _copies(splits[a], splits[b])
+            # once, when a split is first decoded (not in each worker, nor on each resume)
+            copies = _copies(splits[a], splits[b]) if splits[a].meta["decoded"] or splits[b].meta["decoded"] else []
             if copies:  # a few exact duplicates are in public datasets; a copied split is a mistake
                 log.warning(f"the {a!r} and {b!r} splits hold {len(copies)} byte-identical images (e.g. "
                             f"{copies[0][0]} and {copies[0][1]}): if one split was copied from the other's images, "
@@ -1035,5 +1040,8 @@ def _copies(a: Split, b: Split) -> list[tuple[Path, Path]]:
 
     in_a, in_b = files(a), files(b)
     common = {size for size, _ in in_a} & {size for size, _ in in_b}
-    hashed = {_sha256(p): p for size, p in in_a if size in common}
-    return [(hashed[h], p) for size, p in in_b if size in common and (h := _sha256(p)) in hashed]
+    try:
+        hashed = {_sha256(p): p for size, p in in_a if size in common}
+        return [(hashed[h], p) for size, p in in_b if size in common and (h := _sha256(p)) in hashed]
+    except OSError as e:  # removed or unreadable since it was decoded
+        raise DataError(f"cannot read image {e.filename}: {e.strerror}") from e

@@ -753,6 +753,9 @@ def test_a_split_copied_from_another_is_named(tiny_imagefolder: Path, tmp_path: 
         load_splits(spec)
     assert re.search(r"'search' and 'test' splits hold \d+ byte-identical images \(e.g. .*copy.* and ", caplog.text)
     caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="searcher"):  # once: not again from the cache (a worker, a resume)
+        load_splits(spec)
+    assert "byte-identical" not in caplog.text
     for p in (tmp_path / "copy").rglob("*.png"):  # other files (bytes after the PNG's end): no warning
         p.write_bytes(p.read_bytes() + b"x")
     with caplog.at_level(logging.WARNING, logger="searcher"):
