@@ -57,8 +57,8 @@ def cmd_data(args: argparse.Namespace) -> None:
         spec = resolve_data_spec(study.data, study.base_dir)  # relative roots as optimize reads them
     else:
         spec = {"kind": "fashion-mnist", "dir": args.data_dir}
-    try:
-        splits = load_splits(spec)
+    try:  # a model fine-tuned on the folders' classes: their sorted order, as optimize labels them
+        splits = load_splits(spec, outputs=(study.model_kwargs or {}).get("num_classes") if args.study else None)
     except DataError as e:
         d = Path(args.data_dir or "").expanduser()
         if (args.study or not args.data_dir or not d.is_dir() or not any(p.is_dir() for p in d.iterdir())

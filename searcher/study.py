@@ -1088,14 +1088,16 @@ def _check_costs(spec: StudySpec, space: SearchSpace, source: Any) -> tuple[floa
     """The unreduced model's GFLOPs and the budget in GFLOPs, after checking that the space fits the model and
     that the budget lies between the space's cheapest candidate and the unreduced model (``source``: its shapes
     are enough)."""
-    if space.architecture is not None and source.family == "autoformer":
-        from .models.autoformer_space import SubnetConfig
-
-        try:
-            source.model.check_subnet(SubnetConfig.from_dict(space.architecture.largest()))
-        except ConfigError as e:
-            raise ConfigError(f"the space's architecture section does not fit {spec.model} ({e}): it is of another "
-                              f"supernet; use this one's (space: {spec.model.removesuffix('-supernet')})") from None
+    if space.architecture is not None and source.preset is not None:  # a subnet outside them is untrained
+        keys = ("embed_dim", "depth", "num_heads", "mlp_ratio")
+        outside = {k: sorted(set(getattr(space.architecture, k)) - set(getattr(source.preset, k))) for k in keys}
+        if any(outside.values()):
+            trained = ", ".join(f"{k} {list(getattr(source.preset, k))}" for k in keys)
+            raise ConfigError(
+                f"the space's architecture choices {', '.join(f'{k} {v}' for k, v in outside.items() if v)} are not "
+                f"among those the {spec.model} supernet was trained with ({trained}): its subnets there would be "
+                f"untrained slices of its weights, or not fit; use its space (space: "
+                f"{spec.model.removesuffix('-supernet')}) or a subset of its choices")
     space.check_model(source.depths(space.architecture), source.n_tokens, source.num_prefix)
     if getattr(source.model, "cls_token", None) is None:  # before any trial: each such draw would fail
         from .reduce import NEEDS_CLS_ATTENTION

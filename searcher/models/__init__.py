@@ -394,7 +394,8 @@ class ModelSource:
                 f"{self.name} has {outputs} outputs but the {split.name} split has {split.num_classes} classes "
                 f"({', '.join(split.classes[:3])}{', …' if split.num_classes > 3 else ''}): it is not the model for "
                 "this data; an ImageNet model needs class folders named by WordNet id (n01440764, …), another "
-                "model its own head (model_kwargs: {num_classes: N} and a checkpoint trained on these classes)"
+                "model its own head (model_kwargs: {num_classes: N} and a checkpoint trained on these classes), "
+                "the data's 'classes' left out (the folders' sorted order) or listing them in the head's order"
             )
 
     # -- architecture ---------------------------------------------------------------------------------------
