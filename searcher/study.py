@@ -1819,6 +1819,11 @@ def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_u
             return f"{m.get('name')} {(m.get('sha256') or '')[:12]}".strip()
 
         changes.append(f"the model {name(old_model)}, not {name(model)}")
+        if str(model.get("checkpoint", "")).startswith(("http://", "https://")):
+            from .models import local_checkpoint
+
+            local = local_checkpoint(model["checkpoint"])
+            changes[-1] += f" (its URL's download, {local}: delete it to download again)"
     if changes:
         raise ConfigError(
             f"study {spec.name!r} in {_redact(storage_url)} was run with {'; '.join(changes)}: resume it with "

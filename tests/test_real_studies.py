@@ -310,6 +310,11 @@ def test_url_checkpoints_are_cached_by_their_whole_url(tmp_path: Path, monkeypat
         base = f"http://127.0.0.1:{server.server_address[1]}"
         assert [read_state_dict(f"{base}/{f}/weights.pth")["w"][0].item() for f in ("a", "b", "a")] == [0, 1, 0]
         assert len(list((Path(torch.hub.get_dir()) / "checkpoints").iterdir())) == 2  # each downloaded once
+        from searcher.deploy import open_source  # a config's URL whose bytes changed: the cached download named
+
+        with pytest.raises(CheckpointError, match=r"weights .*/a/weights.pth \(downloaded to .*: delete it to "
+                                                  r"download again\) have sha256 .*, but the study used"):
+            open_source({"name": "vit_tiny_patch16_224", "checkpoint": f"{base}/a/weights.pth", "sha256": "0" * 64})
         (tmp_path / "www" / "login.pth").write_text("<html>sign in</html>")  # what a proxy may serve instead
         with pytest.raises(CheckpointError, match=r"downloaded to .*login.pth: delete it to download again"):
             read_state_dict(f"{base}/login.pth")
