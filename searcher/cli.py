@@ -144,6 +144,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             raise ConfigError(f"give --data-dir DIR to evaluate {args.model}: an ImageNet-layout folder (one "
                               "sub-folder of images per class, e.g. ImageNet's val); only the embedded "
                               f"{' and '.join(EMBEDDED)} evaluate on Fashion-MNIST")
+        if args.model not in EMBEDDED:
+            from .data import check_data
+
+            check_data({"kind": "imagefolder", args.split: args.data_dir}, need=(args.split,))
         kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
         model = create_model(args.model, checkpoint=args.checkpoint, **kwargs)
         if args.schedule:
@@ -260,7 +264,8 @@ def cmd_optimize(args: argparse.Namespace) -> int | None:
     repeats = f"{st['repeats']} repeats of an earlier candidate, " if st["repeats"] else ""
     repeats += f"{st['over_budget']} draw{'s' * (st['over_budget'] > 1)} over the budget, " if st["over_budget"] else ""
     text = (
-        f"study {spec.name}: {st['trials']} trials ({describe_early_stop(st)}, {repeats}{st['failed']} failed), "
+        f"study {spec.name}: {st['trials']} trial{'s' * (st['trials'] != 1)} ({describe_early_stop(st)}, {repeats}"
+        f"{st['failed']} failed), "
         f"{100 * st['feasible_share']:.0f}% feasible; budget {result.budget:.4g} of {result.full_gflops:.4g} "
         f"GFLOPs\n\nPareto set (re-evaluated on the test split):\n{table}\n\nwritten to {result.out}/"
     )

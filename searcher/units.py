@@ -3,7 +3,7 @@
 
 FLOPs follow fvcore's convention (one multiply-add is one FLOP) and are per image. A relative budget is a
 share of the unreduced model's FLOPs. Parsing is case-insensitive and accepts one optional space before the
-unit; anything else (a bare number, a sign, nan/inf, a share outside (0%, 100%], a unit typo) is a
+unit; anything else (a bare number, a sign, nan/inf, a share outside (0%, 100%), a unit typo) is a
 :class:`~searcher.errors.ConfigError` whose message shows the accepted forms.
 """
 
@@ -71,8 +71,8 @@ def parse_budget(text: str | Budget) -> Budget:
         return Budget(gflops=value)
     if m := _PERCENT_RE.fullmatch(s):
         pct = float(m.group(1))
-        if not (0 < pct <= 100) or pct / 100 == 0:  # the second: a share that underflows to zero
-            raise ConfigError(f"budget {text!r} must be a share in (0%, 100%]; write {BUDGET_FORMS}")
+        if not (0 < pct < 100) or pct / 100 == 0:  # 100 %: nothing to remove; the second: a share that underflows
+            raise ConfigError(f"budget {text!r} must be a share in (0%, 100%); write {BUDGET_FORMS}")
         return Budget(fraction=pct / 100)
     raise ConfigError(f"cannot read budget {text!r}; write {BUDGET_FORMS}")
 

@@ -404,3 +404,16 @@ def test_the_budget_is_of_the_loaded_model(tmp_path: Path, monkeypatch: pytest.M
     source = ModelSource.open("autoformer-t-supernet", str(tmp_path / "t10.pth"), arch_space=spec.load_space())
     full = source.flops(source.full_arch(spec.load_space().architecture), None)
     assert costs[-1] == pytest.approx((full, 0.4 * full), rel=1e-12) and costs[0][0] != pytest.approx(full, rel=1e-9)
+
+
+def test_evaluate_checks_the_data_folder_before_the_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Offline, timm's hub retries took 51 s before the missing folder was named (until 2026-12-07)."""
+    from searcher.cli import main
+
+    def fetch(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the weights were fetched")
+
+    monkeypatch.setattr("searcher.models.create_model", fetch)
+    assert main(["evaluate", "--model", "deit_tiny_patch16_224", "--data-dir", str(tmp_path / "none")]) == 2
+    assert "ImageFolder root" in capsys.readouterr().err
