@@ -68,6 +68,8 @@ def run(args: argparse.Namespace, model: str, budget: int, seed: int, *, tag: st
     spec = replace(spec, **override)
     out = args.out / f"{model}-{budget}-{tag}-s{seed}"
     stamp, code = out / "bench-code.txt", code_version()
+    if out.exists() and not stamp.exists():  # begun before the stamps (2026-12-07)
+        atomic_write_text(stamp, "code before bench stamps")
     if stamp.exists() and stamp.read_text() != code:  # its recipes and trials are of the code it was begun with
         print(f"  warning: {out.name} was begun at {stamp.read_text()}, not {code}: its figures are of that code "
               "(a fresh --out measures this one)", flush=True)
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace, model: str, budget: int, seed: int, *, tag: st
 
 
 def code_version() -> str:
-    """The checkout's commit (``+changes`` when its tracked files differ from it), or searcher's version."""
+    """The checkout's commit (``+changes`` when its code differs from it), or searcher's version."""
     import subprocess
 
     from searcher import __version__
@@ -92,8 +94,8 @@ def code_version() -> str:
     try:
         git = ["git", "-C", str(ROOT)]
         head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True)
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", "searcher", "bench"],
+                               capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return f"searcher {__version__}"
     return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")

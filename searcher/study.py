@@ -1730,7 +1730,7 @@ def optimize(spec: StudySpec | str | Path, out: str | Path | None = None, progre
     evaluated = stats["trials"] - stats["repeats"] - stats["over_budget"]
     if not pareto and ctx.min_throughput is not None:
         speeds = [tp["img_s"] for t in _finished(study) if (tp := throughput_of(study, t))]
-        if speeds:
+        if speeds and max(speeds) < ctx.min_throughput:
             log.warning(f"no candidate reached the throughput floor of {ctx.min_throughput:g} img/s (the fastest "
                         f"timed: {max(speeds):.4g} img/s); lower --min-throughput "
                         "(min_throughput in the spec) in a new study (--out)")

@@ -129,3 +129,6 @@ def test_a_study_begun_by_other_code_is_named(tmp_path, monkeypatch, capsys):
         out = capsys.readouterr().out
         assert ("was begun at abc123, not def456+changes" in out) is warned, out
     assert (tmp_path / "fashion-vit-40-tpe-s0" / "bench-code.txt").read_text() == "abc123"
+    (tmp_path / "fashion-vit-50-tpe-s0").mkdir()  # a study begun before the stamps
+    B.run(SimpleNamespace(results={}, trials=8, out=tmp_path), "fashion-vit", 50, 0)
+    assert "was begun at code before bench stamps, not def456+changes" in capsys.readouterr().out

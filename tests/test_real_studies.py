@@ -7,6 +7,7 @@ objectives and baselines are the file's own."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -224,7 +225,8 @@ def test_data_summary_of_an_imagenet_subset(imagenet: Path, tmp_path: Path, caps
     assert "1000 classes" in out and "per class 2-2 of 2 classes" in out and "per class 3-3 of 2 classes" in out
 
 
-def test_a_study_checks_the_classes_and_records_where_its_data_is(imagenet: Path, tmp_path: Path) -> None:
+def test_a_study_checks_the_classes_and_records_where_its_data_is(imagenet: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """Until 2026-12-07: a 1000-class model on a folder of other classes scored 0 % without a word, a stray folder
     beside ImageNet's class folders dropped the ImageNet label order for every split, a study recorded its data
     folders as written (relative to where it ran) and compared them as text on resume."""
@@ -267,7 +269,6 @@ def test_a_study_checks_the_classes_and_records_where_its_data_is(imagenet: Path
     assert data["search"]["root"] == str(tmp_path / "specs" / "imagenet" / "train")
     assert data["test"] == str(tmp_path / "specs" / "imagenet" / "val") and data["classes"] == "imagenet-1k"
     (config,) = [p for p in export_run(res.study, res.out) if p.suffix == ".json"]
-    import json
 
     cfg = json.loads(config.read_text())
     assert cfg["metrics"]["data"] == data
@@ -285,6 +286,15 @@ def test_a_study_checks_the_classes_and_records_where_its_data_is(imagenet: Path
     spec = replace(spec, model_kwargs=tuned)
     res = run(tmp_path / "moved" / "train", tmp_path / "moved" / "val", out="tuned")
     assert res.study.user_attrs["spec"]["data"]["classes"] == sorted(WNIDS)
+    # `searcher data --study` shows the labels optimize uses
+    from searcher.cli import main
+
+    data = {k: v for k, v in spec.data.items() if k != "classes"}
+    data.update(search=str(tmp_path / "moved" / "train"), test=str(tmp_path / "moved" / "val"))
+    (tmp_path / "tuned.yaml").write_text(yaml.safe_dump({"model": spec.model, "model_kwargs": tuned, "data": data,
+                                                         "space": "deit-vit-224", "budget": "60%"}))
+    assert main(["data", "--study", str(tmp_path / "tuned.yaml"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["classes"] == sorted(WNIDS)
 
 
 def test_url_checkpoints_are_cached_by_their_whole_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
