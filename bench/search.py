@@ -70,13 +70,14 @@ def run(args: argparse.Namespace, model: str, budget: int, seed: int, *, tag: st
     stamp, code = out / "bench-code.txt", code_version()
     if out.exists() and not stamp.exists():  # begun before the stamps (2026-12-07)
         atomic_write_text(stamp, "code before bench stamps")
+    elif not out.exists():  # before the study: a run cut short leaves it stamped
+        out.mkdir(parents=True)
+        atomic_write_text(stamp, code)
     if stamp.exists() and stamp.read_text() != code:  # its recipes and trials are of the code it was begun with
         print(f"  warning: {out.name} was begun at {stamp.read_text()}, not {code}: its figures are of that code "
               "(a fresh --out measures this one)", flush=True)
     t0 = time.perf_counter()
     res = optimize(spec, out, progress=False)
-    if not stamp.exists():
-        atomic_write_text(stamp, code)
     if res.interrupted:  # its figures would be those of a study cut short; the same command resumes it
         raise KeyboardInterrupt(f"stopped in {out.name}; run the same command to resume the bench")
     n, repeats = len(finished(res.study)), res.stats["repeats"]

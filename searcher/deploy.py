@@ -274,7 +274,7 @@ def open_source(model: Mapping[str, Any], weights: str | None = None, *, require
             )
         current = sha256_file(local)
         if current != recorded:
-            cached = f" (downloaded to {local}: delete it to download again)" if local != Path(ckpt) else ""
+            cached = f" ({local}: delete it to download again)" if str(ckpt).startswith(("http://", "https://")) else ""
             raise CheckpointError(
                 f"weights {ckpt}{cached} have sha256 {current[:12]}…, but the study used weights with sha256 "
                 f"{recorded[:12]}…: other weights, or the file changed since the study ran; pass the file the "

@@ -1113,7 +1113,7 @@ def _check_costs(spec: StudySpec, space: SearchSpace, source: Any) -> tuple[floa
         Schedule.none(source.depth_of(source.full_arch(space.architecture))),
     )
     budget = parse_budget(str(spec.budget)).resolve(full)
-    if budget >= full * (1 - 1e-9):  # nothing to search (100 %, the unreduced model's FLOPs, a unit prefix off)
+    if budget >= full * (1 - 1e-9):  # nothing to search (the unreduced model's FLOPs, a unit prefix off)
         where = "above" if budget > full * (1 + 1e-3) else "all of"
         raise ConfigError(
             f"budget {spec.budget} ({budget:.4g} GFLOPs) is {where} the unreduced model's {full:.4g} GFLOPs, so "
@@ -1819,11 +1819,12 @@ def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_u
             return f"{m.get('name')} {(m.get('sha256') or '')[:12]}".strip()
 
         changes.append(f"the model {name(old_model)}, not {name(model)}")
-        if str(model.get("checkpoint", "")).startswith(("http://", "https://")):
-            from .models import local_checkpoint
+        url = str(model.get("checkpoint", ""))
+        if url.startswith(("http://", "https://")) and old_model.get("checkpoint") == url and all(
+                old_model.get(k) == model.get(k) for k in same if k != "sha256"):  # the URL's bytes changed
+            from .models import download_path
 
-            local = local_checkpoint(model["checkpoint"])
-            changes[-1] += f" (its URL's download, {local}: delete it to download again)"
+            changes[-1] += f" (its URL's download, {download_path(url)}: delete it to download again)"
     if changes:
         raise ConfigError(
             f"study {spec.name!r} in {_redact(storage_url)} was run with {'; '.join(changes)}: resume it with "

@@ -33,7 +33,7 @@ class Budget:
     """A FLOPs budget: absolute (``gflops``) or relative to the unreduced model (``fraction``)."""
 
     gflops: float | None = None  # absolute budget in GFLOPs per image
-    fraction: float | None = None  # share of the unreduced model's FLOPs, in (0, 1]
+    fraction: float | None = None  # share of the unreduced model's FLOPs, in (0, 1)
 
     def __post_init__(self) -> None:
         if (self.gflops is None) == (self.fraction is None):

@@ -322,11 +322,17 @@ def test_url_checkpoints_are_cached_by_their_whole_url(tmp_path: Path, monkeypat
         assert len(list((Path(torch.hub.get_dir()) / "checkpoints").iterdir())) == 2  # each downloaded once
         from searcher.deploy import open_source  # a config's URL whose bytes changed: the cached download named
 
-        with pytest.raises(CheckpointError, match=r"weights .*/a/weights.pth \(downloaded to .*: delete it to "
+        with pytest.raises(CheckpointError, match=r"weights .*/a/weights.pth \(.*-weights.pth: delete it to "
                                                   r"download again\) have sha256 .*, but the study used"):
             open_source({"name": "vit_tiny_patch16_224", "checkpoint": f"{base}/a/weights.pth", "sha256": "0" * 64})
+        mine = (tmp_path / "www" / "a" / "weights.pth").as_uri()  # a file: nothing to delete
+        with pytest.raises(CheckpointError, match=r"weights file://.*/a/weights.pth have sha256"):
+            open_source({"name": "vit_tiny_patch16_224", "checkpoint": mine, "sha256": "0" * 64})
+        torch.save({"w": torch.zeros(2)}, Path(torch.hub.get_dir()) / "checkpoints" / "gone.pth")
+        with pytest.raises(CheckpointError, match="could not download .*gone.pth: HTTP Error 404"):
+            read_state_dict(f"{base}/gone.pth")  # the server's answer: no stand-in of that name
         (tmp_path / "www" / "login.pth").write_text("<html>sign in</html>")  # what a proxy may serve instead
-        with pytest.raises(CheckpointError, match=r"downloaded to .*login.pth: delete it to download again"):
+        with pytest.raises(CheckpointError, match=r"\(.*-login.pth: delete it to download again\)"):
             read_state_dict(f"{base}/login.pth")
     finally:
         server.shutdown()
@@ -366,6 +372,22 @@ def test_a_checkpoint_is_adapted_as_timm_adapts_pretrained_weights(tmp_path: Pat
     torch.save(wider.state_dict(), tmp_path / "wide3.pth")
     with pytest.raises(CheckpointError, match="does not fit this model"):
         create_model("deit_tiny_patch16_224", checkpoint=tmp_path / "wide3.pth", **SMALL)
+    # a grid that is not square, another prefix: an error, not a traceback from the resampling
+    torch.save(timm.create_model("deit_tiny_patch16_224", img_size=(224, 160), **SMALL).state_dict(),
+               tmp_path / "oblong.pth")
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        create_model("deit_tiny_patch16_224", checkpoint=tmp_path / "oblong.pth", **SMALL)
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        create_model("deit_tiny_patch16_224", checkpoint=tmp_path / "224.pth", no_embed_class=True, **SMALL)
+    # the head hint for a distilled DeiT's two heads, and for a fine-tune at another size
+    torch.save(timm.create_model("deit_tiny_distilled_patch16_224", num_classes=3, **SMALL).state_dict(),
+               tmp_path / "d3.pth")
+    with pytest.raises(CheckpointError, match="head of 3 classes"):
+        create_model("deit_tiny_distilled_patch16_224", checkpoint=tmp_path / "d3.pth", **SMALL)
+    torch.save(timm.create_model("deit_tiny_patch16_224", img_size=384, num_classes=3, **SMALL).state_dict(),
+               tmp_path / "384-3.pth")
+    with pytest.raises(CheckpointError, match="head of 3 classes"):
+        create_model("deit_tiny_patch16_224", checkpoint=tmp_path / "384-3.pth", **SMALL)
 
 
 def test_an_architecture_space_of_another_supernet_names_the_right_one(tmp_path: Path) -> None:

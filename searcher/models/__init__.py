@@ -28,6 +28,7 @@ __all__ = [
     "load_embedded_weights",
     "sha256_file",
     "local_checkpoint",
+    "download_path",
     "ModelSource",
 ]
 
@@ -111,13 +112,24 @@ def _is_safetensors(path: str) -> bool:
     return len(head) == 9 and head[8:] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
 
 
+def download_path(url: str) -> Path:
+    """Where :func:`local_checkpoint` keeps the download of an ``http(s)://`` URL: torch.hub's checkpoint folder,
+    under a hash of the whole URL before its file name (torch.hub's own cache goes by the file name alone: a second
+    URL of the same name got the first one's weights, silently)."""
+    from urllib.parse import unquote, urlparse
+
+    import torch
+
+    name = Path(unquote(urlparse(url).path)).name or "checkpoint"
+    return Path(torch.hub.get_dir()) / "checkpoints" / f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}"
+
+
 def local_checkpoint(path_or_url: str | Path) -> Path:
     """The local file of a checkpoint: a path as given, a ``file://`` URL's path, or an ``http(s)://`` URL
-    downloaded once into torch.hub's checkpoint folder under a name of the whole URL (a hash of it before its file
-    name). torch.hub's own cache goes by the file name alone: a second URL of the same name got the first one's
-    weights, silently."""
+    downloaded once (:func:`download_path`)."""
     import sys
-    from urllib.parse import unquote, urlparse
+    from urllib.error import HTTPError, URLError
+    from urllib.parse import urlparse
     from urllib.request import url2pathname
 
     import torch
@@ -127,16 +139,17 @@ def local_checkpoint(path_or_url: str | Path) -> Path:
         return Path(url2pathname(urlparse(text).path))
     if not text.startswith(("http://", "https://")):
         return Path(text)
-    name = Path(unquote(urlparse(text).path)).name or "checkpoint"
-    dst = Path(torch.hub.get_dir()) / "checkpoints" / f"{hashlib.sha256(text.encode()).hexdigest()[:12]}-{name}"
+    dst = download_path(text)
     if not dst.is_file():
         log.warning(f"downloading {text} to {dst}")
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(text, str(dst), progress=sys.stderr.isatty())  # a temporary file, moved
         except (OSError, ValueError) as e:  # URLError is an OSError: no network, 404; a bad URL
-            legacy = dst.parent / name  # torch.hub's own download of a URL of this name, before 2026-12-07
-            if legacy.is_file():  # offline, say: the file a study ran on until then (the configs' sha256 checks it)
+            # offline (not a server's answer such as 404): torch.hub's own download of that name, its cache until
+            # 2026-12-07, which a resumed study's or an exported config's sha256 then checks
+            legacy = dst.parent / os.path.basename(urlparse(text).path)
+            if isinstance(e, URLError) and not isinstance(e, HTTPError) and legacy.is_file():
                 log.warning(f"could not download {text} ({e}); using {legacy}, torch.hub's file of that name, which "
                             f"may be another URL's: check it, and copy it to {dst} to silence this")
                 return legacy
@@ -157,7 +170,7 @@ def read_state_dict(path_or_url: str | Path) -> dict[str, Any]:
 
     name, path = str(path_or_url), str(local_checkpoint(path_or_url))
     # a URL's download that is no checkpoint (a login page) stays in the cache: say where
-    cached = f" (downloaded to {path}: delete it to download again)" if name.startswith(("http://", "https://")) else ""
+    cached = f" ({path}: delete it to download again)" if name.startswith(("http://", "https://")) else ""
     # safetensors by name, or by its first bytes under another name (.bin, .pth)
     safetensors = path.endswith(".safetensors") or _is_safetensors(path)
     try:
@@ -206,25 +219,20 @@ def load_timm_checkpoint(model: nn.Module, path_or_url: str | Path) -> nn.Module
     own = model.state_dict()
     keys_differ = own.keys() != sd.keys()
     mismatched = sorted(k for k in own.keys() & sd.keys() if own[k].shape != sd[k].shape)
-    if not keys_differ and mismatched == ["pos_embed"] and hasattr(model, "patch_embed"):
-        # another image size: position embeddings resampled to the model's grid, as timm loads pretrained weights
-        from timm.layers import resample_abs_pos_embed
-
-        prefix = 0 if getattr(model, "no_embed_class", False) else getattr(model, "num_prefix_tokens", 1)
-        log.warning("%s: position embeddings %s resampled to the model's %s, as timm does for its pretrained weights",
-                    path_or_url, tuple(sd["pos_embed"].shape), tuple(own["pos_embed"].shape))
-        patch_embed: Any = model.patch_embed  # a timm PatchEmbed
-        grid = list(patch_embed.grid_size)
-        sd = {**sd, "pos_embed": resample_abs_pos_embed(sd["pos_embed"], grid, num_prefix_tokens=prefix)}
+    resampled = _resampled_pos_embed(model, sd) if not keys_differ and "pos_embed" in mismatched else None
     try:
-        model.load_state_dict(sd, strict=True)
+        model.load_state_dict({**sd, "pos_embed": resampled} if resampled is not None else sd, strict=True)
+        if resampled is not None:  # another image size, adapted as timm adapts its pretrained weights
+            log.warning("%s: position embeddings %s resampled to the model's %s, as timm does for its pretrained "
+                        "weights", path_or_url, tuple(sd["pos_embed"].shape), tuple(own["pos_embed"].shape))
         return model
     except RuntimeError as e:
         error = e
     lines = str(error).splitlines()
     first = lines[1].strip() if len(lines) > 1 else str(error)
     head, outputs = sd.get("head.weight"), getattr(model, "num_classes", None)
-    if (not keys_differ and mismatched and all(k.startswith("head.") for k in mismatched) and head is not None
+    heads = [k for k in mismatched if k.startswith(("head.", "head_dist."))]  # a distilled DeiT has two
+    if (not keys_differ and heads and set(mismatched) <= {*heads, "pos_embed"} and head is not None
             and isinstance(outputs, int)):
         raise CheckpointError(
             f"{path_or_url} has a head of {head.shape[0]} classes, the model {outputs}: give the model its head, "
@@ -234,6 +242,25 @@ def load_timm_checkpoint(model: nn.Module, path_or_url: str | Path) -> nn.Module
     raise CheckpointError(
         f"{path_or_url} does not fit this model ({first[:200]}); is it a checkpoint of another model or size?"
     ) from error
+
+
+def _resampled_pos_embed(model: nn.Module, sd: dict[str, Any]) -> Any:
+    """``sd``'s position embeddings resampled to ``model``'s patch grid (timm's ``resample_abs_pos_embed``, as
+    timm loads pretrained weights at another image size), or None where that does not apply: no timm patch
+    embedding, another number of prefix tokens, a checkpoint grid that is not square."""
+    import math
+
+    from timm.layers import resample_abs_pos_embed
+
+    patch_embed: Any = getattr(model, "patch_embed", None)
+    if patch_embed is None or not hasattr(patch_embed, "grid_size"):
+        return None
+    prefix = 0 if getattr(model, "no_embed_class", False) else int(getattr(model, "num_prefix_tokens", 1))
+    own, theirs = model.state_dict()["pos_embed"], sd["pos_embed"]
+    side = math.isqrt(max(theirs.shape[1] - prefix, 0))
+    if theirs.ndim != 3 or theirs.shape[2] != own.shape[2] or side * side != theirs.shape[1] - prefix or side == 0:
+        return None
+    return resample_abs_pos_embed(theirs, list(patch_embed.grid_size), num_prefix_tokens=prefix)
 
 
 def _build_embedded(name: str, weights: bool) -> nn.Module:

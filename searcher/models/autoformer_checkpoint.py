@@ -47,9 +47,9 @@ def _load(path_or_url: str | Path) -> Any:
 
 def _cached(name: str) -> str:
     """Where a URL's download lies, for an error that asks to download it again (it is used until deleted)."""
-    from . import local_checkpoint
+    from . import download_path
 
-    return f" (delete {local_checkpoint(name)} first)" if name.startswith(("http://", "https://")) else ""
+    return f" (delete {download_path(name)} first)" if name.startswith(("http://", "https://")) else ""
 
 
 def forbidden_global(name: str, e: BaseException) -> CheckpointError | None:
