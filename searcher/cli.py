@@ -57,7 +57,9 @@ def cmd_data(args: argparse.Namespace) -> None:
         spec = resolve_data_spec(study.data, study.base_dir)  # relative roots as optimize reads them
     else:
         spec = {"kind": "fashion-mnist", "dir": args.data_dir}
-    try:  # a model fine-tuned on the folders' classes: their sorted order, as optimize labels them
+    # a model fine-tuned on the folders' classes: their sorted order, as optimize labels them (known from
+    # model_kwargs; an AutoFormer file's own head is not read here: its spec lists its classes)
+    try:
         splits = load_splits(spec, outputs=(study.model_kwargs or {}).get("num_classes") if args.study else None)
     except DataError as e:
         d = Path(args.data_dir or "").expanduser()
