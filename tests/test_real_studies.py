@@ -337,6 +337,17 @@ def test_url_checkpoints_are_cached_by_their_whole_url(tmp_path: Path, monkeypat
     finally:
         server.shutdown()
         server.server_close()
+    # a server that accepts and never answers: an error after the timeout (torch.hub waited for ever)
+    import socket
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    monkeypatch.setattr("searcher.models.DOWNLOAD_TIMEOUT_S", 0.5)
+    try:
+        with pytest.raises(CheckpointError, match="could not download .*timed out"):
+            read_state_dict(f"http://127.0.0.1:{silent.getsockname()[1]}/w.pth")
+    finally:
+        silent.close()
+    assert socket.getdefaulttimeout() is None
     # offline: torch.hub's own file of that name (its cache until 2026-12-07) is used, with a warning
     torch.save({"w": torch.full((2,), 7.0)}, Path(torch.hub.get_dir()) / "checkpoints" / "old.pth")
     with caplog.at_level(logging.WARNING, logger="searcher"):

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,9 @@ def _is_safetensors(path: str) -> bool:
     return len(head) == 9 and head[8:] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
 
 
+DOWNLOAD_TIMEOUT_S = 60.0  # seconds a checkpoint's server may stay silent
+
+
 def download_path(url: str) -> Path:
     """Where :func:`local_checkpoint` keeps the download of an ``http(s)://`` URL: torch.hub's checkpoint folder,
     under a hash of the whole URL before its file name (torch.hub's own cache goes by the file name alone: a second
@@ -142,10 +146,12 @@ def local_checkpoint(path_or_url: str | Path) -> Path:
     dst = download_path(text)
     if not dst.is_file():
         log.warning(f"downloading {text} to {dst}")
+        before = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # torch.hub sets none: a server that never answers hung the run
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(text, str(dst), progress=sys.stderr.isatty())  # a temporary file, moved
-        except (OSError, ValueError) as e:  # URLError is an OSError: no network, 404; a bad URL
+        except (OSError, ValueError) as e:  # URLError is an OSError: no network, 404, a timeout; a bad URL
             # offline (not a server's answer such as 404): torch.hub's own download of that name, its cache until
             # 2026-12-07, which a resumed study's or an exported config's sha256 then checks
             legacy = dst.parent / os.path.basename(urlparse(text).path)
@@ -155,6 +161,8 @@ def local_checkpoint(path_or_url: str | Path) -> Path:
                 return legacy
             raise CheckpointError(f"could not download {text}: {e}; download it by hand and pass the local path "
                                   "instead") from e
+        finally:
+            socket.setdefaulttimeout(before)
     return dst
 
 
