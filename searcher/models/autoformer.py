@@ -677,7 +677,7 @@ build_preset_supernet = create_supernet
 def load_checkpoint(path_or_url: str | Path, space: str | SearchSpace | SupernetConfig | None = None
                     ) -> AutoFormerSupernet:
     """An :class:`AutoFormerSupernet` with the weights of an official checkpoint (local path or http(s) URL,
-    downloaded through ``torch.hub``), in eval mode with its largest subnet sampled.
+    downloaded once, :func:`~searcher.models.local_checkpoint`), in eval mode with its largest subnet sampled.
 
     ``space`` (a preset name such as ``"autoformer-s"``, a :class:`SearchSpace` or a :class:`SupernetConfig`)
     says which supernet the file must be; without it the dims are read off the file. Corrupt or truncated
