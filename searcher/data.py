@@ -207,29 +207,26 @@ def _cache_path(key: str) -> Path:
 def _mapped(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file, memory-mapped copy-on-write instead of read: pages are read as they are
     used and shared by every process that maps the file (a study's workers share one copy of the split, and
-    never read the test split, which only the end's evaluation uses: at ImageNet scale 7.5 GB per process)."""
+    never read the test split, which only the end's evaluation uses: at ImageNet scale 7.5 GB per process).
+    Anything else than our caches' tensors (another dtype, an empty tensor, a big-endian host) is read."""
+    import sys
+
     import numpy as np
 
     dtypes = {"U8": np.uint8, "I64": np.int64, "F32": np.float32, "F64": np.float64, "I32": np.int32}
     with open(path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
         header = json.loads(f.read(n))
-    if any(k != "__metadata__" and v.get("dtype") not in dtypes for k, v in header.items()):
+    header.pop("__metadata__", None)
+    if sys.byteorder != "little" or not all(v.get("dtype") in dtypes and math.prod(v["shape"]) > 0 and v["shape"]
+                                            for v in header.values()):
         return load_file(str(path))
     size, out = path.stat().st_size, {}
     for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        (begin, end), shape = info["data_offsets"], tuple(info["shape"])
-        dtype = np.dtype(dtypes[info["dtype"]]).newbyteorder("<")
+        (begin, end), shape, dtype = info["data_offsets"], tuple(info["shape"]), np.dtype(dtypes[info["dtype"]])
         if 8 + n + end > size or end - begin != dtype.itemsize * math.prod(shape):
             raise ValueError(f"tensor {name} lies outside the file")
-        if not shape or end == begin:  # np.memmap refuses empty maps
-            out[name] = torch.from_numpy(np.fromfile(path, dtype, math.prod(shape), offset=8 + n + begin)
-                                         .reshape(shape).astype(dtype.newbyteorder("=")))
-            continue
-        mapped = np.memmap(path, dtype=dtype, mode="c", offset=8 + n + begin, shape=shape)
-        out[name] = torch.from_numpy(mapped if dtype.isnative else mapped.astype(dtype.newbyteorder("=")))
+        out[name] = torch.from_numpy(np.memmap(path, dtype=dtype, mode="c", offset=8 + n + begin, shape=shape))
     return out
 
 

@@ -250,7 +250,15 @@ def open_source(model: Mapping[str, Any], weights: str | None = None, *, require
     recorded one raise :class:`CheckpointError`. ``require_weights``: an AutoFormer without a checkpoint is an
     error instead of random weights (deploying needs the trained network; costs do not).
     """
-    from .models import AUTOFORMER_NAMES, EMBEDDED, ModelSource, embedded_metadata, local_checkpoint, sha256_file
+    from .models import (
+        AUTOFORMER_NAMES,
+        EMBEDDED,
+        ModelSource,
+        download_hint,
+        embedded_metadata,
+        local_checkpoint,
+        sha256_file,
+    )
 
     name = str(model["name"])
     recorded = model.get("sha256")
@@ -274,10 +282,9 @@ def open_source(model: Mapping[str, Any], weights: str | None = None, *, require
             )
         current = sha256_file(local)
         if current != recorded:
-            cached = f" ({local}: delete it to download again)" if str(ckpt).startswith(("http://", "https://")) else ""
             raise CheckpointError(
-                f"weights {ckpt}{cached} have sha256 {current[:12]}…, but the study used weights with sha256 "
-                f"{recorded[:12]}…: other weights, or the file changed since the study ran; pass the file the "
+                f"weights {ckpt}{download_hint(ckpt)} have sha256 {current[:12]}…, but the study used weights with "
+                f"sha256 {recorded[:12]}…: other weights, or the file changed since the study ran; pass the file the "
                 "study used"
             )
     if require_weights and not ckpt and name.removesuffix("-supernet") in AUTOFORMER_NAMES:

@@ -1819,12 +1819,11 @@ def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_u
             return f"{m.get('name')} {(m.get('sha256') or '')[:12]}".strip()
 
         changes.append(f"the model {name(old_model)}, not {name(model)}")
-        url = str(model.get("checkpoint", ""))
-        if url.startswith(("http://", "https://")) and old_model.get("checkpoint") == url and all(
-                old_model.get(k) == model.get(k) for k in same if k != "sha256"):  # the URL's bytes changed
-            from .models import download_path
+        if old_model.get("checkpoint") == model.get("checkpoint") and all(
+                old_model.get(k) == model.get(k) for k in same if k != "sha256"):  # a URL's bytes changed
+            from .models import download_hint
 
-            changes[-1] += f" (its URL's download, {download_path(url)}: delete it to download again)"
+            changes[-1] += download_hint(model.get("checkpoint", ""))
     if changes:
         raise ConfigError(
             f"study {spec.name!r} in {_redact(storage_url)} was run with {'; '.join(changes)}: resume it with "

@@ -30,6 +30,7 @@ __all__ = [
     "sha256_file",
     "local_checkpoint",
     "download_path",
+    "download_hint",
     "ModelSource",
 ]
 
@@ -128,6 +129,13 @@ def download_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}"
 
 
+def download_hint(path_or_url: str | Path) -> str:
+    """For an error about an ``http(s)://`` checkpoint, where its download lies (used until deleted); "" for a
+    path."""
+    url = str(path_or_url)
+    return f" ({download_path(url)}: delete it to download again)" if url.startswith(("http://", "https://")) else ""
+
+
 def local_checkpoint(path_or_url: str | Path) -> Path:
     """The local file of a checkpoint: a path as given, a ``file://`` URL's path, or an ``http(s)://`` URL
     downloaded once (:func:`download_path`)."""
@@ -177,8 +185,7 @@ def read_state_dict(path_or_url: str | Path) -> dict[str, Any]:
     from .autoformer_checkpoint import forbidden_global
 
     name, path = str(path_or_url), str(local_checkpoint(path_or_url))
-    # a URL's download that is no checkpoint (a login page) stays in the cache: say where
-    cached = f" ({path}: delete it to download again)" if name.startswith(("http://", "https://")) else ""
+    cached = download_hint(name)  # a URL's download that is no checkpoint (a login page) stays in the cache
     # safetensors by name, or by its first bytes under another name (.bin, .pth)
     safetensors = path.endswith(".safetensors") or _is_safetensors(path)
     try:

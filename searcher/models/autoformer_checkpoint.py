@@ -45,13 +45,6 @@ def _load(path_or_url: str | Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _cached(name: str) -> str:
-    """Where a URL's download lies, for an error that asks to download it again (it is used until deleted)."""
-    from . import download_path
-
-    return f" (delete {download_path(name)} first)" if name.startswith(("http://", "https://")) else ""
-
-
 def forbidden_global(name: str, e: BaseException) -> CheckpointError | None:
     """The error for a file whose pickle names a global that the safe unpickler refuses (torch's "Unsupported
     global"), or None for another failure."""
@@ -70,6 +63,8 @@ def read_checkpoint(path_or_url: str | Path) -> tuple[dict[str, Tensor], argpars
     ``module.`` prefix. Raises :class:`CheckpointError` for missing, truncated or corrupt files, pickles with
     objects other than tensors and ``argparse.Namespace``, and contents without a state dict.
     """
+    from . import download_hint
+
     name = str(path_or_url)
     try:
         obj = _load(path_or_url)
@@ -80,11 +75,11 @@ def read_checkpoint(path_or_url: str | Path) -> tuple[dict[str, Tensor], argpars
         if forbidden:
             raise forbidden from e
         raise CheckpointError(f"{name} is not a readable PyTorch checkpoint ({e}); the file is corrupt or "
-                              f"not a checkpoint — download it again{_cached(name)}") from e
+                              f"not a checkpoint — download it again{download_hint(name)}") from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError) as e:
         detail = str(e).splitlines()[0] if str(e) else ""
         raise CheckpointError(f"{name} could not be read ({type(e).__name__}: {detail}); the file is "
-                              f"truncated or corrupt — download it again{_cached(name)}") from e
+                              f"truncated or corrupt — download it again{download_hint(name)}") from e
     args = None
     if isinstance(obj, Mapping) and "model" in obj:
         args = obj.get("args")
