@@ -559,14 +559,14 @@ def onnx_bytes(
 
 def ort_session(data: bytes | str | Path, threads: int | None = None, spin: bool = True) -> Any:
     """An onnxruntime CPU session of an ONNX model (bytes or a path); ``threads`` intra-op threads (default:
-    onnxruntime's, one per physical core). ``spin=False``: its threads sleep between runs instead of spinning, for
-    timings that interleave it with PyTorch (spinning threads take the cores PyTorch's next run needs)."""
+    PyTorch's, ``torch.get_num_threads()``, which follows ``OMP_NUM_THREADS``: onnxruntime reads no environment
+    variable and would take one per physical core). ``spin=False``: its threads sleep between runs instead of
+    spinning, for timings that interleave it with PyTorch (spinning threads take the cores PyTorch's next run needs)."""
     _, ort = _onnx_modules()
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
-    if threads:
-        options.intra_op_num_threads = threads
+    options.intra_op_num_threads = threads or torch.get_num_threads()
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = data if isinstance(data, bytes) else str(data)

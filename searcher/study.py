@@ -1722,9 +1722,10 @@ def optimize(spec: StudySpec | str | Path, out: str | Path | None = None, progre
     done = _done(_finished(study), spec.trials)
     interrupted = interrupted and not done  # a press in the last trial: all done
     timed_out = not interrupted and not done and spec.timeout is not None
-    if progress or log.isEnabledFor(logging.INFO):  # minutes at real scale: say what runs
-        print(f"testing the Pareto set on the test split ({min(spec.test_images or math.inf, len(splits['test']))} "
-              "images)", file=sys.stderr, flush=True)
+    untested = [t for t in pareto_trials(study) if test_result(study, t) is None]
+    if untested and (progress or log.isEnabledFor(logging.INFO)):  # minutes at real scale: say what runs
+        print(f"testing {len(untested)} Pareto-optimal config(s) on the test split "
+              f"({min(spec.test_images or math.inf, len(splits['test']))} images)", file=sys.stderr, flush=True)
     pareto = evaluate_pareto(study, ctx, splits["test"], spec)
     stats = _stats(study, ctx, wall)
     evaluated = stats["trials"] - stats["repeats"] - stats["over_budget"]

@@ -77,7 +77,8 @@ def test_onnx_matches_pytorch_on_512_test_images(
     name: str, reducer: str, exported: Any, test_images: tuple[torch.Tensor, torch.Tensor]
 ) -> None:
     model, data = exported(name, reducer)
-    session = ort_session(data)  # onnxruntime's threads, as `searcher onnx` checks
+    session = ort_session(data)  # as `searcher onnx` checks: PyTorch's threads (OMP_NUM_THREADS), not one per core
+    assert session.get_session_options().intra_op_num_threads == torch.get_num_threads()
     images, labels = test_images
     result = compare_onnx(model, session, images, labels, "dynamic", chunk=128)
     assert result["images"] == 512

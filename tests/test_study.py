@@ -797,7 +797,7 @@ def test_storages_that_cannot_hold_a_study_are_clear_errors(monkeypatch: pytest.
 
 
 def test_resume_compares_images_and_tests_a_changed_test_split_again(
-    tiny_spec: StudySpec, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tiny_spec: StudySpec, tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The test split may change between runs: the Pareto set's stored test results are measured again on the new
     one. A study begun before fingerprints were recorded resumes by its data spec, and records one."""
@@ -808,10 +808,14 @@ def test_resume_compares_images_and_tests_a_changed_test_split_again(
         res = optimize(replace(tiny_spec, trials=2, test_images=100), out, progress=False)
     assert "the test split is not the one this study was tested on" in caplog.text
     assert {v["images"] for k, v in res.study.user_attrs.items() if k.startswith("test:") and v} == {100}
+    tested = sum(k.startswith("test:") and bool(v) for k, v in res.study.user_attrs.items())
+    assert f"testing {tested} Pareto-optimal config(s) on the test split (100 images)" in capsys.readouterr().err
     with contextlib.closing(sqlite3.connect(out / "study.db")) as con, con:
         con.execute("DELETE FROM study_user_attributes WHERE key = 'search_fingerprint'")
-    res = optimize(replace(tiny_spec, trials=2, test_images=100), out, progress=False)
+    with caplog.at_level(logging.INFO, logger="searcher.study"):
+        res = optimize(replace(tiny_spec, trials=2, test_images=100), out, progress=False)
     assert "search_fingerprint" in res.study.user_attrs
+    assert "testing" not in capsys.readouterr().err  # the Pareto set's results are stored: nothing to announce
 
 
 def test_data_preprocessed_as_another_model_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
