@@ -13,10 +13,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
-from .errors import ConfigError, DataError, SearcherError
+from .errors import CheckpointError, ConfigError, DataError, SearcherError
 
 __all__ = ["main", "build_parser"]
 
@@ -43,6 +43,30 @@ def emit(args: argparse.Namespace, result: dict, text: str) -> None:
 
 
 # -------------------------------------------------------------------------------------------------- commands
+def _outputs(study: Any) -> int | None:
+    """How many classes a study's model predicts, as far as known without building it: ``model_kwargs``'
+    ``num_classes``, else an AutoFormer checkpoint's own head when the file is here (a URL is not downloaded)."""
+    from .models import AUTOFORMER_NAMES, download_path, local_checkpoint
+
+    outputs = (study.model_kwargs or {}).get("num_classes")
+    checkpoint = study.checkpoint_path()
+    if outputs is not None or not checkpoint or study.model.removesuffix("-supernet") not in AUTOFORMER_NAMES:
+        return outputs
+    from .models.autoformer_checkpoint import read_checkpoint
+
+    path = download_path(checkpoint) if checkpoint.startswith(("http://", "https://")) else local_checkpoint(checkpoint)
+    if not path.is_file():
+        log.info("%s is not downloaded yet: the classes are labelled as for an ImageNet head", checkpoint)
+        return None
+    try:
+        head = read_checkpoint(path)[0].get("head.weight")
+    except CheckpointError as e:
+        log.warning("the checkpoint's head could not be read (%s); the classes are labelled as for an ImageNet "
+                    "head", e)
+        return None
+    return None if head is None else int(head.shape[0])
+
+
 @command("data")
 def cmd_data(args: argparse.Namespace) -> None:
     from .data import load_splits, resolve_data_spec
@@ -57,10 +81,8 @@ def cmd_data(args: argparse.Namespace) -> None:
         spec = resolve_data_spec(study.data, study.base_dir)  # relative roots as optimize reads them
     else:
         spec = {"kind": "fashion-mnist", "dir": args.data_dir}
-    # a model fine-tuned on the folders' classes: their sorted order, as optimize labels them (known from
-    # model_kwargs; an AutoFormer file's own head is not read here: its spec lists its classes)
-    try:
-        splits = load_splits(spec, outputs=(study.model_kwargs or {}).get("num_classes") if args.study else None)
+    try:  # a model fine-tuned on the folders' classes: their sorted order, as optimize labels them
+        splits = load_splits(spec, outputs=_outputs(study) if args.study else None)
     except DataError as e:
         d = Path(args.data_dir or "").expanduser()
         if (args.study or not args.data_dir or not d.is_dir() or not any(p.is_dir() for p in d.iterdir())

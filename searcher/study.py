@@ -240,6 +240,16 @@ class StudySpec:
                     "or use another --sampler"
                 ) from None
 
+    def checkpoint_path(self) -> str | None:
+        """``checkpoint`` with a relative path resolved (the working directory's, else the spec's folder's) and made
+        absolute; a URL as it is."""
+        if not self.checkpoint or "://" in self.checkpoint:
+            return self.checkpoint
+        path = Path(self.checkpoint).expanduser()
+        if not path.is_absolute() and not path.exists():
+            path = Path(self.base_dir) / path
+        return str(path.resolve())
+
     def load_space(self) -> SearchSpace:
         if isinstance(self.space, dict):
             return SearchSpace.from_dict(self.space)
@@ -1028,12 +1038,7 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
     from .models import ModelSource
 
     space = spec.load_space()
-    checkpoint = spec.checkpoint
-    if checkpoint and "://" not in checkpoint:  # the working directory's, else the spec's; recorded absolute
-        path = Path(checkpoint).expanduser()
-        if not path.is_absolute() and not path.exists():
-            path = Path(spec.base_dir) / path
-        checkpoint = str(path.resolve())
+    checkpoint = spec.checkpoint_path()  # recorded absolute
     data = resolve_data_spec(spec.data, spec.base_dir)
     # before the weights: a download (350 MB for ViT-B) to learn that the data is not there or a key is misspelt
     try:

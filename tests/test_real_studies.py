@@ -460,3 +460,38 @@ def test_evaluate_checks_the_data_folder_before_the_weights(tmp_path: Path, monk
     monkeypatch.setattr("searcher.models.create_model", fetch)
     assert main(["evaluate", "--model", "deit_tiny_patch16_224", "--data-dir", str(tmp_path / "none")]) == 2
     assert "ImageFolder root" in capsys.readouterr().err
+
+
+def test_data_labels_the_folders_as_an_autoformer_files_own_head(imagenet: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """An AutoFormer file fine-tuned on two WordNet-id folders brings a 2-class head: ``searcher data --study``
+    labels the folders in their sorted order, as optimize does from the loaded model (until 2026-12-07 it read
+    ``model_kwargs`` alone and showed the ImageNet-1k order of the data's timm model). A URL not downloaded yet is
+    not fetched for it."""
+    import dataclasses
+
+    from searcher.cli import main
+    from searcher.models.autoformer import AutoFormerSupernet
+    from searcher.models.autoformer_space import get_space
+
+    config = dataclasses.replace(get_space("autoformer-t").supernet, num_classes=2)
+    torch.save({"model": AutoFormerSupernet.from_config(config).state_dict(), "args": argparse.Namespace()},
+               tmp_path / "t2.pth")
+    d = yaml.safe_load((STUDIES / "autoformer-s-imagenet.yaml").read_text())
+    del d["data"]["classes"], d["data"]["data_config"]
+    d["data"]["model"] = "deit_tiny_patch16_224"  # preprocessed as it: an ImageNet-1k model, its labels by default
+    d["data"].update(search=str(imagenet / "train"), test=str(imagenet / "val"))
+    d.update(model="autoformer-t-supernet", space="autoformer-t", checkpoint="t2.pth", budget="60%")  # t2.pth: the
+    # spec's folder's
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
+    assert main(["data", "--study", str(tmp_path / "s.yaml"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["classes"] == sorted(WNIDS)
+    from searcher.study import _context
+
+    _, splits = _context(StudySpec.from_yaml(tmp_path / "s.yaml"))
+    assert splits["test"].classes == sorted(WNIDS)  # what optimize labels them with
+
+    d["checkpoint"] = "http://127.0.0.1:9/never-downloaded.pth"  # nothing listens: a fetch would fail
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
+    assert main(["data", "--study", str(tmp_path / "s.yaml"), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["classes"]) == 1000  # ImageNet's labels, as for its own head
