@@ -476,10 +476,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
-    if extra:  # argparse names the top parser's help; the command's lists the options
+    if extra:  # argparse names the top parser's help; the command's lists the options, unless given before it
         commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        commands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
+        before = args.command in argv and extra[0] in argv[: argv.index(args.command)]
+        (parser if before else commands.get(args.command, parser)).error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

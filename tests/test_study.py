@@ -474,13 +474,14 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.Captur
     assert main([]) == 2  # no command: the help is a usage error, on stderr
     out, err = capsys.readouterr()
     assert not out and "usage: searcher" in err
-    usage = ((["optimize", "--trials", "x"], "--trials"), (["frob"], "frob"), (["export", "--nope"], "--nope"))
-    for argv, named in usage:
+    usage = ((["optimize", "--trials", "x"], "--trials", "optimize"), (["frob"], "frob", ""),
+             (["export", "--nope"], "--nope", "export"), (["--nope", "export", "--out", "o"], "--nope", ""))
+    for argv, named, command in usage:
         with pytest.raises(SystemExit) as exit_:  # argparse's own usage errors: one line too, naming the --help
             main(argv)
         err = capsys.readouterr().err.splitlines()
         assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith("error:") and named in err[0], err
-        assert err[0].endswith(f"(see 'searcher{' ' + argv[0] if argv[0] != 'frob' else ''} --help')")
+        assert err[0].endswith(f"(see '{' '.join(['searcher', command]).strip()} --help')"), err
     spec = tmp_path / "s.yaml"
     spec.write_text("name: s\nmodel: fashion-vit\nspace: {}\nbudget: 3.3\n")
     assert main(["optimize", "--study", str(spec), "--out", str(tmp_path / "o")]) == 2
