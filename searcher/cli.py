@@ -267,7 +267,7 @@ def cmd_optimize(args: argparse.Namespace) -> int | None:
     )
     from .export import check_replaceable, export_study, pareto_table, run_dir
 
-    check_replaceable(run_dir(spec.name, args.out))  # now, not after the study: where it exports
+    check_replaceable(run_dir(spec.name, args.out), spec.name)  # now, not after the study: where it exports
     result = optimize(spec, args.out, progress=not args.json and sys.stderr.isatty())
 
     exported = export_study(result.study, result.out)

@@ -339,6 +339,13 @@ def trials_frame(study: optuna.Study, trials: list[FrozenTrial] | None = None) -
     return frame
 
 
+def arch_text(arch: Mapping[str, Any] | None) -> str:
+    """An AutoFormer subnet in one line (:meth:`SubnetConfig.text`); "" for none."""
+    from .models.autoformer_space import SubnetConfig
+
+    return SubnetConfig.from_dict(dict(arch)).text() if arch else ""
+
+
 def pareto_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The Pareto set as a plain-text table (pandas)."""
     if isinstance(rows, str | bytes) or not all(isinstance(r, Mapping) and "tokens" in r for r in rows):
@@ -348,9 +355,11 @@ def pareto_table(rows: Sequence[Mapping[str, Any]]) -> str:
         return "(no feasible trial)"
     df = pd.DataFrame(rows)
     df["tokens"] = df["tokens"].map(lambda v: "-".join(map(str, v)) if isinstance(v, list) else v)
-    cols = [
-        c for c in ("trial", "reducer", "baseline", "tokens", "search_top1", "test_top1", "gflops", "img_s") if c in df
-    ]
+    subnets = "arch" in df and df["arch"].map(bool).any()  # AutoFormer's: else rows of a joint study read alike
+    if subnets:
+        df["arch"] = df["arch"].map(arch_text)
+    cols = [c for c in ("trial", "reducer", "baseline", "arch", "tokens", "search_top1", "test_top1", "gflops", "img_s")
+            if c in df and (c != "arch" or subnets)]
     df = df[cols].copy()
     for c in cols:
         if df[c].isna().all():  # a column of None alone is printed "None" whatever na_rep says
@@ -406,9 +415,10 @@ def _writable_dir(out: Path) -> list[Path]:
     return created
 
 
-def check_replaceable(out: Path) -> None:
-    """What an export replaces must be an earlier export's: ``configs/`` holding configs only, and the two CSV files
-    (anything else there is the user's, and would be lost)."""
+def check_replaceable(out: Path, study_name: str | None = None) -> None:
+    """What an export replaces must be an earlier export's, of the same study (``study_name``, when given):
+    ``configs/`` holding its configs only, and the two CSV files (anything else there is the user's, or another
+    study's results, and would be lost)."""
     for name in ("trials.csv", "pareto.csv"):
         if (out / name).is_dir():
             raise ConfigError(f"{out / name} is a directory; each export replaces that file: move it away, or export "
@@ -421,17 +431,33 @@ def check_replaceable(out: Path) -> None:
     if foreign:
         raise ConfigError(f"{configs} holds {', '.join(sorted(foreign)[:3])}, which is not an exported config; each "
                           "export replaces configs/ with the Pareto set's: move it away, or export to another --out")
+    others = sorted({n for p in configs.glob("*.json") if (n := _study_of(p)) is not None and n != study_name})
+    if study_name is not None and others:
+        raise ConfigError(f"{configs} holds the configs of study {others[0]!r}, not of {study_name!r}; each export "
+                          "replaces configs/ and the CSV files with its study's: export to another --out")
 
 
 def _is_config(path: Path) -> bool:
     """Whether ``path`` is a config an export wrote (a user's own JSON there was deleted until 2026-12-07)."""
+    return _provenance(path) is not None
+
+
+def _provenance(path: Path) -> dict[str, Any] | None:
+    """An exported config's ``provenance``; None for anything else."""
     if path.suffix != ".json" or not path.is_file():
-        return False
+        return None
     try:
         d = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(d, dict) and "version" in d and isinstance(d.get("provenance"), dict)
+        return None
+    ok = isinstance(d, dict) and "version" in d and isinstance(d.get("provenance"), dict)
+    return d["provenance"] if ok else None
+
+
+def _study_of(path: Path) -> str | None:
+    """The study an exported config came from (until 2026-12-07 a study's export replaced another's)."""
+    name = (_provenance(path) or {}).get("study")
+    return name if isinstance(name, str) else None
 
 
 _LEFTOVER = re.compile(r"\.(configs|trials\.csv|pareto\.csv)(\.old)?\.(\d+)\.tmp")
@@ -487,8 +513,9 @@ def _swap_in(out: Path, new: Mapping[str, Path], tag: str) -> None:
         for name, path in new.items():
             dest = out / name
             if dest.exists() or dest.is_symlink():
-                backups[name] = out / f".{name}.old.{tag}"
-                os.replace(dest, backups[name])
+                backup = out / f".{name}.old.{tag}"
+                os.replace(dest, backup)
+                backups[name] = backup  # once moved (a failed move has nothing to put back, and named ENOENT)
             os.replace(path, dest)
             moved_in.append(name)
     except BaseException:  # Ctrl-C too: what was moved goes back
@@ -523,7 +550,7 @@ def export_study(
     if not states.get("COMPLETE"):
         what = "no trial" if not trials else f"no completed trial ({', '.join(f'{n} {s}' for s, n in states.items())})"
         raise StorageError(f"study {study.study_name!r} has {what}; run 'searcher optimize' first")
-    check_replaceable(out)
+    check_replaceable(out, study.study_name)
     created = _writable_dir(out)  # fail fast, before the models are rebuilt
     try:
         # 1. compute everything

@@ -560,15 +560,20 @@ th { border-bottom: 1px solid #999; } tr:nth-child(even) { background: #f6f6f6; 
 
 
 def _table(data: ReportData) -> str:
+    from .export import arch_text
+
+    points = [data.point(n) for n in data.front]
+    subnets = any(p.arch for p in points)  # a joint study's rows differ by their subnet too
     rows = []
-    for n in data.front:
-        p = data.point(n)
+    for p in points:
         test = f"{p.test_top1:.2f}" if p.test_top1 is not None else "–"
         speed = f"{p.img_s:.4g}" if p.img_s else "–"
         tokens = "-".join(map(str, p.tokens)) if p.tokens else "–"
-        cells = [str(p.trial), p.reducer, p.baseline, tokens, f"{p.top1:.2f}", test, f"{p.gflops:.4g}", speed]
+        arch = [arch_text(p.arch) or "–"] if subnets else []
+        cells = [str(p.trial), p.reducer, p.baseline, *arch, tokens, f"{p.top1:.2f}", test, f"{p.gflops:.4g}", speed]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    head = ["trial", "reducer", "baseline", "tokens per block", "search top-1", "test top-1", "GFLOPs", "img/s"]
+    head = ["trial", "reducer", "baseline", *(["subnet"] if subnets else []), "tokens per block", "search top-1",
+            "test top-1", "GFLOPs", "img/s"]
     return (
         "<table><thead><tr>"
         + "".join(f"<th>{h}</th>" for h in head)

@@ -171,6 +171,12 @@ def test_feasible_is_blank_where_no_verdict_was_reached_and_tables_print_missing
                               "test_top1": 80.5, "gflops": 0.6, "img_s": None}]
     table = pareto_table(rows)
     assert "None" not in table and "NaN" not in table and table.count("–") == 3
+    plain = pareto_table([{**r, "arch": None} for r in rows])
+    assert "arch" not in plain.splitlines()[0].split()  # a plain ViT's: no subnet column
+    # a joint AutoFormer study's rows read alike but for their subnet (none was shown until 2026-12-07)
+    subnet = {"embed_dim": 96, "depth": 2, "num_heads": [2, 4], "mlp_ratio": [4.0, 3.5]}
+    table = pareto_table([{**rows[0], "arch": subnet}, {**rows[1], "arch": {**subnet, "embed_dim": 120}}])
+    assert "embed 96, depth 2, heads 2-4, mlp 4-3.5" in table and "embed 120, depth 2" in table
 
 def test_config_rebuilds_the_recorded_logits_and_gflops(run_dir: Path, exported: dict) -> None:
     """The export side of the round trip: the config alone (model source + schedule) rebuilds a model whose
@@ -252,6 +258,12 @@ def test_a_failed_export_changes_nothing(
     with pytest.raises(KeyboardInterrupt):
         export_run(study, out)
     assert _snapshot(out) == before and not list(out.glob(".*"))
+    # the old trials.csv cannot be moved aside: that error, not the ENOENT of putting back a backup never made
+    # (until 2026-12-07)
+    calls.update(n=1, error=OSError(errno.EPERM, "Operation not permitted"))  # the third rename
+    with pytest.raises(ConfigError, match="Operation not permitted; nothing was changed"):
+        export_run(study, out)
+    assert _snapshot(out) == before and not list(out.glob(".*"))
     calls["error"] = OSError(errno.ENOSPC, "No space left on device")
 
     # into a fresh directory: nothing is left behind, not even the directory
@@ -308,12 +320,17 @@ def test_an_export_never_replaces_what_is_not_an_export(run_dir: Path, tmp_path:
     """``configs/`` is replaced by each export and the CSVs overwritten: a user's directory named ``trials.csv``,
     a file named ``configs``, or a note in ``configs/`` is refused, not deleted (it was, until 2026-12-07)."""
     db = f"sqlite:///{run_dir / 'study.db'}"
+    config = json.loads(next((run_dir / "configs").glob("*.json")).read_text())
+    other_config = {**config, "provenance": {**config["provenance"], "study": "fashion-autoformer"}}
     for name, make, words in [
         ("trials.csv", lambda p: (p.mkdir(), (p / "keep.txt").write_text("mine")), "is a directory"),
         ("configs", lambda p: p.write_text("mine"), "a file, not a directory"),
         ("configs", lambda p: (p.mkdir(), (p / "notes.md").write_text("mine")), "holds notes.md"),
         # a JSON of the user's own was deleted (until 2026-12-07)
         ("configs", lambda p: (p.mkdir(), (p / "my-notes.json").write_text('{"my": "notes"}')), "holds my-notes.json"),
+        # another study's export in its run directory was replaced by this one's (until 2026-12-07)
+        ("configs", lambda p: (p.mkdir(), (p / "af.json").write_text(json.dumps(other_config))),
+         "holds the configs of study 'fashion-autoformer', not of 'tiny'; .* export to another --out"),
     ]:
         out = tmp_path / f"out-{len(list(tmp_path.iterdir()))}"
         out.mkdir()

@@ -393,3 +393,20 @@ def test_importances_of_equal_weight_come_in_name_order() -> None:
     assert imp is not None
     assert list(imp) == sorted(imp, key=lambda k: (-imp[k], k))
     assert imp["w0"] == imp["w1"] == imp["w2"] and list(imp).index("w0") < list(imp).index("w1") < list(imp).index("w2")
+
+
+def test_the_pareto_table_names_each_subnet(study: optuna.Study) -> None:
+    """A joint AutoFormer study's Pareto rows differ by their subnet: the table shows it (rows of one reducer and
+    one token count looked alike until 2026-12-07); a plain ViT's table has no subnet column."""
+    import dataclasses
+
+    from searcher.report import _table
+
+    data = report_data(study)
+    assert "subnet" not in _table(data)
+    first = next(i for i, p in enumerate(data.points) if p.trial in data.front)
+    subnet = {"embed_dim": 96, "depth": 2, "num_heads": [2, 4], "mlp_ratio": [4.0, 3.5]}
+    data.points[first] = dataclasses.replace(data.points[first], arch=subnet)
+    table = _table(data)
+    assert "<th>subnet</th>" in table and "<td>embed 96, depth 2, heads 2-4, mlp 4-3.5</td>" in table
+    assert table.count("<td>–</td>") >= len(data.front) - 1  # the others': none

@@ -76,6 +76,11 @@ class SubnetConfig:
         d["mlp_ratio"], d["num_heads"] = list(self.mlp_ratio), list(self.num_heads)
         return d
 
+    def text(self) -> str:
+        """One line for tables: ``embed 96, depth 6, heads 2-2-4-4-2-4, mlp 4-4-4-4-4-2``."""
+        return (f"embed {self.embed_dim}, depth {self.depth}, heads {'-'.join(map(str, self.num_heads))}, "
+                f"mlp {'-'.join(f'{r:g}' for r in self.mlp_ratio)}")
+
     def to_official(self) -> dict[str, Any]:
         """The official sample-config dict (``Vision_TransformerSuper.set_sample_config``)."""
         return {"embed_dim": [self.embed_dim] * self.depth, "layer_num": self.depth,
