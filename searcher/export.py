@@ -294,10 +294,15 @@ def trials_frame(study: optuna.Study, trials: list[FrozenTrial] | None = None) -
     """Every trial (of ``trials``, a snapshot, when given), feasible or not, with its parameters and metrics."""
     from .study import test_result, throughput_of
 
+    floor = (study.user_attrs.get("spec") or {}).get("min_throughput") is not None
     rows = []
     for t in study.get_trials(deepcopy=False) if trials is None else trials:
         ua = t.user_attrs
         tp = throughput_of(study, t) or {}
+        verdict = (t.state == TrialState.COMPLETE and "duplicate_of" not in ua
+                   or t.state == TrialState.PRUNED and "top1_partial" in ua)
+        # under a throughput floor, an untimed candidate (stopped early, or dominated) may be on either side of it
+        feasible = ua.get("feasible") if verdict and not (floor and ua.get("feasible") and not tp) else None
         cand = ua.get("candidate") or {}
         test = test_result(study, t) or {}
         rows.append(
@@ -308,8 +313,7 @@ def trials_frame(study: optuna.Study, trials: list[FrozenTrial] | None = None) -
                 "reducer": cand.get("reducer", t.params.get("reducer")),
                 "baseline": ua.get("baseline", ""),
                 # blank where no verdict stands: waiting, running, failed, repeated (the objective sets it early)
-                "feasible": ua.get("feasible") if t.state == TrialState.COMPLETE and "duplicate_of" not in ua
-                or t.state == TrialState.PRUNED and "top1_partial" in ua else None,
+                "feasible": feasible,
                 "search_top1": ua.get("top1"),
                 "search_top5": ua.get("top5"),
                 "test_top1": test.get("top1"),
@@ -326,7 +330,9 @@ def trials_frame(study: optuna.Study, trials: list[FrozenTrial] | None = None) -
                 "infeasible": ua.get("infeasible"),
                 "not_timed": ua.get("not_timed"),  # under a throughput floor: dominated, so its speed decides nothing
                 "fail_reason": ua.get("fail_reason"),
-                "duration_s": t.duration.total_seconds() if t.duration else None,
+                # a dead worker's trial ended unseen: its end is when a later run found it (minutes on)
+                "duration_s": t.duration.total_seconds() if t.duration is not None
+                and not str(ua.get("fail_reason", "")).startswith("worker died") else None,
                 **{f"param_{k}": v for k, v in t.params.items()},
             }
         )
@@ -571,9 +577,12 @@ def export_study(
             warnings.append(f"configs carry no logits check: cannot rebuild the model ({checker.problem})")
         missing = [t.number for t in pareto if test_result(study, t) is None or throughput_of(study, t) is None]
         if missing:
+            running = states.get("RUNNING") and not abandoned  # that optimize tests its Pareto set when it ends
             warnings.append(
-                f"trial(s) {missing} have no test-split result or throughput yet; rerun 'searcher optimize' with "
-                "the same arguments (it re-evaluates and times the Pareto set at the end) and export again"
+                f"trial(s) {missing} have no test-split result or throughput yet; "
+                + ("the optimize running the study tests and times the Pareto set when it ends: export again then"
+                   if running else "rerun 'searcher optimize' with the same arguments (it re-evaluates and times the "
+                   "Pareto set at the end) and export again")
             )
         if not pareto:
             warnings.append(f"study {study.study_name!r} has no feasible completed trial; no config written")

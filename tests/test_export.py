@@ -166,6 +166,21 @@ def test_feasible_is_blank_where_no_verdict_was_reached_and_tables_print_missing
                                               user_attrs={"gflops": 0.6, "feasible": True}))  # set as it began
     study.enqueue_trial({"r": 1})
     assert trials_frame(study)["feasible"].tolist() == [True, False, pd.NA, pd.NA, pd.NA]
+    # under a throughput floor, a trial never timed (stopped early, or dominated) is on neither side of it: it was
+    # feasible=True until 2026-12-07; a timed one keeps its verdict
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params={"r": 4}, distributions=dist,
+                                              user_attrs={"gflops": 0.4, "feasible": True, "top1_partial": 50.0}))
+    study.add_trial(optuna.trial.create_trial(params={"r": 2}, distributions=dist, values=[82.0, 0.6], user_attrs={
+        **ok, "top1": 82.0, "gflops": 0.6, "throughput": {"img_s": 900.0}}))
+    assert trials_frame(study)["feasible"].tolist()[-2:] == [True, True]
+    study.set_user_attr("spec", {"min_throughput": "500img/s"})
+    assert trials_frame(study)["feasible"].tolist() == [pd.NA, False, pd.NA, pd.NA, pd.NA, pd.NA, True]
+    # a killed worker's trial has no duration: its end is when a later run found it dead (until 2026-12-07, the
+    # time until then)
+    for why in ("worker died: its heartbeat stopped", "out of memory"):
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={"r": 5},
+                                                  distributions=dist, user_attrs={"fail_reason": why}))
+    assert trials_frame(study)["duration_s"].isna().tolist()[-2:] == [True, False]
     rows = [{"trial": 0, "reducer": "tome", "tokens": [65, 30], "search_top1": 80.0, "test_top1": None, "gflops": 0.5,
              "img_s": None}, {"trial": 4, "reducer": "rapid", "tokens": [65, 20], "search_top1": 81.0,
                               "test_top1": 80.5, "gflops": 0.6, "img_s": None}]
@@ -374,6 +389,8 @@ def test_a_study_still_running_is_exported_with_a_note(run_dir: Path, exported: 
     optuna.copy_study(from_study_name="tiny", from_storage=f"sqlite:///{run_dir / 'study.db'}", to_storage=url)
     copy = optuna.load_study(study_name="tiny", storage=url)
     copy.ask()  # a trial in flight
+    first = pareto_trials(copy)[0].number
+    copy.set_user_attr(f"test:{first}", None)  # not tested yet
     import fcntl
 
     with open(tmp_path / ".optimize.lock", "a+") as lock:  # as the optimize running it holds its study
@@ -382,12 +399,17 @@ def test_a_study_still_running_is_exported_with_a_note(run_dir: Path, exported: 
     assert result["running"] == 1 and not result["abandoned"]
     assert any("1 trial(s) of study 'tiny' are still running" in w for w in result["warnings"])
     assert "1 trial(s) still running" in export_text(result)
+    # that optimize tests the Pareto set when it ends: "rerun 'searcher optimize'" (refused as busy) until 2026-12-07
+    assert any(f"trial(s) [{first}] have no test-split result" in w and "tests and times the Pareto set when it ends"
+               in w for w in result["warnings"]), result["warnings"]
     # the optimize was killed: "still running; export again when they finish" (they never would), until 2026-12-07
     result = export_command("tiny", tmp_path / "out", url)
     assert result["running"] == 1 and result["abandoned"]
     assert any("1 trial(s) of study 'tiny' were left running by an optimize that stopped" in w and "retries them" in w
                for w in result["warnings"])
     assert "1 trial(s) left running by an optimize that stopped" in export_text(result)
+    assert any(f"trial(s) [{first}] have no test-split result" in w and "rerun 'searcher optimize'" in w
+               for w in result["warnings"]), result["warnings"]
 
 
 def test_a_journal_trial_whose_owner_is_gone_is_not_still_running(run_dir: Path, exported: dict,
