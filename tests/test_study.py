@@ -470,6 +470,17 @@ def test_one_ctrl_c_exports_and_exits_130_unless_the_study_was_done(
     assert summary["stats"]["trials"] == press_in
     assert ("interrupted: stopped after the current trial" in err) is (rc == 130)
 
+def test_python_m_searcher_is_the_command() -> None:
+    """``python -m searcher`` (no __main__ until 2026-12-07), with the command's exit codes."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "searcher", "--version"], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.startswith("searcher ")
+    run = subprocess.run([sys.executable, "-m", "searcher", "frob"], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.startswith("error: argument COMMAND: invalid choice: 'frob'")
+
+
 def test_cli_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2  # no command: the help is a usage error, on stderr
     out, err = capsys.readouterr()
