@@ -485,6 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    # each of the Hub's retries offline is two lines (its own handler's and ours) before searcher's one error line
+    logging.getLogger("huggingface_hub").setLevel(logging.INFO if args.verbose else logging.ERROR)
     import warnings
 
     warnings.filterwarnings("ignore", message=".*experimental.*")  # Optuna features we use on purpose

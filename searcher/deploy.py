@@ -146,6 +146,9 @@ def validate_config(config: Any, where: str = "config") -> dict[str, Any]:
 
     if not isinstance(config, Mapping):
         raise ConfigError(f"{where}: a config must be a JSON object, got {type(config).__name__}")
+    if "layers" in config and "model" not in config:  # a config's "schedule" alone
+        raise ConfigError(f"{where} is a schedule, not a config (no model): evaluate it with 'searcher evaluate "
+                          "--model NAME --schedule FILE', or pass a configs/*.json file written by 'searcher export'")
     if "version" not in config:
         raise ConfigError(f"{where} has no 'version'; is it a config written by 'searcher export'?")
     version = config["version"]
@@ -284,8 +287,8 @@ def open_source(model: Mapping[str, Any], weights: str | None = None, *, require
         if current != recorded:
             raise CheckpointError(
                 f"weights {ckpt}{download_hint(ckpt)} have sha256 {current[:12]}…, but the study used weights with "
-                f"sha256 {recorded[:12]}…: other weights, or the file changed since the study ran; pass the file the "
-                "study used"
+                f"sha256 {recorded[:12]}…: other weights, or the file changed since the study ran (the hash is of "
+                "the file: the same tensors saved in another format differ too); pass the file the study used"
             )
     if require_weights and not ckpt and name.removesuffix("-supernet") in AUTOFORMER_NAMES:
         raise CheckpointError(
@@ -366,7 +369,30 @@ def _load(config: Mapping[str, Any], where: str, weights: str | None, verify: bo
             raise ConfigError(f"{where}: the check input is images of {shape}, but {config['model']['name']} takes "
                               f"{tuple(source.input_shape)}; the config was edited or belongs to another model")
         verify_check(model, config["check"], where)
+    if verify:
+        _check_metrics(config, source, where)
     return model, source
+
+
+def _check_metrics(config: Mapping[str, Any], source: Any, where: str) -> None:
+    """Warn when the GFLOPs or token counts a config records are not its network's (analytic, no forward pass):
+    edited by hand, or counted by another searcher version. They change nothing the model computes."""
+    from .schedule import Schedule, tokens_per_block
+
+    metrics = config.get("metrics") or {}
+    schedule = Schedule.from_dict(config["schedule"])
+    arch = dict(config["arch"]) if config.get("arch") else source.full_arch(None)
+    differ = []
+    recorded, gflops = metrics.get("gflops"), source.flops(arch, schedule)
+    if recorded is not None and not (isinstance(recorded, int | float) and math.isclose(recorded, gflops,
+                                                                                         rel_tol=1e-6)):
+        differ.append(f"{recorded!r} GFLOPs where its network has {gflops:.6g}")
+    recorded, tokens = metrics.get("tokens"), list(tokens_per_block(schedule, source.n_tokens, source.num_prefix))
+    if recorded is not None and recorded != tokens:
+        differ.append(f"tokens {recorded!r} where its network keeps {tokens}")
+    if differ:
+        log.warning(f"{where} records {' and '.join(differ)}: its metrics were edited, or counted by another "
+                    "searcher version (provenance.searcher); the network is the schedule's")
 
 
 def load_config(
@@ -755,4 +781,8 @@ def onnx_text(result: Mapping[str, Any]) -> str:
     ]
     if c["top1_agreement"] < 1.0:
         lines.append("warning: ONNX and PyTorch disagree on some images; compare the two before deploying")
+    elif c["max_abs_diff"] > 1e-3:
+        lines.append("note: token matching is discrete: on an image whose similarities nearly tie, rounding picks "
+                     "another pair (PyTorch alone does under 1e-6 of input noise), which moves its logits more; the "
+                     "top-1 agrees on every image checked")
     return "\n".join(lines)

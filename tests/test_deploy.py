@@ -75,18 +75,31 @@ def test_config_for_records_a_local_checkpoint_absolute(root: Path, tmp_path: Pa
 
 # ------------------------------------------------------------------------------------------------ round trip
 @pytest.mark.parametrize("name", ["fashion-vit", "fashion-autoformer", "timm"])
-def test_load_config_rebuilds_the_recorded_model(name: str, configs: dict, tmp_path: Path) -> None:
+def test_load_config_rebuilds_the_recorded_model(name: str, configs: dict, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
     cfg = configs[name]
     assert cfg["version"] == CONFIG_VERSION and len(cfg["model"]["sha256"]) == 64
     path = _write(tmp_path / "c.json", cfg)
     assert read_config(path) == cfg
     model = searcher.load_config(path)
+    assert "metrics" not in caplog.text  # its GFLOPs and tokens are its network's
     assert not model.training and is_patched(model)
     with torch.inference_mode():
         logits = model(check_input(cfg["check"]["input"]))
     torch.testing.assert_close(logits, torch.tensor(cfg["check"]["logits"]), atol=1e-4, rtol=0)
     assert flops(model) == pytest.approx(cfg["metrics"]["gflops"], rel=1e-9)
     assert cfg["metrics"]["gflops"] < cfg["metrics"]["full_gflops"]
+
+
+def test_edited_metrics_are_named(configs: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """GFLOPs or token counts edited in a config passed load_config, evaluate and onnx without a word (until
+    2026-12-07); they are named, and the network stays the schedule's."""
+    cfg = copy.deepcopy(configs["fashion-vit"])
+    cfg["metrics"].update(gflops=123.0, tokens=[65, 1, 1, 1, 1, 1, 1])
+    path = _write(tmp_path / "c.json", cfg)
+    searcher.load_config(path)
+    assert f"{path} records 123.0 GFLOPs where its network has" in caplog.text
+    assert "and tokens [65, 1, 1, 1, 1, 1, 1] where its network keeps [65, " in caplog.text
 
 
 def test_the_autoformer_config_is_its_subnet_with_anchored_positions(configs: dict, tmp_path: Path) -> None:
@@ -134,6 +147,9 @@ BAD = {
     "negative atol": (lambda c: c["check"].update(atol=-1), "check.atol must be a tolerance of at least 0, got -1"),
     "data of text": (lambda c: c["metrics"].update(data="fashion-mnist"), "metrics.data must be a JSON object"),
     "checkpoint 5": (lambda c: c["model"].update(checkpoint=5), "model.checkpoint must be a path or URL, got 5"),
+    # its schedule alone: "unknown field(s) ['layers', …] in the config" until 2026-12-07
+    "a schedule": (lambda c: (schedule := c["schedule"], c.clear(), c.update(schedule)),
+                   "is a schedule, not a config (no model): evaluate it with 'searcher evaluate --model NAME"),
 }
 
 

@@ -259,3 +259,18 @@ def test_failed_write_leaves_nothing(
         with pytest.raises(ConfigError, match="No space left on device"):
             to_onnx(vit_config, out, images=8, data_dir=real_fashion_dir, throughput_batch=8)
     assert not list(tmp_path.iterdir())
+
+
+def test_the_summary_explains_a_near_tie_in_the_matching() -> None:
+    """A logit 0.17 apart on one image of 10,000 with the same top-1 (a near-tie the rounding breaks the other way)
+    was printed without a word until 2026-12-07; a disagreeing top-1 stays a warning."""
+    from searcher.deploy import onnx_text
+
+    result = {"onnx": "m.onnx", "bytes": 1e6, "opset": 17, "batch": "dynamic", "export_s": 1.0,
+              "check": {"images": 10000, "split": "test", "max_abs_diff": 0.17, "top1_agreement": 1.0},
+              "throughput": {"img_s": 100.0, "batch_size": 64, "threads": 1, "onnxruntime": "1.23"}}
+    assert "nearly tie" in onnx_text(result) and "warning" not in onnx_text(result)
+    result["check"]["max_abs_diff"] = 4e-6
+    assert "nearly tie" not in onnx_text(result)
+    result["check"].update(max_abs_diff=0.5, top1_agreement=0.999)
+    assert "warning: ONNX and PyTorch disagree" in onnx_text(result) and "nearly tie" not in onnx_text(result)

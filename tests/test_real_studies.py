@@ -495,3 +495,24 @@ def test_data_labels_the_folders_as_an_autoformer_files_own_head(imagenet: Path,
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
     assert main(["data", "--study", str(tmp_path / "s.yaml"), "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["classes"]) == 1000  # ImageNet's labels, as for its own head
+
+
+def test_the_hub_s_retries_are_quiet_unless_verbose(imagenet: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """Offline, huggingface_hub logged each retry twice (its own handler's line and ours) before searcher's one
+    error line, until 2026-12-07; with -v they are shown."""
+    from searcher.cli import main
+    from searcher.errors import CheckpointError
+
+    def offline(*args: object, **kwargs: object) -> None:
+        logging.getLogger("huggingface_hub.utils._http").warning("'[Errno -2]' thrown while requesting HEAD …")
+        raise CheckpointError("cannot fetch pretrained weights of deit_tiny_patch16_224")
+
+    monkeypatch.setattr("searcher.models.create_model", offline)
+    argv = ["evaluate", "--model", "deit_tiny_patch16_224", "--data-dir", str(imagenet / "val")]
+    assert main(argv) == 2
+    assert not [r for r in caplog.records if r.name.startswith("huggingface_hub")]
+    assert capsys.readouterr().err.startswith("error: cannot fetch pretrained weights")
+    assert main([*argv, "-v"]) == 2
+    assert [r for r in caplog.records if r.name.startswith("huggingface_hub")]
