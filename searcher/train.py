@@ -242,8 +242,16 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
     ``stop_at`` checkpoints and returns None after that many steps (how tests interrupt a run).
     """
     from .export import _writable_dir
+    from .models import ASSETS
 
     out = Path(cfg.out)
+    weights = out / f"{cfg.model}.safetensors"
+    if out.resolve() == ASSETS:  # a smoke run replaced the shipped model every study and config uses (until 2026-12-07)
+        raise ConfigError(f"{out} holds searcher's shipped weights; train into another --out (by default "
+                          f"runs/train/{cfg.model}), check the result, then copy its .safetensors and .json there")
+    if weights.exists() and not (out / "checkpoint.pt").exists():
+        raise ConfigError(f"{weights} is not this --out's own training run (no checkpoint.pt beside it), and a run "
+                          "would replace it; move it away, or use another --out")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     splits = load_splits({"kind": "fashion-mnist", "dir": cfg.data_dir})
@@ -258,6 +266,9 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
     with held_alone(out / ".train.lock", lambda who: ConfigError(
             f"{out} is being trained by {who}; wait for it to finish, or use another --out")):
         # (two runs on one --out overwrote each other's checkpoint: steps lost or run twice)
+        for name in ("checkpoint.pt", weights.name, weights.with_suffix(".json").name):
+            for tmp in out.glob(f".{name}.*.tmp"):  # a killed run's half-written file (atomic_write's): ours alone now
+                tmp.unlink(missing_ok=True)
         model.train()
         decay: list[nn.Parameter] = []
         no_decay: list[nn.Parameter] = []

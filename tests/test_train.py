@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -345,3 +346,29 @@ def test_drop_path_reaches_either_model(model: str) -> None:
     assert any(isinstance(m, DropPath) for m in built.modules())
     plain, _, _ = _build(TrainConfig(model=model))
     assert not any(isinstance(m, DropPath) for m in plain.modules())
+
+
+def test_a_run_never_replaces_weights_it_did_not_train(tmp_path: Path, make_fashion,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--out searcher/assets`` replaced the shipped model every study uses with a smoke run's (until 2026-12-07),
+    as it replaced any weights in --out; a killed run's half-written files are swept by the next."""
+    from searcher.models import ASSETS
+
+    data_dir = make_fashion(n_train=4000, n_test=100)
+    shipped = (ASSETS / "fashion-vit.safetensors").read_bytes()
+    monkeypatch.chdir(ASSETS.parent)
+    with pytest.raises(ConfigError, match="holds searcher's shipped weights; train into another --out"):
+        train(replace(small(tmp_path, data_dir, "x"), out="assets"))
+    assert (ASSETS / "fashion-vit.safetensors").read_bytes() == shipped and not (ASSETS / "checkpoint.pt").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "fashion-vit.safetensors").write_bytes(b"my weights")
+    with pytest.raises(ConfigError, match="is not this --out's own training run"):
+        train(small(tmp_path, data_dir, "mine"))
+    assert (mine / "fashion-vit.safetensors").read_bytes() == b"my weights"
+
+    run = tmp_path / "run"
+    train(small(tmp_path, data_dir, "run"), stop_at=1)
+    (run / ".checkpoint.pt.999999.tmp").write_bytes(b"half")  # a run killed while writing its checkpoint
+    train(small(tmp_path, data_dir, "run"))
+    assert not list(run.glob(".*.tmp")) and (run / "fashion-vit.safetensors").exists()
