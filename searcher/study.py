@@ -418,9 +418,15 @@ class _Retry(RetryHeartbeatStaleTrialCallback):
     """Optuna's retry of a stale trial (a WAITING copy with its parameters and user attributes, and the
     ``failed_trial`` / ``retry_history`` system attributes, at most ``max_retry`` times), without what belonged to
     the dead attempt: its ``fail_reason``, its verdicts on the constraints (the retry measures again; Optuna warns
-    of a constraint set twice) and its owner."""
+    of a constraint set twice) and its owner. ``trials``: a study that has as many candidates needs no retry
+    but of a published recipe (one queued after it was complete stayed WAITING for good, until 2026-12-07)."""
+
+    trials: int | None = None
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if (self.trials is not None and not trial.user_attrs.get("baseline")
+                and _done(_finished(study), self.trials)):
+            return
         trial.user_attrs = {k: v for k, v in trial.user_attrs.items()
                             if k not in ("fail_reason", "feasible", "infeasible")}
         trial.system_attrs = {k: v for k, v in trial.system_attrs.items()
@@ -1212,17 +1218,21 @@ def _enqueue_baselines(study: optuna.Study, ctx: _Context) -> None:
     study.set_user_attr("baselines_enqueued", True)
 
 
-def _fail_dead_trials(study: optuna.Study, storage_url: str) -> None:
+def _fail_dead_trials(study: optuna.Study, storage_url: str, trials: int | None = None) -> None:
     """Fail (and, by the retry callback, queue again) the trials of dead workers now. Optuna does it only before it
     runs a trial: a worker killed in the study's last trial would stay RUNNING for ever when the resumed study has
     nothing left to run. Both storage kinds count: RDB by heartbeat, the journal file by owner process
     (:func:`open_storage`). An SQLite study is this process's alone (:func:`_sqlite_lock`): a trial RUNNING now is
-    a killed run's, whatever the age of its heartbeat."""
+    a killed run's, whatever the age of its heartbeat. ``trials``: the study's count, which once reached needs no
+    retry but of a published recipe."""
     from .export import _file_of
 
     backend = getattr(study._storage, "_backend", study._storage)
     if _file_of(storage_url) is not None and isinstance(backend, _RDBStorage):  # the file _sqlite_lock holds
         backend.orphans = frozenset(t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    retry = study._storage.get_heartbeat_stale_trial_callback() if isinstance(study._storage, BaseHeartbeat) else None
+    if isinstance(retry, _Retry):
+        retry.trials = trials
     with experimental():
         optuna.storages.fail_stale_trials(study)
 
@@ -1449,6 +1459,7 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
             if pressed:  # Ctrl-C while it started: it may have missed the press
                 os.kill(p.pid, signal.SIGINT)
         live: dict[Any, Any] = {p.sentinel: p for p in procs}
+        ended: dict[int, float] = {}  # worker pid: when its process ended (monotonic)
         while live or pipes:
             ready_now: list[Any] = wait([*live, *pipes], timeout=2.0 if progress else None)
             if progress:
@@ -1456,7 +1467,9 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
                     bar.show(_finished(study))
             for ready in ready_now:
                 if ready in live:
-                    live.pop(ready).join()
+                    p = live.pop(ready)
+                    p.join()
+                    ended[p.pid] = time.monotonic()
                     continue
                 i = pipes.pop(ready)
                 with contextlib.suppress(EOFError, OSError):  # EOF: the worker died without a word (killed)
@@ -1466,10 +1479,17 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
                     pressed = 1  # a worker failed: the others stop after their current trial
                     stop_workers()
     errors = [e for _, e in sorted(results.items()) if e is not None and not isinstance(e, KeyboardInterrupt)]
+    dead = [(i, p) for i, p in enumerate(procs) if i not in results]
     try:
         study = optuna.load_study(study_name=spec.name, storage=open_storage(storage_url))
-        with experimental():
-            optuna.storages.fail_stale_trials(study)
+        wait_s = max((GRACE_S + 2 - (time.monotonic() - ended.get(p.pid, 0.0)) for _, p in dead), default=0.0)
+        if (dead and not errors and not pressed and not storage_url.startswith("journal:") and wait_s > 0
+                and study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))):
+            # on a database a dead worker's trial is known by its heartbeat alone: failed (and retried, if the study
+            # needs it) once that is stale, not left RUNNING for the next run (export said "still running")
+            log.warning(f"a worker died: waiting {wait_s:.0f} s for its trial's heartbeat to go stale, to fail it")
+            time.sleep(wait_s)
+        _fail_dead_trials(study, storage_url, spec.trials)
     except Exception:
         if not errors:
             raise
@@ -1478,9 +1498,9 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
     if pressed > 1:
         raise KeyboardInterrupt(_ABANDONED)
     died = [f"worker {i} (pid {p.pid}, " + (f"killed by signal {-p.exitcode})" if (p.exitcode or 0) < 0 else
-                                         f"exit code {p.exitcode})") for i, p in enumerate(procs) if i not in results]
+                                         f"exit code {p.exitcode})") for i, p in dead]
     if died and not pressed:
-        what = f"{', '.join(died)} died; its trial is failed and retried (on a database: once its heartbeat is stale)"
+        what = f"{', '.join(died)} died; its trial is failed, and retried if the study needs it"
         if not _done(_finished(study), spec.trials):
             raise WorkerError(f"{what}; run the same command again to finish the study")
         log.warning(what)
@@ -1615,7 +1635,7 @@ def _optimize_loop(
 
         seed = int(np.random.SeedSequence([spec.seed, worker, started]).generate_state(1)[0])
         study.sampler = _sampler(spec.sampler, seed, len(spec.objectives))
-    _fail_dead_trials(study, storage_url)
+    _fail_dead_trials(study, storage_url, spec.trials)
     bar = _Progress(study, spec.trials, progress)
     try:
         with _graceful_sigint(study, announce) as pressed:
@@ -1699,7 +1719,7 @@ def optimize(spec: StudySpec | str | Path, out: str | Path | None = None, progre
             study.set_user_attr("test_fingerprint", test_fp)
             study.set_user_attr("model_source", ctx.source.describe())
             if spec.baselines:
-                _fail_dead_trials(study, storage_url)  # a dead worker's baseline is queued again before the count
+                _fail_dead_trials(study, storage_url, spec.trials)  # a dead worker's recipe is queued again
                 _enqueue_baselines(study, ctx)
                 _requeue_interrupted_baselines(study)
                 recipes = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")]

@@ -273,6 +273,21 @@ class PostgresServer:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def die_in_a_trial(spec: Any, storage_url: str, worker: int, *args: Any) -> None:
+    """A worker's main (``searcher.study._worker_main``) whose worker 0 starts a trial, beats once and is killed
+    (``kill -9``) in it; the others run as searcher's workers do."""
+    import optuna
+
+    from searcher import study as study_module
+
+    if worker:
+        return study_module._worker_main(spec, storage_url, worker, *args)
+    storage = study_module.open_storage(storage_url)
+    trial = optuna.load_study(study_name=spec.name, storage=storage).ask()
+    storage.record_heartbeat(trial._trial_id)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def die_at_once(spec: Any, storage_url: str, worker: int, *args: Any) -> None:
     """A worker's main (``searcher.study._worker_main``) that dies at once: worker 0 killed (``kill -9``), the others
     exiting with code 9."""

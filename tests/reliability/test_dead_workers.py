@@ -13,6 +13,7 @@ Measured on the project's 2-core machine: the in-process tests 1-4 s; the SIGKIL
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -22,10 +23,11 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import optuna
 import pytest
-from chaos import FINISHED, fingerprint, run_cli, start_cli, trials_of, wait_for
+from chaos import FINISHED, fingerprint, run_cli, start_cli, tiny_spec_dict, trials_of, wait_for
 
 from searcher.study import _OWNER, MAX_RETRY, StudySpec, _host_id, _this_process, open_storage, optimize
 
@@ -99,9 +101,12 @@ def test_a_killed_run_s_fresh_trial_is_failed_at_once_on_sqlite(tiny: SimpleName
     optimize(spec, out, progress=False)  # nothing left to run: the 2 trials asked for are done
     trials = trials_of(url)
     assert trials[number].state == FAIL and not [t for t in trials if t.state == RUNNING]
-    assert [t.state for t in _retries_of(trials, number)] == [WAITING]  # run by the next resume that has room
+    # a complete study needs no retry: one queued stayed WAITING in it for good (until 2026-12-07)
+    assert not _retries_of(trials, number) and not [t for t in trials if t.state == WAITING]
     optimize(spec.override(trials=3), out, progress=False)
-    _check_failed_and_retried(trials_of(url), number, "its run ended without finishing it")
+    trials = trials_of(url)
+    assert "its run ended without finishing it" in trials[number].user_attrs["fail_reason"]
+    assert sum(t.state in FINISHED for t in trials) == 3 and not [t for t in trials if t.state in (RUNNING, WAITING)]
 
 
 def test_stale_checks_fail_only_the_trials_of_dead_workers(tmp_path: Path) -> None:
@@ -256,3 +261,28 @@ def test_a_journal_record_cut_off_by_a_crash_is_dropped_before_the_next_is_appen
     assert text.startswith(whole) and b"2026-{" not in text and text.endswith(b"\n")
     again = optuna.load_study(study_name="s", storage=open_storage(url))
     assert [t.system_attrs["fixed_params"]["x"] for t in again.trials] == [1.0, 2.0]
+
+
+def test_a_dead_worker_s_trial_on_a_database_is_failed_before_the_run_ends(
+    tiny: SimpleNamespace, tmp_path: Path, postgres: Any, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``--workers 2`` on PostgreSQL, worker 0 killed in its trial: the run waits for the trial's heartbeat to go
+    stale and fails it (it was left RUNNING for the next run, and the export said "still running; export again when
+    they finish", until 2026-12-07); the other worker completed the study, so no retry is queued."""
+    import chaos
+
+    import searcher.study as study_module
+
+    monkeypatch.setattr(study_module, "_worker_main", chaos.die_in_a_trial)  # pickled by name: the workers run it
+    # this process's check (the workers' own stay at 30 s): longer than the other worker's 3 trials take
+    monkeypatch.setattr(study_module, "GRACE_S", 12)
+    url = postgres.create_database("dead_worker")
+    spec = study_module.StudySpec.from_dict(tiny_spec_dict(tiny.root, workers=2, trials=3, baselines=False))
+    with caplog.at_level(logging.WARNING, logger="searcher.study"):
+        study_module._run_workers(spec, url, study_module._create_study(spec, url))
+    assert "died; its trial is failed, and retried if the study needs it" in caplog.text
+    trials = trials_of(url)
+    dead = [t for t in trials if t.state == FAIL]
+    assert len(dead) == 1 and dead[0].user_attrs["fail_reason"].startswith("worker died")
+    assert not [t for t in trials if t.state in (RUNNING, WAITING)] and sum(t.state in FINISHED for t in trials) >= 3
