@@ -56,7 +56,9 @@ def _outputs(study: Any) -> int | None:
 
     path = download_path(checkpoint) if checkpoint.startswith(("http://", "https://")) else local_checkpoint(checkpoint)
     if not path.is_file():
-        log.info("%s is not downloaded yet: the classes are labelled as for an ImageNet head", checkpoint)
+        log.warning("%s is not downloaded yet, and its head not known: the folders are labelled as for an ImageNet "
+                    "head (optimize, once it has the file, labels them in sorted order if the head has one output "
+                    "per folder)", checkpoint)
         return None
     try:
         head = read_checkpoint(path)[0].get("head.weight")
@@ -267,7 +269,7 @@ def cmd_optimize(args: argparse.Namespace) -> int | None:
     )
     from .export import check_replaceable, export_study, pareto_table, run_dir
 
-    check_replaceable(run_dir(spec.name, args.out), spec.name)  # now, not after the study: where it exports
+    check_replaceable(run_dir(spec.name, args.out))  # now, not after the study: where it exports (whose: optimize)
     result = optimize(spec, args.out, progress=not args.json and sys.stderr.isatty())
 
     exported = export_study(result.study, result.out)
@@ -485,7 +487,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    # each of the Hub's retries offline is two lines (its own handler's and ours) before searcher's one error line
+    # each of the Hub's retries offline is two lines (its own handler's and ours) before searcher's one error line;
+    # the Hub sets its level from HF_HUB_VERBOSITY when it is first imported (by timm, later), else now
+    os.environ.setdefault("HF_HUB_VERBOSITY", "info" if args.verbose else "error")
     logging.getLogger("huggingface_hub").setLevel(logging.INFO if args.verbose else logging.ERROR)
     import warnings
 

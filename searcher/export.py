@@ -21,7 +21,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -345,6 +345,12 @@ def trials_frame(study: optuna.Study, trials: list[FrozenTrial] | None = None) -
     return frame
 
 
+def subnets_differ(archs: Iterable[Mapping[str, Any] | None]) -> bool:
+    """Whether rows hold AutoFormer subnets of more than one shape (a joint study's rows that read alike but for
+    them; a fixed subnet's are all one, and need no column)."""
+    return len({json.dumps(a, sort_keys=True) for a in archs if a}) > 1
+
+
 def arch_text(arch: Mapping[str, Any] | None) -> str:
     """An AutoFormer subnet in one line (:meth:`SubnetConfig.text`); "" for none."""
     from .models.autoformer_space import SubnetConfig
@@ -361,7 +367,7 @@ def pareto_table(rows: Sequence[Mapping[str, Any]]) -> str:
         return "(no feasible trial)"
     df = pd.DataFrame(rows)
     df["tokens"] = df["tokens"].map(lambda v: "-".join(map(str, v)) if isinstance(v, list) else v)
-    subnets = "arch" in df and df["arch"].map(bool).any()  # AutoFormer's: else rows of a joint study read alike
+    subnets = "arch" in df and subnets_differ(df["arch"])
     if subnets:
         df["arch"] = df["arch"].map(arch_text)
     cols = [c for c in ("trial", "reducer", "baseline", "arch", "tokens", "search_top1", "test_top1", "gflops", "img_s")
@@ -625,6 +631,7 @@ def export_study(
             "test_top1": cfg["metrics"]["test_top1"],
             "gflops": cfg["metrics"]["gflops"],
             "img_s": (cfg["metrics"]["throughput"] or {}).get("img_s"),
+            "arch": cfg["arch"],
             "config": f"configs/{name}",
         }
         for t, cfg, name in zip(pareto, configs, names, strict=True)

@@ -341,7 +341,8 @@ def report_data(study: optuna.Study) -> ReportData:
                      "together, so some of them look dominated on the Pareto plot; the throughput plot shows the rest")
     missing = len([p for p in points if p.pareto and p.test_top1 is None])
     if missing:
-        notes.append(f"{missing} Pareto config(s) have no test-split result yet (rerun 'searcher optimize')")
+        notes.append(f"{missing} Pareto config(s) have no test-split result yet (the optimize running the study tests "
+                     "them when it ends; after one that stopped, rerun 'searcher optimize' with the same arguments)")
     return ReportData(
         study=study.study_name,
         model=str(source.get("name") or spec.get("model") or "?"),
@@ -560,10 +561,10 @@ th { border-bottom: 1px solid #999; } tr:nth-child(even) { background: #f6f6f6; 
 
 
 def _table(data: ReportData) -> str:
-    from .export import arch_text
+    from .export import arch_text, subnets_differ
 
     points = [data.point(n) for n in data.front]
-    subnets = any(p.arch for p in points)  # a joint study's rows differ by their subnet too
+    subnets = subnets_differ(p.arch for p in points)
     rows = []
     for p in points:
         test = f"{p.test_top1:.2f}" if p.test_top1 is not None else "–"

@@ -411,7 +411,7 @@ def _write_ahead_log(engine: Any) -> None:
 # ------------------------------------------------------------------------------------------- stale trials
 GRACE_S = 30  # a RUNNING trial without a sign of life for this long is failed (RDB heartbeat; no owner at all)
 MAX_RETRY = 2  # ... and queued again at most this many times
-_OWNER = "searcher:owner"  # system attribute: the process that runs a trial (journal storage)
+_OWNER = "searcher:owner"  # system attribute: the process that runs a trial (_Owned)
 
 
 class _Retry(RetryHeartbeatStaleTrialCallback):
@@ -451,17 +451,56 @@ def _older_than_grace(start: Any) -> bool:
     return start is not None and (datetime.now() - start).total_seconds() > GRACE_S
 
 
-class _RDBStorage(optuna.storages.RDBStorage):
-    """Optuna's RDB storage, whose stale trials also include RUNNING trials that never recorded a heartbeat.
+class _Owned:
+    """A storage whose trials record their owner (host, pid, and when that process started) as the
+    ``searcher:owner`` system attribute when they start RUNNING: a trial whose owner ran on this host and is gone is
+    stale at once (:func:`_owner_gone`), whatever its heartbeat says."""
 
-    Optuna skips those: a worker killed between ``study.ask()`` (the trial is RUNNING while the sampler runs) and
-    its heartbeat thread's first beat left its trial RUNNING for ever. Such a trial is stale once it has been
-    RUNNING for longer than the grace period (by its ``datetime_start``): a sampler that takes longer than that to
-    suggest a candidate would have its trial failed under it (as a live trial whose heartbeat stopped would)."""
+    def _own(self, trial_id: int, template_trial: optuna.trial.FrozenTrial | None) -> dict[str, Any] | None:
+        """Record this process as the owner of a trial just created, when it is created RUNNING; the owner."""
+        if template_trial is not None and template_trial.state != TrialState.RUNNING:
+            return None
+        owner = _this_process()
+        self.set_trial_system_attr(trial_id, _OWNER, owner)  # type: ignore[attr-defined]
+        return owner
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+        taken = super().set_trial_state_values(trial_id, state, values)  # type: ignore[misc]
+        if taken and state == TrialState.RUNNING:  # this process took a WAITING (enqueued or retried) trial
+            self.set_trial_system_attr(trial_id, _OWNER, _this_process())  # type: ignore[attr-defined]
+        return taken
+
+
+class _RDBStorage(_Owned, optuna.storages.RDBStorage):
+    """Optuna's RDB storage, whose stale trials also include RUNNING trials that never recorded a heartbeat, and
+    those whose owner on this host is gone (:class:`_Owned`: a ``--workers`` run fails its dead worker's trial as
+    the worker ends, not 30 s later, when its heartbeat is stale).
+
+    Optuna skips trials without a heartbeat: a worker killed between ``study.ask()`` (the trial is RUNNING while
+    the sampler runs) and its heartbeat thread's first beat left its trial RUNNING for ever. Such a trial is stale
+    once it has been RUNNING for longer than the grace period (by its ``datetime_start``): a sampler that takes
+    longer than that to suggest a candidate would have its trial failed under it (as a live trial whose heartbeat
+    stopped would)."""
 
     orphans: frozenset[int] = frozenset()  # RUNNING when this process took the study's SQLite lock: a dead run's
 
+    def _create_new_trial(self, study_id: int, template_trial: optuna.trial.FrozenTrial | None = None
+                          ) -> optuna.trial.FrozenTrial:  # what create_new_trial and Optuna's cache call
+        trial = super()._create_new_trial(study_id, template_trial)
+        if (owner := self._own(trial._trial_id, template_trial)) is not None:
+            trial.system_attrs[_OWNER] = owner  # the copy Optuna's cache keeps
+        return trial
+
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        reasons = self.stale_reasons(study_id)
+        for i in self.orphans:  # once: failed now, and queued again
+            reasons.setdefault(i, "its run ended without finishing it (the study's lock was free)")
+        self.orphans = frozenset()
+        return _mark_stale(self, reasons)
+
+    def stale_reasons(self, study_id: int) -> dict[int, str]:
+        """Why each stale RUNNING trial is stale (its heartbeat, or none at all, older than the grace period), by
+        trial id; nothing is changed."""
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 
@@ -474,12 +513,11 @@ class _RDBStorage(optuna.storages.RDBStorage):
                 .filter(models.TrialModel.study_id == study_id)
             }
         for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-            if t._trial_id not in reasons and t._trial_id not in beating and _older_than_grace(t.datetime_start):
+            if (why := _owner_gone(t.system_attrs.get(_OWNER) or {})) is not None:
+                reasons[t._trial_id] = why
+            elif t._trial_id not in reasons and t._trial_id not in beating and _older_than_grace(t.datetime_start):
                 reasons[t._trial_id] = f"no heartbeat at all, RUNNING since {t.datetime_start:%Y-%m-%d %H:%M:%S}"
-        for i in self.orphans:  # once: failed now, and queued again
-            reasons.setdefault(i, "its run ended without finishing it (the study's lock was free)")
-        self.orphans = frozenset()
-        return _mark_stale(self, reasons)
+        return reasons
 
 
 class _JournalFile(optuna.storages.journal.JournalFileBackend):
@@ -526,7 +564,7 @@ def _drop_cut_record(path: Path, chunk: int = 1 << 16) -> None:
         f.truncate(pos)
 
 
-class _JournalStorage(optuna.storages.JournalStorage, BaseHeartbeat):
+class _JournalStorage(_Owned, optuna.storages.JournalStorage, BaseHeartbeat):
     """The journal file, with the dead-worker check that Optuna 5 gives only RDB storages (it has no heartbeat).
 
     Every trial records its owner (host, pid, and when that process started) as the ``searcher:owner`` system
@@ -544,15 +582,8 @@ class _JournalStorage(optuna.storages.JournalStorage, BaseHeartbeat):
 
     def create_new_trial(self, study_id: int, template_trial: optuna.trial.FrozenTrial | None = None) -> int:
         trial_id = super().create_new_trial(study_id, template_trial)
-        if template_trial is None or template_trial.state == TrialState.RUNNING:
-            self.set_trial_system_attr(trial_id, _OWNER, _this_process())
+        self._own(trial_id, template_trial)
         return trial_id
-
-    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
-        taken = super().set_trial_state_values(trial_id, state, values)
-        if taken and state == TrialState.RUNNING:  # this process took a WAITING (enqueued or retried) trial
-            self.set_trial_system_attr(trial_id, _OWNER, _this_process())
-        return taken
 
     def record_heartbeat(self, trial_id: int) -> None:
         pass  # the owner, recorded when the trial started, is what tells whether its worker lives
@@ -663,9 +694,9 @@ def _sqlite_lock(url: str, out: Path) -> Iterator[None]:
 
 def abandoned_trials(study: optuna.Study, url: str) -> bool:
     """Whether the study's RUNNING trials belong to no live process, so they will not finish by themselves (the
-    same ``optimize`` fails and retries them): an SQLite study no ``optimize`` holds (:func:`_sqlite_lock`), or a
-    journal whose trials' owners on this host are gone. False when some may still run (a database server's
-    workers anywhere, an owner on another host)."""
+    same ``optimize`` fails and retries them): an SQLite study no ``optimize`` holds (:func:`_sqlite_lock`), a
+    journal whose trials' owners on this host are gone, or a database server's trials whose heartbeats are stale.
+    False when some may still run (a heartbeat within the grace period, an owner on another host)."""
     from .export import _file_of
 
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -675,7 +706,10 @@ def abandoned_trials(study: optuna.Study, url: str) -> bool:
         return all(_owner_gone(t.system_attrs.get(_OWNER) or {}) for t in running)
     db = _file_of(url) if url.startswith("sqlite") else None
     if db is None:
-        return False
+        backend = getattr(study._storage, "_backend", study._storage)
+        if not isinstance(backend, _RDBStorage):
+            return False
+        return {t._trial_id for t in running} <= set(backend.stale_reasons(study._study_id))
     try:
         with open(db.parent / ".optimize.lock", "rb") as f:
             fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -1416,8 +1450,8 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
     trial, the second abandons the trials (failed, with the reason) and raises KeyboardInterrupt here once the
     workers are gone. A worker's error stops the others after their current trial and is raised here. When this
     process dies, its workers stop after their current trial (Linux). Whatever happened, the trials of workers that
-    died are failed and retried before this returns (journal file; on RDB storages their heartbeat goes stale after
-    the grace period). Returns whether a Ctrl-C stopped the workers."""
+    died are failed before this returns (by their owner, gone: :class:`_Owned`), and retried if the study needs
+    them. Returns whether a Ctrl-C stopped the workers."""
     import multiprocessing
     from multiprocessing import resource_tracker
     from multiprocessing.connection import wait
@@ -1459,7 +1493,6 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
             if pressed:  # Ctrl-C while it started: it may have missed the press
                 os.kill(p.pid, signal.SIGINT)
         live: dict[Any, Any] = {p.sentinel: p for p in procs}
-        ended: dict[int, float] = {}  # worker pid: when its process ended (monotonic)
         while live or pipes:
             ready_now: list[Any] = wait([*live, *pipes], timeout=2.0 if progress else None)
             if progress:
@@ -1467,9 +1500,7 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
                     bar.show(_finished(study))
             for ready in ready_now:
                 if ready in live:
-                    p = live.pop(ready)
-                    p.join()
-                    ended[p.pid] = time.monotonic()
+                    live.pop(ready).join()
                     continue
                 i = pipes.pop(ready)
                 with contextlib.suppress(EOFError, OSError):  # EOF: the worker died without a word (killed)
@@ -1482,14 +1513,7 @@ def _run_workers(spec: StudySpec, storage_url: str, study: optuna.Study, progres
     dead = [(i, p) for i, p in enumerate(procs) if i not in results]
     try:
         study = optuna.load_study(study_name=spec.name, storage=open_storage(storage_url))
-        wait_s = max((GRACE_S + 2 - (time.monotonic() - ended.get(p.pid, 0.0)) for _, p in dead), default=0.0)
-        if (dead and not errors and not pressed and not storage_url.startswith("journal:") and wait_s > 0
-                and study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))):
-            # on a database a dead worker's trial is known by its heartbeat alone: failed (and retried, if the study
-            # needs it) once that is stale, not left RUNNING for the next run (export said "still running")
-            log.warning(f"a worker died: waiting {wait_s:.0f} s for its trial's heartbeat to go stale, to fail it")
-            time.sleep(wait_s)
-        _fail_dead_trials(study, storage_url, spec.trials)
+        _fail_dead_trials(study, storage_url, spec.trials)  # a dead worker's, by its owner: gone from this host
     except Exception:
         if not errors:
             raise
@@ -1588,7 +1612,7 @@ def _check_run_dir_study(spec: StudySpec, storage_url: str, out: Path) -> None:
     """A run directory holds one study: another spec's (another name) would be a second study in its storage,
     whose exports replace the first one's, and export and report could no longer tell which to read. With
     ``--storage`` elsewhere, the directory's own study file and its exported configs tell whose it is."""
-    from .export import _file_of, run_dir_storages
+    from .export import _file_of, _study_of, run_dir_storages
 
     urls = [storage_url] if not spec.storage else []
     urls += [u for u in run_dir_storages(out) if u != storage_url]
@@ -1606,13 +1630,10 @@ def _check_run_dir_study(spec: StudySpec, storage_url: str, out: Path) -> None:
             raise ConfigError(f"{out} holds the study {names[0]!r}, not {spec.name!r} (a study is named by its "
                               "spec's 'name:' or file name); resume it with its own spec, or give this study another "
                               "--out")
-    for config in sorted((out / "configs").glob("*.json"))[:1]:
-        other = None
-        with contextlib.suppress(OSError, ValueError, AttributeError):  # not a config: export's own check says so
-            other = json.loads(config.read_text()).get("provenance", {}).get("study")
-        if other not in (None, spec.name):
-            raise ConfigError(f"{out} holds the exports of the study {other!r}, not {spec.name!r}; give this study "
-                              "another --out")
+    others = sorted({n for c in (out / "configs").glob("*.json") if (n := _study_of(c)) not in (None, spec.name)})
+    if others:  # (not a config: export's own check says so)
+        raise ConfigError(f"{out} holds the exports of the study {others[0]!r}, not {spec.name!r}; give this study "
+                          "another --out")
 
 
 def _optimize_loop(

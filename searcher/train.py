@@ -250,8 +250,8 @@ def train(cfg: TrainConfig, command: str = "", stop_at: int | None = None) -> di
         raise ConfigError(f"{out} holds searcher's shipped weights; train into another --out (by default "
                           f"runs/train/{cfg.model}), check the result, then copy its .safetensors and .json there")
     if weights.exists() and not (out / "checkpoint.pt").exists():
-        raise ConfigError(f"{weights} is not this --out's own training run (no checkpoint.pt beside it), and a run "
-                          "would replace it; move it away, or use another --out")
+        raise ConfigError(f"{weights} has no checkpoint.pt beside it: not this --out's own training run, or one "
+                          "whose checkpoint was deleted; a run would replace it: move it away, or use another --out")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     splits = load_splits({"kind": "fashion-mnist", "dir": cfg.data_dir})

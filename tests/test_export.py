@@ -95,6 +95,8 @@ def test_export_writes_one_config_per_pareto_trial_and_the_tables(run_dir: Path,
     configs = _configs(run_dir)
     assert pareto and len(configs) == len(pareto) == len(exported["pareto"])
     assert exported["study"] == "tiny" and exported["running"] == 0
+    # the rows the printed table is made from carry the subnet (None for a ViT; none until a review of 2026-12-07)
+    assert all("arch" in row and row["arch"] is None for row in exported["pareto"])
     assert exported["trials"] == len(study.trials) and exported["states"]["COMPLETE"] >= 1
     assert {str(p) for p in configs} <= set(exported["files"])
     by_trial = {t.number: t for t in pareto}
@@ -192,6 +194,7 @@ def test_feasible_is_blank_where_no_verdict_was_reached_and_tables_print_missing
     subnet = {"embed_dim": 96, "depth": 2, "num_heads": [2, 4], "mlp_ratio": [4.0, 3.5]}
     table = pareto_table([{**rows[0], "arch": subnet}, {**rows[1], "arch": {**subnet, "embed_dim": 120}}])
     assert "embed 96, depth 2, heads 2-4, mlp 4-3.5" in table and "embed 120, depth 2" in table
+    assert "embed" not in pareto_table([{**r, "arch": subnet} for r in rows])  # one fixed subnet: no column
 
 def test_config_rebuilds_the_recorded_logits_and_gflops(run_dir: Path, exported: dict) -> None:
     """The export side of the round trip: the config alone (model source + schedule) rebuilds a model whose

@@ -516,3 +516,16 @@ def test_the_hub_s_retries_are_quiet_unless_verbose(imagenet: Path, monkeypatch:
     assert capsys.readouterr().err.startswith("error: cannot fetch pretrained weights")
     assert main([*argv, "-v"]) == 2
     assert [r for r in caplog.records if r.name.startswith("huggingface_hub")]
+    # a fresh process, where timm imports the Hub after the CLI set its level (which the import reset, until a
+    # review of 2026-12-07)
+    import os
+    import subprocess
+    import sys
+
+    check = ("import logging, sys; from searcher.cli import main; main(sys.argv[1:]); import timm; "
+             "print(logging.getLogger('huggingface_hub').getEffectiveLevel())")
+    for flags, level in (([], logging.ERROR), (["-v"], logging.INFO)):
+        run = subprocess.run([sys.executable, "-c", check, *flags, "data", "--data-dir", str(imagenet / "none")],
+                             capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                                  if k != "HF_HUB_VERBOSITY"})
+        assert run.stdout.strip() == str(level), run.stderr[-2000:]

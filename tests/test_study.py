@@ -779,7 +779,8 @@ def test_a_study_resumes_only_under_its_budget_floor_split_and_model(tiny_spec: 
     with pytest.raises(ConfigError, match=f"{out.parent / 'exports'} holds the exports of the study 'tiny', not "
                        "'tiny-copy'"):
         (out.parent / "exports" / "configs").mkdir(parents=True)
-        (out.parent / "exports" / "configs" / "a.json").write_text(json.dumps({"provenance": {"study": "tiny"}}))
+        (out.parent / "exports" / "configs" / "a.json").write_text(json.dumps({"version": 1,
+                                                                             "provenance": {"study": "tiny"}}))
         optimize(replace(spec, name="tiny-copy", storage=elsewhere), out.parent / "exports", progress=False)
     assert optuna.get_all_study_names(url) == ["tiny"]
     study = load_study("tiny", url)  # untouched by the refused runs

@@ -352,18 +352,23 @@ def test_a_run_never_replaces_weights_it_did_not_train(tmp_path: Path, make_fash
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """``--out searcher/assets`` replaced the shipped model every study uses with a smoke run's (until 2026-12-07),
     as it replaced any weights in --out; a killed run's half-written files are swept by the next."""
+    import shutil
+
     from searcher.models import ASSETS
 
     data_dir = make_fashion(n_train=4000, n_test=100)
-    shipped = (ASSETS / "fashion-vit.safetensors").read_bytes()
-    monkeypatch.chdir(ASSETS.parent)
+    assets = tmp_path / "package" / "assets"  # a copy: were the guard to break, the shipped files stay
+    shutil.copytree(ASSETS, assets)
+    monkeypatch.setattr("searcher.models.ASSETS", assets.resolve())
+    monkeypatch.chdir(assets.parent)
+    shipped = (assets / "fashion-vit.safetensors").read_bytes()
     with pytest.raises(ConfigError, match="holds searcher's shipped weights; train into another --out"):
         train(replace(small(tmp_path, data_dir, "x"), out="assets"))
-    assert (ASSETS / "fashion-vit.safetensors").read_bytes() == shipped and not (ASSETS / "checkpoint.pt").exists()
+    assert (assets / "fashion-vit.safetensors").read_bytes() == shipped and not (assets / "checkpoint.pt").exists()
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "fashion-vit.safetensors").write_bytes(b"my weights")
-    with pytest.raises(ConfigError, match="is not this --out's own training run"):
+    with pytest.raises(ConfigError, match="has no checkpoint.pt beside it: not this --out's own training run"):
         train(small(tmp_path, data_dir, "mine"))
     assert (mine / "fashion-vit.safetensors").read_bytes() == b"my weights"
 

@@ -267,16 +267,15 @@ def test_a_dead_worker_s_trial_on_a_database_is_failed_before_the_run_ends(
     tiny: SimpleNamespace, tmp_path: Path, postgres: Any, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """``--workers 2`` on PostgreSQL, worker 0 killed in its trial: the run waits for the trial's heartbeat to go
-    stale and fails it (it was left RUNNING for the next run, and the export said "still running; export again when
-    they finish", until 2026-12-07); the other worker completed the study, so no retry is queued."""
+    """``--workers 2`` on PostgreSQL, worker 0 killed in its trial: the run fails it as the worker ends, by its
+    owner process (it was left RUNNING for the next run to find by its heartbeat, and the export said "still
+    running; export again when they finish", until 2026-12-07); the other worker completed the study, so no retry
+    is queued."""
     import chaos
 
     import searcher.study as study_module
 
     monkeypatch.setattr(study_module, "_worker_main", chaos.die_in_a_trial)  # pickled by name: the workers run it
-    # this process's check (the workers' own stay at 30 s): longer than the other worker's 3 trials take
-    monkeypatch.setattr(study_module, "GRACE_S", 12)
     url = postgres.create_database("dead_worker")
     spec = study_module.StudySpec.from_dict(tiny_spec_dict(tiny.root, workers=2, trials=3, baselines=False))
     with caplog.at_level(logging.WARNING, logger="searcher.study"):
@@ -284,5 +283,26 @@ def test_a_dead_worker_s_trial_on_a_database_is_failed_before_the_run_ends(
     assert "died; its trial is failed, and retried if the study needs it" in caplog.text
     trials = trials_of(url)
     dead = [t for t in trials if t.state == FAIL]
-    assert len(dead) == 1 and dead[0].user_attrs["fail_reason"].startswith("worker died")
+    assert len(dead) == 1, [(t.number, t.state.name, t.system_attrs, t.user_attrs.get("fail_reason")) for t in trials]
+    assert dead[0].user_attrs["fail_reason"].startswith("worker died: its process")
     assert not [t for t in trials if t.state in (RUNNING, WAITING)] and sum(t.state in FINISHED for t in trials) >= 3
+
+
+def test_an_export_tells_a_dead_database_trial_from_a_live_one(tmp_path: Path, postgres: Any) -> None:
+    """On PostgreSQL a RUNNING trial whose heartbeat is stale belongs to no live worker: export says so (rerun
+    optimize), where it said "still running; export again when they finish" until a review of 2026-12-07."""
+    import psycopg
+
+    from searcher.study import abandoned_trials
+
+    url = postgres.create_database("abandoned")
+    storage = open_storage(url)
+    study = optuna.create_study(study_name="s", storage=storage, directions=["maximize", "minimize"])
+    trial = storage.create_new_trial(study._study_id)
+    storage.record_heartbeat(trial)
+    assert not abandoned_trials(study, url)  # beating now: a worker somewhere runs it
+    with psycopg.connect(f"host=127.0.0.1 port={postgres.port} user=searcher dbname=abandoned",
+                         autocommit=True) as con:
+        con.execute("UPDATE trial_heartbeats SET heartbeat = heartbeat - interval '2 minutes'")
+    assert abandoned_trials(study, url)
+    assert storage.get_trial(trial).state == RUNNING and "fail_reason" not in storage.get_trial(trial).user_attrs
