@@ -478,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    command_line = argv is None  # the searcher command itself, not a caller in Python
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
     if extra:  # argparse names the top parser's help; the command's lists the options, unless given before it
@@ -502,7 +503,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "train" and not args.out:
         args.out = f"runs/train/{args.model}"
-    return run_main(COMMANDS[args.command], args)
+    rc = run_main(COMMANDS[args.command], args)
+    if command_line:  # on its way out: a late Ctrl-C (a second press as the run ends) raised
+        # KeyboardInterrupt in the interpreter's exit handlers (torch's), a traceback after the last line
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return rc
 
 
 def run_main(fn: Callable[..., int | None], *args: object) -> int:

@@ -481,6 +481,19 @@ def test_python_m_searcher_is_the_command() -> None:
     assert run.returncode == 2 and run.stderr.startswith("error: argument COMMAND: invalid choice: 'frob'")
 
 
+def test_a_late_ctrl_c_prints_no_traceback_from_the_exit_handlers() -> None:
+    """A second Ctrl-C that arrives as the command ends (after its last line) raised KeyboardInterrupt in the
+    interpreter's exit handlers (torch._dynamo's), a traceback after the output (a reliability test, 2026-12-07)."""
+    import subprocess
+    import sys
+
+    late = ("import atexit, os, signal, sys; from searcher.cli import main; sys.argv = ['searcher', 'data', "
+            "'--data-dir', '/nonexistent']; rc = main(); "
+            "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), [0 for _ in range(10**6)])); sys.exit(rc)")
+    run = subprocess.run([sys.executable, "-c", late], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.startswith("error: ") and "Traceback" not in run.stderr, run.stderr
+
+
 def test_cli_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2  # no command: the help is a usage error, on stderr
     out, err = capsys.readouterr()
