@@ -19,6 +19,7 @@ import yaml
 from optuna.trial import TrialState
 
 from searcher.cost.flops import count, describe
+from searcher.errors import ConfigError
 from searcher.study import StudySpec, optimize, pareto_trials
 from searcher.units import parse_budget
 
@@ -529,3 +530,14 @@ def test_the_hub_s_retries_are_quiet_unless_verbose(imagenet: Path, monkeypatch:
                              capture_output=True, text=True, env={k: v for k, v in os.environ.items()
                                                                   if k != "HF_HUB_VERBOSITY"})
         assert run.stdout.strip() == str(level), run.stderr[-2000:]
+
+
+def test_an_autoformer_study_without_weights_is_refused(imagenet: Path, tmp_path: Path) -> None:
+    """A copied AutoFormer spec without its checkpoint ran the whole study on random weights (0 % top-1, exported
+    as if trained) with a warning, until 2026-12-07; a timm model without weights was refused all along."""
+    d = yaml.safe_load((STUDIES / "autoformer-s-imagenet.yaml").read_text())
+    del d["checkpoint"]
+    d["data"].update(search=str(imagenet / "train"), test=str(imagenet / "val"))
+    with pytest.raises(ConfigError, match="autoformer-s-supernet needs its trained weights: give 'checkpoint: "):
+        optimize(StudySpec.from_dict(d), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()

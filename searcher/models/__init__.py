@@ -397,13 +397,11 @@ class ModelSource:
             from .autoformer import create_supernet, load_checkpoint
             from .autoformer_space import get_subnet
 
-            model: nn.Module
-            if checkpoint and weights:
-                model = load_checkpoint(checkpoint, base)
-            else:
-                if weights:
-                    log.warning("no --checkpoint for %s: random weights, good for costs only", name)
-                model = create_supernet(base)
+            if weights and not checkpoint:  # a whole study on random weights, exported as if trained (until 2026-12-07)
+                raise ConfigError(f"{name} needs its trained weights: give 'checkpoint: PATH or URL' in the study "
+                                  "spec (studies/autoformer-s-imagenet.yaml names the official release's); costs "
+                                  "alone need none (searcher flops)")
+            model: nn.Module = load_checkpoint(checkpoint, base) if weights and checkpoint else create_supernet(base)
             fixed = None if name.endswith("-supernet") else get_subnet(base).to_dict()
             if fixed is None and arch_space is None:
                 raise ConfigError(
