@@ -1647,7 +1647,7 @@ def _optimize_loop(
 ) -> bool:
     """Run trials until the study has ``spec.trials`` candidates (or its timeout); whether a Ctrl-C stopped it."""
     study = study or _create_study(spec, storage_url)
-    ctx = replace(ctx, space=_as_begun(ctx.space, study.user_attrs.get("space")))  # a local worker of an old study
+    ctx = replace(ctx, space=_as_begun(ctx.space, study.user_attrs))  # a local worker of an old study
     # Every process's sampler starts from the seed: a resumed run, or a second worker, would draw the first run's
     # candidates again. They draw from (seed, worker, trials started so far) instead; a fresh run keeps the seed.
     started = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
@@ -1722,6 +1722,8 @@ def optimize(spec: StudySpec | str | Path, out: str | Path | None = None, progre
                 "every candidate in full"
             )
         try:  # the settings the study is bound to, then its published recipes
+            if study.user_attrs.get("budget_gflops") is None:  # a new study (_check_resume)
+                study.set_user_attr(_PER_RECIPE, True)
             study.set_user_attr("spec", {k: _redact(v) if k == "storage" and v else v  # no password in the study
                                          for k, v in spec.to_dict().items() if k != "base_dir"})
             study.set_user_attr("command", _command())  # the configs' provenance.command, whoever exports them
@@ -1804,12 +1806,17 @@ def optimize(spec: StudySpec | str | Path, out: str | Path | None = None, progre
 _SAME_MODEL = ("name", "family", "sha256", "arch", "kwargs")  # of ModelSource.describe(); the checkpoint may move
 
 
-def _as_begun(space: SearchSpace, recorded: dict[str, Any] | None, begun: bool = False) -> SearchSpace:
+_PER_RECIPE = "prop_attn_per_recipe"  # a study attribute: begun when a space without prop_attn meant each recipe's
+
+
+def _as_begun(space: SearchSpace, attrs: Mapping[str, Any], begun: bool = False) -> SearchSpace:
     """``space`` as the study was begun with it, where they differ only by a default changed since: proportional
     attention was on for every reducer until 2026-12-07 (left out of a space, it is now each recipe's own, off
-    for PiToMe), so a study begun before keeps it on. ``recorded``: the study's recorded space (None: not
-    recorded, as before 2026-12-07); ``begun``: the study has run before (``recorded`` None then means old)."""
-    if space.prop_attn is None:
+    for PiToMe), so a study begun before keeps it on. ``attrs``: the study's attributes (its recorded space, None
+    before 2026-12-07; a study begun since 2026-12-08 is marked, and its space compared as it is: one begun with
+    ``prop_attn: true`` and resumed without it was taken for an old one); ``begun``: the study has run before."""
+    recorded = attrs.get("space")
+    if space.prop_attn is None and not attrs.get(_PER_RECIPE):
         old = replace(space, prop_attn=(True,))
         if recorded == old.to_dict() or (begun and recorded is None):
             return old
@@ -1851,7 +1858,7 @@ def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_u
         changes.append("other search images under the same data spec (the images or their preprocessing changed)")
     elif not same:
         changes.append(f"the search split of data {old_data}, not {ctx.spec.data}")
-    ctx.space = _as_begun(ctx.space, before.get("space"), begun=True)
+    ctx.space = _as_begun(ctx.space, before, begun=True)
     old_space, space = before.get("space"), ctx.space.to_dict()
     if old_space is not None and old_space != space:  # recorded since 2026-12-07
         keys = sorted(k for k in {*old_space, *space} if old_space.get(k) != space.get(k))

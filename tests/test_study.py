@@ -1010,12 +1010,18 @@ def test_a_study_begun_before_the_prop_attn_default_changed_keeps_it_on(tiny_spe
     assert load_study("tiny", f"sqlite:///{out / 'study.db'}").trials[0].user_attrs["candidate"]["schedule"][
         "prop_attn"] is False  # today's default: the official PiToMe
     with contextlib.closing(sqlite3.connect(out / "study.db")) as con, con:  # as a study of an older searcher
-        con.execute("DELETE FROM study_user_attributes WHERE key = 'space'")
+        con.execute("DELETE FROM study_user_attributes WHERE key IN ('space', 'prop_attn_per_recipe')")
     res = optimize(replace(spec, trials=3), out, progress=False)
     drawn = [t.user_attrs["candidate"]["schedule"]["prop_attn"] for t in res.study.trials[1:]
              if "candidate" in t.user_attrs]
     assert len(drawn) >= 2 and all(drawn), drawn
     assert res.study.user_attrs["space"]["prop_attn"] is True
+    # a study begun since with prop_attn: true and resumed without it was taken for an old one, and went on with
+    # it on, the edit ignored (a probe of 2026-12-07): another space, refused
+    out = tmp_path / "explicit"
+    optimize(replace(spec, space={"reducers": ["pitome"], "prop_attn": True}), out, progress=False)
+    with pytest.raises(ConfigError, match="another search space"):
+        optimize(replace(spec, trials=2), out, progress=False)
 
 
 def test_storage_passwords_stay_out_of_messages_records_and_configs(monkeypatch: pytest.MonkeyPatch) -> None:
