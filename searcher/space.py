@@ -661,14 +661,16 @@ class SearchSpace:
                 f"schedule.r starts at {int(self.r.low)}, above the {reducible // 2} tokens a block "
                 f"can remove (50% of {reducible}); lower schedule.r.low"
             )
-        if self.r.high > (reducible // 2 if self.parametrisation == "per-block" and self.r_given else reducible):
+        per_block = self.parametrisation == "per-block" and self.r_given
+        if self.r.high > (reducible // 2 if per_block else reducible):
             # per-block draws r from the range, and a block removes at most half its tokens: a draw above that would
-            # be cut to it, piling the draws at the cap (the budget parametrisation takes r.high as a cap only; the
-            # default range is cut so on a model of fewer than 64 patch tokens, as it always was)
-            raise ConfigError(
-                f"schedule.r goes up to {int(self.r.high)}, above the {reducible // 2} tokens a block can remove (50% "
-                f"of the model's {reducible} patch tokens); lower schedule.r.high to at most {reducible // 2}"
-            )
+            # be cut to it, piling the draws at the cap (the budget parametrisation takes r.high as a cap only, up to
+            # the model's patch tokens; the default range is cut so on a model of fewer than 64, as it always was)
+            limit, why = ((reducible // 2, f"the {reducible // 2} tokens a block can remove (50% of the model's "
+                           f"{reducible} patch tokens)") if per_block else
+                          (reducible, f"the model's {reducible} patch tokens (r.high caps each block's draw)"))
+            raise ConfigError(f"schedule.r goes up to {int(self.r.high)}, above {why}; lower schedule.r.high to at "
+                              f"most {limit}")
 
     # -- suggestions -----------------------------------------------------------------------------------------
     def _param(self, red: str, key: str) -> Any:

@@ -1737,8 +1737,10 @@ def optimize(spec: StudySpec | str | Path, out: str | Path | None = None, progre
                 stale = [k for k, v in study.user_attrs.items() if k.startswith("test:") and v is not None]
                 for k in stale:
                     study.set_user_attr(k, None)
-                log.warning(f"the test split is not the one this study was tested on ({spec.data.get('test')} "
-                            f"now): its {len(stale)} stored test results will be measured again")
+                now = min(spec.test_images or math.inf, len(splits["test"]))
+                log.warning(f"the test split is not the one this study was tested on (now {now} images"
+                            + (f" of {spec.data['test']}" if spec.data.get("test") else "")
+                            + f"): its {len(stale)} stored test results will be measured again")
             study.set_user_attr("test_fingerprint", test_fp)
             study.set_user_attr("model_source", ctx.source.describe())
             if spec.baselines:

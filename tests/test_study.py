@@ -832,7 +832,7 @@ def test_resume_compares_images_and_tests_a_changed_test_split_again(
     assert {v["images"] for k, v in res.study.user_attrs.items() if k.startswith("test:")} == {300}
     with caplog.at_level(logging.INFO, logger="searcher.study"):
         res = optimize(replace(tiny_spec, trials=2, test_images=100), out, progress=False)
-    assert "the test split is not the one this study was tested on" in caplog.text
+    assert "the test split is not the one this study was tested on (now 100 images)" in caplog.text  # "None now"
     assert {v["images"] for k, v in res.study.user_attrs.items() if k.startswith("test:") and v} == {100}
     tested = sum(k.startswith("test:") and bool(v) for k, v in res.study.user_attrs.items())
     assert f"testing {tested} Pareto-optimal config(s) on the test split (100 images)" in capsys.readouterr().err
