@@ -481,10 +481,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     command_line = argv is None  # the searcher command itself, not a caller in Python
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
+    commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     if extra:  # argparse names the top parser's help; the command's lists the options, unless given before it
-        commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         before = args.command in argv and extra[0] in argv[: argv.index(args.command)]
         (parser if before else commands.get(args.command, parser)).error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "out", None) == "":  # read as "not given" (runs/<study>) until 2026-12-07
+        commands[args.command].error("--out is empty; give a directory")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -499,7 +499,8 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.Captur
     out, err = capsys.readouterr()
     assert not out and "usage: searcher" in err
     usage = ((["optimize", "--trials", "x"], "--trials", "optimize"), (["frob"], "frob", ""),
-             (["export", "--nope"], "--nope", "export"), (["--nope", "export", "--out", "o"], "--nope", ""))
+             (["export", "--nope"], "--nope", "export"), (["--nope", "export", "--out", "o"], "--nope", ""),
+             (["optimize", "--study", "fashion-vit", "--out", ""], "--out is empty", "optimize"))
     for argv, named, command in usage:
         with pytest.raises(SystemExit) as exit_:  # argparse's own usage errors: one line too, naming the --help
             main(argv)
