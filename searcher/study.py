@@ -513,7 +513,8 @@ class _RDBStorage(_Owned, optuna.storages.RDBStorage):
                 .filter(models.TrialModel.study_id == study_id)
             }
         for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-            if (why := _owner_gone(t.system_attrs.get(_OWNER) or {})) is not None:
+            owner = t.system_attrs.get(_OWNER) or {}
+            if _booted_here(owner) and (why := _owner_gone(owner)) is not None:
                 reasons[t._trial_id] = why
             elif t._trial_id not in reasons and t._trial_id not in beating and _older_than_grace(t.datetime_start):
                 reasons[t._trial_id] = f"no heartbeat at all, RUNNING since {t.datetime_start:%Y-%m-%d %H:%M:%S}"
@@ -627,11 +628,9 @@ def _process_start(pid: int) -> str | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except FileNotFoundError:
-        if Path("/proc/self/stat").exists():
-            raise ProcessLookupError(pid) from None
+    except OSError:  # no /proc, or another user's process hidden (hidepid): ask the kernel
         try:
-            os.kill(pid, 0)  # no /proc: ProcessLookupError when the pid is gone
+            os.kill(pid, 0)  # ProcessLookupError when the pid is gone
         except PermissionError:  # it exists, owned by someone else
             pass
         return None
@@ -645,6 +644,19 @@ def _this_process() -> dict[str, Any]:
     """The owner that a trial this process starts records (:class:`_JournalStorage`)."""
     host_id, pid = _host_id(), os.getpid()
     return {"host": host_id.split("|")[0], "host_id": host_id, "pid": pid, "started": _process_start(pid)}
+
+
+def _booted_here(owner: Mapping[str, Any]) -> bool:
+    """Whether an owner surely ran on this machine since its last boot: its start carries this boot's id, and its
+    host id a machine id and a pid namespace. Only then does its verdict outweigh a database's heartbeat (hosts of
+    one name without a machine id, such as containers, look alike; pid 1 is everyone's)."""
+    started, host_id = owner.get("started"), str(owner.get("host_id", ""))
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return False
+    return (isinstance(started, str) and started.split(":", 1)[0] == boot
+            and all(host_id.split("|")[1:]) and len(host_id.split("|")) == 3)
 
 
 def _owner_gone(owner: Mapping[str, Any]) -> str | None:

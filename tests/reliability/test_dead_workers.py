@@ -122,6 +122,16 @@ def test_stale_checks_fail_only_the_trials_of_dead_workers(tmp_path: Path) -> No
     assert storage._get_stale_trial_ids(study._study_id) == [old]
     assert "no heartbeat at all" in storage.get_trial(old).user_attrs["fail_reason"]
     assert "fail_reason" not in storage.get_trial(fresh).user_attrs
+    # ... and at once when its owner ran here since this boot and is gone; an owner that only looks like this host
+    # (another boot: a container of the same name, pid 1) is left to the heartbeat (a review of 2026-12-07)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alike = storage.create_new_trial(study._study_id), storage.create_new_trial(study._study_id)
+    storage.set_trial_system_attr(dead, _OWNER, {**_this_process(), "pid": int(gone.stdout)})
+    storage.set_trial_system_attr(alike, _OWNER, {**_this_process(), "pid": 1, "started": "another-boot:42"})
+    for trial in (dead, alike):
+        storage.record_heartbeat(trial)
+    reasons = storage.stale_reasons(study._study_id)
+    assert "is gone" in reasons[dead] and alike not in reasons and fresh not in reasons
 
     # journal: by owner process
     journal = f"journal:{tmp_path / 's.journal'}"
