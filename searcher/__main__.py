@@ -1,8 +1,6 @@
 """``python -m searcher``: the ``searcher`` command."""
 
-import sys
-
-from .cli import main
+from .cli import console
 
 if __name__ == "__main__":  # not when a spawned worker imports it as __mp_main__
-    sys.exit(main())
+    console()

@@ -478,7 +478,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    command_line = argv is None  # the searcher command itself, not a caller in Python
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
     commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -486,7 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         before = args.command in argv and extra[0] in argv[: argv.index(args.command)]
         (parser if before else commands.get(args.command, parser)).error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "out", None) == "":  # read as "not given" (runs/<study>) until 2026-12-07
-        commands[args.command].error("--out is empty; give a directory")
+        option = any(a.dest == "out" and a.option_strings for a in commands[args.command]._actions)
+        commands[args.command].error("--out is empty; give a directory" if option else "OUT is empty; give a file")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -505,13 +505,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "train" and not args.out:
         args.out = f"runs/train/{args.model}"
-    rc = run_main(COMMANDS[args.command], args)
-    if command_line:  # on its way out: a late Ctrl-C (a second press as the run ends) raised
-        # KeyboardInterrupt in the interpreter's exit handlers (torch's), a traceback after the last line
-        import signal
+    return run_main(COMMANDS[args.command], args)
 
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return rc
+
+def console() -> NoReturn:
+    """The ``searcher`` command (and ``python -m searcher``): :func:`main`, then the exit, with Ctrl-C ignored on
+    the way out (a second press as a run ends raised KeyboardInterrupt in the interpreter's exit handlers, torch's:
+    a traceback after the last line)."""
+    import signal
+
+    rc = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(rc)
 
 
 def run_main(fn: Callable[..., int | None], *args: object) -> int:
@@ -547,4 +552,4 @@ def at_least(least: int) -> Callable[[str], int]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -1695,10 +1695,10 @@ def optimize(spec: StudySpec | str | Path, out: str | Path | None = None, progre
         spec = StudySpec.from_yaml(spec)
     if not isinstance(spec, StudySpec):
         raise ConfigError(f"optimize takes a StudySpec (StudySpec.from_yaml(…)) or a spec's path, got {spec!r:.80}")
-    if out is not None and not isinstance(out, str | Path):
-        raise ConfigError(f"out must be a folder's path, got {out!r}")
+    if out is not None and not isinstance(out, str | Path) or out == "":
+        raise ConfigError(f"out must be a folder's path, got {out!r} (None: runs/<study>)")
 
-    out = run_dir(spec.name, out or None)
+    out = run_dir(spec.name, out)
 
     created = _writable_dir(out)  # removed again when the study cannot start: nothing half-written
     try:

@@ -487,9 +487,9 @@ def test_a_late_ctrl_c_prints_no_traceback_from_the_exit_handlers() -> None:
     import subprocess
     import sys
 
-    late = ("import atexit, os, signal, sys; from searcher.cli import main; sys.argv = ['searcher', 'data', "
-            "'--data-dir', '/nonexistent']; rc = main(); "
-            "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), [0 for _ in range(10**6)])); sys.exit(rc)")
+    late = ("import atexit, os, signal, sys; from searcher.cli import console; sys.argv = ['searcher', 'data', "
+            "'--data-dir', '/nonexistent']; "
+            "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), [0 for _ in range(10**6)])); console()")
     run = subprocess.run([sys.executable, "-c", late], capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.startswith("error: ") and "Traceback" not in run.stderr, run.stderr
 
@@ -500,7 +500,8 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.Captur
     assert not out and "usage: searcher" in err
     usage = ((["optimize", "--trials", "x"], "--trials", "optimize"), (["frob"], "frob", ""),
              (["export", "--nope"], "--nope", "export"), (["--nope", "export", "--out", "o"], "--nope", ""),
-             (["optimize", "--study", "fashion-vit", "--out", ""], "--out is empty", "optimize"))
+             (["optimize", "--study", "fashion-vit", "--out", ""], "--out is empty", "optimize"),
+             (["onnx", "c.json", ""], "OUT is empty; give a file", "onnx"))
     for argv, named, command in usage:
         with pytest.raises(SystemExit) as exit_:  # argparse's own usage errors: one line too, naming the --help
             main(argv)
@@ -643,6 +644,7 @@ def test_the_python_api_names_a_wrong_argument(tmp_path: Path) -> None:
         (lambda: StudySpec.from_yaml(None), "a study spec's path or a shipped spec's name"),
         (lambda: optimize(123), "optimize takes a StudySpec"),
         (lambda: optimize(spec, out=123), "out must be a folder's path"),
+        (lambda: optimize(spec, out=""), "out must be a folder's path, got '' "),  # the CLI refuses it too
         (lambda: export_run("x", tmp_path), "export takes an optuna.Study"),
         (lambda: pareto_table("x"), "pareto_table takes the rows of optimize's result.pareto"),
         (lambda: pareto_table([{}]), "pareto_table takes the rows"),
