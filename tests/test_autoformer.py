@@ -385,15 +385,19 @@ def test_relative_attention_matches_dense_official_form() -> None:
 
 
 def test_create_model_knows_the_autoformer_names() -> None:
-    """``searcher evaluate --model autoformer-t`` builds the paper's searched subnet; ``-supernet`` the whole one."""
+    """``searcher evaluate --model autoformer-t --checkpoint F`` builds the paper's searched subnet; ``-supernet`` the
+    whole one."""
     from searcher.models import create_model
     from searcher.models.autoformer import AutoFormerSubnet
 
-    sub = create_model("autoformer-t")
+    sub = create_model("autoformer-t", weights=False)
     assert isinstance(sub, AutoFormerSubnet) and sub.config == SUBNETS["autoformer-t"]
-    assert isinstance(create_model("autoformer-t-supernet"), AutoFormerSupernet)
+    assert isinstance(create_model("autoformer-t-supernet", weights=False), AutoFormerSupernet)
     with pytest.raises(ConfigError, match="takes no model arguments"):
         create_model("autoformer-t", img_size=64)
+    # with its weights it needs its checkpoint: evaluate printed random weights' top-1 (until 2026-12-07)
+    with pytest.raises(ConfigError, match="autoformer-t needs its trained weights: give its checkpoint"):
+        create_model("autoformer-t")
 
 
 def test_torch_export_before_any_forward_leaves_eager_forwards_right() -> None:

@@ -538,6 +538,6 @@ def test_an_autoformer_study_without_weights_is_refused(imagenet: Path, tmp_path
     d = yaml.safe_load((STUDIES / "autoformer-s-imagenet.yaml").read_text())
     del d["checkpoint"]
     d["data"].update(search=str(imagenet / "train"), test=str(imagenet / "val"))
-    with pytest.raises(ConfigError, match="autoformer-s-supernet needs its trained weights: give 'checkpoint: "):
+    with pytest.raises(ConfigError, match="autoformer-s-supernet needs its trained weights: give its checkpoint"):
         optimize(StudySpec.from_dict(d), tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()

@@ -293,6 +293,13 @@ def _build_embedded(name: str, weights: bool) -> nn.Module:
     return model.eval()
 
 
+def _needs_weights(name: str) -> ConfigError:
+    """The error for an AutoFormer model asked for with its weights but given no checkpoint (no hub has them)."""
+    return ConfigError(f"{name} needs its trained weights: give its checkpoint (a path or URL: 'checkpoint:' in a "
+                       "study spec, --checkpoint, checkpoint= in Python; studies/autoformer-s-imagenet.yaml names the "
+                       "official release's); costs alone need none (searcher flops)")
+
+
 def create_model(name: str, *, weights: bool = True, checkpoint: str | Path | None = None, **kwargs: Any
                  ) -> nn.Module:
     """Build a model by name. ``weights=False`` gives random weights (enough for costs and training)."""
@@ -306,6 +313,8 @@ def create_model(name: str, *, weights: bool = True, checkpoint: str | Path | No
 
         if kwargs:
             raise ConfigError(f"{name} takes no model arguments (got {sorted(kwargs)})")
+        if weights and not checkpoint:  # evaluate printed random weights' top-1 with a warning (until 2026-12-07)
+            raise _needs_weights(name)
         return create_autoformer(name, checkpoint)
     import timm
 
@@ -398,9 +407,7 @@ class ModelSource:
             from .autoformer_space import get_subnet
 
             if weights and not checkpoint:  # a whole study on random weights, exported as if trained (until 2026-12-07)
-                raise ConfigError(f"{name} needs its trained weights: give 'checkpoint: PATH or URL' in the study "
-                                  "spec (studies/autoformer-s-imagenet.yaml names the official release's); costs "
-                                  "alone need none (searcher flops)")
+                raise _needs_weights(name)
             model: nn.Module = load_checkpoint(checkpoint, base) if weights and checkpoint else create_supernet(base)
             fixed = None if name.endswith("-supernet") else get_subnet(base).to_dict()
             if fixed is None and arch_space is None:
