@@ -1833,6 +1833,9 @@ def _as_begun(space: SearchSpace, attrs: Mapping[str, Any], begun: bool = False)
     if space.prop_attn is None and not attrs.get(_PER_RECIPE):
         old = replace(space, prop_attn=(True,))
         if recorded == old.to_dict() or (begun and recorded is None):
+            if begun and recorded is not None:  # given then, or the default: which, it cannot be told
+                log.warning("this study was begun with prop_attn: true for every reducer (given, or the default "
+                            "before 2026-12-07): kept; to search without it, start a new study (another --out)")
             return old
     return space
 

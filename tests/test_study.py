@@ -1004,7 +1004,8 @@ def test_override_names_an_unknown_key_and_takes_a_tuple_of_objectives(tiny_spec
     assert tiny_spec.override(objectives=("top1", "gflops")).objectives == ["top1", "gflops"]
 
 
-def test_a_study_begun_before_the_prop_attn_default_changed_keeps_it_on(tiny_spec: StudySpec, tmp_path: Path) -> None:
+def test_a_study_begun_before_the_prop_attn_default_changed_keeps_it_on(tiny_spec: StudySpec, tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
     """Left out of a space, proportional attention is each recipe's own since 2026-12-07 (off for PiToMe); a study
     begun before (no recorded space) resumes with it on for every reducer, not a mix of both."""
     out = tmp_path / "run"
@@ -1025,6 +1026,12 @@ def test_a_study_begun_before_the_prop_attn_default_changed_keeps_it_on(tiny_spe
     optimize(replace(spec, space={"reducers": ["pitome"], "prop_attn": True}), out, progress=False)
     with pytest.raises(ConfigError, match="another search space"):
         optimize(replace(spec, trials=2), out, progress=False)
+    # begun so before studies were marked: it cannot be told from an old study's default, kept, and said so
+    with contextlib.closing(sqlite3.connect(out / "study.db")) as con, con:
+        con.execute("DELETE FROM study_user_attributes WHERE key = 'prop_attn_per_recipe'")
+    with caplog.at_level(logging.WARNING, logger="searcher.study"):
+        optimize(replace(spec, trials=2), out, progress=False)
+    assert "begun with prop_attn: true for every reducer (given, or the default before 2026-12-07): kept" in caplog.text
 
 
 def test_storage_passwords_stay_out_of_messages_records_and_configs(monkeypatch: pytest.MonkeyPatch) -> None:
