@@ -443,8 +443,7 @@ def check_replaceable(out: Path, study_name: str | None = None) -> None:
     if foreign:
         raise ConfigError(f"{configs} holds {', '.join(sorted(foreign)[:3])}, which is not an exported config; each "
                           "export replaces configs/ with the Pareto set's: move it away, or export to another --out")
-    others = sorted({n for p in configs.glob("*.json") if (n := _study_of(p)) is not None and n != study_name})
-    if study_name is not None and others:
+    if study_name is not None and (others := other_studies(configs, study_name)):
         raise ConfigError(f"{configs} holds the configs of study {others[0]!r}, not of {study_name!r}; each export "
                           "replaces configs/ and the CSV files with its study's: export to another --out")
 
@@ -466,10 +465,11 @@ def _provenance(path: Path) -> dict[str, Any] | None:
     return d["provenance"] if ok else None
 
 
-def _study_of(path: Path) -> str | None:
-    """The study an exported config came from (until 2026-12-07 a study's export replaced another's)."""
-    name = (_provenance(path) or {}).get("study")
-    return name if isinstance(name, str) else None
+def other_studies(configs: Path, study_name: str) -> list[str]:
+    """The studies other than ``study_name`` whose exported configs lie in ``configs`` (until 2026-12-07 a study's
+    export replaced another's)."""
+    names = {(_provenance(p) or {}).get("study") for p in configs.glob("*.json")}
+    return sorted(n for n in names if isinstance(n, str) and n != study_name)
 
 
 _LEFTOVER = re.compile(r"\.(configs|trials\.csv|pareto\.csv)(\.old)?\.(\d+)\.tmp")

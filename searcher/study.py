@@ -467,7 +467,7 @@ class _Owned:
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
         taken = super().set_trial_state_values(trial_id, state, values)  # type: ignore[misc]
         if taken and state == TrialState.RUNNING:  # this process took a WAITING (enqueued or retried) trial
-            self.set_trial_system_attr(trial_id, _OWNER, _this_process())  # type: ignore[attr-defined]
+            self._own(trial_id, None)
         return taken
 
 
@@ -627,7 +627,6 @@ def _process_start(pid: int) -> str | None:
     cannot be read (the process exists). ``ProcessLookupError`` when there is no such live process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:  # no /proc, or another user's process hidden (hidepid): ask the kernel
         try:
             os.kill(pid, 0)  # ProcessLookupError when the pid is gone
@@ -637,7 +636,17 @@ def _process_start(pid: int) -> str | None:
     fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (command name)": state, ppid, ...
     if fields[0] in ("Z", "X"):  # dead, not yet reaped
         raise ProcessLookupError(pid)
-    return f"{boot}:{fields[19]}"  # field 22 of proc(5): starttime
+    boot = _boot_id()
+    return f"{boot}:{fields[19]}" if boot else None  # field 22 of proc(5): starttime
+
+
+@functools.cache
+def _boot_id() -> str | None:
+    """This kernel's boot id (Linux), None where it cannot be read."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
 
 
 def _this_process() -> dict[str, Any]:
@@ -650,12 +659,8 @@ def _booted_here(owner: Mapping[str, Any]) -> bool:
     """Whether an owner surely ran on this machine since its last boot: its start carries this boot's id, and its
     host id a machine id and a pid namespace. Only then does its verdict outweigh a database's heartbeat (hosts of
     one name without a machine id, such as containers, look alike; pid 1 is everyone's)."""
-    started, host_id = owner.get("started"), str(owner.get("host_id", ""))
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return False
-    return (isinstance(started, str) and started.split(":", 1)[0] == boot
+    started, host_id, boot = owner.get("started"), str(owner.get("host_id", "")), _boot_id()
+    return (boot is not None and isinstance(started, str) and started.split(":", 1)[0] == boot
             and all(host_id.split("|")[1:]) and len(host_id.split("|")) == 3)
 
 
@@ -1624,7 +1629,7 @@ def _check_run_dir_study(spec: StudySpec, storage_url: str, out: Path) -> None:
     """A run directory holds one study: another spec's (another name) would be a second study in its storage,
     whose exports replace the first one's, and export and report could no longer tell which to read. With
     ``--storage`` elsewhere, the directory's own study file and its exported configs tell whose it is."""
-    from .export import _file_of, _study_of, run_dir_storages
+    from .export import _file_of, other_studies, run_dir_storages
 
     urls = [storage_url] if not spec.storage else []
     urls += [u for u in run_dir_storages(out) if u != storage_url]
@@ -1642,8 +1647,7 @@ def _check_run_dir_study(spec: StudySpec, storage_url: str, out: Path) -> None:
             raise ConfigError(f"{out} holds the study {names[0]!r}, not {spec.name!r} (a study is named by its "
                               "spec's 'name:' or file name); resume it with its own spec, or give this study another "
                               "--out")
-    others = sorted({n for c in (out / "configs").glob("*.json") if (n := _study_of(c)) not in (None, spec.name)})
-    if others:  # (not a config: export's own check says so)
+    if others := other_studies(out / "configs", spec.name):  # (not a config: export's own check says so)
         raise ConfigError(f"{out} holds the exports of the study {others[0]!r}, not {spec.name!r}; give this study "
                           "another --out")
 

@@ -334,7 +334,7 @@ def test_broken_inputs_are_clear_errors_and_write_nothing(tmp_path: Path, run_di
     assert blocker.read_text() == ""
 
 
-def test_an_export_never_replaces_what_is_not_an_export(run_dir: Path, tmp_path: Path) -> None:
+def test_an_export_never_replaces_what_is_not_an_export(run_dir: Path, exported: dict, tmp_path: Path) -> None:
     """``configs/`` is replaced by each export and the CSVs overwritten: a user's directory named ``trials.csv``,
     a file named ``configs``, or a note in ``configs/`` is refused, not deleted (it was, until 2026-12-07)."""
     db = f"sqlite:///{run_dir / 'study.db'}"
