@@ -184,6 +184,11 @@ class StudySpec:
                                   "leave the key out")
         if isinstance(self.space, str) and not self.space.strip():
             raise ConfigError("'space' is empty; give a search space YAML file or a shipped space's name")
+        if isinstance(self.space, dict):  # an inline space: checked here, so its errors name the spec
+            try:
+                SearchSpace.from_dict(self.space)
+            except ConfigError as e:
+                raise ConfigError(f"space: {e}") from e
         if isinstance(self.min_throughput, int | float) and not isinstance(self.min_throughput, bool):
             raise ConfigError(f"min_throughput {self.min_throughput!r} needs its unit: write "
                               f"'{self.min_throughput}img/s'")

@@ -411,6 +411,8 @@ def test_a_read_only_study_file_is_refused_in_one_line(tiny_spec: StudySpec, tmp
         ({"min_throughput": 1500}, "min_throughput 1500 needs its unit: write '1500img/s'"),
         ({"name": "  "}, "must be a plain name"),
         ({"trails": 3, 1: 2}, "unknown key(s) [1, 'trails']"),  # a TypeError from sorting them until 2026-12-07
+        # an inline space was checked only when the run loaded it, so its errors did not say where (2026-12-08)
+        ({"space": {"reducers": ["tome", "bogus"]}}, "space: reducers has an unknown choice 'bogus'"),
     ],
 )
 def test_bad_specs_name_the_problem(tiny_spec: StudySpec, change: dict, words: str) -> None:
