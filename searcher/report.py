@@ -457,17 +457,19 @@ def figures(data: ReportData) -> dict[str, Any]:
                 line=dict(color="grey", dash="dash"),
             )
         )
+        same: dict[tuple[int, ...], list[Point]] = {}  # configs with equal counts share a line (one hides another)
         for p in front:
-            if not p.tokens:
-                continue
+            if p.tokens:
+                same.setdefault(tuple(p.tokens), []).append(p)
+        for tokens, ps in same.items():
             fig.add_trace(
                 go.Scatter(
-                    x=[*labels[: len(p.tokens) - 1], "out"],  # a shallower subnet's last count is its output
-                    y=p.tokens,
+                    x=[*labels[: len(tokens) - 1], "out"],  # a shallower subnet's last count is its output
+                    y=list(tokens),
                     mode="lines+markers",
-                    name=f"#{p.trial} {p.reducer} {p.gflops:.3g} GFLOPs",
-                    line=dict(color=colour[p.reducer]),
-                    hovertext=[p.hover] * len(p.tokens),
+                    name=", ".join(f"#{p.trial} {p.reducer} {p.gflops:.3g} GFLOPs" for p in ps),
+                    line=dict(color=colour[ps[0].reducer]),
+                    hovertext=["<br><br>".join(p.hover for p in ps)] * len(tokens),
                     hoverinfo="text+y",
                 )
             )

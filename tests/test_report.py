@@ -377,6 +377,23 @@ def test_a_shallower_subnet_s_output_count_sits_at_out(study: optuna.Study) -> N
     assert list(trace.x)[-1] == "out" and len(trace.x) == len(shallow.tokens) and list(trace.y)[-1] == 7
 
 
+def test_pareto_configs_with_equal_token_counts_share_one_line(study: optuna.Study) -> None:
+    """Two subnets of a joint study, both unreduced, have equal counts: the second line hid the first, whose legend
+    entry pointed at nothing (until 2026-12-08)."""
+    import dataclasses
+
+    from searcher.report import figures
+
+    data = report_data(study)
+    a, b = [i for i, p in enumerate(data.points) if p.trial in data.front and p.tokens][:2]
+    data.points[b] = dataclasses.replace(data.points[b], tokens=list(data.points[a].tokens))
+    lines = [t for t in figures(data)["tokens"].data if t.name != "no reduction"]
+    shared = [t for t in lines if f"#{data.points[a].trial} " in t.name]
+    assert len(shared) == 1 and f"#{data.points[b].trial} " in shared[0].name
+    assert data.points[a].hover in shared[0].hovertext[0] and data.points[b].hover in shared[0].hovertext[0]
+    assert len(lines) == len({tuple(p.tokens) for p in data.points if p.trial in data.front and p.tokens})
+
+
 def test_importances_of_equal_weight_come_in_name_order() -> None:
     """Parameters of equal importance (the profile weights of a budget-aware space often are) are listed by name:
     the page was the same study drawn in another order on each run (until 2026-12-08)."""
