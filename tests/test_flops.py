@@ -324,6 +324,13 @@ def test_flops_report(tmp_path: Any) -> None:
         F.flops_report("fashion-vit", tmp_path / "bad.json")
 
 
+def test_flops_of_an_autoformer_without_weights_warns_of_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """Costs need no checkpoint: `searcher flops --model autoformer-t` warned of random weights (until 2026-12-08)."""
+    with caplog.at_level("WARNING"):
+        r = F.flops_report("autoformer-t")
+    assert r["gflops"] > 1 and not caplog.records, caplog.text
+
+
 def test_flops_report_of_an_exported_config(tmp_path: Any) -> None:
     """An exported config is counted with its own model: the AutoFormer subnet it runs and timm's model
     arguments, not the whole supernet or the default resolution."""

@@ -710,15 +710,10 @@ def load_checkpoint(path_or_url: str | Path, space: str | SearchSpace | Supernet
 
 def create_autoformer(name: str, checkpoint: str | Path | None = None) -> nn.Module:
     """The model names of DESIGN.md: ``autoformer-t|s|b`` (the searched subnet, extracted from the supernet)
-    and ``autoformer-t|s|b-supernet`` (the whole supernet, largest subnet sampled). Random weights, with a
-    warning, when no ``checkpoint`` is given (enough for costs only)."""
+    and ``autoformer-t|s|b-supernet`` (the whole supernet, largest subnet sampled). Random weights when no
+    ``checkpoint`` is given (enough for costs: :func:`searcher.models.create_model` refuses that for accuracy)."""
     space = get_space(name)
-    if checkpoint is None:
-        log.warning("%s: no checkpoint given, using random weights (fine for FLOPs and throughput only)",
-                    name)
-        supernet = create_supernet(space.name)
-    else:
-        supernet = load_checkpoint(checkpoint, space)
+    supernet = create_supernet(space.name) if checkpoint is None else load_checkpoint(checkpoint, space)
     if name.endswith("-supernet") or name not in SUBNETS:
         return supernet.eval()
     return extract_subnet(supernet, get_subnet(name))
