@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from searcher.cost.flops import count, describe
 from searcher.errors import ConfigError
+from searcher.models.autoformer_space import get_space
 from searcher.study import StudySpec, optimize, pareto_trials
 from searcher.units import parse_budget
 
@@ -424,8 +425,6 @@ def test_the_budget_is_of_the_loaded_model(tmp_path: Path, monkeypatch: pytest.M
     from searcher import study as study_module
     from searcher.models import ModelSource
     from searcher.models.autoformer import AutoFormerSupernet
-    from searcher.models.autoformer_space import get_space
-
     config = dataclasses.replace(get_space("autoformer-t").supernet, num_classes=10)
     torch.save({"model": AutoFormerSupernet.from_config(config).state_dict(), "args": argparse.Namespace()},
                tmp_path / "t10.pth")
@@ -473,8 +472,6 @@ def test_data_labels_the_folders_as_an_autoformer_files_own_head(imagenet: Path,
 
     from searcher.cli import main
     from searcher.models.autoformer import AutoFormerSupernet
-    from searcher.models.autoformer_space import get_space
-
     config = dataclasses.replace(get_space("autoformer-t").supernet, num_classes=2)
     torch.save({"model": AutoFormerSupernet.from_config(config).state_dict(), "args": argparse.Namespace()},
                tmp_path / "t2.pth")
@@ -541,3 +538,26 @@ def test_an_autoformer_study_without_weights_is_refused(imagenet: Path, tmp_path
     with pytest.raises(ConfigError, match="autoformer-s-supernet needs its trained weights: give its checkpoint"):
         optimize(StudySpec.from_dict(d), tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_supernet_without_an_architecture_section_searches_its_largest_subnet(imagenet: Path,
+                                                                                 tmp_path: Path) -> None:
+    """Schedule-only search on a supernet's largest subnet (the issue's third arm): fashion-autoformer did it, an
+    ``autoformer-*-supernet`` was refused ("give the space an 'architecture' section") until 2026-12-08."""
+    d = {"name": "t", "model": "autoformer-t-supernet", "checkpoint": _checkpoint("autoformer-t", tmp_path / "t.pth"),
+         "space": {"reducers": ["tome"]}, "budget": "60%", "trials": 2, "batch_size": 4, "chunk": 4,
+         "throughput_batch": 2, "throughput_repeats": 1,
+         "data": {**yaml.safe_load((STUDIES / "autoformer-s-imagenet.yaml").read_text())["data"],
+                  "search": str(imagenet / "train"), "test": str(imagenet / "val")}}
+    res = optimize(StudySpec.from_dict(d), tmp_path / "out", progress=False)
+    largest = get_space("autoformer-t").largest().to_dict()
+    assert res.context.source.full_arch(None) == largest and res.stats["failed"] == 0
+    full = res.context.source.flops(largest, None)
+    assert res.full_gflops == pytest.approx(full)  # the budget's 100 %: the whole supernet's until 2026-12-08
+    assert all(t.user_attrs["gflops"] <= 0.6 * full * (1 + 1e-9) for t in res.study.trials)
+    from searcher.deploy import load_config
+    from searcher.export import export_study
+
+    config = export_study(res.study, res.out).files[0]
+    model = load_config(config)  # the deployer's model: the largest subnet, reduced (refused until 2026-12-08)
+    assert len(model.blocks) == largest["depth"] and model.blocks[0].attn.num_heads == largest["num_heads"][0]

@@ -409,12 +409,8 @@ class ModelSource:
             if weights and not checkpoint:  # a whole study on random weights, exported as if trained (until 2026-12-07)
                 raise _needs_weights(name)
             model: nn.Module = load_checkpoint(checkpoint, base) if weights and checkpoint else create_supernet(base)
+            # a supernet without an architecture section: its largest subnet (full_arch), as for fashion-autoformer
             fixed = None if name.endswith("-supernet") else get_subnet(base).to_dict()
-            if fixed is None and arch_space is None:
-                raise ConfigError(
-                    f"{name} is a whole supernet: give the space an 'architecture' section, or use "
-                    f"{base} for the paper's searched subnet"
-                )
             return cls(name, model, "autoformer", checkpoint, fixed)
         model = create_model(name, weights=weights, checkpoint=checkpoint if weights else None, **(model_kwargs or {}))
         return cls(name, model, "timm-vit", checkpoint, model_kwargs=model_kwargs)
@@ -449,7 +445,7 @@ class ModelSource:
     def _subnet(self, arch: dict[str, Any] | None):
         from .autoformer_space import SubnetConfig
 
-        arch = arch if arch is not None else self.fixed_arch
+        arch = arch if arch is not None else self.full_arch(None)  # a supernet's own: its largest subnet
         return None if arch is None else SubnetConfig.from_dict(dict(arch))
 
     def full_arch(self, arch_space: Any) -> dict[str, Any] | None:
@@ -531,7 +527,7 @@ class ModelSource:
             return apply(self.model, schedule)
         from .autoformer import extract_subnet
 
-        sub = self._subnet(arch) or self._subnet(self.full_arch(None))
+        sub = self._subnet(arch)
         remove(self.model)
         if compact:
             return apply(extract_subnet(self.model, sub), schedule)
