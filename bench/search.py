@@ -17,8 +17,9 @@ bench resumes where it stopped and a finished study is only re-read. Parts:
   cheap 60 % point outweighs an accurate one). The baselines are the same trials in both studies. Then, per
   study, the candidates within 2 points of its best search top-1: how many, and how well the search split ranks
   them against the test split.
-- ``overhead``: the share of trial wall time not spent evaluating or timing models, and the share of feasible
-  trials, over the margin studies.
+- ``overhead``: the share of trial wall time not spent evaluating or timing models (nor waiting for the device
+  lock while another process of this user times a model: a column of its own), and the share of feasible trials,
+  over the margin studies.
 - ``scale``: trials per minute of 2 local workers (one torch thread each) on one journal storage against 1 worker
   on one thread, and against 1 worker on every core, one after another for each of ``--scale-seeds`` seeds, with
   the ratios' mean and standard error; and a check that no trial is lost or duplicated.
@@ -302,13 +303,14 @@ def _num(x: float) -> str:
 
 def part_overhead(args) -> None:
     print("\n## Overhead and feasibility (studies of this run)\n")
-    print("| study | trials | repeats | stopped early | feasible | overhead | trial wall (sum) |\n" + "|---" * 7 + "|")
+    print("| study | trials | repeats | stopped early | feasible | overhead | waiting for the lock | trial wall (sum) |"
+          "\n" + "|---" * 8 + "|")
     for (model, budget, tag, seed), res in args.results.items():
         s = res.stats
         print(
             f"| {model} {budget}% {tag} s{seed} | {s['trials']} | {s['repeats']} | {s['stopped_early']} | "
             f"{s['feasible_share']:.0%} | "
-            f"{s['overhead_share']:.1%} | {s['trial_wall_s']:.0f} s |"
+            f"{s['overhead_share']:.1%} | {s['wait_share']:.1%} | {s['trial_wall_s']:.0f} s |"
         )
 
 

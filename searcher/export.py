@@ -333,6 +333,7 @@ def trials_frame(study: optuna.Study, trials: list[FrozenTrial] | None = None) -
                 # a dead worker's trial ended unseen: its end is when a later run found it (minutes on)
                 "duration_s": t.duration.total_seconds() if t.duration is not None
                 and not str(ua.get("fail_reason", "")).startswith("worker died") else None,
+                "wait_s": ua.get("wait_s"),  # of duration_s: waiting while another process timed a model
                 **{f"param_{k}": v for k, v in t.params.items()},
             }
         )

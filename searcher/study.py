@@ -944,14 +944,21 @@ def _objective(ctx: _Context, shared: bool = False):
             return best_here
 
         acc = None
+        lock = device_lock()
+        waited = lock.waited
+
+        def evaluated() -> None:  # the seconds spent evaluating, not waiting for another process's timing
+            _waited(trial, lock.waited - waited)
+            trial.set_user_attr("eval_s", time.perf_counter() - t1 - reading - (lock.waited - waited))
+
         chunks = evaluate_chunks(  # each batch beside other evaluations, never beside a timing
-            model, ctx.search, spec.batch_size, chunk=spec.chunk, limit=total, lock=device_lock()
+            model, ctx.search, spec.batch_size, chunk=spec.chunk, limit=total, lock=lock
         )
         for acc in chunks:
             if early_stop and acc.n < total and _upper_bound(acc.correct1, acc.n, total) < best_now():
                 trial.set_user_attr("top1_partial", acc.top1)
                 trial.set_user_attr("images_evaluated", acc.n)
-                trial.set_user_attr("eval_s", time.perf_counter() - t1 - reading)
+                evaluated()
                 raise optuna.TrialPruned(
                     f"top-1 {acc.top1:.2f}% after {acc.n}/{total} images cannot reach the "
                     f"front ({best_here:.2f}% at ≤ {g:.4g} GFLOPs)"
@@ -960,7 +967,7 @@ def _objective(ctx: _Context, shared: bool = False):
         trial.set_user_attr("top1", acc.top1)
         trial.set_user_attr("top5", acc.top5)
         trial.set_user_attr("images_evaluated", acc.n)
-        trial.set_user_attr("eval_s", time.perf_counter() - t1 - reading)
+        evaluated()
         values: dict[str, float] = {"top1": acc.top1, "gflops": g}
         floor_only = ctx.times_trials and "throughput" not in spec.objectives
         if floor_only and not is_baseline and acc.top1 < best_now():
@@ -1939,12 +1946,20 @@ def throughput_of(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[
 
 
 def _timed(trial: optuna.Trial, ctx: _Context, cand: Candidate) -> Throughput:
-    """:func:`_measure`, recorded in the trial with the seconds it took."""
-    t = time.perf_counter()
+    """:func:`_measure`, recorded in the trial with the seconds it took (``throughput_s``) and those it waited for
+    other processes' use of the device first (``wait_s``)."""
+    t, waited = time.perf_counter(), device_lock().waited
     tp = _measure(ctx, cand)
+    waited = device_lock().waited - waited
     trial.set_user_attr("throughput", tp.to_dict())
-    trial.set_user_attr("throughput_s", time.perf_counter() - t)
+    trial.set_user_attr("throughput_s", time.perf_counter() - t - waited)
+    _waited(trial, waited)
     return tp
+
+
+def _waited(trial: optuna.Trial, seconds: float) -> None:
+    """Add ``seconds`` of waiting for the device lock to the trial's ``wait_s`` (neither work nor overhead)."""
+    trial.set_user_attr("wait_s", trial.user_attrs.get("wait_s", 0.0) + seconds)
 
 
 def _measure(ctx: _Context, cand: Candidate) -> Throughput:
@@ -1991,6 +2006,7 @@ def _stats(study: optuna.Study, ctx: _Context, wall: float) -> dict[str, Any]:
             not ctx.over_budget(t.user_attrs.get("gflops", math.inf)) and "infeasible" not in t.user_attrs)
     ]
     work = sum(t.user_attrs.get(k, 0.0) for t in finished for k in ("eval_s", "throughput_s"))
+    waited = sum(t.user_attrs.get("wait_s", 0.0) for t in finished)  # for other processes' timings: not overhead
     trial_wall = sum(
         (t.datetime_complete - t.datetime_start).total_seconds()
         for t in finished
@@ -2004,7 +2020,8 @@ def _stats(study: optuna.Study, ctx: _Context, wall: float) -> dict[str, Any]:
         "failed": sum(t.state == TrialState.FAIL for t in trials),
         "feasible_share": len(feasible) / max(len(finished), 1),
         **early_stop_savings(finished, ctx.search_images),  # repeats end as pruned too, with no evaluation
-        "overhead_share": max(0.0, 1 - work / trial_wall) if trial_wall else None,
+        "overhead_share": max(0.0, 1 - (work + waited) / trial_wall) if trial_wall else None,
+        "wait_share": waited / trial_wall if trial_wall else None,  # waiting for the device lock
         "trial_wall_s": trial_wall,  # summed over the study's finished trials, whichever run they came from
         "wall_s": wall,  # of this call
     }

@@ -1125,3 +1125,46 @@ def test_a_ctrl_c_before_any_trial_finished_leaves_nothing_to_export(
     monkeypatch.setattr(study_module, "_optimize_loop", lambda *args, **kwargs: True)  # pressed, nothing ran
     with pytest.raises(KeyboardInterrupt, match="stopped before any trial finished; run the same command"):
         optimize(replace(tiny_spec, trials=2), tmp_path / "run", progress=False)
+
+
+def test_waiting_for_another_process_s_timing_is_neither_evaluation_nor_overhead(
+        tiny_spec: StudySpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial whose batches wait while another process times a model (the device lock, shared by every study of
+    this user) counted the wait as evaluation: 209 s of eval_s for 2,000 images beside another study (until
+    2026-12-08), and the overhead share was understated by it. The wait is now ``wait_s``, its own share."""
+    import tempfile
+    import threading
+
+    import searcher.study
+    from searcher.cost import throughput
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # a lock of this test's own
+    monkeypatch.setattr(throughput, "_LOCKS", {})
+    other, held, release = throughput.DeviceLock("cpu"), threading.Event(), threading.Event()
+
+    def timing() -> None:  # another process's measurement (another open file: flock tells them apart)
+        with other.exclusive():
+            held.set()
+            release.wait(10)
+
+    chunks = searcher.study.evaluate_chunks
+
+    def evaluate_chunks(*args, **kwargs):  # the other's timing ends 1.5 s after the first trial begins evaluating
+        if not release.is_set():
+            threading.Timer(1.5, release.set).start()
+        return chunks(*args, **kwargs)
+
+    monkeypatch.setattr(searcher.study, "evaluate_chunks", evaluate_chunks)
+    thread = threading.Thread(target=timing)
+    thread.start()
+    held.wait(10)
+    try:
+        res = optimize(replace(tiny_spec, trials=1, search_images=250), tmp_path / "run", progress=False)
+    finally:
+        release.set()
+        thread.join()
+    first, *rest = res.study.trials  # the published recipes of both reducers: the first waits
+    assert first.user_attrs["wait_s"] >= 1.0 and first.user_attrs["eval_s"] < first.user_attrs["wait_s"]
+    wall = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in res.study.trials)
+    assert res.stats["wait_share"] == pytest.approx(sum(t.user_attrs["wait_s"] for t in res.study.trials) / wall)
+    assert res.stats["overhead_share"] < 0.5  # the wait is not overhead: 1 - (eval + timing + wait) / wall

@@ -248,7 +248,8 @@ class DeviceLock:
     the batches other processes are running, and their next batches wait for it, so it times the model alone, not
     beside another worker's evaluation. The measurement goes first: a reader passes a gate that the measurement holds
     while it waits, so readers whose batches overlap cannot keep it waiting for ever. Uncontended, each call costs a
-    few system calls.
+    few system calls. :attr:`waited` sums the seconds this process has waited for the lock (for another process's
+    measurement, or for its batches): neither evaluation nor search overhead.
 
     The lock files are ``<tmp>/searcher-<uid>/<device>.lock`` and ``.gate``, keyed by the GPU's UUID (the same GPU
     whatever ``CUDA_VISIBLE_DEVICES`` says) or ``cpu``. Only processes of one user on one host take part.
@@ -260,6 +261,7 @@ class DeviceLock:
         self.path = directory / f"{_device_key(device)}.lock"
         self._files: tuple[Any, Any] | None = None
         self._pid = 0
+        self.waited = 0.0
 
     def _open(self) -> tuple[Any, Any] | None:
         """The two open lock files, or None where they cannot be made (then nothing is locked, with a warning)."""
@@ -282,11 +284,13 @@ class DeviceLock:
             yield
             return
         gate, lock = files
+        t = time.perf_counter()
         fcntl.flock(gate, fcntl.LOCK_EX)  # waits while a measurement waits or runs
         try:
             fcntl.flock(lock, fcntl.LOCK_SH)
         finally:
             fcntl.flock(gate, fcntl.LOCK_UN)
+            self.waited += time.perf_counter() - t
         try:
             yield
         finally:
@@ -299,9 +303,11 @@ class DeviceLock:
             yield
             return
         gate, lock = files
+        t = time.perf_counter()
         fcntl.flock(gate, fcntl.LOCK_EX)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)  # waits for the batches running now; new ones wait at the gate
+            self.waited += time.perf_counter() - t
             try:
                 yield
             finally:
