@@ -84,12 +84,14 @@ SECTIONS = (
         "history",
         "Optimisation history and hypervolume",
         "Search top-1 of each feasible trial, the best so far, and the hypervolume of the front after each trial "
-        "(share of the box from 0 % top-1 to 100 % and from 0 GFLOPs to the unreduced model).",
+        "(share of the box from 0 % top-1 to 100 % and from 0 GFLOPs to the budget).",
     ),
     (
         "importance",
         "Parameter importances",
-        "PED-ANOVA importances (Optuna) over the feasible completed trials, for each objective.",
+        "PED-ANOVA importances (Optuna) of the sampler's parameters for each objective, over the searched trials "
+        "(complete and feasible, or stopped early at their partial top-1; the published recipes, fixed points, left "
+        "out).",
     ),
 )
 
@@ -108,6 +110,7 @@ class Point:
     pareto: bool
     test_top1: float | None = None
     img_s: float | None = None
+    img_s_range: tuple[float, float] | None = None  # the slowest and fastest of the timing's repeats
     baseline: str = ""
     tokens: list[int] | None = None
     schedule: str = ""  # one line per block
@@ -131,6 +134,7 @@ class ReportData:
     history: list[dict[str, Any]]  # {"trial", "top1" (None unless feasible and complete), "best"}
     hypervolume: list[tuple[int, float]]  # (trial number, normalised hypervolume of the front after it)
     importances: dict[str, dict[str, float]]  # objective → parameter → importance
+    importance_trials: int = 0  # the searched trials they are computed over
     early_stop: dict[str, Any] = field(default_factory=dict)  # searcher.study.early_stop_savings
     notes: list[str] = field(default_factory=list)
     min_throughput: str | None = None  # the spec's throughput floor (a constraint), e.g. "1500img/s"
@@ -195,7 +199,7 @@ def _hover(p: Point, full: float | None, t: FrozenTrial) -> str:
         why = html.escape(str(ua.get("infeasible") or "infeasible"))
         lines.append(f"search top-1 {p.top1:.2f} %{test}" + ("" if ua.get("feasible") else f" · {why}"))
     share = f" ({100 * p.gflops / full:.1f} % of full)" if full else ""
-    speed = f" · {p.img_s:.4g} img/s" if p.img_s else (" · not timed (dominated)" if ua.get("not_timed") else "")
+    speed = f" · {_speed(p)} img/s" if p.img_s else (" · not timed (dominated)" if ua.get("not_timed") else "")
     lines.append(f"{p.gflops:.4g} GFLOPs{share}{speed}")
     if p.tokens:
         lines.append("tokens " + " → ".join(map(str, p.tokens)))
@@ -221,16 +225,21 @@ def _importances(trials: Sequence[FrozenTrial], objectives: Sequence[str]) -> di
     return out
 
 
+IMPORTANCE_TRIALS = 10  # fewer: PED-ANOVA's top 10 % is one trial, and the bars are noise
+
+
 def _importance(name: str, trials: Sequence[FrozenTrial]) -> dict[str, float] | None:
     from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
 
     def value(t: FrozenTrial) -> Any:
         if name == "throughput":
             return (t.user_attrs.get("throughput") or {}).get("img_s")
+        if name == "top1" and t.state == TrialState.PRUNED:  # stopped early: its top-1 so far
+            return t.user_attrs.get("top1_partial")
         return t.user_attrs.get(name)
 
     usable = [(t, v) for t in trials if isinstance(v := value(t), int | float)]
-    if len(usable) < 3:
+    if len(usable) < IMPORTANCE_TRIALS:
         return None
     copy = optuna.create_study(direction="minimize" if name == "gflops" else "maximize")
     for t, v in usable:
@@ -271,6 +280,7 @@ def report_data(study: optuna.Study) -> ReportData:
         ua = t.user_attrs
         cand = ua.get("candidate") or {}
         top1 = ua.get("top1_partial") if kind == "stopped early" else ua.get("top1")
+        tp = throughput_of(study, t) or {}
         p = Point(
             trial=t.number,
             reducer=str(cand.get("reducer", t.params.get("reducer", "?"))),
@@ -280,7 +290,8 @@ def report_data(study: optuna.Study) -> ReportData:
             measured=top1 is not None,
             pareto=t.number in on_front,
             test_top1=(test_result(study, t) or {}).get("top1"),
-            img_s=(throughput_of(study, t) or {}).get("img_s"),
+            img_s=tp.get("img_s"),
+            img_s_range=(tp["img_s_min"], tp["img_s_max"]) if "img_s_min" in tp and "img_s_max" in tp else None,
             baseline=str(ua.get("baseline") or ""),
             tokens=ua.get("tokens"),
             schedule=schedule_text(cand.get("schedule") or {}),
@@ -296,9 +307,9 @@ def report_data(study: optuna.Study) -> ReportData:
 
     setups = sorted(
         {
-            f"{tp.get('device', '?')}, batch {tp.get('batch_size', '?')}, {tp.get('dtype', '?')}"
+            f"{m.get('device', '?')}, batch {m.get('batch_size', '?')}, {m.get('dtype', '?')}"
             for _, t in raw
-            if (tp := throughput_of(study, t))
+            if (m := throughput_of(study, t))
         }
     )
 
@@ -307,7 +318,8 @@ def report_data(study: optuna.Study) -> ReportData:
         t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("feasible") and "top1" in t.user_attrs
     ]
     feasible_numbers = {t.number for t in feasible}
-    gflops_ref = full or max((p.gflops for p in points), default=1.0) * 1.1
+    gflops_ref = budget or full or max((p.gflops for p in points), default=1.0) * 1.1  # the budget: the box a
+    # search can fill (from the unreduced model's FLOPs, the empty strip above the budget was most of it)
     history, hv, seen, best = [], [], [], None
     for t in trials:
         if not t.state.is_finished() or t.state == TrialState.FAIL:
@@ -319,6 +331,8 @@ def report_data(study: optuna.Study) -> ReportData:
         history.append({"trial": t.number, "top1": top1, "best": best})
         hv.append((t.number, hypervolume(seen, gflops_ref) / (100.0 * gflops_ref)))
 
+    searched = [t for t in trials if not t.user_attrs.get("baseline") and (
+        t.number in feasible_numbers or t.state == TrialState.PRUNED and "top1_partial" in t.user_attrs)]
     notes = []
     plotted = {p.trial for p in points}
     unplotted: dict[str, int] = {}
@@ -355,7 +369,8 @@ def report_data(study: optuna.Study) -> ReportData:
         throughput_setup="; ".join(setups),
         history=history,
         hypervolume=hv,
-        importances=_importances(feasible, objectives),
+        importances=_importances(searched, objectives),
+        importance_trials=len(searched),
         early_stop=early_stop_savings(trials, study.user_attrs.get("search_images")),
         notes=notes,
         min_throughput=spec.get("min_throughput"),
@@ -547,7 +562,8 @@ def figures(data: ReportData) -> dict[str, Any]:
         figs["importance"] = _layout(fig, "importance", "", height=max(300, 24 * len(params) * len(data.importances)))
         fig.update_layout(barmode="group")
     else:
-        figs["importance"] = _layout(_empty(fig, "too few feasible trials for importances"), "", "", height=200)
+        figs["importance"] = _layout(_empty(fig, f"too few searched trials for importances ({data.importance_trials}; "
+                                               f"at least {IMPORTANCE_TRIALS})"), "", "", height=200)
     return figs
 
 
@@ -562,6 +578,12 @@ th { border-bottom: 1px solid #999; } tr:nth-child(even) { background: #f6f6f6; 
 """
 
 
+def _speed(p: Point) -> str:
+    """img/s with the range of its repeats: two configs whose ranges overlap may swap places when timed again."""
+    lo, hi = p.img_s_range or (None, None)
+    return f"{p.img_s:.4g}" + (f" ({lo:.4g}–{hi:.4g})" if lo is not None and hi is not None else "")
+
+
 def _table(data: ReportData) -> str:
     from .export import arch_text, subnets_differ
 
@@ -570,13 +592,13 @@ def _table(data: ReportData) -> str:
     rows = []
     for p in points:
         test = f"{p.test_top1:.2f}" if p.test_top1 is not None else "–"
-        speed = f"{p.img_s:.4g}" if p.img_s else "–"
+        speed = _speed(p) if p.img_s else "–"
         tokens = "-".join(map(str, p.tokens)) if p.tokens else "–"
         arch = [arch_text(p.arch) or "–"] if subnets else []
         cells = [str(p.trial), p.reducer, p.baseline, *arch, tokens, f"{p.top1:.2f}", test, f"{p.gflops:.4g}", speed]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     head = ["trial", "reducer", "baseline", *(["subnet"] if subnets else []), "tokens per block", "search top-1",
-            "test top-1", "GFLOPs", "img/s"]
+            "test top-1", "GFLOPs", "img/s (slowest–fastest repeat)"]
     return (
         "<table><thead><tr>"
         + "".join(f"<th>{h}</th>" for h in head)
@@ -615,6 +637,8 @@ def render_html(data: ReportData, figs: Mapping[str, Any] | None = None) -> str:
             div_id=div_id,
             config={"displaylogo": False, "responsive": True},
         )
+        if div_id == "importance" and data.importances:
+            caption += f" {data.importance_trials} searched trials."
         sections.append(f'<section><h2>{title}</h2><p class="caption">{caption}</p>{div}</section>')
     notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in data.notes)
     payload = json.dumps(data.to_dict(), default=str).replace("</", "<\\/")

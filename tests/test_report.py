@@ -72,7 +72,8 @@ def _trial(
     elif top1 is not None:
         ua.update(top1=top1, top5=top1 + 10, feasible=True, images_evaluated=500)
         if img_s:
-            ua["throughput"] = {"img_s": img_s, "device": "cpu: test", "batch_size": 16, "dtype": "float32"}
+            ua["throughput"] = {"img_s": img_s, "img_s_min": img_s - 50, "img_s_max": img_s + 40, "device": "cpu: test",
+                                "batch_size": 16, "dtype": "float32"}
         values = [top1, gflops]
     else:
         values = None
@@ -120,7 +121,8 @@ def make_study(storage: str, name: str = "synthetic") -> optuna.Study:
     for t in pareto_trials(study):  # what optimize stores after re-evaluating the Pareto set on the test split,
         study.set_user_attr(f"test:{t.number}", {"top1": t.user_attrs["top1"] - 0.4, "top5": 95.0, "images": 300})
         if "throughput" not in t.user_attrs:  # and timing those the search did not time
-            tp = {"img_s": 1000.0 + t.number, "device": "cpu: test", "batch_size": 16, "dtype": "float32"}
+            tp = {"img_s": 1000.0 + t.number, "img_s_min": 950.0 + t.number, "img_s_max": 1040.0 + t.number,
+                  "device": "cpu: test", "batch_size": 16, "dtype": "float32"}
             study.set_user_attr(f"throughput:{t.number}", tp)
     return study
 
@@ -169,7 +171,7 @@ def test_report_data_has_one_point_per_finished_trial(study: optuna.Study) -> No
     hv = [v for _, v in data.hypervolume]
     assert hv == sorted(hv) and 0 < hv[-1] <= 1
     front_pts = [(data.point(n).gflops, data.point(n).top1) for n in data.front]
-    assert hv[-1] == pytest.approx(hypervolume(front_pts, FULL) / (100 * FULL))
+    assert hv[-1] == pytest.approx(hypervolume(front_pts, BUDGET) / (100 * BUDGET))  # the box up to the budget
     assert set(data.importances) == {"top1", "gflops"} and "reducer" in data.importances["top1"]
     assert data.throughput_setup == "cpu: test, batch 16, float32"
     # img/s: the baselines timed in their trials (as under a throughput constraint) and the front timed at the end
@@ -392,6 +394,28 @@ def test_pareto_configs_with_equal_token_counts_share_one_line(study: optuna.Stu
     assert len(shared) == 1 and f"#{data.points[b].trial} " in shared[0].name
     assert data.points[a].hover in shared[0].hovertext[0] and data.points[b].hover in shared[0].hovertext[0]
     assert len(lines) == len({tuple(p.tokens) for p in data.points if p.trial in data.front and p.tokens})
+
+
+def test_importances_are_of_the_searched_trials_alone(study: optuna.Study) -> None:
+    """The published recipes (fixed points: every profile weight 1) made w5 and target look important and the reducer,
+    which alone sets them apart, not; 6 complete trials of 15 sufficed (until 2026-12-08)."""
+    data = report_data(study)
+    assert data.importance_trials == 10  # 8 searched, 2 stopped early at their partial top-1; not the 3 recipes
+    assert "10 searched trials." in render_html(data)
+    few = optuna.create_study(directions=["maximize", "minimize"])
+    for k, v in study.user_attrs.items():
+        few.set_user_attr(k, v)
+    few.add_trials(study.trials[:12])  # the recipes, 8 searched and one stopped early
+    data = report_data(few)
+    assert data.importances == {} and "too few searched trials for importances (9; at least 10)" in render_html(data)
+
+
+def test_the_img_s_of_the_pareto_table_show_the_range_of_their_repeats(study: optuna.Study) -> None:
+    """Two configs 30 % apart in img/s swapped places when timed again: the range says how far apart they are."""
+    data = report_data(study)
+    page = render_html(data)
+    assert "img/s (slowest–fastest repeat)" in page and "<td>1009 (959–1049)</td>" in page  # trial 9, timed at the end
+    assert "880 (830–920) img/s" in data.point(1).hover  # the rapid recipe, timed in its trial
 
 
 def test_importances_of_equal_weight_come_in_name_order() -> None:
