@@ -36,11 +36,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     test = load_splits({"kind": "fashion-mnist"})["test"]
+    images = min(args.limit or len(test), len(test))
+    if not args.json:
+        print(f"test top-1 on {images:,} of the {len(test):,} test images", flush=True)
     rows = []
 
     def row(model_name: str, what: str, model: torch.nn.Module, gflops: float, **extra) -> None:
         acc = evaluate(model, test, limit=args.limit)
-        rows.append({"model": model_name, "subnet": what, "gflops": gflops, "test_top1": acc.top1, **extra})
+        rows.append({"model": model_name, "subnet": what, "gflops": gflops, "test_top1": acc.top1, "test_images": acc.n,
+                     **extra})
         if not args.json:
             print(f"{model_name:<19} {what:<44} {gflops:8.4f} GFLOPs  {acc.top1:6.2f}%", flush=True)
 

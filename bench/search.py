@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import statistics
 import sys
 import time
@@ -315,14 +316,14 @@ def part_overhead(args) -> None:
 
 
 def part_scale(args) -> None:
-    """1 worker on one thread, 2 workers on one thread each (the target's comparison), and 1 worker on every core
-    (what a single ``optimize`` uses by default), one after another, once per seed (the rate of one study depends
-    on its trajectory: how many candidates it stops early), then the ratios' mean and standard error. The rate is
-    of the trials: candidates evaluated over the span from the first trial's start to the last one's end, the same
-    for each configuration ("start-up": the rest of the loop's wall time, spawning the workers and loading the model
-    and data in each; "whole call" adds loading the model and data in this process, and testing and timing the
-    Pareto set at the end). And a check that no trial is lost or duplicated: numbers 0..N-1, none failed, none left
-    running or waiting."""
+    """1 worker on one thread, 2 workers on one thread each (the target's comparison), and 1 worker on every core (what
+    a single ``optimize`` uses by default), one after another in an order shuffled by the seed, once per seed (the
+    rate of one study depends on its trajectory: how many candidates it stops early), then the ratios' mean and
+    standard error. The rate is of the trials: candidates evaluated over the span from the first trial's start to
+    the last one's end, the same for each configuration ("start-up": the rest of the loop's wall time, spawning the
+    workers and loading the model and data in each; "whole call" adds loading the model and data in this process,
+    and testing and timing the Pareto set at the end). And a check that no trial is lost or duplicated: numbers
+    0..N-1, none failed, none left running or waiting."""
     import os
 
     import torch
@@ -335,7 +336,8 @@ def part_scale(args) -> None:
           "start-up | whole call | none lost or duplicated | speed-up |\n" + "|---" * 12 + "|")
     rates: dict[tuple[int, int], list[float]] = {c: [] for c in configs}
     for seed in range(args.scale_seeds):
-        for workers, each in configs:
+        rows = {}
+        for workers, each in random.Random(seed).sample(configs, len(configs)):  # a drift in load favours no one
             out = args.out / f"scale-s{seed}-{workers}w{each}t-{time.strftime('%Y%m%d-%H%M%S')}"
             spec = StudySpec.from_yaml(SPECS[model]).override(  # the end's test evaluation is not in the rate
                 budget=f"{budget}%", trials=n, workers=workers, seed=seed, test_images=500,
@@ -359,15 +361,18 @@ def part_scale(args) -> None:
             rate = len(trials) / (span / 60)
             rates[workers, each].append(rate)
             ms = 1e3 * sum(t.user_attrs.get("eval_s", 0.0) for t in trials) / max(res.stats["images_evaluated"], 1)
-            startup = res.stats["wall_s"] - span
-            args.scale[f"scale|{model}|{budget}|s{seed}|{workers}x{each}"] = {
+            rows[workers, each] = {
                 "stats": res.stats, "trials": len(trials), "span_s": span, "trials_per_min": rate,
-                "startup_s": startup, "whole_s": whole, "intact": intact, "speedup": rate / rates[configs[0]][-1],
+                "startup_s": res.stats["wall_s"] - span, "whole_s": whole, "intact": intact, "ms_per_image": ms,
             }
+        for row in rows.values():
+            row["speedup"] = row["trials_per_min"] / rows[configs[0]]["trials_per_min"]
+        for workers, each in configs:  # printed in one order, whichever ran first
+            row = args.scale[f"scale|{model}|{budget}|s{seed}|{workers}x{each}"] = rows[workers, each]
             print(
-                f"| {seed} | {workers} | {each} | {span:.0f} s | {rate:.2f} | {len(trials)} | "
-                f"{res.stats['repeats']} | {ms:.2f} | {startup:.0f} s | {whole:.0f} s | {intact} | "
-                f"{rate / rates[configs[0]][-1]:.2f}x |",
+                f"| {seed} | {workers} | {each} | {row['span_s']:.0f} s | {row['trials_per_min']:.2f} | "
+                f"{row['trials']} | {row['stats']['repeats']} | {row['ms_per_image']:.2f} | {row['startup_s']:.0f} s | "
+                f"{row['whole_s']:.0f} s | {row['intact']} | {row['speedup']:.2f}x |",
                 flush=True,
             )
     print()
