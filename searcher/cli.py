@@ -289,10 +289,13 @@ def cmd_optimize(args: argparse.Namespace) -> int | None:
     st = result.stats
     repeats = f"{st['repeats']} repeats of an earlier candidate, " if st["repeats"] else ""
     repeats += f"{st['over_budget']} draw{'s' * (st['over_budget'] > 1)} over the budget, " if st["over_budget"] else ""
+    feasible = f"{100 * st['feasible_share']:.0f}% feasible" + (
+        f" ({st['untimed']} left out: not timed under the throughput floor, stopped early or dominated)"
+        if st["untimed"] else "")
     text = (
         f"study {spec.name}: {st['trials']} trial{'s' * (st['trials'] != 1)} ({describe_early_stop(st)}, {repeats}"
         f"{st['failed']} failed), "
-        f"{100 * st['feasible_share']:.0f}% feasible; budget {result.budget:.4g} of {result.full_gflops:.4g} "
+        f"{feasible}; budget {result.budget:.4g} of {result.full_gflops:.4g} "
         f"GFLOPs\n\nPareto set (re-evaluated on the test split):\n{table}\n\nwritten to {result.out}/"
     )
     emit(args, summary, text)

@@ -2005,6 +2005,10 @@ def _stats(study: optuna.Study, ctx: _Context, wall: float) -> dict[str, Any]:
         t for t in finished if is_repeat(t) or (
             not ctx.over_budget(t.user_attrs.get("gflops", math.inf)) and "infeasible" not in t.user_attrs)
     ]
+    # under a throughput floor, a candidate never timed (dominated, or stopped early) may be on either side of it
+    untimed = [t for t in feasible if not is_repeat(t) and throughput_of(study, t) is None
+               ] if ctx.min_throughput is not None else []
+    judged = len(finished) - len(untimed)
     work = sum(t.user_attrs.get(k, 0.0) for t in finished for k in ("eval_s", "throughput_s"))
     waited = sum(t.user_attrs.get("wait_s", 0.0) for t in finished)  # for other processes' timings: not overhead
     trial_wall = sum(
@@ -2018,7 +2022,8 @@ def _stats(study: optuna.Study, ctx: _Context, wall: float) -> dict[str, Any]:
         "over_budget": sum(map(is_over_budget, finished)),  # draws over the budget, recorded unevaluated
         "complete": sum(t.state == TrialState.COMPLETE for t in finished),
         "failed": sum(t.state == TrialState.FAIL for t in trials),
-        "feasible_share": len(feasible) / max(len(finished), 1),
+        "feasible_share": (len(feasible) - len(untimed)) / max(judged, 1),  # of the trials with a verdict
+        "untimed": len(untimed),
         **early_stop_savings(finished, ctx.search_images),  # repeats end as pruned too, with no evaluation
         "overhead_share": max(0.0, 1 - (work + waited) / trial_wall) if trial_wall else None,
         "wait_share": waited / trial_wall if trial_wall else None,  # waiting for the device lock

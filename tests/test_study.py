@@ -145,7 +145,8 @@ def test_an_unreachable_throughput_floor_times_every_evaluated_candidate(
         assert t.user_attrs["infeasible"].startswith("below the throughput floor")
     assert res.pareto == []
     # the summary's share counts the floor too (it said 100 % feasible until 2026-12-07)
-    assert res.stats["feasible_share"] == sum(map(is_repeat, res.study.trials)) / res.stats["trials"] < 1
+    judged = res.stats["trials"] - res.stats["untimed"]  # not the stopped early: never timed, either side of it
+    assert res.stats["feasible_share"] == sum(map(is_repeat, res.study.trials)) / judged < 1
 
 
 def test_a_throughput_floor_times_only_candidates_that_could_be_pareto_optimal(tiny_spec: StudySpec,
@@ -174,6 +175,8 @@ def test_a_throughput_floor_times_only_candidates_that_could_be_pareto_optimal(t
     export_run(res.study, tmp_path / "run")
     frame = pd.read_csv(tmp_path / "run" / "trials.csv").set_index("trial")
     assert frame.loc[[t.number for t in skipped], "not_timed"].str.startswith("dominated by the front").all()
+    # and the summary's share is of the trials with a verdict (the untimed counted as feasible until 2026-12-08)
+    assert res.stats["untimed"] == len(skipped) and frame.loc[[t.number for t in skipped], "feasible"].isna().all()
 
 
 def test_with_throughput_as_an_objective_a_faster_config_joins_the_front() -> None:
