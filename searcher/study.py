@@ -760,13 +760,47 @@ def load_study(name: str | None, storage_url: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage)
 
 
+class _Searched:
+    """The study as a sampler that searches the parameters every complete trial shares (NSGA-II, GP) must see it:
+    without the trials of fixed candidates (a published schedule the space cannot draw runs as a trial without
+    parameters, which would leave those samplers nothing to search: every later draw random)."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(self, *args: Any, **kwargs: Any) -> list[optuna.trial.FrozenTrial]:
+        return [t for t in self._study._get_trials(*args, **kwargs) if "fixed_candidate" not in t.user_attrs]
+
+    def get_trials(self, *args: Any, **kwargs: Any) -> list[optuna.trial.FrozenTrial]:
+        return [t for t in self._study.get_trials(*args, **kwargs) if "fixed_candidate" not in t.user_attrs]
+
+
+class _NSGAII(optuna.samplers.NSGAIISampler):
+    def infer_relative_search_space(self, study: Any, trial: Any) -> Any:
+        return super().infer_relative_search_space(_Searched(study), trial)
+
+    def sample_relative(self, study: Any, trial: Any, search_space: Any) -> Any:
+        return super().sample_relative(_Searched(study), trial, search_space)
+
+
+class _GP(optuna.samplers.GPSampler):
+    def infer_relative_search_space(self, study: Any, trial: Any) -> Any:
+        return super().infer_relative_search_space(_Searched(study), trial)
+
+    def sample_relative(self, study: Any, trial: Any, search_space: Any) -> Any:
+        return super().sample_relative(_Searched(study), trial, search_space)
+
+
 def _sampler(name: str, seed: int, n_objectives: int) -> optuna.samplers.BaseSampler:
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
+        return _NSGAII(seed=seed, population_size=20)
     if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
+        return _GP(seed=seed)
     with experimental():
         return optuna.samplers.TPESampler(
             seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=10
