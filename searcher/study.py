@@ -39,7 +39,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -778,20 +778,22 @@ class _Searched:
         return [t for t in self._study.get_trials(*args, **kwargs) if "fixed_candidate" not in t.user_attrs]
 
 
-class _NSGAII(optuna.samplers.NSGAIISampler):
+class _SearchedOnly:
+    """A sampler mixin: the relative search space and draws of :class:`_Searched` (the rest sees the whole study)."""
+
     def infer_relative_search_space(self, study: Any, trial: Any) -> Any:
-        return super().infer_relative_search_space(_Searched(study), trial)
+        return super().infer_relative_search_space(cast(optuna.Study, _Searched(study)), trial)  # type: ignore[misc]
 
     def sample_relative(self, study: Any, trial: Any, search_space: Any) -> Any:
-        return super().sample_relative(_Searched(study), trial, search_space)
+        return super().sample_relative(cast(optuna.Study, _Searched(study)), trial, search_space)  # type: ignore[misc]
 
 
-class _GP(optuna.samplers.GPSampler):
-    def infer_relative_search_space(self, study: Any, trial: Any) -> Any:
-        return super().infer_relative_search_space(_Searched(study), trial)
+class _NSGAII(_SearchedOnly, optuna.samplers.NSGAIISampler):
+    pass
 
-    def sample_relative(self, study: Any, trial: Any, search_space: Any) -> Any:
-        return super().sample_relative(_Searched(study), trial, search_space)
+
+class _GP(_SearchedOnly, optuna.samplers.GPSampler):
+    pass
 
 
 def _sampler(name: str, seed: int, n_objectives: int) -> optuna.samplers.BaseSampler:
