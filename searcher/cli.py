@@ -326,6 +326,9 @@ class _Parser(argparse.ArgumentParser):
     commands' own errors are, instead of the usage block and the message."""
 
     def error(self, message: str) -> NoReturn:
+        if message.endswith("expected one argument"):  # `--budget -10%`: argparse reads -10% as an option
+            option = message.removeprefix("argument ").split(":")[0].split("/")[-1]
+            message += f" (a value that begins with '-' is read as an option: write {option}=VALUE)"
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
 
 

@@ -406,6 +406,9 @@ def load_config(
     (wrong version, unknown fields or ops, wrong depth, other weights, a config of another model) raise
     :class:`~searcher.errors.SearcherError` subclasses.
     """
+    if weights is not None and not isinstance(weights, (str, os.PathLike)):  # a state dict: an OSError, 150 KB long
+        raise ConfigError(f"weights must be the path (or URL) of a weights file, got {type(weights).__name__}; "
+                          "save a state dict first (safetensors.torch.save_file or torch.save)")
     if isinstance(path, Mapping):
         return _load(validate_config(path), "config", weights, verify)[0]
     if not isinstance(path, (str, os.PathLike)):  # a list was a TypeError from pathlib

@@ -17,7 +17,7 @@ from .errors import ConfigError
 
 __all__ = ["Budget", "parse_budget", "parse_rate", "format_gflops", "written_as"]
 
-_NUMBER = r"([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?|[0-9]+\.)"
+_NUMBER = r"(-?(?:[0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?|[0-9]+\.))"  # signed: a negative one is named as such
 _FLOPS_RE = re.compile(rf"{_NUMBER} ?([kmgt]?)flops", re.IGNORECASE)
 _PERCENT_RE = re.compile(rf"{_NUMBER} ?%", re.IGNORECASE)
 _RATE_RE = re.compile(rf"{_NUMBER} ?(?:img|images?)/s", re.IGNORECASE)
@@ -84,7 +84,7 @@ def written_as(text: str | Budget, gflops: float) -> bool:
     m = _FLOPS_RE.fullmatch(str(text).strip())
     if not m:
         return False
-    mantissa = re.split("e", m.group(1), flags=re.IGNORECASE)[0]
+    mantissa = re.split("e", m.group(1).lstrip("-"), flags=re.IGNORECASE)[0]
     digits = len(mantissa.replace(".", "").lstrip("0"))
     if digits < 4:
         return False

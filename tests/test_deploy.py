@@ -109,6 +109,8 @@ def test_the_autoformer_config_is_its_subnet_with_anchored_positions(configs: di
     assert searcher.patch.token_state(model).schedule.positions == "anchored"
     with pytest.raises(ConfigError, match="load_config takes a config file or a config mapping, got list"):
         load_config([1, 2])  # type: ignore[arg-type]  # was a TypeError from pathlib
+    with pytest.raises(ConfigError, match=r"weights must be the path \(or URL\) of a weights file, got dict"):
+        load_config(configs["fashion-autoformer"], weights={"cls_token": 0})  # type: ignore[arg-type]  # an OSError
 
 
 # ---------------------------------------------------------------------------------------------- bad configs

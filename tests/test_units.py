@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 from hypothesis import assume, given
@@ -101,6 +102,15 @@ def test_rejected_budgets_show_accepted_forms(text: str) -> None:
         parse_budget(text)
     assert BUDGET_FORMS in str(e.value)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("text, why", [("-3GFLOPs", "must be a finite positive number"),
+                                       ("-10%", "must be a share in (0%, 100%)"),
+                                       ("-5img/s", "must be a finite positive number")])
+def test_negative_values_are_named_as_such(text: str, why: str) -> None:
+    """They were "cannot read", as if misspelt (until 2026-12-08); zero always said why."""
+    with pytest.raises(ConfigError, match=re.escape(f"{text!r} {why}")):
+        (parse_rate if "img/s" in text else parse_budget)(text)
 
 
 @pytest.mark.parametrize("value", [3.3, 0, None, True])
