@@ -1939,14 +1939,18 @@ def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_u
     if old_model and any(old_model.get(k) != model.get(k) for k in same):
 
         def name(m: dict[str, Any]) -> str:
-            return f"{m.get('name')} {(m.get('sha256') or '')[:12]}".strip()
+            return f"{m.get('name')}" + (f" (weights sha256 {m['sha256'][:12]}…)" if m.get("sha256") else "")
 
-        changes.append(f"the model {name(old_model)}, not {name(model)}")
-        if old_model.get("checkpoint") == model.get("checkpoint") and all(
-                old_model.get(k) == model.get(k) for k in same if k != "sha256"):  # a URL's bytes changed
+        if all(old_model.get(k) == model.get(k) for k in same if k != "sha256"):  # the weights' bytes changed
             from .models import download_hint
 
-            changes[-1] += download_hint(model.get("checkpoint", ""))
+            where = f" of {model['checkpoint']}" if model.get("checkpoint") else ""
+            changes.append(f"other weights{where}: sha256 {str(old_model.get('sha256'))[:12]}… then, "
+                           f"{str(model.get('sha256'))[:12]}… now")
+            if old_model.get("checkpoint") == model.get("checkpoint"):  # a URL's download changed
+                changes[-1] += download_hint(model.get("checkpoint", ""))
+        else:
+            changes.append(f"the model {name(old_model)}, not {name(model)}")
     if changes:
         raise ConfigError(
             f"study {spec.name!r} in {_redact(storage_url)} was run with {'; '.join(changes)}: resume it with "
