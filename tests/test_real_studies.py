@@ -561,3 +561,14 @@ def test_a_supernet_without_an_architecture_section_searches_its_largest_subnet(
     config = export_study(res.study, res.out).files[0]
     model = load_config(config)  # the deployer's model: the largest subnet, reduced (refused until 2026-12-08)
     assert len(model.blocks) == largest["depth"] and model.blocks[0].attn.num_heads == largest["num_heads"][0]
+
+
+def test_a_relative_file_url_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``file://deit_s.pth`` names a host, not a file here: "[Errno 21] Is a directory: '.'" until 2026-12-08."""
+    from searcher.models import create_model, local_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    path = _checkpoint("deit_small_patch16_224", tmp_path / "deit_s.pth")
+    assert local_checkpoint(Path(path).as_uri()) == Path(path)
+    with pytest.raises(ConfigError, match=r"file://deit_s.pth is not a file URL of a local path: .*file:///abs/path"):
+        create_model("deit_small_patch16_224", checkpoint="file://deit_s.pth", **SMALL)

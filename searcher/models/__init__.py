@@ -148,7 +148,11 @@ def local_checkpoint(path_or_url: str | Path) -> Path:
 
     text = str(path_or_url)
     if text.startswith("file://"):
-        return Path(url2pathname(urlparse(text).path))
+        url = urlparse(text)
+        if url.netloc not in ("", "localhost") or not url.path:  # file://deit_s.pth: a host named deit_s.pth
+            raise ConfigError(f"{text} is not a file URL of a local path: a file URL is absolute "
+                              f"(file:///abs/path/weights.pth); give a relative path as a plain path")
+        return Path(url2pathname(url.path))
     if not text.startswith(("http://", "https://")):
         return Path(text)
     dst = download_path(text)
