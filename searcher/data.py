@@ -972,6 +972,9 @@ def resolve_data_spec(spec: dict | None, base_dir: str | Path | None = None,
                     out[name]["files"] = absolute(part["files"])
         if isinstance(out.get("classes"), str | Path) and Path(out["classes"]).expanduser().is_file():
             out["classes"] = absolute(out["classes"])  # a class-list file (else an ImageNet subset's name)
+        if isinstance(out.get("data_config"), dict) and splits:  # every field, as the splits were read with them:
+            # a config evaluated later on a model without timm's pretrained_cfg (AutoFormer) needs no defaults
+            out["data_config"] = data_config_for(out.get("model"), out["data_config"])
         if out.get("classes") is None and splits:
             classes = next(iter(splits.values())).classes
             subset = _imagenet_subset(out.get("model"))

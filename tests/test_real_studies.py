@@ -540,8 +540,8 @@ def test_an_autoformer_study_without_weights_is_refused(imagenet: Path, tmp_path
     assert not (tmp_path / "out").exists()
 
 
-def test_a_supernet_without_an_architecture_section_searches_its_largest_subnet(imagenet: Path,
-                                                                                 tmp_path: Path) -> None:
+def test_a_supernet_without_an_architecture_section_searches_its_largest_subnet(
+        imagenet: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Schedule-only search on a supernet's largest subnet (the issue's third arm): fashion-autoformer did it, an
     ``autoformer-*-supernet`` was refused ("give the space an 'architecture' section") until 2026-12-08."""
     d = {"name": "t", "model": "autoformer-t-supernet", "checkpoint": _checkpoint("autoformer-t", tmp_path / "t.pth"),
@@ -549,6 +549,7 @@ def test_a_supernet_without_an_architecture_section_searches_its_largest_subnet(
          "throughput_batch": 2, "throughput_repeats": 1,
          "data": {**yaml.safe_load((STUDIES / "autoformer-s-imagenet.yaml").read_text())["data"],
                   "search": str(imagenet / "train"), "test": str(imagenet / "val")}}
+    del d["data"]["data_config"]["crop_mode"]  # a user's data config, short of a field
     res = optimize(StudySpec.from_dict(d), tmp_path / "out", progress=False)
     largest = get_space("autoformer-t").largest().to_dict()
     assert res.context.source.full_arch(None) == largest and res.stats["failed"] == 0
@@ -561,6 +562,15 @@ def test_a_supernet_without_an_architecture_section_searches_its_largest_subnet(
     config = export_study(res.study, res.out).files[0]
     model = load_config(config)  # the deployer's model: the largest subnet, reduced (refused until 2026-12-08)
     assert len(model.blocks) == largest["depth"] and model.blocks[0].attn.num_heads == largest["num_heads"][0]
+    # the config records the data config the study read the images with, every field: evaluating it warned that
+    # AutoFormer "has no timm pretrained_cfg; using timm's default ImageNet crop_mode" (until 2026-12-08)
+    recorded = json.loads(config.read_text())["metrics"]["data"]["data_config"]
+    assert recorded["crop_mode"] == "center" and len(recorded) == 6
+    from searcher.cli import main
+
+    with caplog.at_level(logging.WARNING):
+        assert main(["evaluate", str(config), "--split", "test"]) in (0, None)
+    assert "pretrained_cfg" not in caplog.text, caplog.text
 
 
 def test_a_relative_file_url_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
