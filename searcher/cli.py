@@ -86,8 +86,12 @@ def cmd_data(args: argparse.Namespace) -> None:
     try:  # a model fine-tuned on the folders' classes: their sorted order, as optimize labels them
         splits = load_splits(spec, outputs=_outputs(study) if args.study else None)
     except DataError as e:
+        if args.study:
+            from .study import shipped_data_hint
+
+            raise shipped_data_hint(study, e) from None
         d = Path(args.data_dir or "").expanduser()
-        if (args.study or not args.data_dir or not d.is_dir() or not any(p.is_dir() for p in d.iterdir())
+        if (not args.data_dir or not d.is_dir() or not any(p.is_dir() for p in d.iterdir())
                 or any(d.glob("*-ubyte*")) or any(d.glob("*/*-ubyte*"))):  # not an image folder given instead
             raise
         raise DataError(f"{d} holds no Fashion-MNIST IDX files; an ImageNet-layout folder is described by a study "

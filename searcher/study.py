@@ -1139,6 +1139,17 @@ class OptimizeResult:
         return evaluate_test(self.study, self.context, trial, self.test_split, self.context.spec)
 
 
+def shipped_data_hint(spec: StudySpec, e: DataError) -> DataError:
+    """``e``, for a shipped spec with the way to point it at other folders (its data roots are the README's)."""
+    from .space import SHIPPED
+
+    if Path(spec.base_dir).resolve() != (SHIPPED / "studies").resolve():
+        return e
+    return DataError(f"{e}. The shipped spec {spec.name} reads its data there: for another folder, copy "
+                     f"{SHIPPED / 'studies' / spec.name}.yaml, edit its data roots and run the copy "
+                     "(--study my-spec.yaml)")
+
+
 def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
     from .models import ModelSource
 
@@ -1149,13 +1160,7 @@ def _context(spec: StudySpec) -> tuple[_Context, dict[str, Split]]:
     try:
         check_data(data, need=("search", "test"))
     except DataError as e:
-        from .space import SHIPPED
-
-        if Path(spec.base_dir).resolve() != (SHIPPED / "studies").resolve():
-            raise
-        raise DataError(f"{e}. The shipped spec {spec.name} reads its data there: for another folder, copy "
-                        f"{SHIPPED / 'studies' / spec.name}.yaml, edit its data roots and run the copy "
-                        "(--study my-spec.yaml)") from None
+        raise shipped_data_hint(spec, e) from None
     import torch
 
     with torch.device("meta"):  # the shapes alone, before the weights are fetched and the data decoded

@@ -146,7 +146,8 @@ def test_a_published_schedule_over_the_budget_is_evaluated_as_a_reference(
     assert ref.number not in {r["trial"] for r in res.pareto} and res.stats.get("over_budget", 0) == 0
 
 
-def test_missing_data_folders_are_reported_before_the_weights_are_fetched(tmp_path: Path) -> None:
+def test_missing_data_folders_are_reported_before_the_weights_are_fetched(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """The shipped spec as is, on a machine without ~/data/imagenet: the data error comes first (until 2026-12-08
     the weights came first: ViT-B's 350 MB from the hub, or a minute of retries offline, then the data error).
     Here the weights are a file that does not exist, whose error would otherwise come first."""
@@ -158,6 +159,12 @@ def test_missing_data_folders_are_reported_before_the_weights_are_fetched(tmp_pa
     with pytest.raises(DataError, match="ImageFolder root .*no-imagenet/train does not exist.* copy .*"
                                         "vit-b-imagenet.yaml, edit its data roots"):  # a shipped spec: copy it
         optimize(spec, tmp_path / "out", progress=False)
+    # `searcher data --study` of the shipped spec as is says so too (the bare "does not exist" until 2026-12-08)
+    from searcher.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # its ~/data/imagenet: not there
+    assert main(["data", "--study", "deit-s-imagenet"]) == 2
+    assert "deit-s-imagenet.yaml, edit its data roots" in capsys.readouterr().err
 
 def test_a_budget_out_of_range_is_refused_before_the_weights_and_the_data(
     imagenet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
