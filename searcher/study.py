@@ -111,6 +111,8 @@ class StudySpec:
                               f"{'an empty file' if d is None else type(d).__name__}")
         d.setdefault("name", path.stem)
         d.setdefault("base_dir", str(path.parent))
+        if isinstance(d.get("storage"), str):  # a relative file, as the spec's other paths: here, else beside it
+            d["storage"] = _storage_beside(d["storage"], path.parent)
         try:
             return cls.from_dict(d)
         except ConfigError as e:
@@ -265,6 +267,22 @@ class StudySpec:
 
 
 # ------------------------------------------------------------------------------------------------ storage
+def _storage_beside(url: str, base: Path) -> str:
+    """A spec's ``sqlite:///PATH`` or ``journal:PATH`` with a relative PATH: the working directory's when it exists
+    there, else the spec folder's (``base``), made absolute; other URLs as they are."""
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix):
+            rest = url[len(prefix):]
+            file, query = rest.split("?", 1) if prefix == "sqlite:///" and "?" in rest else (rest, None)
+            path = Path(file).expanduser()
+            if not file or path.is_absolute() or file == ":memory:":
+                return url
+            if not path.exists():
+                path = base / path
+            return prefix + str(path.resolve()) + (f"?{query}" if query is not None else "")
+    return url
+
+
 def default_storage(out: Path, workers: int) -> str:
     """SQLite for one worker; a journal file for several local workers (SQLite is not safe for that). A study
     begun in ``study.db`` stays there: several workers on it are refused rather than started on a new study."""

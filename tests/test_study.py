@@ -19,6 +19,7 @@ import optuna
 import pandas as pd
 import pytest
 import torch
+import yaml
 from timm.models.vision_transformer import VisionTransformer
 
 from searcher.cli import main
@@ -1192,3 +1193,24 @@ def test_waiting_for_another_process_s_timing_is_neither_evaluation_nor_overhead
     wall = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in res.study.trials)
     assert res.stats["wait_share"] == pytest.approx(sum(t.user_attrs["wait_s"] for t in res.study.trials) / wall)
     assert res.stats["overhead_share"] < 0.5  # the wait is not overhead: 1 - (eval + timing + wait) / wall
+
+
+def test_a_relative_storage_in_a_spec_lies_beside_it(tiny_spec: StudySpec, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the spec's checkpoint and data roots: the working directory's file when there is one, else the spec
+    folder's. It was the working directory's alone (until 2026-12-08), so the study moved with the shell's cwd."""
+    folder, elsewhere = tmp_path / "specs", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    d = {k: v for k, v in tiny_spec.to_dict().items() if k != "base_dir"}
+    (folder / "s.yaml").write_text(yaml.safe_dump({**d, "storage": "sqlite:///study-here.db", "trials": 1}))
+    monkeypatch.chdir(elsewhere)
+    spec = StudySpec.from_yaml(folder / "s.yaml")
+    assert spec.storage == f"sqlite:///{folder / 'study-here.db'}"
+    optimize(spec, tmp_path / "out", progress=False)
+    assert (folder / "study-here.db").is_file() and not (elsewhere / "study-here.db").exists()
+    from searcher.export import study_target
+
+    assert study_target(str(folder / "s.yaml"))[2] == spec.storage  # export --study s.yaml finds it
+    (elsewhere / "study-here.db").write_bytes((folder / "study-here.db").read_bytes())  # the working directory's
+    assert StudySpec.from_yaml(folder / "s.yaml").storage == f"sqlite:///{elsewhere / 'study-here.db'}"
