@@ -722,7 +722,7 @@ def to_onnx(
     opset = _check_opset(opset)
     out = Path(out)
     if images < 1:
-        raise ConfigError(f"--images must be at least 1, got {images}")
+        raise ConfigError(f"images (--images) must be at least 1, got {images}")
     if isinstance(config, Mapping):
         where, cfg = "config", validate_config(config)
     else:

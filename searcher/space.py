@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -240,8 +241,8 @@ def yaml_number_hint(v: Any) -> str:
         number = float(v) if isinstance(v, str) else None
     except ValueError:
         number = None
-    if number is None or not math.isfinite(number):
-        return ""
+    if number is None or not math.isfinite(number) or re.fullmatch(r"[+-]?[0-9]+(\.[0-9]*)?", v.strip()):
+        return ""  # not a number, or one that YAML reads as such unless it is quoted (or given from Python)
     import numpy as np
 
     forms = [np.format_float_scientific(number, unique=True, exp_digits=2)]

@@ -177,7 +177,7 @@ def test_cli_writes_a_checked_static_batch_onnx(
     [
         (["--opset", "16"], "--opset must be an integer from 17 to 20"),
         (["--batch", "0"], "--batch must be a positive integer or 'dynamic'"),
-        (["--images", "0"], "--images must be at least 1"),
+        (["--images", "0"], "images (--images) must be at least 1"),
     ],
 )
 def test_cli_bad_options_exit_2(

@@ -481,6 +481,9 @@ def test_yaml_numbers_read_as_text_and_directories_say_what_to_write(tmp_path: P
     with pytest.raises(ConfigError, match=r"rapid.lambda.high must be a number, got '1e2' \(YAML reads 1e2 as text: "
                                           r"write 100 or 1.e\+02\)"):
         SearchSpace.from_dict({"reducers": ["rapid"], "rapid": {"lambda": {"low": 1, "high": "1e2"}}})
+    # a quoted plain number is text because of its quotes (or a Python str): "YAML reads 5 as text" misled
+    with pytest.raises(ConfigError, match=r"rapid.lambda.high must be a number, got '5'$"):
+        SearchSpace.from_dict({"reducers": ["rapid"], "rapid": {"lambda": {"low": 1, "high": "5"}}})
     with pytest.raises(ConfigError, match=f"{tmp_path} is a directory; give a search space YAML file in it"):
         SearchSpace.from_yaml(tmp_path)
 
