@@ -493,9 +493,10 @@ def test_the_yaml_number_hint_keeps_every_digit_and_reads_back_as_a_number() -> 
 
     from searcher.space import yaml_number_hint
 
-    for text, value in (("1.234e5", 123400.0), ("1.25e-3", 0.00125), ("1e-10", 1e-10), ("12345678", 12345678.0)):
+    for text, value in (("1.234e5", 123400.0), ("1.25e-3", 0.00125), ("1e-10", 1e-10), ("1e7", 1e7)):
         forms = yaml_number_hint(text).split("write ")[1].rstrip(")").split(" or ")
         assert all(yaml.safe_load(f"a: {f}")["a"] == value for f in forms), forms  # 1.2e+05 for 1.234e5 before
+    assert yaml_number_hint("12345678") == yaml_number_hint("2.5") == ""  # text only when quoted: nothing to rewrite
 
 
 def test_a_shipped_name_is_found_where_a_folder_of_that_name_exists(tmp_path: Path, monkeypatch) -> None:
