@@ -796,22 +796,30 @@ class _Searched:
         return [t for t in self._study.get_trials(*args, **kwargs) if "fixed_candidate" not in t.user_attrs]
 
 
-class _SearchedOnly:
-    """A sampler mixin: the relative search space and draws of :class:`_Searched` (the rest sees the whole study)."""
+class _NSGAII(optuna.samplers.NSGAIISampler):
+    """NSGA-II over the parameters of the searched trials. Only the search space is inferred without the fixed
+    candidates: its generations index trials by number, and a fixed candidate never draws, so it joins none."""
 
     def infer_relative_search_space(self, study: Any, trial: Any) -> Any:
-        return super().infer_relative_search_space(cast(optuna.Study, _Searched(study)), trial)  # type: ignore[misc]
+        return super().infer_relative_search_space(cast(optuna.Study, _Searched(study)), trial)
+
+
+# the stock sampler's storage keys: a study begun with it keeps its generations
+_NSGAII._GENERATION_KEY = optuna.samplers.NSGAIISampler._GENERATION_KEY
+_NSGAII._PARENT_CACHE_KEY_PREFIX = optuna.samplers.NSGAIISampler._PARENT_CACHE_KEY_PREFIX
+
+
+class _GP(optuna.samplers.GPSampler):
+    """GP over the searched trials: it reads every complete trial's parameters, so it sees none without them."""
+
+    def infer_relative_search_space(self, study: Any, trial: Any) -> Any:
+        return super().infer_relative_search_space(cast(optuna.Study, _Searched(study)), trial)
 
     def sample_relative(self, study: Any, trial: Any, search_space: Any) -> Any:
-        return super().sample_relative(cast(optuna.Study, _Searched(study)), trial, search_space)  # type: ignore[misc]
+        return super().sample_relative(cast(optuna.Study, _Searched(study)), trial, search_space)
 
-
-class _NSGAII(_SearchedOnly, optuna.samplers.NSGAIISampler):
-    pass
-
-
-class _GP(_SearchedOnly, optuna.samplers.GPSampler):
-    pass
+    def sample_independent(self, study: Any, trial: Any, name: str, distribution: Any) -> Any:
+        return super().sample_independent(cast(optuna.Study, _Searched(study)), trial, name, distribution)
 
 
 def _sampler(name: str, seed: int, n_objectives: int) -> optuna.samplers.BaseSampler:

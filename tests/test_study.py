@@ -543,19 +543,28 @@ def test_every_sampler_runs_a_study(
 
 @pytest.mark.parametrize("sampler", ["nsga2", "gp"])
 def test_a_published_recipe_the_space_cannot_draw_does_not_empty_the_sampler_s_space(
-    tiny_spec: StudySpec, tmp_path: Path, sampler: str
+    tiny_spec: StudySpec, tmp_path: Path, sampler: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A recipe outside the space (RAPID's τ = 0.7 under tau 0.8-0.9; DiffRate's schedule on DeiT-S) runs as a trial
     without parameters; NSGA-II and GP search the parameters every complete trial shares, so it left them none and
     every later draw was random (GP warned once per parameter and trial), until 2026-12-08."""
-    space = {**tiny_spec.to_dict()["space"], "rapid": {"tau": {"low": 0.8, "high": 0.9}}}
+    import searcher.study as S
+
+    # both recipes outside the space (τ, and ToMe's proportional attention): NSGA-II's generations index trials by
+    # number, and a view without them failed every trial (IndexError) in a first version of the fix
+    space = {**tiny_spec.to_dict()["space"], "rapid": {"tau": {"low": 0.8, "high": 0.9}}, "prop_attn": False}
+    nsga = S._NSGAII
+    monkeypatch.setattr(S, "_NSGAII", lambda seed, population_size: nsga(seed=seed, population_size=3))
     spec = StudySpec.from_dict({**tiny_spec.to_dict(), "space": space, "sampler": sampler, "trials": 12,
                                 "early_stop": False})
     res = optimize(spec, tmp_path / "run", progress=False)
     fixed = [t for t in res.study.trials if "fixed_candidate" in t.user_attrs]
-    assert len(fixed) == 1 and not fixed[0].params and fixed[0].state == optuna.trial.TrialState.COMPLETE
+    assert len(fixed) == 2 and all(not t.params and t.state == optuna.trial.TrialState.COMPLETE for t in fixed)
+    assert res.stats["failed"] == 0
     searched = res.study.sampler.infer_relative_search_space(res.study, res.study.trials[-1])
     assert {"reducer", "target", "w0"} <= set(searched), searched
+    if sampler == "nsga2":  # later generations bred (generation 0 for ever with one fixed recipe before)
+        assert max(t.system_attrs.get("NSGAIISampler:generation", 0) for t in res.study.trials) >= 1
 
 
 def test_gp_without_scipy_is_a_clear_error(tiny_spec: StudySpec, monkeypatch: pytest.MonkeyPatch) -> None:
