@@ -1976,8 +1976,10 @@ def _check_resume(study: optuna.Study, ctx: _Context, spec: StudySpec, storage_u
             from .models import download_hint
 
             where = f" of {model['checkpoint']}" if model.get("checkpoint") else ""
-            changes.append(f"other weights{where}: sha256 {str(old_model.get('sha256'))[:12]}… then, "
-                           f"{str(model.get('sha256'))[:12]}… now")
+            def sha(m: dict[str, Any]) -> str:
+                return f"sha256 {m['sha256'][:12]}…" if m.get("sha256") else "no file (timm's pretrained weights)"
+
+            changes.append(f"other weights{where}: {sha(old_model)} then, {sha(model)} now")
             if old_model.get("checkpoint") == model.get("checkpoint"):  # a URL's download changed
                 changes[-1] += download_hint(model.get("checkpoint", ""))
         else:
@@ -2029,8 +2031,10 @@ def _timed(trial: optuna.Trial, ctx: _Context, cand: Candidate) -> Throughput:
 
 
 def _waited(trial: optuna.Trial, seconds: float) -> None:
-    """Add ``seconds`` of waiting for the device lock to the trial's ``wait_s`` (neither work nor overhead)."""
-    trial.set_user_attr("wait_s", trial.user_attrs.get("wait_s", 0.0) + seconds)
+    """Add ``seconds`` of waiting for the device lock to the trial's ``wait_s`` (neither work nor overhead); no
+    storage write when it did not wait."""
+    if seconds > 0:
+        trial.set_user_attr("wait_s", trial.user_attrs.get("wait_s", 0.0) + seconds)
 
 
 def _measure(ctx: _Context, cand: Candidate) -> Throughput:
