@@ -252,10 +252,7 @@ class StudySpec:
         absolute; a URL as it is."""
         if not self.checkpoint or "://" in self.checkpoint:
             return self.checkpoint
-        path = Path(self.checkpoint).expanduser()
-        if not path.is_absolute() and not path.exists():
-            path = Path(self.base_dir) / path
-        return str(path.resolve())
+        return _here_or_beside(self.checkpoint, self.base_dir)
 
     def load_space(self) -> SearchSpace:
         if isinstance(self.space, dict):
@@ -274,13 +271,19 @@ def _storage_beside(url: str, base: Path) -> str:
         if url.startswith(prefix):
             rest = url[len(prefix):]
             file, query = rest.split("?", 1) if prefix == "sqlite:///" and "?" in rest else (rest, None)
-            path = Path(file).expanduser()
-            if not file or path.is_absolute() or file == ":memory:":
+            if not file or Path(file).expanduser().is_absolute() or file == ":memory:":
                 return url
-            if not path.exists():
-                path = base / path
-            return prefix + str(path.resolve()) + (f"?{query}" if query is not None else "")
+            return prefix + _here_or_beside(file, base) + (f"?{query}" if query is not None else "")
     return url
+
+
+def _here_or_beside(file: str, base: str | Path) -> str:
+    """A spec's path made absolute: a relative one is the working directory's when it exists there, else ``base``'s
+    (the spec's folder)."""
+    path = Path(file).expanduser()
+    if not path.is_absolute() and not path.exists():
+        path = Path(base) / path
+    return str(path.resolve())
 
 
 def default_storage(out: Path, workers: int) -> str:
@@ -792,9 +795,6 @@ class _Searched:
     def _get_trials(self, *args: Any, **kwargs: Any) -> list[optuna.trial.FrozenTrial]:
         return [t for t in self._study._get_trials(*args, **kwargs) if "fixed_candidate" not in t.user_attrs]
 
-    def get_trials(self, *args: Any, **kwargs: Any) -> list[optuna.trial.FrozenTrial]:
-        return [t for t in self._study.get_trials(*args, **kwargs) if "fixed_candidate" not in t.user_attrs]
-
 
 class _NSGAII(optuna.samplers.NSGAIISampler):
     """NSGA-II over the parameters of the searched trials. Only the search space is inferred without the fixed
@@ -1010,8 +1010,9 @@ def _objective(ctx: _Context, shared: bool = False):
         waited = lock.waited
 
         def evaluated() -> None:  # the seconds spent evaluating, not waiting for another process's timing
-            _waited(trial, lock.waited - waited)
-            trial.set_user_attr("eval_s", time.perf_counter() - t1 - reading - (lock.waited - waited))
+            wait = lock.waited - waited
+            _waited(trial, wait)
+            trial.set_user_attr("eval_s", time.perf_counter() - t1 - reading - wait)
 
         chunks = evaluate_chunks(  # each batch beside other evaluations, never beside a timing
             model, ctx.search, spec.batch_size, chunk=spec.chunk, limit=total, lock=lock
